@@ -1,0 +1,430 @@
+//! `kolokol bundle create`, `kolokol verify`, `kolokol inspect`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Subcommand};
+
+use super::newsroom::newsroom_dir;
+use super::{display, now};
+use crate::newsroom::article::{self, Format};
+use crate::newsroom::{Draft, MediaFile, Newsroom, Relation, read_manifest};
+use crate::proto::bundle::{BundleFile, FrameReader, FrameTag, verify_bundle_file};
+use crate::proto::limits::MAX_BLOB_BYTES;
+use crate::proto::{
+    BundleId, Head, KeyCertificate, Manifest, Revocation, StoryId, TrustPolicy, VerifiedBundle,
+    decode_unverified,
+};
+use crate::trust::TrustList;
+
+#[derive(Debug, Subcommand)]
+pub(super) enum BundleCommand {
+    /// Sign an article (Markdown or HTML) into a bundle file and print its id.
+    Create(CreateArgs),
+}
+
+/// Metadata flags shared by `bundle create` and (later) `publish`.
+#[derive(Debug, Args)]
+pub(crate) struct CreateArgs {
+    /// The article: Markdown (.md) or HTML (.html); YAML front matter may carry metadata.
+    pub(crate) article: PathBuf,
+    /// Newsroom folder [default: DATA_DIR/newsroom].
+    #[arg(long, env = "KOLOKOL_NEWSROOM")]
+    pub(crate) newsroom: Option<PathBuf>,
+    /// Headline [default: front matter, then the first heading].
+    #[arg(long)]
+    pub(crate) title: Option<String>,
+    /// Language tag, e.g. ru or en [default: front matter, then `und`].
+    #[arg(long)]
+    pub(crate) lang: Option<String>,
+    /// Author (repeatable).
+    #[arg(long = "author")]
+    pub(crate) authors: Vec<String>,
+    /// Section.
+    #[arg(long)]
+    pub(crate) section: Option<String>,
+    /// Original URL on the newsroom's site.
+    #[arg(long)]
+    pub(crate) url: Option<String>,
+    /// Summary for lists and feeds.
+    #[arg(long)]
+    pub(crate) summary: Option<String>,
+    /// First publication date [default: front matter, then now].
+    #[arg(long)]
+    pub(crate) date: Option<String>,
+    /// Image or other media file to include (repeatable); the article refers to it by file name.
+    #[arg(long = "image", value_name = "FILE")]
+    pub(crate) images: Vec<PathBuf>,
+    /// Story id: 32 hex digits, or the newsroom's own id for it; an existing story gets a new version.
+    #[arg(long)]
+    pub(crate) story: Option<String>,
+    /// Publish as a correction of this bundle's story (bundle id or .kolokol file).
+    #[arg(long, value_name = "ID", conflicts_with = "retract")]
+    pub(crate) correction_of: Option<String>,
+    /// Publish as a retraction of this bundle's story (bundle id or .kolokol file); the article is the notice.
+    #[arg(long, value_name = "ID")]
+    pub(crate) retract: Option<String>,
+    /// Also write the bundle file here.
+    #[arg(long)]
+    pub(crate) out: Option<PathBuf>,
+}
+
+impl CreateArgs {
+    /// Arguments for `article` with every option at its default.
+    pub(crate) fn new(article: PathBuf, newsroom: &Path) -> Self {
+        Self {
+            article,
+            newsroom: Some(newsroom.to_owned()),
+            title: None,
+            lang: None,
+            authors: Vec::new(),
+            section: None,
+            url: None,
+            summary: None,
+            date: None,
+            images: Vec::new(),
+            story: None,
+            correction_of: None,
+            retract: None,
+            out: None,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub(super) struct VerifyArgs {
+    /// Bundle files.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// A revocation file to apply (repeatable), besides those carried in the bundle files.
+    #[arg(long = "revocation", value_name = "FILE")]
+    revocations: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct InspectArgs {
+    /// A .kolokol file.
+    file: PathBuf,
+}
+
+pub(super) fn run_bundle(cmd: BundleCommand, data: &Path) -> Result<ExitCode> {
+    match cmd {
+        BundleCommand::Create(args) => {
+            let newsroom = Newsroom::open(&newsroom_dir(args.newsroom.clone(), data))?;
+            let out = args.out.clone();
+            let published = create(&newsroom, args)?;
+            if let Some(out) = out {
+                crate::trust::write_atomic(&out, &published.file.to_bytes())
+                    .with_context(|| format!("writing {}", display(&out)))?;
+                eprintln!("wrote {}", display(&out));
+            }
+            describe(
+                &published.bundle,
+                &newsroom.config().name,
+                &mut std::io::stderr(),
+            );
+            eprintln!("kept in {}", display(&published.path));
+            println!("{}", published.bundle.id());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn resolve_bundle(newsroom: &Newsroom, text: &str) -> Result<BundleId> {
+    if let Ok(id) = text.parse::<BundleId>() {
+        return Ok(id);
+    }
+    let path = Path::new(text);
+    if path.exists() {
+        return Ok(read_manifest(path)?.0);
+    }
+    let matches: Vec<BundleId> = newsroom
+        .published()?
+        .into_iter()
+        .map(|(_, id, _)| id)
+        .filter(|id| text.len() >= 8 && id.to_string().starts_with(text))
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok(*one),
+        [] => bail!(
+            "{text:?} is neither a bundle id, a bundle id prefix of this newsroom, nor a .kolokol file"
+        ),
+        _ => bail!("{text:?} matches several bundles; give more digits"),
+    }
+}
+
+/// Reads the article and media and signs the bundle.
+pub(crate) fn create(newsroom: &Newsroom, args: CreateArgs) -> Result<crate::newsroom::Published> {
+    let text = fs::read_to_string(&args.article).with_context(|| {
+        format!(
+            "{}: cannot read the article as UTF-8 text",
+            display(&args.article)
+        )
+    })?;
+    let art = article::parse(&text, Format::from_path(&args.article))
+        .with_context(|| display(&args.article))?;
+    let front = art.front;
+    let title = args
+        .title
+        .or(front.title)
+        .or(art.body_title)
+        .ok_or_else(|| {
+            anyhow!(
+                "{}: no title: pass --title or put `title:` in the front matter",
+                display(&args.article)
+            )
+        })?;
+    let mut authors = args.authors;
+    if authors.is_empty() {
+        authors = front.authors;
+        authors.extend(front.author);
+    }
+    let published = match args.date.or(front.date) {
+        Some(d) => Some(article::parse_date("date", &d).with_context(|| display(&args.article))?),
+        None => None,
+    };
+    let story = args.story.or(front.story).map(|s| {
+        s.parse::<StoryId>()
+            .unwrap_or_else(|_| StoryId::derive(&newsroom.root_public(), &s))
+    });
+    let mut media = Vec::new();
+    for path in &args.images {
+        let media_type = article::media_type_of(path)
+            .ok_or_else(|| anyhow!("{}: unsupported media type (png, jpeg, gif, webp, avif, svg, mp3, ogg, mp4, webm, pdf)", display(path)))?;
+        let meta = fs::metadata(path).with_context(|| display(path))?;
+        if meta.len() > MAX_BLOB_BYTES {
+            bail!(
+                "{}: {} bytes, more than the limit of {MAX_BLOB_BYTES} per file",
+                display(path),
+                meta.len()
+            );
+        }
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .filter(|n| crate::proto::is_safe_path(n))
+            .ok_or_else(|| anyhow!("{}: the file name is not usable in a bundle", display(path)))?
+            .to_owned();
+        if media.iter().any(|m: &MediaFile| m.name == name) {
+            bail!("{}: two media files are named {name}", display(path));
+        }
+        media.push(MediaFile {
+            name,
+            media_type: media_type.into(),
+            bytes: fs::read(path).with_context(|| display(path))?,
+        });
+    }
+    let relation = match (args.correction_of, args.retract) {
+        (Some(id), _) => Relation::CorrectionOf(resolve_bundle(newsroom, &id)?),
+        (None, Some(id)) => Relation::RetractionOf(resolve_bundle(newsroom, &id)?),
+        (None, None) => Relation::Story,
+    };
+    let draft = Draft {
+        title,
+        language: args.lang.or(front.lang).unwrap_or_else(|| "und".into()),
+        authors,
+        section: args.section.or(front.section),
+        original_url: args.url.or(front.url),
+        summary: args.summary.or(front.summary),
+        published,
+        body_html: art.html,
+        media,
+        story,
+        relation,
+    };
+    Ok(newsroom.publish(draft, now())?)
+}
+
+/// Prints what a verified bundle is.
+pub(crate) fn describe(bundle: &VerifiedBundle, publisher: &str, out: &mut dyn std::io::Write) {
+    let m = bundle.manifest();
+    let _ = writeln!(out, "  publisher:   {publisher} ({})", m.publisher);
+    let _ = writeln!(out, "  title:       {}", m.metadata.title);
+    let _ = writeln!(
+        out,
+        "  story:       {}  version {}  {}",
+        m.story,
+        m.version,
+        m.kind.as_str()
+    );
+    let _ = writeln!(out, "  sequence:    {}", m.sequence);
+    let _ = writeln!(out, "  language:    {}", m.metadata.language);
+    let _ = writeln!(out, "  signing key: certificate {}", m.certificate.short());
+    let _ = writeln!(out, "  signed at:   {}", m.signed_at);
+    let _ = writeln!(
+        out,
+        "  files:       {} ({} bytes)",
+        m.entries.len(),
+        m.total_size()
+    );
+    let _ = writeln!(out, "  bundle id:   {}", bundle.id());
+}
+
+fn read_bundle_file(path: &Path) -> Result<BundleFile> {
+    let f = fs::File::open(path).with_context(|| display(path))?;
+    BundleFile::read(std::io::BufReader::new(f)).with_context(|| display(path))
+}
+
+pub(super) fn verify(args: VerifyArgs, data: &Path) -> Result<ExitCode> {
+    let trust = TrustList::open(data)?;
+    let names: std::collections::HashMap<_, _> = trust
+        .list()?
+        .into_iter()
+        .map(|p| (p.root_key, p.name))
+        .collect();
+    let mut policy: TrustPolicy = trust.policy()?;
+    for path in &args.revocations {
+        let bytes = fs::read(path).with_context(|| display(path))?;
+        policy
+            .learn_revocation(&bytes)
+            .with_context(|| format!("{}: revocation rejected", display(path)))?;
+    }
+    // A revocation carried by any of the files applies to all of them.
+    let mut files = Vec::new();
+    for path in &args.files {
+        match read_bundle_file(path) {
+            Ok(f) => {
+                for r in &f.revocations {
+                    let _ = policy.learn_revocation(r);
+                }
+                files.push((path, Ok(f)));
+            }
+            Err(e) => files.push((path, Err(e))),
+        }
+    }
+    let now = now();
+    let mut failed = 0;
+    for (path, file) in files {
+        let result =
+            file.and_then(|f| verify_bundle_file(&policy, &f, now).map_err(anyhow::Error::from));
+        match result {
+            Ok(v) => {
+                println!("OK {}", display(path));
+                let name = names
+                    .get(&v.bundle.manifest().publisher)
+                    .map_or("?", |s| s.as_str());
+                describe(&v.bundle, name, &mut std::io::stdout());
+                if let Some(p) = policy.publisher(&v.bundle.manifest().publisher)
+                    && let Some(c) = p
+                        .certificates()
+                        .find(|c| c.id() == v.bundle.manifest().certificate)
+                {
+                    println!(
+                        "  signing key: {} (serial {}, valid {} to {})",
+                        c.signing_key, c.serial, c.not_before, c.not_after
+                    );
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("FAILED {}: {e:#}", display(path));
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!("{failed} of {} files failed verification", args.files.len());
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn inspect(args: InspectArgs) -> Result<ExitCode> {
+    let path = &args.file;
+    let f = fs::File::open(path).with_context(|| display(path))?;
+    let mut frames = FrameReader::new(std::io::BufReader::new(f)).with_context(|| display(path))?;
+    println!(
+        "UNVERIFIED contents of {} ({:?} file). Nothing below has been checked; use `kolokol verify`.",
+        display(path),
+        frames.kind()
+    );
+    let mut entries: Vec<crate::proto::Entry> = Vec::new();
+    let mut blob_index = 0;
+    loop {
+        let frame = match frames.next_frame() {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                eprintln!("error: {}: {e}", display(path));
+                return Ok(ExitCode::FAILURE);
+            }
+        };
+        let p = &frame.payload;
+        match frame.tag {
+            FrameTag::Certificate => match decode_unverified::<KeyCertificate>(p) {
+                Ok(c) => println!(
+                    "certificate #{}: publisher {} key {} valid {} to {}{}",
+                    c.serial,
+                    c.publisher,
+                    c.signing_key,
+                    c.not_before,
+                    c.not_after,
+                    if c.scope.languages.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" languages {:?}", c.scope.languages)
+                    }
+                ),
+                Err(e) => println!("certificate: undecodable: {e}"),
+            },
+            FrameTag::Revocation => match decode_unverified::<Revocation>(p) {
+                Ok(r) => println!(
+                    "revocation: key {} from {} ({})",
+                    r.key, r.effective_from, r.reason
+                ),
+                Err(e) => println!("revocation: undecodable: {e}"),
+            },
+            FrameTag::Head => match decode_unverified::<Head>(p) {
+                Ok(h) => println!(
+                    "head: sequence {} issued {} expires {}",
+                    h.sequence, h.issued_at, h.expires_at
+                ),
+                Err(e) => println!("head: undecodable: {e}"),
+            },
+            FrameTag::Manifest => match decode_unverified::<Manifest>(p) {
+                Ok(m) => {
+                    println!("manifest {}:", BundleId::of(p));
+                    println!("  publisher {}", m.publisher);
+                    println!("  title     {}", m.metadata.title);
+                    println!(
+                        "  language  {}  authors {:?}",
+                        m.metadata.language, m.metadata.authors
+                    );
+                    println!(
+                        "  story     {} version {} {} sequence {}",
+                        m.story,
+                        m.version,
+                        m.kind.as_str(),
+                        m.sequence
+                    );
+                    if let Some(s) = m.supersedes {
+                        println!("  supersedes {s}");
+                    }
+                    println!(
+                        "  signed at {} with certificate {}",
+                        m.signed_at, m.certificate
+                    );
+                    entries = m.entries;
+                    blob_index = 0;
+                }
+                Err(e) => println!("manifest: undecodable: {e}"),
+            },
+            FrameTag::Blob => {
+                let label = entries
+                    .get(blob_index)
+                    .map_or("(no entry)".to_string(), |e| {
+                        format!("{} {}", e.path, e.media_type)
+                    });
+                println!(
+                    "blob: {label}, {} bytes, blake3 {}",
+                    p.len(),
+                    crate::proto::BlobHash::of(p)
+                );
+                blob_index += 1;
+            }
+            FrameTag::End => {}
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,121 @@
+//! The `kolokol` command line.
+
+mod bundle;
+mod demo;
+mod newsroom;
+mod trust;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use crate::proto::Timestamp;
+
+/// Kolokol: carry signed news stories past censorship, peer to peer.
+#[derive(Debug, Parser)]
+#[command(name = "kolokol", version, about, long_about = None)]
+pub struct Cli {
+    /// Data directory (trust list, store, node identity).
+    #[arg(long, global = true, env = "KOLOKOL_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// More log output (-v, -vv); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the demo: a demo newsroom signs sample stories, and they are verified.
+    Demo(demo::DemoArgs),
+    /// Manage a newsroom's keys.
+    #[command(subcommand)]
+    Newsroom(newsroom::NewsroomCommand),
+    /// Create bundles from articles.
+    #[command(subcommand)]
+    Bundle(bundle::BundleCommand),
+    /// Verify bundle files against the trust list.
+    Verify(bundle::VerifyArgs),
+    /// Show what a file holds, without trusting it.
+    Inspect(bundle::InspectArgs),
+    /// Manage the trust list of publishers.
+    #[command(subcommand)]
+    Trust(trust::TrustCommand),
+}
+
+/// The data directory: `--data-dir`, `$KOLOKOL_DATA_DIR`, or the platform's.
+fn data_dir(cli_value: &Option<PathBuf>) -> Result<PathBuf> {
+    match cli_value {
+        Some(d) => Ok(d.clone()),
+        None => Ok(dirs::data_dir()
+            .context("no platform data directory is known here; pass --data-dir DIR")?
+            .join("kolokol")),
+    }
+}
+
+/// The current time.
+pub(crate) fn now() -> Timestamp {
+    Timestamp::from_system(std::time::SystemTime::now())
+}
+
+/// Parses `now`, a date (2026-05-01) or an RFC 3339 time.
+pub(crate) fn parse_time(text: &str) -> Result<Timestamp> {
+    if text == "now" {
+        return Ok(now());
+    }
+    crate::newsroom::article::parse_date("time", text).map_err(anyhow::Error::from)
+}
+
+/// Parses a duration such as `365d`, `12h` or `90days`.
+pub(crate) fn parse_duration(text: &str) -> Result<u64> {
+    humantime::parse_duration(text)
+        .map(|d| d.as_secs())
+        .with_context(|| format!("{text:?} is not a duration (try 365d or 12h)"))
+}
+
+pub(crate) fn display(path: &Path) -> String {
+    path.display().to_string()
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs the command line and returns the process exit status: 0 on
+/// success, 1 on any failure, with the reason on standard error.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let data = data_dir(&cli.data_dir)?;
+    match cli.command {
+        Command::Demo(args) => demo::run(args, &cli.data_dir),
+        Command::Newsroom(cmd) => newsroom::run(cmd, &data),
+        Command::Bundle(cmd) => bundle::run_bundle(cmd, &data),
+        Command::Verify(args) => bundle::verify(args, &data),
+        Command::Inspect(args) => bundle::inspect(args),
+        Command::Trust(cmd) => trust::run(cmd, &data),
+    }
+}

@@ -1,0 +1,157 @@
+//! `kolokol newsroom`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+
+use super::{display, now, parse_duration, parse_time};
+use crate::newsroom::{DEFAULT_KEY_VALIDITY_SECS, InitOptions, Newsroom};
+
+#[derive(Debug, Subcommand)]
+pub(super) enum NewsroomCommand {
+    /// Create a newsroom: root key, first signing key and certificate, public publisher file.
+    Init {
+        /// Short name: lower-case letters, digits and '-'.
+        #[arg(long)]
+        name: String,
+        /// Newsroom folder [default: DATA_DIR/newsroom].
+        #[arg(long, env = "KOLOKOL_NEWSROOM")]
+        dir: Option<PathBuf>,
+        /// Name shown to readers.
+        #[arg(long)]
+        display_name: Option<String>,
+        /// The newsroom's own site.
+        #[arg(long)]
+        homepage: Option<String>,
+        /// Validity of the first signing key (e.g. 365d).
+        #[arg(long, default_value = "365d")]
+        valid_for: String,
+        /// Limit the signing key to these languages (repeatable).
+        #[arg(long = "lang")]
+        languages: Vec<String>,
+    },
+    /// Make a new signing key with a fresh certificate (needs the root key).
+    Rotate {
+        /// Newsroom folder [default: DATA_DIR/newsroom].
+        #[arg(long, env = "KOLOKOL_NEWSROOM")]
+        dir: Option<PathBuf>,
+        /// Validity of the new key (e.g. 365d).
+        #[arg(long, default_value = "365d")]
+        valid_for: String,
+    },
+    /// Revoke a signing key (needs the root key).
+    Revoke {
+        /// The signing key (ed25519:...) or its certificate serial.
+        key: String,
+        /// Newsroom folder [default: DATA_DIR/newsroom].
+        #[arg(long, env = "KOLOKOL_NEWSROOM")]
+        dir: Option<PathBuf>,
+        /// Refuse everything the key signed from this time on: `now`, a date or an RFC 3339 time.
+        /// Set it to the earliest moment the key may have been compromised.
+        #[arg(long, default_value = "now")]
+        effective: String,
+        /// Reason shown to readers.
+        #[arg(long, default_value = "key withdrawn")]
+        reason: String,
+    },
+    /// Show the newsroom's keys and counts.
+    Info {
+        /// Newsroom folder [default: DATA_DIR/newsroom].
+        #[arg(long, env = "KOLOKOL_NEWSROOM")]
+        dir: Option<PathBuf>,
+    },
+}
+
+pub(super) fn newsroom_dir(dir: Option<PathBuf>, data: &Path) -> PathBuf {
+    dir.unwrap_or_else(|| data.join("newsroom"))
+}
+
+pub(super) fn run(cmd: NewsroomCommand, data: &Path) -> Result<ExitCode> {
+    match cmd {
+        NewsroomCommand::Init {
+            name,
+            dir,
+            display_name,
+            homepage,
+            valid_for,
+            languages,
+        } => {
+            let dir = newsroom_dir(dir, data);
+            let opts = InitOptions {
+                name,
+                display_name,
+                homepage,
+                key_validity_secs: parse_duration(&valid_for).unwrap_or(DEFAULT_KEY_VALIDITY_SECS),
+                languages,
+            };
+            let n = Newsroom::init(&dir, &opts, now())?;
+            let cert = n.current_key()?;
+            println!("created newsroom {} in {}", n.config().name, display(&dir));
+            println!("root key:     {}", n.root_public());
+            println!(
+                "signing key:  {} (valid {} to {})",
+                cert.signing_key, cert.not_before, cert.not_after
+            );
+            println!(
+                "publisher file for readers' trust lists: {}",
+                display(&n.public_file_path())
+            );
+            println!(
+                "keep {} offline and backed up; it is the newsroom's identity",
+                display(&dir.join("root.key"))
+            );
+        }
+        NewsroomCommand::Rotate { dir, valid_for } => {
+            let dir = newsroom_dir(dir, data);
+            let n = Newsroom::open(&dir)?;
+            let cert = n.rotate(now(), parse_duration(&valid_for)?)?;
+            println!(
+                "new signing key {} (serial {}, valid {} to {})",
+                cert.signing_key, cert.serial, cert.not_before, cert.not_after
+            );
+        }
+        NewsroomCommand::Revoke {
+            key,
+            dir,
+            effective,
+            reason,
+        } => {
+            let dir = newsroom_dir(dir, data);
+            let n = Newsroom::open(&dir)?;
+            let effective = parse_time(&effective).context("--effective")?;
+            let rev = n.revoke(&key, effective, &reason, now())?;
+            println!("revoked {} from {}", rev.key, rev.effective_from);
+            if n.current_key()?.signing_key == rev.key {
+                println!(
+                    "this was the current signing key: run `kolokol newsroom rotate` before signing again"
+                );
+            }
+        }
+        NewsroomCommand::Info { dir } => {
+            let dir = newsroom_dir(dir, data);
+            let n = Newsroom::open(&dir)?;
+            println!("newsroom:   {}", n.config().name);
+            println!("root key:   {}", n.root_public());
+            let policy = n.policy()?;
+            if let Some(p) = policy.publisher(&n.root_public()) {
+                let mut certs: Vec<_> = p.certificates().collect();
+                certs.sort_by_key(|c| c.serial);
+                for c in certs {
+                    let revoked = p
+                        .revocations()
+                        .find(|r| r.key == c.signing_key)
+                        .map(|r| format!("  REVOKED from {}", r.effective_from))
+                        .unwrap_or_default();
+                    println!(
+                        "key #{:<3} {}  valid {} to {}{}",
+                        c.serial, c.signing_key, c.not_before, c.not_after, revoked
+                    );
+                }
+            }
+            println!("published:  {} bundles", n.published()?.len());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,66 @@
+//! `kolokol trust`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Subcommand;
+
+use crate::trust::TrustList;
+
+#[derive(Debug, Subcommand)]
+pub(super) enum TrustCommand {
+    /// Trust the publisher described by a publisher file (from `keys/` or a newsroom).
+    Add {
+        /// The publisher file (TOML).
+        file: PathBuf,
+    },
+    /// List trusted publishers.
+    List,
+    /// Stop trusting a publisher.
+    Remove {
+        /// The publisher's name.
+        name: String,
+    },
+}
+
+pub(super) fn run(cmd: TrustCommand, data: &Path) -> Result<ExitCode> {
+    let list = TrustList::open(data)?;
+    match cmd {
+        TrustCommand::Add { file } => {
+            let p = list.add(&file)?;
+            if p.demo {
+                eprintln!(
+                    "warning: {} is the DEMO newsroom; its secret key is public, so anyone can sign as it. Never trust it for real news.",
+                    p.name
+                );
+            }
+            println!("trusted {} ({})", p.name, p.root_key);
+        }
+        TrustCommand::List => {
+            let all = list.list()?;
+            if all.is_empty() {
+                println!("no trusted publishers (add one with `kolokol trust add FILE`)");
+            }
+            for p in all {
+                let demo = if p.demo {
+                    "  [DEMO: never trust for real news]"
+                } else {
+                    ""
+                };
+                println!(
+                    "{:<24} {}  {}{}",
+                    p.name,
+                    p.root_key,
+                    p.homepage.as_deref().unwrap_or("-"),
+                    demo
+                );
+            }
+        }
+        TrustCommand::Remove { name } => {
+            list.remove(&name)?;
+            println!("removed {name}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,14 @@
+//! Kolokol: a censorship-resilient mirror for signed news stories.
+//!
+//! Layers, with dependencies running one way, down:
+//! - [`proto`]: formats and rules (ids, keys, signed objects, the trust
+//!   policy). Pure: no clock, file or socket.
+//! - [`trust`]: the trust list of publisher files on disk.
+//! - [`newsroom`]: a newsroom's keys and state on disk, and turning
+//!   articles into signed bundles.
+//! - [`cli`]: the `kolokol` command line.
+
+pub mod cli;
+pub mod newsroom;
+pub mod proto;
+pub mod trust;

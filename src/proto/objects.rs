@@ -1,0 +1,398 @@
+//! The signed protocol objects: key certificates, revocations, manifests
+//! and heads. Their exact bytes are described in `docs/protocol.md`.
+
+use serde::{Deserialize, Serialize};
+
+use super::error::DecodeError;
+use super::ids::{BlobHash, BundleId, CertId, StoryId};
+use super::keys::{PublicKey, SecretKey};
+use super::limits::*;
+use super::policy::PolicyError;
+use super::signed::{ObjectKind, sign_and_encode};
+use super::time::Timestamp;
+
+/// Format version of every object this build writes and reads.
+pub const FORMAT_VERSION: u16 = 1;
+
+/// A root key's statement that a signing key may sign for the publisher
+/// during a window of time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyCertificate {
+    /// Always [`FORMAT_VERSION`].
+    pub format: u16,
+    /// The publisher's root key, which signs this certificate.
+    pub publisher: PublicKey,
+    /// The certified signing key.
+    pub signing_key: PublicKey,
+    /// Increases with each certificate the publisher issues.
+    pub serial: u64,
+    /// The first second at which signatures by the key are valid.
+    pub not_before: Timestamp,
+    /// The last second at which signatures by the key are valid.
+    pub not_after: Timestamp,
+    /// What the key may sign.
+    pub scope: Scope,
+}
+
+/// Limits on what a signing key may sign.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Scope {
+    /// Languages the key may sign stories in; empty means any language.
+    pub languages: Vec<String>,
+}
+
+impl Scope {
+    /// Whether a story in `language` is within this scope.
+    pub fn allows_language(&self, language: &str) -> bool {
+        self.languages.is_empty()
+            || self
+                .languages
+                .iter()
+                .any(|l| l.eq_ignore_ascii_case(language))
+    }
+}
+
+/// A root key's statement that a signing key must not be trusted for
+/// anything it signed at or after `effective_from`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    /// Always [`FORMAT_VERSION`].
+    pub format: u16,
+    /// The publisher's root key, which signs this revocation.
+    pub publisher: PublicKey,
+    /// The revoked signing key.
+    pub key: PublicKey,
+    /// Signatures made at or after this time are refused.
+    pub effective_from: Timestamp,
+    /// When the revocation was issued.
+    pub issued_at: Timestamp,
+    /// A short human-readable reason.
+    pub reason: String,
+}
+
+/// What a bundle is to its story.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Kind {
+    /// A story, or a plain update of one.
+    Story,
+    /// A corrected version; readers are shown that it corrects the earlier one.
+    Correction,
+    /// The story is withdrawn; its body is the retraction notice.
+    Retraction,
+}
+
+impl Kind {
+    /// Lower-case name for text output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Story => "story",
+            Kind::Correction => "correction",
+            Kind::Retraction => "retraction",
+        }
+    }
+}
+
+/// Descriptive metadata of a story version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// Headline.
+    pub title: String,
+    /// BCP 47 language tag, `und` when unknown.
+    pub language: String,
+    /// Bylines.
+    pub authors: Vec<String>,
+    /// Section of the publication.
+    pub section: Option<String>,
+    /// First publication of the story.
+    pub published: Timestamp,
+    /// Last update, when this is not the first version.
+    pub updated: Option<Timestamp>,
+    /// Where the story stands on the newsroom's own (possibly blocked) site.
+    pub original_url: Option<String>,
+    /// A short summary for lists and feeds.
+    pub summary: Option<String>,
+}
+
+/// One file of a bundle: the body or a media file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Relative path, e.g. `index.html` or `media/photo.jpg`.
+    pub path: String,
+    /// MIME type.
+    pub media_type: String,
+    /// Exact size in bytes.
+    pub size: u64,
+    /// blake3 of the bytes.
+    pub hash: BlobHash,
+}
+
+/// Path of the body entry, which is always the first entry.
+pub const BODY_PATH: &str = "index.html";
+/// Media type of the body entry.
+pub const BODY_MEDIA_TYPE: &str = "text/html; charset=utf-8";
+
+/// A signed description of one version of one story.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Always [`FORMAT_VERSION`].
+    pub format: u16,
+    /// The publisher's root key.
+    pub publisher: PublicKey,
+    /// The certificate of the key that signed this manifest.
+    pub certificate: CertId,
+    /// Stable across all versions of the story.
+    pub story: StoryId,
+    /// 1 for the first version, one more for each later one.
+    pub version: u32,
+    /// Story, correction or retraction.
+    pub kind: Kind,
+    /// The publisher's sequence number: 1, 2, 3, … with no gaps.
+    pub sequence: u64,
+    /// The bundle this version replaces; `None` exactly for version 1.
+    pub supersedes: Option<BundleId>,
+    /// When the signing key signed this manifest.
+    pub signed_at: Timestamp,
+    /// Title, language, authors and the rest.
+    pub metadata: Metadata,
+    /// The body first, then media files.
+    pub entries: Vec<Entry>,
+}
+
+/// The publisher's signed heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Head {
+    /// Always [`FORMAT_VERSION`].
+    pub format: u16,
+    /// The publisher's root key.
+    pub publisher: PublicKey,
+    /// The certificate of the key that signed this head.
+    pub certificate: CertId,
+    /// The newest sequence number the publisher has issued.
+    pub sequence: u64,
+    /// When the head was signed.
+    pub issued_at: Timestamp,
+    /// After this, the head is stale: a sign the feed may be frozen.
+    pub expires_at: Timestamp,
+}
+
+fn too_large(field: &'static str, len: usize, max: usize) -> PolicyError {
+    PolicyError::FieldTooLarge { field, len, max }
+}
+
+fn check_len(field: &'static str, s: &str, max: usize) -> Result<(), PolicyError> {
+    if s.len() > max {
+        Err(too_large(field, s.len(), max))
+    } else {
+        Ok(())
+    }
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> PolicyError {
+    PolicyError::InvalidField {
+        field,
+        reason: reason.into(),
+    }
+}
+
+fn check_format(what: &'static str, format: u16) -> Result<(), PolicyError> {
+    if format != FORMAT_VERSION {
+        return Err(PolicyError::Decode(DecodeError::UnknownFormat {
+            what,
+            version: format,
+            supported: FORMAT_VERSION,
+        }));
+    }
+    Ok(())
+}
+
+fn check_language(field: &'static str, lang: &str) -> Result<(), PolicyError> {
+    check_len(field, lang, MAX_LANGUAGE)?;
+    if lang.is_empty() || !lang.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(invalid(field, "a language tag is letters, digits and '-'"));
+    }
+    Ok(())
+}
+
+/// Whether a path is safe to use as a relative URL or file name: no empty,
+/// `.` or `..` segments, no leading slash, no backslash or control characters.
+pub fn is_safe_path(path: &str) -> bool {
+    !path.is_empty()
+        && path.len() <= MAX_PATH
+        && !path.starts_with('/')
+        && path
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+        && path
+            .chars()
+            .all(|c| !c.is_control() && c != '\\' && c != '?' && c != '#')
+}
+
+impl KeyCertificate {
+    /// Checks the fields that do not depend on trust or time.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        check_format("key certificate", self.format)?;
+        if self.not_after < self.not_before {
+            return Err(invalid(
+                "certificate validity",
+                "not_after is before not_before",
+            ));
+        }
+        if self.scope.languages.len() > MAX_SCOPE_LANGUAGES {
+            return Err(too_large(
+                "scope languages",
+                self.scope.languages.len(),
+                MAX_SCOPE_LANGUAGES,
+            ));
+        }
+        for l in &self.scope.languages {
+            check_language("scope language", l)?;
+        }
+        self.signing_key
+            .to_verifying_key()
+            .map_err(|e| invalid("signing key", e.to_string()))?;
+        Ok(())
+    }
+
+    /// Signs with the publisher's root key.
+    pub fn sign(&self, root: &SecretKey) -> Result<Vec<u8>, DecodeError> {
+        sign_and_encode(ObjectKind::Certificate, self, root)
+    }
+}
+
+impl Revocation {
+    /// Checks the fields that do not depend on trust or time.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        check_format("revocation", self.format)?;
+        check_len("revocation reason", &self.reason, MAX_REASON)
+    }
+
+    /// Signs with the publisher's root key.
+    pub fn sign(&self, root: &SecretKey) -> Result<Vec<u8>, DecodeError> {
+        sign_and_encode(ObjectKind::Revocation, self, root)
+    }
+}
+
+impl Manifest {
+    /// Checks every field's size and the rules between fields.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        check_format("manifest", self.format)?;
+        let m = &self.metadata;
+        check_len("title", &m.title, MAX_TITLE)?;
+        if m.title.trim().is_empty() {
+            return Err(invalid("title", "it is empty"));
+        }
+        check_language("language", &m.language)?;
+        if m.authors.len() > MAX_AUTHORS {
+            return Err(too_large("authors", m.authors.len(), MAX_AUTHORS));
+        }
+        for a in &m.authors {
+            check_len("author", a, MAX_AUTHOR)?;
+        }
+        if let Some(s) = &m.section {
+            check_len("section", s, MAX_SECTION)?;
+        }
+        if let Some(u) = &m.original_url {
+            check_len("original URL", u, MAX_URL)?;
+        }
+        if let Some(s) = &m.summary {
+            check_len("summary", s, MAX_SUMMARY)?;
+        }
+        if self.version == 0 {
+            return Err(invalid("version", "versions start at 1"));
+        }
+        if self.sequence == 0 {
+            return Err(invalid("sequence", "sequence numbers start at 1"));
+        }
+        match (self.version, self.supersedes.is_some()) {
+            (1, true) => return Err(invalid("supersedes", "version 1 supersedes nothing")),
+            (v, false) if v > 1 => {
+                return Err(invalid(
+                    "supersedes",
+                    "a later version must name the bundle it supersedes",
+                ));
+            }
+            _ => {}
+        }
+        if self.version == 1 && self.kind != Kind::Story {
+            return Err(invalid(
+                "kind",
+                "a correction or retraction must be a later version of a story",
+            ));
+        }
+        if self.entries.is_empty() {
+            return Err(invalid("entries", "a bundle needs at least its body"));
+        }
+        if self.entries.len() > MAX_ENTRIES {
+            return Err(too_large("entries", self.entries.len(), MAX_ENTRIES));
+        }
+        let body = &self.entries[0];
+        if body.path != BODY_PATH || body.media_type != BODY_MEDIA_TYPE {
+            return Err(invalid(
+                "entries",
+                format!("the first entry must be the body, {BODY_PATH} ({BODY_MEDIA_TYPE})"),
+            ));
+        }
+        let mut total: u64 = 0;
+        let mut paths = std::collections::HashSet::new();
+        for e in &self.entries {
+            check_len("entry path", &e.path, MAX_PATH)?;
+            check_len("media type", &e.media_type, MAX_MEDIA_TYPE)?;
+            if !is_safe_path(&e.path) {
+                return Err(invalid(
+                    "entry path",
+                    format!("{:?} is not a safe relative path", e.path),
+                ));
+            }
+            if !paths.insert(e.path.as_str()) {
+                return Err(invalid("entry path", format!("{:?} appears twice", e.path)));
+            }
+            if e.size > MAX_BLOB_BYTES {
+                return Err(PolicyError::FieldTooLarge {
+                    field: "entry size",
+                    len: usize::try_from(e.size).unwrap_or(usize::MAX),
+                    max: MAX_BLOB_BYTES as usize,
+                });
+            }
+            total = total.saturating_add(e.size);
+        }
+        if total > MAX_BUNDLE_BYTES {
+            return Err(PolicyError::FieldTooLarge {
+                field: "bundle size",
+                len: usize::try_from(total).unwrap_or(usize::MAX),
+                max: MAX_BUNDLE_BYTES as usize,
+            });
+        }
+        Ok(())
+    }
+
+    /// Signs with a certified signing key.
+    pub fn sign(&self, key: &SecretKey) -> Result<Vec<u8>, DecodeError> {
+        sign_and_encode(ObjectKind::Manifest, self, key)
+    }
+
+    /// The sum of all entry sizes.
+    pub fn total_size(&self) -> u64 {
+        self.entries.iter().map(|e| e.size).sum()
+    }
+}
+
+impl Head {
+    /// Checks the rules between fields.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        check_format("head", self.format)?;
+        if self.expires_at < self.issued_at {
+            return Err(invalid("head expiry", "expires_at is before issued_at"));
+        }
+        Ok(())
+    }
+
+    /// Signs with a certified signing key.
+    pub fn sign(&self, key: &SecretKey) -> Result<Vec<u8>, DecodeError> {
+        sign_and_encode(ObjectKind::Head, self, key)
+    }
+
+    /// Whether the head has expired at `now`.
+    pub fn is_expired(&self, now: Timestamp) -> bool {
+        now > self.expires_at
+    }
+}

@@ -1,0 +1,607 @@
+//! The trust policy: the only place a `Verified<T>` is made.
+
+use std::collections::HashMap;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use super::error::DecodeError;
+use super::ids::{BlobHash, BundleId, CertId};
+use super::keys::PublicKey;
+use super::limits::CLOCK_SKEW_SECS;
+use super::objects::{Entry, Head, KeyCertificate, Manifest, Revocation};
+use super::signed::{self, BatchItem, ObjectKind, Unverified};
+use super::time::Timestamp;
+
+/// Why the trust policy refused an object.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum PolicyError {
+    /// The bytes could not be decoded.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The publisher's root key is not in the trust list.
+    #[error("publisher {publisher} is not in the trust list")]
+    UnknownPublisher {
+        /// The root key named by the object.
+        publisher: PublicKey,
+    },
+    /// The signature does not verify.
+    #[error(
+        "the {what} signature does not verify: the bytes were changed or signed by another key"
+    )]
+    BadSignature {
+        /// The kind of object.
+        what: &'static str,
+    },
+    /// The certificate the object names is not known.
+    #[error(
+        "no certificate {certificate} of this publisher is known; the signing key is not certified"
+    )]
+    UnknownCertificate {
+        /// The certificate id named by the object.
+        certificate: CertId,
+    },
+    /// The certificate belongs to a different publisher than the object.
+    #[error(
+        "certificate {certificate} belongs to publisher {certificate_publisher}, not to {publisher}"
+    )]
+    CertificateFromOtherPublisher {
+        /// The certificate.
+        certificate: CertId,
+        /// The publisher the object claims.
+        publisher: PublicKey,
+        /// The publisher the certificate is for.
+        certificate_publisher: PublicKey,
+    },
+    /// Signed before the signing key's certificate became valid.
+    #[error(
+        "signed at {signed_at}, before the signing key's certificate became valid at {not_before}"
+    )]
+    CertificateNotYetValid {
+        /// When the object was signed.
+        signed_at: Timestamp,
+        /// Start of the certificate's window.
+        not_before: Timestamp,
+    },
+    /// Signed after the signing key's certificate expired.
+    #[error("signed at {signed_at}, after the signing key's certificate expired at {not_after}")]
+    CertificateExpired {
+        /// When the object was signed.
+        signed_at: Timestamp,
+        /// End of the certificate's window.
+        not_after: Timestamp,
+    },
+    /// Signed by a key at or after the time its revocation took effect.
+    #[error("signing key {key} was revoked from {effective_from}; this was signed at {signed_at}")]
+    KeyRevoked {
+        /// The revoked key.
+        key: PublicKey,
+        /// When the revocation took effect.
+        effective_from: Timestamp,
+        /// When the object was signed.
+        signed_at: Timestamp,
+    },
+    /// The signing time lies in the future.
+    #[error("signed at {signed_at}, which is in the future (now {now})")]
+    SignedInFuture {
+        /// When the object claims to be signed.
+        signed_at: Timestamp,
+        /// The verifier's time.
+        now: Timestamp,
+    },
+    /// The signing key's certificate does not cover the story's language.
+    #[error("the signing key is certified for languages {allowed:?}, not {language:?}")]
+    OutOfScope {
+        /// The story's language.
+        language: String,
+        /// The languages the certificate allows.
+        allowed: Vec<String>,
+    },
+    /// A blob's bytes do not hash to the manifest's entry.
+    #[error("blob {path} does not match the manifest: hash {actual} instead of {expected}")]
+    BlobHashMismatch {
+        /// The entry's path.
+        path: String,
+        /// The hash in the manifest.
+        expected: BlobHash,
+        /// The hash of the bytes received.
+        actual: BlobHash,
+    },
+    /// A blob's length differs from the manifest's entry.
+    #[error("blob {path} is {actual} bytes, the manifest says {expected}")]
+    BlobSizeMismatch {
+        /// The entry's path.
+        path: String,
+        /// The size in the manifest.
+        expected: u64,
+        /// The size received.
+        actual: u64,
+    },
+    /// A blob the manifest lists was not supplied.
+    #[error("blob {path} is missing")]
+    MissingBlob {
+        /// The entry's path.
+        path: String,
+    },
+    /// More blobs were supplied than the manifest lists.
+    #[error("{count} blobs were supplied that the manifest does not list")]
+    UnexpectedBlob {
+        /// How many extra blobs.
+        count: usize,
+    },
+    /// A head older than the one already trusted: a rollback attempt.
+    #[error("head with sequence {offered} is older than the trusted head with sequence {trusted}")]
+    HeadRollback {
+        /// The trusted sequence number.
+        trusted: u64,
+        /// The offered sequence number.
+        offered: u64,
+    },
+    /// A field exceeds its documented limit.
+    #[error("{field} is {len}, more than the limit of {max}")]
+    FieldTooLarge {
+        /// The field.
+        field: &'static str,
+        /// Its size (bytes or items).
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A field breaks a rule of the format.
+    #[error("{field} is invalid: {reason}")]
+    InvalidField {
+        /// The field.
+        field: &'static str,
+        /// The rule broken.
+        reason: String,
+    },
+}
+
+/// A value that passed the trust policy, with the exact bytes that were
+/// verified. Only this module constructs one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified<T> {
+    value: T,
+    bytes: Arc<[u8]>,
+}
+
+impl<T> Verified<T> {
+    fn new(value: T, bytes: &[u8]) -> Self {
+        Self {
+            value,
+            bytes: Arc::from(bytes),
+        }
+    }
+
+    /// The exact signed bytes that were verified.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The verified value.
+    pub fn value(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T> Deref for Verified<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl Verified<Manifest> {
+    /// The bundle id: blake3 of the signed manifest bytes.
+    pub fn id(&self) -> BundleId {
+        BundleId::of(&self.bytes)
+    }
+}
+
+impl Verified<KeyCertificate> {
+    /// The certificate id: blake3 of its signed bytes.
+    pub fn id(&self) -> CertId {
+        CertId::of(&self.bytes)
+    }
+}
+
+/// A manifest together with every blob it lists, all verified.
+#[derive(Clone, Debug)]
+pub struct VerifiedBundle {
+    manifest: Verified<Manifest>,
+    blobs: Vec<Arc<[u8]>>,
+}
+
+impl VerifiedBundle {
+    /// The verified manifest.
+    pub fn manifest(&self) -> &Verified<Manifest> {
+        &self.manifest
+    }
+
+    /// The bundle id.
+    pub fn id(&self) -> BundleId {
+        self.manifest.id()
+    }
+
+    /// Each entry with its verified bytes, in manifest order.
+    pub fn blobs(&self) -> impl Iterator<Item = (&Entry, &[u8])> {
+        self.manifest
+            .entries
+            .iter()
+            .zip(self.blobs.iter().map(|b| &**b))
+    }
+}
+
+/// What is trusted about one publisher.
+#[derive(Clone, Debug)]
+pub struct PublisherTrust {
+    /// The name from the trust list.
+    pub name: String,
+    certificates: HashMap<CertId, Verified<KeyCertificate>>,
+    revocations: HashMap<PublicKey, Verified<Revocation>>,
+    head: Option<Verified<Head>>,
+}
+
+impl PublisherTrust {
+    /// The newest trusted head, if any.
+    pub fn head(&self) -> Option<&Verified<Head>> {
+        self.head.as_ref()
+    }
+
+    /// The known certificates.
+    pub fn certificates(&self) -> impl Iterator<Item = &Verified<KeyCertificate>> {
+        self.certificates.values()
+    }
+
+    /// The known revocations.
+    pub fn revocations(&self) -> impl Iterator<Item = &Verified<Revocation>> {
+        self.revocations.values()
+    }
+}
+
+/// The set of trusted publishers and what is known of their keys.
+///
+/// Pure: every time-dependent check takes `now` from the caller.
+#[derive(Clone, Debug, Default)]
+pub struct TrustPolicy {
+    publishers: HashMap<PublicKey, PublisherTrust>,
+}
+
+/// Checks a blob against its manifest entry.
+pub fn check_blob(entry: &Entry, bytes: &[u8]) -> Result<(), PolicyError> {
+    if bytes.len() as u64 != entry.size {
+        return Err(PolicyError::BlobSizeMismatch {
+            path: entry.path.clone(),
+            expected: entry.size,
+            actual: bytes.len() as u64,
+        });
+    }
+    let actual = BlobHash::of(bytes);
+    if actual != entry.hash {
+        return Err(PolicyError::BlobHashMismatch {
+            path: entry.path.clone(),
+            expected: entry.hash,
+            actual,
+        });
+    }
+    Ok(())
+}
+
+impl TrustPolicy {
+    /// An empty policy that trusts no one.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Trusts the publisher with root key `root`, under `name`.
+    pub fn trust(&mut self, root: PublicKey, name: impl Into<String>) {
+        self.publishers
+            .entry(root)
+            .or_insert_with(|| PublisherTrust {
+                name: name.into(),
+                certificates: HashMap::new(),
+                revocations: HashMap::new(),
+                head: None,
+            });
+    }
+
+    /// Whether `root` is trusted.
+    pub fn is_trusted(&self, root: &PublicKey) -> bool {
+        self.publishers.contains_key(root)
+    }
+
+    /// What is known of a trusted publisher.
+    pub fn publisher(&self, root: &PublicKey) -> Option<&PublisherTrust> {
+        self.publishers.get(root)
+    }
+
+    /// Every trusted publisher.
+    pub fn publishers(&self) -> impl Iterator<Item = (&PublicKey, &PublisherTrust)> {
+        self.publishers.iter()
+    }
+
+    fn trusted(&self, root: &PublicKey) -> Result<&PublisherTrust, PolicyError> {
+        self.publishers
+            .get(root)
+            .ok_or(PolicyError::UnknownPublisher { publisher: *root })
+    }
+
+    fn check_root_signed<T>(
+        &self,
+        obj: &Unverified<'_, T>,
+        root: &PublicKey,
+    ) -> Result<(), PolicyError> {
+        self.trusted(root)?;
+        let key = root
+            .to_verifying_key()
+            .map_err(|e| PolicyError::InvalidField {
+                field: "publisher key",
+                reason: e.to_string(),
+            })?;
+        if !obj.check_signature(&key) {
+            return Err(PolicyError::BadSignature {
+                what: obj.kind.what(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Verifies a key certificate against its publisher's root key.
+    pub fn verify_certificate(
+        &self,
+        bytes: &[u8],
+    ) -> Result<Verified<KeyCertificate>, PolicyError> {
+        let obj = signed::decode::<KeyCertificate>(ObjectKind::Certificate, bytes)?;
+        obj.value.validate()?;
+        self.check_root_signed(&obj, &obj.value.publisher)?;
+        Ok(Verified::new(obj.value, bytes))
+    }
+
+    /// Verifies a revocation against its publisher's root key.
+    pub fn verify_revocation(&self, bytes: &[u8]) -> Result<Verified<Revocation>, PolicyError> {
+        let obj = signed::decode::<Revocation>(ObjectKind::Revocation, bytes)?;
+        obj.value.validate()?;
+        self.check_root_signed(&obj, &obj.value.publisher)?;
+        Ok(Verified::new(obj.value, bytes))
+    }
+
+    /// Remembers a verified certificate for later checks.
+    pub fn add_certificate(&mut self, cert: Verified<KeyCertificate>) {
+        if let Some(p) = self.publishers.get_mut(&cert.publisher) {
+            p.certificates.insert(cert.id(), cert);
+        }
+    }
+
+    /// Remembers a verified revocation; of two for one key, the earlier
+    /// effective time wins, so a revocation can be widened but never narrowed.
+    pub fn add_revocation(&mut self, rev: Verified<Revocation>) {
+        if let Some(p) = self.publishers.get_mut(&rev.publisher) {
+            match p.revocations.get(&rev.key) {
+                Some(old) if old.effective_from <= rev.effective_from => {}
+                _ => {
+                    p.revocations.insert(rev.key, rev);
+                }
+            }
+        }
+    }
+
+    /// Verifies, then remembers, a certificate given as bytes.
+    pub fn learn_certificate(
+        &mut self,
+        bytes: &[u8],
+    ) -> Result<Verified<KeyCertificate>, PolicyError> {
+        let cert = self.verify_certificate(bytes)?;
+        self.add_certificate(cert.clone());
+        Ok(cert)
+    }
+
+    /// Verifies, then remembers, a revocation given as bytes.
+    pub fn learn_revocation(&mut self, bytes: &[u8]) -> Result<Verified<Revocation>, PolicyError> {
+        let rev = self.verify_revocation(bytes)?;
+        self.add_revocation(rev.clone());
+        Ok(rev)
+    }
+
+    /// Finds the certificate `id` for `publisher` and checks that the key it
+    /// certifies could sign at `signed_at`, as seen at `now`.
+    fn signing_certificate(
+        &self,
+        publisher: &PublicKey,
+        id: &CertId,
+        signed_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<&Verified<KeyCertificate>, PolicyError> {
+        let trust = self.trusted(publisher)?;
+        let Some(cert) = trust.certificates.get(id) else {
+            if let Some(other) = self
+                .publishers
+                .values()
+                .find_map(|p| p.certificates.get(id))
+            {
+                return Err(PolicyError::CertificateFromOtherPublisher {
+                    certificate: *id,
+                    publisher: *publisher,
+                    certificate_publisher: other.publisher,
+                });
+            }
+            return Err(PolicyError::UnknownCertificate { certificate: *id });
+        };
+        if signed_at > now.plus(CLOCK_SKEW_SECS) {
+            return Err(PolicyError::SignedInFuture { signed_at, now });
+        }
+        if signed_at < cert.not_before {
+            return Err(PolicyError::CertificateNotYetValid {
+                signed_at,
+                not_before: cert.not_before,
+            });
+        }
+        if signed_at > cert.not_after {
+            return Err(PolicyError::CertificateExpired {
+                signed_at,
+                not_after: cert.not_after,
+            });
+        }
+        if let Some(rev) = trust.revocations.get(&cert.signing_key)
+            && signed_at >= rev.effective_from
+        {
+            return Err(PolicyError::KeyRevoked {
+                key: cert.signing_key,
+                effective_from: rev.effective_from,
+                signed_at,
+            });
+        }
+        Ok(cert)
+    }
+
+    /// Everything but the signature: fields, publisher, certificate, time,
+    /// revocation and scope. Returns the key that must have signed.
+    fn precheck_manifest(
+        &self,
+        obj: &Unverified<'_, Manifest>,
+        now: Timestamp,
+    ) -> Result<ed25519_dalek::VerifyingKey, PolicyError> {
+        let m = &obj.value;
+        m.validate()?;
+        let cert = self.signing_certificate(&m.publisher, &m.certificate, m.signed_at, now)?;
+        if !cert.scope.allows_language(&m.metadata.language) {
+            return Err(PolicyError::OutOfScope {
+                language: m.metadata.language.clone(),
+                allowed: cert.scope.languages.clone(),
+            });
+        }
+        cert.signing_key
+            .to_verifying_key()
+            .map_err(|e| PolicyError::InvalidField {
+                field: "signing key",
+                reason: e.to_string(),
+            })
+    }
+
+    /// Verifies a signed manifest: its fields, its publisher, its signing
+    /// key's certificate and revocation status at its signing time, and its
+    /// signature (`verify_strict`). Blobs are checked separately.
+    pub fn verify_manifest(
+        &self,
+        bytes: &[u8],
+        now: Timestamp,
+    ) -> Result<Verified<Manifest>, PolicyError> {
+        let obj = signed::decode::<Manifest>(ObjectKind::Manifest, bytes)?;
+        let key = self.precheck_manifest(&obj, now)?;
+        if !obj.check_signature(&key) {
+            return Err(PolicyError::BadSignature { what: "manifest" });
+        }
+        Ok(Verified::new(obj.value, bytes))
+    }
+
+    /// Verifies many manifests, checking their signatures as one batch and
+    /// falling back to single checks only to find a bad one. The verdicts
+    /// are the ones [`TrustPolicy::verify_manifest`] gives each alone.
+    pub fn verify_manifests(
+        &self,
+        items: &[&[u8]],
+        now: Timestamp,
+    ) -> Vec<Result<Verified<Manifest>, PolicyError>> {
+        let mut out: Vec<Result<Verified<Manifest>, PolicyError>> = Vec::with_capacity(items.len());
+        let mut batch = Vec::new();
+        let mut pending = Vec::new();
+        for (i, bytes) in items.iter().enumerate() {
+            let checked = signed::decode::<Manifest>(ObjectKind::Manifest, bytes)
+                .map_err(PolicyError::from)
+                .and_then(|obj| self.precheck_manifest(&obj, now).map(|key| (obj, key)));
+            match checked {
+                Ok((obj, key)) => {
+                    batch.push(BatchItem {
+                        message: signed::signing_message(ObjectKind::Manifest, obj.body),
+                        signature: obj.signature,
+                        key,
+                    });
+                    pending.push((i, obj.value));
+                    out.push(Err(PolicyError::BadSignature { what: "manifest" }));
+                }
+                Err(e) => out.push(Err(e)),
+            }
+        }
+        let verdicts = signed::verify_batch_strict(&batch);
+        for ((i, value), ok) in pending.into_iter().zip(verdicts) {
+            if ok {
+                out[i] = Ok(Verified::new(value, items[i]));
+            }
+        }
+        out
+    }
+
+    /// Checks every blob against the manifest and returns the whole bundle.
+    pub fn verify_bundle(
+        &self,
+        manifest: Verified<Manifest>,
+        blobs: Vec<Vec<u8>>,
+    ) -> Result<VerifiedBundle, PolicyError> {
+        if blobs.len() > manifest.entries.len() {
+            return Err(PolicyError::UnexpectedBlob {
+                count: blobs.len() - manifest.entries.len(),
+            });
+        }
+        if let Some(missing) = manifest.entries.get(blobs.len()) {
+            return Err(PolicyError::MissingBlob {
+                path: missing.path.clone(),
+            });
+        }
+        for (entry, bytes) in manifest.entries.iter().zip(&blobs) {
+            check_blob(entry, bytes)?;
+        }
+        Ok(VerifiedBundle {
+            manifest,
+            blobs: blobs.into_iter().map(Arc::from).collect(),
+        })
+    }
+
+    /// Verifies a head: signature, certificate and revocation at its issue
+    /// time, and that it does not roll back the trusted head.
+    pub fn verify_head(&self, bytes: &[u8], now: Timestamp) -> Result<Verified<Head>, PolicyError> {
+        let obj = signed::decode::<Head>(ObjectKind::Head, bytes)?;
+        let h = &obj.value;
+        h.validate()?;
+        let cert = self.signing_certificate(&h.publisher, &h.certificate, h.issued_at, now)?;
+        let key = cert
+            .signing_key
+            .to_verifying_key()
+            .map_err(|e| PolicyError::InvalidField {
+                field: "signing key",
+                reason: e.to_string(),
+            })?;
+        if !obj.check_signature(&key) {
+            return Err(PolicyError::BadSignature { what: "head" });
+        }
+        if let Some(trusted) = self
+            .publishers
+            .get(&h.publisher)
+            .and_then(|p| p.head.as_ref())
+            && h.sequence < trusted.sequence
+        {
+            return Err(PolicyError::HeadRollback {
+                trusted: trusted.sequence,
+                offered: h.sequence,
+            });
+        }
+        Ok(Verified::new(obj.value, bytes))
+    }
+
+    /// Makes `head` the trusted head when it is newer (higher sequence, or
+    /// the same sequence issued later) than the current one. Returns whether
+    /// it replaced it.
+    pub fn accept_head(&mut self, head: Verified<Head>) -> bool {
+        let Some(p) = self.publishers.get_mut(&head.publisher) else {
+            return false;
+        };
+        let newer = p
+            .head
+            .as_ref()
+            .is_none_or(|old| (head.sequence, head.issued_at) > (old.sequence, old.issued_at));
+        if newer {
+            p.head = Some(head);
+        }
+        newer
+    }
+}

@@ -1,0 +1,309 @@
+//! The trust list: publisher files (name, root key, homepage, bootstrap
+//! addresses) kept as small TOML files in the data directory.
+//!
+//! A new data directory starts with the publishers shipped in the
+//! repository's `keys/` folder. The demo newsroom is never among them: its
+//! file lives in `keys/demo/`, is marked `demo = true`, and is trusted only
+//! where a user adds it by hand (`kolokol trust add`) or in `kolokol demo`'s
+//! own throwaway data directory.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::proto::{PublicKey, TrustPolicy};
+
+include!(concat!(env!("OUT_DIR"), "/bundled_keys.rs"));
+
+/// Largest publisher file read, in bytes.
+pub const MAX_PUBLISHER_FILE: u64 = 64 * 1024;
+/// Most bootstrap addresses in one publisher file.
+pub const MAX_BOOTSTRAP: usize = 32;
+
+/// Why the trust list could not be read or changed.
+#[derive(Debug, Error)]
+pub enum TrustError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A publisher file is not valid.
+    #[error("{path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A publisher of that name is already trusted, with another key.
+    #[error(
+        "a publisher named {name:?} is already trusted with a different root key; remove it first"
+    )]
+    Conflict {
+        /// The name.
+        name: String,
+    },
+    /// That root key is already trusted under another name.
+    #[error("root key {key} is already trusted as {existing:?}")]
+    DuplicateKey {
+        /// The key.
+        key: PublicKey,
+        /// The name it is trusted under.
+        existing: String,
+    },
+    /// No publisher of that name.
+    #[error("no trusted publisher is named {0:?}")]
+    NotFound(String),
+}
+
+/// One publisher as described in a `keys/*.toml` file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublisherFile {
+    /// Short name: lower-case letters, digits and '-'; also the file name.
+    pub name: String,
+    /// The name shown to readers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// The root public key, `ed25519:` and 64 hex digits.
+    #[serde(with = "as_text")]
+    pub root_key: PublicKey,
+    /// The newsroom's own site.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub homepage: Option<String>,
+    /// Multiaddresses of nodes that carry this publisher.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bootstrap: Vec<String>,
+    /// Marks the demo newsroom, whose secret key is public.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub demo: bool,
+}
+
+mod as_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::proto::PublicKey;
+
+    pub(super) fn serialize<S: Serializer>(k: &PublicKey, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(k)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PublicKey, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Whether `name` is a valid publisher name.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+}
+
+impl PublisherFile {
+    /// Parses and checks a publisher file's text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, TrustError> {
+        let invalid = |reason: String| TrustError::Invalid {
+            path: path.to_owned(),
+            reason,
+        };
+        let file: PublisherFile =
+            toml::from_str(text).map_err(|e| invalid(e.message().to_string()))?;
+        if !valid_name(&file.name) {
+            return Err(invalid(format!(
+                "name {:?} must be 1 to 64 lower-case letters, digits or '-'",
+                file.name
+            )));
+        }
+        if file.bootstrap.len() > MAX_BOOTSTRAP {
+            return Err(invalid(format!(
+                "more than {MAX_BOOTSTRAP} bootstrap addresses"
+            )));
+        }
+        Ok(file)
+    }
+
+    /// Reads and checks a publisher file.
+    pub fn load(path: &Path) -> Result<Self, TrustError> {
+        let text = read_bounded(path, MAX_PUBLISHER_FILE)?;
+        Self::parse(&text, path)
+    }
+
+    /// The TOML text of this file.
+    pub fn to_toml(&self) -> String {
+        let mut text = String::new();
+        if self.demo {
+            text.push_str("# DEMO ONLY: the secret key of this publisher is public. Never trust it for real news.\n");
+        }
+        text.push_str(&toml::to_string_pretty(self).unwrap_or_default());
+        text
+    }
+
+    /// The name for readers.
+    pub fn shown_name(&self) -> &str {
+        self.display_name.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// Reads a UTF-8 file of at most `max` bytes.
+pub(crate) fn read_bounded(path: &Path, max: u64) -> Result<String, TrustError> {
+    let io = |source| TrustError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let meta = fs::metadata(path).map_err(io)?;
+    if meta.len() > max {
+        return Err(TrustError::Invalid {
+            path: path.to_owned(),
+            reason: format!(
+                "the file is {} bytes, more than the limit of {max}",
+                meta.len()
+            ),
+        });
+    }
+    let bytes = fs::read(path).map_err(io)?;
+    String::from_utf8(bytes).map_err(|_| TrustError::Invalid {
+        path: path.to_owned(),
+        reason: "not UTF-8 text".into(),
+    })
+}
+
+/// Writes `contents` to `path` through a temporary file and a rename, so
+/// readers see the old file or the new one, never half of one.
+pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)
+}
+
+/// The trust list in a data directory.
+#[derive(Debug, Clone)]
+pub struct TrustList {
+    dir: PathBuf,
+}
+
+impl TrustList {
+    /// Opens the trust list under `data_dir`, creating it from the bundled
+    /// publisher files the first time.
+    pub fn open(data_dir: &Path) -> Result<Self, TrustError> {
+        let dir = data_dir.join("trust");
+        let io = |source| TrustError::Io {
+            path: dir.clone(),
+            source,
+        };
+        if !dir.exists() {
+            fs::create_dir_all(&dir).map_err(io)?;
+            for (file_name, text) in BUNDLED_KEYS {
+                let file = PublisherFile::parse(text, Path::new(file_name))?;
+                if file.demo {
+                    continue;
+                }
+                let path = dir.join(format!("{}.toml", file.name));
+                write_atomic(&path, text.as_bytes())
+                    .map_err(|source| TrustError::Io { path, source })?;
+            }
+        }
+        Ok(Self { dir })
+    }
+
+    /// The folder holding the files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Every trusted publisher, sorted by name.
+    pub fn list(&self) -> Result<Vec<PublisherFile>, TrustError> {
+        let rd = fs::read_dir(&self.dir).map_err(|source| TrustError::Io {
+            path: self.dir.clone(),
+            source,
+        })?;
+        let mut out = Vec::new();
+        for entry in rd {
+            let entry = entry.map_err(|source| TrustError::Io {
+                path: self.dir.clone(),
+                source,
+            })?;
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                out.push(PublisherFile::load(&path)?);
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Adds the publisher file at `path`. Adding the same file again is a
+    /// no-op; a different key under a trusted name, or a trusted key under a
+    /// new name, is refused.
+    pub fn add(&self, path: &Path) -> Result<PublisherFile, TrustError> {
+        let file = PublisherFile::load(path)?;
+        for existing in self.list()? {
+            if existing.name == file.name && existing.root_key != file.root_key {
+                return Err(TrustError::Conflict { name: file.name });
+            }
+            if existing.root_key == file.root_key && existing.name != file.name {
+                return Err(TrustError::DuplicateKey {
+                    key: file.root_key,
+                    existing: existing.name,
+                });
+            }
+        }
+        let dest = self.dir.join(format!("{}.toml", file.name));
+        write_atomic(&dest, file.to_toml().as_bytes())
+            .map_err(|source| TrustError::Io { path: dest, source })?;
+        Ok(file)
+    }
+
+    /// Removes the publisher named `name`.
+    pub fn remove(&self, name: &str) -> Result<(), TrustError> {
+        if !valid_name(name) {
+            return Err(TrustError::NotFound(name.to_owned()));
+        }
+        let path = self.dir.join(format!("{name}.toml"));
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(TrustError::NotFound(name.to_owned()))
+            }
+            Err(source) => Err(TrustError::Io { path, source }),
+        }
+    }
+
+    /// A trust policy trusting every listed publisher.
+    pub fn policy(&self) -> Result<TrustPolicy, TrustError> {
+        Ok(policy_of(&self.list()?))
+    }
+}
+
+/// A trust policy trusting exactly `files`.
+pub fn policy_of(files: &[PublisherFile]) -> TrustPolicy {
+    let mut policy = TrustPolicy::new();
+    for f in files {
+        policy.trust(f.root_key, f.name.clone());
+    }
+    policy
+}
+
+/// The publisher files shipped with this build (`keys/*.toml`).
+pub fn bundled() -> Result<Vec<PublisherFile>, TrustError> {
+    BUNDLED_KEYS
+        .iter()
+        .map(|(name, text)| PublisherFile::parse(text, Path::new(name)))
+        .collect()
+}

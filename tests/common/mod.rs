@@ -1,0 +1,155 @@
+//! Shared fixtures: a publisher with fixed seed keys and helpers to sign
+//! manifests, heads, certificates and revocations at chosen times.
+#![allow(dead_code, unreachable_pub)]
+
+use kolokol::proto::bundle::BundleFile;
+use kolokol::proto::*;
+
+pub const T0: Timestamp = Timestamp(1_800_000_000);
+pub const DAY: u64 = 86_400;
+
+pub fn seed(n: u8) -> SecretKey {
+    SecretKey::from_seed(&[n; 32])
+}
+
+pub struct Publisher {
+    pub root: SecretKey,
+    pub signing: SecretKey,
+    pub cert: Vec<u8>,
+}
+
+impl Publisher {
+    /// Root key from seed `n`, signing key from seed `n + 1`, a certificate
+    /// valid from T0 for 30 days.
+    pub fn new(n: u8) -> Self {
+        let root = seed(n);
+        let signing = seed(n + 1);
+        let cert = certificate(&root, &signing, 1, T0, T0.plus(30 * DAY), vec![]);
+        Self {
+            root,
+            signing,
+            cert,
+        }
+    }
+
+    pub fn public(&self) -> PublicKey {
+        self.root.public()
+    }
+
+    pub fn cert_id(&self) -> CertId {
+        CertId::of(&self.cert)
+    }
+
+    pub fn policy(&self) -> TrustPolicy {
+        let mut p = TrustPolicy::new();
+        p.trust(self.public(), "test-publisher");
+        p.learn_certificate(&self.cert)
+            .expect("fixture certificate verifies");
+        p
+    }
+
+    pub fn manifest(&self, sequence: u64, body: &[u8], signed_at: Timestamp) -> Manifest {
+        Manifest {
+            format: FORMAT_VERSION,
+            publisher: self.public(),
+            certificate: self.cert_id(),
+            story: StoryId([7; 16]),
+            version: 1,
+            kind: Kind::Story,
+            sequence,
+            supersedes: None,
+            signed_at,
+            metadata: Metadata {
+                title: "Тестовая статья".into(),
+                language: "ru".into(),
+                authors: vec!["A. Author".into()],
+                section: Some("News".into()),
+                published: signed_at,
+                updated: None,
+                original_url: Some("https://example.org/story".into()),
+                summary: Some("Summary".into()),
+            },
+            entries: vec![Entry {
+                path: BODY_PATH.into(),
+                media_type: BODY_MEDIA_TYPE.into(),
+                size: body.len() as u64,
+                hash: BlobHash::of(body),
+            }],
+        }
+    }
+
+    pub fn signed_manifest(&self, sequence: u64, body: &[u8], signed_at: Timestamp) -> Vec<u8> {
+        self.manifest(sequence, body, signed_at)
+            .sign(&self.signing)
+            .unwrap()
+    }
+
+    pub fn head(&self, sequence: u64, issued_at: Timestamp) -> Vec<u8> {
+        Head {
+            format: FORMAT_VERSION,
+            publisher: self.public(),
+            certificate: self.cert_id(),
+            sequence,
+            issued_at,
+            expires_at: issued_at.plus(7 * DAY),
+        }
+        .sign(&self.signing)
+        .unwrap()
+    }
+
+    pub fn revocation(&self, key: PublicKey, effective_from: Timestamp) -> Vec<u8> {
+        Revocation {
+            format: FORMAT_VERSION,
+            publisher: self.public(),
+            key,
+            effective_from,
+            issued_at: effective_from,
+            reason: "test".into(),
+        }
+        .sign(&self.root)
+        .unwrap()
+    }
+
+    /// A complete bundle file with one body blob.
+    pub fn bundle_file(&self, sequence: u64, body: &[u8]) -> BundleFile {
+        BundleFile {
+            certificates: vec![self.cert.clone()],
+            revocations: vec![],
+            heads: vec![self.head(sequence, T0.plus(60))],
+            manifest: self.signed_manifest(sequence, body, T0.plus(60)),
+            blobs: vec![body.to_vec()],
+        }
+    }
+}
+
+pub fn certificate(
+    root: &SecretKey,
+    signing: &SecretKey,
+    serial: u64,
+    not_before: Timestamp,
+    not_after: Timestamp,
+    languages: Vec<String>,
+) -> Vec<u8> {
+    KeyCertificate {
+        format: FORMAT_VERSION,
+        publisher: root.public(),
+        signing_key: signing.public(),
+        serial,
+        not_before,
+        not_after,
+        scope: Scope { languages },
+    }
+    .sign(root)
+    .unwrap()
+}
+
+/// A policy that trusts the publisher but knows none of its certificates.
+pub fn bare_policy(p: &Publisher) -> TrustPolicy {
+    let mut policy = TrustPolicy::new();
+    policy.trust(p.public(), "test-publisher");
+    policy
+}
+
+pub fn now() -> Timestamp {
+    T0.plus(DAY)
+}

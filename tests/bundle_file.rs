@@ -21,7 +21,7 @@ fn sample() -> (Publisher, Vec<u8>) {
 /// Reads and verifies; Ok only when the whole file is good.
 fn check(p: &Publisher, bytes: &[u8]) -> Result<(), String> {
     let file = BundleFile::read(bytes).map_err(|e| e.to_string())?;
-    verify_bundle_file(&bare_policy(p), &file, now()).map_err(|e| e.to_string())?;
+    verify_bundle_file(&bare_policy(p), file, now()).map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -30,7 +30,7 @@ fn round_trip_verifies() {
     let (p, bytes) = sample();
     let file = BundleFile::read(bytes.as_slice()).unwrap();
     assert_eq!(file.to_bytes(), bytes);
-    let v = verify_bundle_file(&bare_policy(&p), &file, now()).unwrap();
+    let v = verify_bundle_file(&bare_policy(&p), file.clone(), now()).unwrap();
     assert_eq!(v.heads.len(), 1);
     assert_eq!(v.bundle.manifest().sequence, 1);
 }
@@ -131,7 +131,7 @@ fn a_tampered_blob_is_named() {
     let p = Publisher::new(1);
     let mut file = p.bundle_file(1, b"<p>original</p>");
     file.blobs[0] = b"<p>falsified</p>".to_vec();
-    let err = verify_bundle_file(&bare_policy(&p), &file, now()).unwrap_err();
+    let err = verify_bundle_file(&bare_policy(&p), file.clone(), now()).unwrap_err();
     assert!(err.to_string().contains("index.html"), "{err}");
 }
 
@@ -199,4 +199,40 @@ proptest! {
         m[i] ^= mask;
         prop_assert!(p.policy().verify_manifest(&m, now()).is_err());
     }
+}
+
+#[test]
+fn side_objects_after_the_manifest_are_refused() {
+    let p = Publisher::new(1);
+    let body = b"<p>x</p>";
+    let mut w = FrameWriter::new(Vec::new(), FileKind::Bundle).unwrap();
+    w.write_frame(FrameTag::Manifest, &p.signed_manifest(1, body, T0))
+        .unwrap();
+    w.write_frame(FrameTag::Blob, body).unwrap();
+    w.write_frame(FrameTag::Certificate, &p.cert).unwrap();
+    let bytes = w.finish().unwrap();
+    assert!(matches!(
+        BundleFile::read(bytes.as_slice()),
+        Err(FileError::Structure(_))
+    ));
+}
+
+#[test]
+fn an_old_bundle_file_with_an_old_head_still_verifies() {
+    let p = Publisher::new(1);
+    let mut policy = bare_policy(&p);
+    policy.learn_certificate(&p.cert).unwrap();
+    let newer = policy.verify_head(&p.head(9, T0.plus(100)), now()).unwrap();
+    policy.accept_head(newer);
+    // The file's head has sequence 1: older than the trusted 9.
+    let v = verify_bundle_file(&policy, p.bundle_file(1, b"<p>old</p>"), now()).unwrap();
+    assert!(v.heads.is_empty(), "the old head is left out, not trusted");
+}
+
+#[test]
+fn too_many_side_objects_cannot_be_written() {
+    let p = Publisher::new(1);
+    let mut file = p.bundle_file(1, b"x");
+    file.certificates = vec![p.cert.clone(); kolokol::proto::bundle::MAX_SIDE_OBJECTS + 1];
+    assert!(file.write(Vec::new()).is_err());
 }

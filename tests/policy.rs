@@ -475,3 +475,56 @@ fn weak_keys_are_refused() {
 fn hex_encode(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+#[test]
+fn mixed_order_keys_are_refused() {
+    use curve25519_dalek::edwards::CompressedEdwardsY;
+    let honest = seed(3).public();
+    let a = CompressedEdwardsY(*honest.as_bytes()).decompress().unwrap();
+    // Adding the order-2 point (0, -1) gives a key with a torsion component.
+    let mut t2 = [0xffu8; 32];
+    t2[0] = 0xec;
+    t2[31] = 0x7f;
+    let t = CompressedEdwardsY(t2).decompress().unwrap();
+    let mixed = (a + t).compress().to_bytes();
+    let text = format!("ed25519:{}", hex_encode(&mixed));
+    assert_eq!(text.parse::<PublicKey>(), Err(KeyError::Weak));
+    assert!(honest.to_string().parse::<PublicKey>().is_ok());
+}
+
+#[test]
+fn a_revoked_keys_heads_are_refused_whatever_time_they_claim() {
+    let p = Publisher::new(1);
+    let mut policy = p.policy();
+    // A thief's backdated head with a huge sequence, accepted before anyone knew.
+    let stolen = policy
+        .verify_head(&p.head(u64::MAX, T0.plus(5)), now())
+        .unwrap();
+    assert!(policy.accept_head(stolen));
+    // Once the key is revoked (from later than the head claims), its heads
+    // are refused and the false floor is gone.
+    policy
+        .learn_revocation(&p.revocation(p.signing.public(), T0.plus(1000)))
+        .unwrap();
+    assert!(policy.publisher(&p.public()).unwrap().head().is_none());
+    let err = policy
+        .verify_head(&p.head(u64::MAX, T0.plus(5)), now())
+        .unwrap_err();
+    assert!(matches!(err, PolicyError::KeyRevoked { .. }), "{err}");
+    // The newsroom's new key issues real heads again.
+    let new_key = seed(40);
+    let cert = certificate(&p.root, &new_key, 2, T0, T0.plus(30 * DAY), vec![]);
+    policy.learn_certificate(&cert).unwrap();
+    let head = Head {
+        format: FORMAT_VERSION,
+        publisher: p.public(),
+        certificate: CertId::of(&cert),
+        sequence: 12,
+        issued_at: T0.plus(2000),
+        expires_at: T0.plus(3000),
+    }
+    .sign(&new_key)
+    .unwrap();
+    let h = policy.verify_head(&head, now()).unwrap();
+    assert!(policy.accept_head(h));
+}

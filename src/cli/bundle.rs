@@ -8,7 +8,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 
 use super::newsroom::newsroom_dir;
-use super::{display, now};
+use super::{display, now, printable};
 use crate::newsroom::article::{self, Format};
 use crate::newsroom::{Draft, MediaFile, Newsroom, Relation, read_manifest};
 use crate::proto::bundle::{BundleFile, FrameReader, FrameTag, verify_bundle_file};
@@ -241,7 +241,7 @@ pub(crate) fn create(newsroom: &Newsroom, args: CreateArgs) -> Result<crate::new
 pub(crate) fn describe(bundle: &VerifiedBundle, publisher: &str, out: &mut dyn std::io::Write) {
     let m = bundle.manifest();
     let _ = writeln!(out, "  publisher:   {publisher} ({})", m.publisher);
-    let _ = writeln!(out, "  title:       {}", m.metadata.title);
+    let _ = writeln!(out, "  title:       {}", printable(&m.metadata.title));
     let _ = writeln!(
         out,
         "  story:       {}  version {}  {}",
@@ -298,7 +298,7 @@ pub(super) fn verify(args: VerifyArgs, data: &Path) -> Result<ExitCode> {
     let mut failed = 0;
     for (path, file) in files {
         let result =
-            file.and_then(|f| verify_bundle_file(&policy, &f, now).map_err(anyhow::Error::from));
+            file.and_then(|f| verify_bundle_file(&policy, f, now).map_err(anyhow::Error::from));
         match result {
             Ok(v) => {
                 println!("OK {}", display(path));
@@ -306,16 +306,11 @@ pub(super) fn verify(args: VerifyArgs, data: &Path) -> Result<ExitCode> {
                     .get(&v.bundle.manifest().publisher)
                     .map_or("?", |s| s.as_str());
                 describe(&v.bundle, name, &mut std::io::stdout());
-                if let Some(p) = policy.publisher(&v.bundle.manifest().publisher)
-                    && let Some(c) = p
-                        .certificates()
-                        .find(|c| c.id() == v.bundle.manifest().certificate)
-                {
-                    println!(
-                        "  signing key: {} (serial {}, valid {} to {})",
-                        c.signing_key, c.serial, c.not_before, c.not_after
-                    );
-                }
+                let c = &v.certificate;
+                println!(
+                    "  signing key: {} (serial {}, valid {} to {})",
+                    c.signing_key, c.serial, c.not_before, c.not_after
+                );
             }
             Err(e) => {
                 failed += 1;
@@ -371,7 +366,9 @@ pub(super) fn inspect(args: InspectArgs) -> Result<ExitCode> {
             FrameTag::Revocation => match decode_unverified::<Revocation>(p) {
                 Ok(r) => println!(
                     "revocation: key {} from {} ({})",
-                    r.key, r.effective_from, r.reason
+                    r.key,
+                    r.effective_from,
+                    printable(&r.reason)
                 ),
                 Err(e) => println!("revocation: undecodable: {e}"),
             },
@@ -386,10 +383,11 @@ pub(super) fn inspect(args: InspectArgs) -> Result<ExitCode> {
                 Ok(m) => {
                     println!("manifest {}:", BundleId::of(p));
                     println!("  publisher {}", m.publisher);
-                    println!("  title     {}", m.metadata.title);
+                    println!("  title     {}", printable(&m.metadata.title));
                     println!(
                         "  language  {}  authors {:?}",
-                        m.metadata.language, m.metadata.authors
+                        printable(&m.metadata.language),
+                        m.metadata.authors
                     );
                     println!(
                         "  story     {} version {} {} sequence {}",
@@ -414,7 +412,7 @@ pub(super) fn inspect(args: InspectArgs) -> Result<ExitCode> {
                 let label = entries
                     .get(blob_index)
                     .map_or("(no entry)".to_string(), |e| {
-                        format!("{} {}", e.path, e.media_type)
+                        format!("{} {}", printable(&e.path), printable(&e.media_type))
                     });
                 println!(
                     "blob: {label}, {} bytes, blake3 {}",

@@ -54,7 +54,7 @@ fn create_args(article: PathBuf, newsroom: &Path) -> CreateArgs {
     CreateArgs::new(article, newsroom)
 }
 
-pub(super) fn run(args: DemoArgs, data_dir: &Option<PathBuf>) -> Result<ExitCode> {
+pub(super) fn run(args: DemoArgs) -> Result<ExitCode> {
     let dir = match args.dir {
         Some(d) => d,
         None => {
@@ -111,7 +111,9 @@ pub(super) fn run(args: DemoArgs, data_dir: &Option<PathBuf>) -> Result<ExitCode
     create(&newsroom, retraction)?;
 
     // A reader who chose to trust the demo newsroom verifies every bundle.
-    let reader_data = data_dir.clone().unwrap_or_else(|| dir.join("reader"));
+    // The reader's data directory is the demo's own, never the user's: the
+    // demo newsroom must not enter a real trust list this way.
+    let reader_data = dir.join("reader");
     let trust = TrustList::open(&reader_data)?;
     trust.add(&newsroom.public_file_path())?;
     let policy = trust.policy()?;
@@ -122,7 +124,7 @@ pub(super) fn run(args: DemoArgs, data_dir: &Option<PathBuf>) -> Result<ExitCode
     for (path, _, _) in newsroom.published()? {
         let f = fs::File::open(&path).with_context(|| display(&path))?;
         let file = BundleFile::read(std::io::BufReader::new(f)).with_context(|| display(&path))?;
-        let v = verify_bundle_file(&policy, &file, now()).with_context(|| display(&path))?;
+        let v = verify_bundle_file(&policy, file, now()).with_context(|| display(&path))?;
         println!("verified {}", display(&path));
         describe(&v.bundle, &newsroom.config().name, &mut std::io::stdout());
         println!();

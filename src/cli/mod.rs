@@ -76,6 +76,21 @@ pub(crate) fn parse_duration(text: &str) -> Result<u64> {
         .with_context(|| format!("{text:?} is not a duration (try 365d or 12h)"))
 }
 
+/// Text from a file or a peer, made safe for a terminal: control
+/// characters (which could move the cursor or rewrite earlier lines) are
+/// shown escaped.
+pub(crate) fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 pub(crate) fn display(path: &Path) -> String {
     path.display().to_string()
 }
@@ -111,7 +126,7 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     let data = data_dir(&cli.data_dir)?;
     match cli.command {
-        Command::Demo(args) => demo::run(args, &cli.data_dir),
+        Command::Demo(args) => demo::run(args),
         Command::Newsroom(cmd) => newsroom::run(cmd, &data),
         Command::Bundle(cmd) => bundle::run_bundle(cmd, &data),
         Command::Verify(args) => bundle::verify(args, &data),

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 
 use super::{display, now, parse_duration, parse_time};
-use crate::newsroom::{DEFAULT_KEY_VALIDITY_SECS, InitOptions, Newsroom};
+use crate::newsroom::{InitOptions, Newsroom};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum NewsroomCommand {
@@ -83,7 +83,7 @@ pub(super) fn run(cmd: NewsroomCommand, data: &Path) -> Result<ExitCode> {
                 name,
                 display_name,
                 homepage,
-                key_validity_secs: parse_duration(&valid_for).unwrap_or(DEFAULT_KEY_VALIDITY_SECS),
+                key_validity_secs: parse_duration(&valid_for).context("--valid-for")?,
                 languages,
             };
             let n = Newsroom::init(&dir, &opts, now())?;

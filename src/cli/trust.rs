@@ -29,7 +29,7 @@ pub(super) fn run(cmd: TrustCommand, data: &Path) -> Result<ExitCode> {
     match cmd {
         TrustCommand::Add { file } => {
             let p = list.add(&file)?;
-            if p.demo {
+            if p.is_demo() {
                 eprintln!(
                     "warning: {} is the DEMO newsroom; its secret key is public, so anyone can sign as it. Never trust it for real news.",
                     p.name
@@ -43,7 +43,7 @@ pub(super) fn run(cmd: TrustCommand, data: &Path) -> Result<ExitCode> {
                 println!("no trusted publishers (add one with `kolokol trust add FILE`)");
             }
             for p in all {
-                let demo = if p.demo {
+                let demo = if p.is_demo() {
                     "  [DEMO: never trust for real news]"
                 } else {
                     ""

@@ -183,16 +183,38 @@ pub fn parse(text: &str, format: Format) -> Result<Article, ArticleError> {
     })
 }
 
+/// Percent-encodes what a Markdown renderer encodes in a link target:
+/// everything but ASCII letters, digits and `-._~/`.
+fn percent_encode(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Points references to a media file at its place in the bundle
-/// (`media/NAME`), for `src` and `href` attributes naming the bare file name.
-pub fn rewrite_media_refs(html: &str, file_name: &str, bundle_path: &str) -> String {
+/// (`media/NAME`): `src` and `href` attributes naming the bare file name,
+/// as written or percent-encoded.
+pub fn rewrite_media_refs(html: &str, file_name: &str) -> String {
     let mut out = html.to_owned();
-    for attr in ["src", "href"] {
-        for quote in ['"', '\''] {
-            for prefix in ["", "./"] {
-                let from = format!("{attr}={quote}{prefix}{file_name}{quote}");
-                let to = format!("{attr}={quote}{bundle_path}{quote}");
-                out = out.replace(&from, &to);
+    let encoded = percent_encode(file_name);
+    let mut forms = vec![file_name.to_owned()];
+    if encoded != file_name {
+        forms.push(encoded);
+    }
+    for form in &forms {
+        for attr in ["src", "href"] {
+            for quote in ['"', '\''] {
+                for prefix in ["", "./"] {
+                    let from = format!("{attr}={quote}{prefix}{form}{quote}");
+                    let to = format!("{attr}={quote}media/{form}{quote}");
+                    out = out.replace(&from, &to);
+                }
             }
         }
     }
@@ -275,8 +297,12 @@ mod tests {
     fn media_refs() {
         let html = r#"<img src="a.png"> <img src="./a.png"> <img src="xa.png">"#;
         assert_eq!(
-            rewrite_media_refs(html, "a.png", "media/a.png"),
+            rewrite_media_refs(html, "a.png"),
             r#"<img src="media/a.png"> <img src="media/a.png"> <img src="xa.png">"#
+        );
+        assert_eq!(
+            rewrite_media_refs(r#"<img src="%D1%84.png">"#, "ф.png"),
+            r#"<img src="media/%D1%84.png">"#
         );
     }
 }

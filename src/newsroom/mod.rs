@@ -77,6 +77,16 @@ pub enum NewsroomError {
     /// The current signing key is revoked or expired.
     #[error("the current signing key cannot sign now: {0}; run `kolokol newsroom rotate`")]
     CannotSign(PolicyError),
+    /// The key is already revoked from the same or an earlier time.
+    #[error(
+        "{key} is already revoked from {effective_from}; a revocation can move earlier, never later"
+    )]
+    AlreadyRevoked {
+        /// The key.
+        key: String,
+        /// The effective time in force.
+        effective_from: Timestamp,
+    },
     /// A bundle named for correction or retraction is not among this newsroom's.
     #[error("bundle {0} was not published by this newsroom")]
     NoSuchBundle(String),
@@ -473,6 +483,21 @@ impl Newsroom {
             .collect()
     }
 
+    /// The newest revocations (by issue time) that fit in a bundle file.
+    fn newest_revocations(&self) -> Result<Vec<Vec<u8>>, NewsroomError> {
+        let mut revs: Vec<(Timestamp, Vec<u8>)> = self
+            .revocations()?
+            .into_iter()
+            .map(|b| {
+                let t = decode_unverified::<Revocation>(&b).map_or(Timestamp(0), |r| r.issued_at);
+                (t, b)
+            })
+            .collect();
+        revs.sort_by_key(|r| std::cmp::Reverse(r.0));
+        revs.truncate(crate::proto::bundle::MAX_SIDE_OBJECTS);
+        Ok(revs.into_iter().map(|(_, b)| b).collect())
+    }
+
     /// A trust policy that trusts this newsroom and knows its certificates
     /// and revocations.
     pub fn policy(&self) -> Result<TrustPolicy, NewsroomError> {
@@ -569,6 +594,21 @@ impl Newsroom {
             .iter()
             .find(|c| c.signing_key.to_string() == key.trim() || c.serial.to_string() == key.trim())
             .ok_or_else(|| NewsroomError::UnknownKey(key.to_owned()))?;
+        // Readers keep the earliest effective time they have seen, so a
+        // later one would be ignored by some and obeyed by others.
+        let existing = self
+            .revocations()?
+            .iter()
+            .filter_map(|b| decode_unverified::<Revocation>(b).ok())
+            .find(|r| r.key == target.signing_key);
+        if let Some(old) = existing
+            && old.effective_from <= effective_from
+        {
+            return Err(NewsroomError::AlreadyRevoked {
+                key: old.key.to_string(),
+                effective_from: old.effective_from,
+            });
+        }
         let rev = Revocation {
             format: FORMAT_VERSION,
             publisher: self.root_public,
@@ -651,8 +691,7 @@ impl Newsroom {
         let mut entries = Vec::with_capacity(draft.media.len() + 1);
         let mut blobs = Vec::with_capacity(draft.media.len() + 1);
         for media in &draft.media {
-            let path = format!("media/{}", media.name);
-            body_html = article::rewrite_media_refs(&body_html, &media.name, &path);
+            body_html = article::rewrite_media_refs(&body_html, &media.name);
         }
         entries.push(Entry {
             path: BODY_PATH.into(),
@@ -717,8 +756,10 @@ impl Newsroom {
         };
         let head_bytes = head.sign(&signing)?;
         let file = BundleFile {
-            certificates: self.certificates()?,
-            revocations: self.revocations()?,
+            // Only the certificate this bundle needs; all revocations, so
+            // every reader learns of them, newest first within the limit.
+            certificates: vec![cert_bytes.clone()],
+            revocations: self.newest_revocations()?,
             heads: vec![head_bytes],
             manifest: manifest_bytes,
             blobs: blobs.clone(),

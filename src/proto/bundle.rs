@@ -12,7 +12,7 @@ use std::io::{self, Read, Write};
 use thiserror::Error;
 
 use super::limits;
-use super::objects::Head;
+use super::objects::{Head, KeyCertificate};
 use super::policy::{PolicyError, TrustPolicy, Verified, VerifiedBundle};
 use super::signed::ObjectKind;
 use super::time::Timestamp;
@@ -104,7 +104,7 @@ pub enum FileError {
     /// A file format this build does not read.
     #[error("file format version {0} is not supported (this build reads version {FILE_FORMAT})")]
     UnsupportedFormat(u16),
-    /// A file kind this build does not know, or the wrong one.
+    /// A file of the other kind (an archive where a bundle was expected).
     #[error("unexpected file kind {found} (expected {expected:?})")]
     WrongKind {
         /// The kind byte found.
@@ -112,6 +112,9 @@ pub enum FileError {
         /// The kind expected.
         expected: FileKind,
     },
+    /// A file kind this build does not know.
+    #[error("unknown file kind {0} (a newer format?)")]
+    UnknownKind(u8),
     /// A frame of unknown type.
     #[error("unknown frame type {tag} at byte {offset}")]
     UnknownFrame {
@@ -204,12 +207,7 @@ impl<R: Read> FrameReader<R> {
         let kind = match header[10] {
             0 => FileKind::Bundle,
             1 => FileKind::Archive,
-            other => {
-                return Err(FileError::WrongKind {
-                    found: other,
-                    expected: FileKind::Archive,
-                });
-            }
+            other => return Err(FileError::UnknownKind(other)),
         };
         if header[11] != 0 {
             return Err(FileError::Structure(
@@ -402,6 +400,13 @@ impl BundleFile {
                 Ok(())
             };
             match frame.tag {
+                FrameTag::Certificate | FrameTag::Revocation | FrameTag::Head if have_manifest => {
+                    return Err(FileError::Structure(format!(
+                        "{} at byte {} comes after the manifest",
+                        frame.tag.what(),
+                        frame.offset
+                    )));
+                }
                 FrameTag::Certificate => {
                     side(&mut file.certificates, "certificates")?;
                     file.certificates.push(frame.payload);
@@ -457,6 +462,18 @@ impl BundleFile {
     /// Writes the file: certificates, revocations, heads, the manifest, then
     /// the blobs in entry order.
     pub fn write<W: Write>(&self, writer: W) -> io::Result<W> {
+        for (what, n) in [
+            ("certificates", self.certificates.len()),
+            ("revocations", self.revocations.len()),
+            ("heads", self.heads.len()),
+        ] {
+            if n > MAX_SIDE_OBJECTS {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{n} {what}, more than the {MAX_SIDE_OBJECTS} a bundle file may carry"),
+                ));
+            }
+        }
         let mut w = FrameWriter::new(writer, FileKind::Bundle)?;
         for c in &self.certificates {
             w.write_frame(FrameTag::Certificate, c)?;
@@ -493,14 +510,20 @@ pub struct VerifiedBundleFile {
     pub bundle: VerifiedBundle,
     /// The heads it carried, each verified.
     pub heads: Vec<Verified<Head>>,
+    /// The certificate of the key that signed the manifest.
+    pub certificate: Verified<KeyCertificate>,
 }
 
 /// Verifies a bundle file: every certificate and revocation it carries
 /// (against the trusted root keys), then the manifest, every blob and every
 /// head. Nothing in the file is left unchecked: one bad object fails it.
+///
+/// A head older than one the policy already trusts is not an error here: an
+/// old bundle file is still a good bundle. Such heads are left out of the
+/// result, so they can never replace a newer one.
 pub fn verify_bundle_file(
     policy: &TrustPolicy,
-    file: &BundleFile,
+    file: BundleFile,
     now: Timestamp,
 ) -> Result<VerifiedBundleFile, FileError> {
     let mut policy = policy.clone();
@@ -522,15 +545,33 @@ pub fn verify_bundle_file(
         .verify_manifest(&file.manifest, now)
         .map_err(rejected("manifest"))?;
     let bundle = policy
-        .verify_bundle(manifest, file.blobs.clone())
+        .verify_bundle(manifest, file.blobs)
         .map_err(rejected("blob"))?;
     let mut heads = Vec::new();
     for h in &file.heads {
-        let head = policy.verify_head(h, now).map_err(rejected("head"))?;
+        let head = match policy.verify_head(h, now) {
+            Ok(head) => head,
+            Err(PolicyError::HeadRollback { .. }) => continue,
+            Err(e) => return Err(rejected("head")(e)),
+        };
         if head.publisher != bundle.manifest().publisher {
             return Err(FileError::Structure("a head of another publisher".into()));
         }
         heads.push(head);
     }
-    Ok(VerifiedBundleFile { bundle, heads })
+    let certificate = policy
+        .publisher(&bundle.manifest().publisher)
+        .and_then(|p| {
+            p.certificates()
+                .find(|c| c.id() == bundle.manifest().certificate)
+        })
+        .cloned()
+        .ok_or_else(|| {
+            FileError::Structure("the signing certificate vanished during verification".into())
+        })?;
+    Ok(VerifiedBundleFile {
+        bundle,
+        heads,
+        certificate,
+    })
 }

@@ -19,8 +19,9 @@ pub enum KeyError {
     /// The bytes are not a point on the curve.
     #[error("not a valid ed25519 public key")]
     Invalid,
-    /// A small-order key, which could validate signatures on almost any message.
-    #[error("weak (small-order) ed25519 public key")]
+    /// A small-order or mixed-order key, which could validate signatures on
+    /// almost any message or make verifiers disagree.
+    #[error("weak ed25519 public key (small order or torsion component)")]
     Weak,
     /// A secret key file's text is not 64 hex digits.
     #[error("not a secret key: expected 64 hex digits")]
@@ -42,10 +43,18 @@ impl PublicKey {
         hex::encode(&self.0[..6])
     }
 
-    /// The dalek key, refusing points off the curve and small-order points.
+    /// The dalek key, refusing points off the curve, small-order points
+    /// and points with a torsion component (which no honest key generator
+    /// makes, and on which batch and single verification could disagree).
     pub fn to_verifying_key(&self) -> Result<VerifyingKey, KeyError> {
         let vk = VerifyingKey::from_bytes(&self.0).map_err(|_| KeyError::Invalid)?;
         if vk.is_weak() {
+            return Err(KeyError::Weak);
+        }
+        let torsion_free = curve25519_dalek::edwards::CompressedEdwardsY(self.0)
+            .decompress()
+            .is_some_and(|p| p.is_torsion_free());
+        if !torsion_free {
             return Err(KeyError::Weak);
         }
         Ok(vk)

@@ -213,18 +213,21 @@ fn check_language(field: &'static str, lang: &str) -> Result<(), PolicyError> {
     Ok(())
 }
 
-/// Whether a path is safe to use as a relative URL or file name: no empty,
-/// `.` or `..` segments, no leading slash, no backslash or control characters.
+/// Whether a path is safe to use as a relative URL, an HTML attribute value
+/// and a file name: no empty, `.` or `..` segments, no leading slash, no
+/// leading dot in a segment, and none of the characters that could make it
+/// a scheme (`:`), an escape (`%`, `\\`), a query or fragment (`?`, `#`),
+/// leave an attribute (`"`, `'`, `<`, `>`, `&`), or hide in whitespace.
 pub fn is_safe_path(path: &str) -> bool {
+    const FORBIDDEN: &[char] = &[':', '%', '\\', '?', '#', '"', '\'', '<', '>', '&', '`'];
     !path.is_empty()
         && path.len() <= MAX_PATH
-        && !path.starts_with('/')
         && path
             .split('/')
-            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+            .all(|seg| !seg.is_empty() && !seg.starts_with('.'))
         && path
             .chars()
-            .all(|c| !c.is_control() && c != '\\' && c != '?' && c != '#')
+            .all(|c| !c.is_control() && !c.is_whitespace() && !FORBIDDEN.contains(&c))
 }
 
 impl KeyCertificate {
@@ -394,5 +397,42 @@ impl Head {
     /// Whether the head has expired at `now`.
     pub fn is_expired(&self, now: Timestamp) -> bool {
         now > self.expires_at
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_safe_path;
+
+    #[test]
+    fn safe_paths() {
+        for ok in [
+            "index.html",
+            "media/photo.jpg",
+            "media/фото.png",
+            "a/b-c_d.webp",
+        ] {
+            assert!(is_safe_path(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../b",
+            "./a",
+            "a//b",
+            ".hidden",
+            "javascript:alert(1)",
+            "%2e%2e/x",
+            "a\\b",
+            "a?b",
+            "a#b",
+            "a\"b",
+            "a<b",
+            "a b",
+            "a\nb",
+        ] {
+            assert!(!is_safe_path(bad), "{bad:?}");
+        }
     }
 }

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::ops::Deref;
 use std::sync::Arc;
 
+use ed25519_dalek::VerifyingKey;
 use thiserror::Error;
 
 use super::error::DecodeError;
@@ -240,6 +241,9 @@ pub struct PublisherTrust {
     /// The name from the trust list.
     pub name: String,
     certificates: HashMap<CertId, Verified<KeyCertificate>>,
+    /// The decoded signing key of each certificate, so that checking a
+    /// signature does not decompress the key again each time.
+    keys: HashMap<CertId, VerifyingKey>,
     revocations: HashMap<PublicKey, Verified<Revocation>>,
     head: Option<Verified<Head>>,
 }
@@ -302,6 +306,7 @@ impl TrustPolicy {
             .or_insert_with(|| PublisherTrust {
                 name: name.into(),
                 certificates: HashMap::new(),
+                keys: HashMap::new(),
                 revocations: HashMap::new(),
                 head: None,
             });
@@ -369,7 +374,13 @@ impl TrustPolicy {
 
     /// Remembers a verified certificate for later checks.
     pub fn add_certificate(&mut self, cert: Verified<KeyCertificate>) {
+        // verify_certificate checked the key already; a failure here means
+        // the value did not come from it, and the certificate is not kept.
+        let Ok(key) = cert.signing_key.to_verifying_key() else {
+            return;
+        };
         if let Some(p) = self.publishers.get_mut(&cert.publisher) {
+            p.keys.insert(cert.id(), key);
             p.certificates.insert(cert.id(), cert);
         }
     }
@@ -378,6 +389,17 @@ impl TrustPolicy {
     /// effective time wins, so a revocation can be widened but never narrowed.
     pub fn add_revocation(&mut self, rev: Verified<Revocation>) {
         if let Some(p) = self.publishers.get_mut(&rev.publisher) {
+            // A head signed by a revoked key is no longer a floor for
+            // rollback checks: a thief could have signed it with a huge
+            // sequence number to lock out the newsroom's real heads.
+            let head_key = p
+                .head
+                .as_ref()
+                .and_then(|h| p.certificates.get(&h.certificate))
+                .map(|c| c.signing_key);
+            if head_key == Some(rev.key) {
+                p.head = None;
+            }
             match p.revocations.get(&rev.key) {
                 Some(old) if old.effective_from <= rev.effective_from => {}
                 _ => {
@@ -412,9 +434,9 @@ impl TrustPolicy {
         id: &CertId,
         signed_at: Timestamp,
         now: Timestamp,
-    ) -> Result<&Verified<KeyCertificate>, PolicyError> {
+    ) -> Result<(&Verified<KeyCertificate>, VerifyingKey), PolicyError> {
         let trust = self.trusted(publisher)?;
-        let Some(cert) = trust.certificates.get(id) else {
+        let (Some(cert), Some(key)) = (trust.certificates.get(id), trust.keys.get(id)) else {
             if let Some(other) = self
                 .publishers
                 .values()
@@ -452,7 +474,7 @@ impl TrustPolicy {
                 signed_at,
             });
         }
-        Ok(cert)
+        Ok((cert, *key))
     }
 
     /// Everything but the signature: fields, publisher, certificate, time,
@@ -461,22 +483,18 @@ impl TrustPolicy {
         &self,
         obj: &Unverified<'_, Manifest>,
         now: Timestamp,
-    ) -> Result<ed25519_dalek::VerifyingKey, PolicyError> {
+    ) -> Result<VerifyingKey, PolicyError> {
         let m = &obj.value;
         m.validate()?;
-        let cert = self.signing_certificate(&m.publisher, &m.certificate, m.signed_at, now)?;
+        let (cert, key) =
+            self.signing_certificate(&m.publisher, &m.certificate, m.signed_at, now)?;
         if !cert.scope.allows_language(&m.metadata.language) {
             return Err(PolicyError::OutOfScope {
                 language: m.metadata.language.clone(),
                 allowed: cert.scope.languages.clone(),
             });
         }
-        cert.signing_key
-            .to_verifying_key()
-            .map_err(|e| PolicyError::InvalidField {
-                field: "signing key",
-                reason: e.to_string(),
-            })
+        Ok(key)
     }
 
     /// Verifies a signed manifest: its fields, its publisher, its signing
@@ -563,14 +581,22 @@ impl TrustPolicy {
         let obj = signed::decode::<Head>(ObjectKind::Head, bytes)?;
         let h = &obj.value;
         h.validate()?;
-        let cert = self.signing_certificate(&h.publisher, &h.certificate, h.issued_at, now)?;
-        let key = cert
-            .signing_key
-            .to_verifying_key()
-            .map_err(|e| PolicyError::InvalidField {
-                field: "signing key",
-                reason: e.to_string(),
-            })?;
+        let (cert, key) =
+            self.signing_certificate(&h.publisher, &h.certificate, h.issued_at, now)?;
+        // Heads are short-lived and re-issued with the new key after a
+        // revocation, so a revoked key's heads are refused whatever time
+        // they claim: a backdated head must not pin a false sequence.
+        if let Some(rev) = self
+            .publishers
+            .get(&h.publisher)
+            .and_then(|p| p.revocations.get(&cert.signing_key))
+        {
+            return Err(PolicyError::KeyRevoked {
+                key: cert.signing_key,
+                effective_from: rev.effective_from,
+                signed_at: h.issued_at,
+            });
+        }
         if !obj.check_signature(&key) {
             return Err(PolicyError::BadSignature { what: "head" });
         }

@@ -171,22 +171,64 @@ pub(crate) struct BatchItem {
     pub(crate) key: VerifyingKey,
 }
 
-/// Checks many signatures at once; returns one verdict per item, each equal
-/// to what `verify_strict` says of that item alone for every signature an
-/// honest signer can produce.
+/// An order-8 point; its multiples are the eight small-order points.
+const ORDER_8_POINT: [u8; 32] = [
+    0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67, 0x0f,
+    0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac, 0x03, 0x7a,
+];
+
+/// Every encoding of a small-order point, with either sign bit. An R among
+/// these is what `verify_strict` refuses as small-order.
+fn small_order_encodings() -> &'static [[u8; 32]] {
+    static LIST: std::sync::OnceLock<Vec<[u8; 32]>> = std::sync::OnceLock::new();
+    LIST.get_or_init(|| {
+        let Some(p8) = CompressedEdwardsY(ORDER_8_POINT).decompress() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut q = curve25519_dalek::edwards::EdwardsPoint::default();
+        for _ in 0..8 {
+            let enc = q.compress().to_bytes();
+            let mut flipped = enc;
+            flipped[31] ^= 0x80;
+            out.push(enc);
+            out.push(flipped);
+            q += p8;
+        }
+        out
+    })
+}
+
+/// Whether R's 32 bytes encode y below the field prime 2^255 - 19, as a
+/// canonical encoding must (the top bit is x's sign, not part of y).
+fn is_canonical_y(r: &[u8; 32]) -> bool {
+    let mut y = *r;
+    y[31] &= 0x7f;
+    // y >= p exactly when y is one of 2^255-19 .. 2^255-1: the top 31 bytes
+    // are all 0xff (0x7f for the last) and the lowest is at least 0xed.
+    !(y[0] >= 0xed && y[1..31].iter().all(|&b| b == 0xff) && y[31] == 0x7f)
+}
+
+/// Checks many signatures at once; returns one verdict per item, equal to
+/// what `verify_strict` says of that item alone.
 ///
-/// The batch equation is checked first, after the same encoding and
-/// small-order checks `verify_strict` makes; only when the batch fails is
-/// each item checked alone, to find the bad ones.
+/// Before the batch equation, each R gets the checks `verify_strict` makes
+/// of it, by bytes alone: canonical y, and not a small-order point. Keys
+/// were checked for small order and torsion when their certificate was
+/// accepted. The batch equation is then checked once; only when it fails is
+/// each item checked alone with `verify_strict`, to find the bad ones. The
+/// two can disagree only on an R with a torsion component, which no honest
+/// signer produces and which only the holder of the signing key can make;
+/// see docs/protocol.md.
 pub(crate) fn verify_batch_strict(items: &[BatchItem]) -> Vec<bool> {
     if items.is_empty() {
         return Vec::new();
     }
+    let blocked = small_order_encodings();
     let prechecked = items.iter().all(|it| {
-        let r = CompressedEdwardsY(it.signature[..32].try_into().unwrap_or([0u8; 32]));
-        !it.key.is_weak()
-            && r.decompress()
-                .is_some_and(|p| !p.is_small_order() && p.compress() == r)
+        let mut r = [0u8; 32];
+        r.copy_from_slice(&it.signature[..32]);
+        !it.key.is_weak() && is_canonical_y(&r) && !blocked.contains(&r)
     });
     if prechecked {
         let msgs: Vec<&[u8]> = items.iter().map(|it| it.message.as_slice()).collect();
@@ -207,4 +249,55 @@ pub(crate) fn verify_batch_strict(items: &[BatchItem]) -> Vec<bool> {
                 .is_ok()
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_small_order_list_is_right() {
+        let list = small_order_encodings();
+        assert_eq!(list.len(), 16);
+        for enc in list {
+            if let Some(p) = CompressedEdwardsY(*enc).decompress() {
+                assert!(p.is_small_order());
+            }
+        }
+        // The identity and the order-2 point are among them.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        assert!(list.contains(&identity));
+    }
+
+    #[test]
+    fn canonical_y() {
+        let mut p = [0xffu8; 32];
+        p[31] = 0x7f;
+        p[0] = 0xed;
+        assert!(!is_canonical_y(&p));
+        p[0] = 0xec;
+        assert!(is_canonical_y(&p));
+        p[31] = 0xff;
+        assert!(is_canonical_y(&p));
+    }
+
+    #[test]
+    fn small_order_r_falls_back_and_is_refused() {
+        let key = SecretKey::from_seed(&[5; 32]);
+        let vk = VerifyingKey::from_bytes(key.public().as_bytes()).unwrap();
+        let good = BatchItem {
+            message: b"m".to_vec(),
+            signature: key.sign_raw(b"m"),
+            key: vk,
+        };
+        let mut bad_sig = key.sign_raw(b"n");
+        bad_sig[..32].copy_from_slice(&small_order_encodings()[0]);
+        let bad = BatchItem {
+            message: b"n".to_vec(),
+            signature: bad_sig,
+            key: vk,
+        };
+        assert_eq!(verify_batch_strict(&[good, bad]), vec![true, false]);
+    }
 }

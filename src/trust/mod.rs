@@ -151,6 +151,12 @@ impl PublisherFile {
         text
     }
 
+    /// Whether this is the demo newsroom, by its flag or by its key (a copy
+    /// with the flag removed is still the demo newsroom).
+    pub fn is_demo(&self) -> bool {
+        self.demo || self.root_key == crate::newsroom::demo::root_key().public()
+    }
+
     /// The name for readers.
     pub fn shown_name(&self) -> &str {
         self.display_name.as_deref().unwrap_or(&self.name)
@@ -211,7 +217,7 @@ impl TrustList {
             fs::create_dir_all(&dir).map_err(io)?;
             for (file_name, text) in BUNDLED_KEYS {
                 let file = PublisherFile::parse(text, Path::new(file_name))?;
-                if file.demo {
+                if file.is_demo() {
                     continue;
                 }
                 let path = dir.join(format!("{}.toml", file.name));

@@ -34,7 +34,7 @@ fn fixture() -> Fixture {
     .sign(&root)
     .unwrap();
     let mut bare_policy = TrustPolicy::new();
-    bare_policy.trust(root.public(), "bench");
+    bare_policy.trust(root.public(), "bench").unwrap();
     let mut policy = bare_policy.clone();
     policy.learn_certificate(&cert).unwrap();
     Fixture {

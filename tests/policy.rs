@@ -89,7 +89,7 @@ fn certificate_from_another_publisher() {
     let a = Publisher::new(1);
     let b = Publisher::new(20);
     let mut policy = a.policy();
-    policy.trust(b.public(), "b");
+    policy.trust(b.public(), "b").unwrap();
     policy.learn_certificate(&b.cert).unwrap();
     // A manifest claiming publisher A but naming B's certificate, signed by B's key.
     let mut m = a.manifest(1, BODY, T0);

@@ -502,7 +502,12 @@ impl Newsroom {
     /// and revocations.
     pub fn policy(&self) -> Result<TrustPolicy, NewsroomError> {
         let mut policy = TrustPolicy::new();
-        policy.trust(self.root_public, self.config.name.clone());
+        policy
+            .trust(self.root_public, self.config.name.clone())
+            .map_err(|e| NewsroomError::Invalid {
+                path: self.dir.join("newsroom.toml"),
+                reason: format!("root_key: {e}"),
+            })?;
         for c in self.certificates()? {
             policy.learn_certificate(&c)?;
         }

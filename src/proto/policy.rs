@@ -4,12 +4,13 @@ use std::collections::HashMap;
 use std::ops::Deref;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use ed25519_dalek::VerifyingKey;
 use thiserror::Error;
 
 use super::error::DecodeError;
 use super::ids::{BlobHash, BundleId, CertId};
-use super::keys::PublicKey;
+use super::keys::{KeyError, PublicKey};
 use super::limits::CLOCK_SKEW_SECS;
 use super::objects::{Entry, Head, KeyCertificate, Manifest, Revocation};
 use super::signed::{self, BatchItem, ObjectKind, Unverified};
@@ -212,7 +213,7 @@ impl Verified<KeyCertificate> {
 #[derive(Clone, Debug)]
 pub struct VerifiedBundle {
     manifest: Verified<Manifest>,
-    blobs: Vec<Arc<[u8]>>,
+    blobs: Vec<Bytes>,
 }
 
 impl VerifiedBundle {
@@ -240,6 +241,8 @@ impl VerifiedBundle {
 pub struct PublisherTrust {
     /// The name from the trust list.
     pub name: String,
+    /// The decoded root key, checked once when the publisher was trusted.
+    root_key: VerifyingKey,
     certificates: HashMap<CertId, Verified<KeyCertificate>>,
     /// The decoded signing key of each certificate, so that checking a
     /// signature does not decompress the key again each time.
@@ -300,16 +303,20 @@ impl TrustPolicy {
     }
 
     /// Trusts the publisher with root key `root`, under `name`.
-    pub fn trust(&mut self, root: PublicKey, name: impl Into<String>) {
+    /// Fails only for a key that is not a usable ed25519 public key.
+    pub fn trust(&mut self, root: PublicKey, name: impl Into<String>) -> Result<(), KeyError> {
+        let root_key = root.to_verifying_key()?;
         self.publishers
             .entry(root)
             .or_insert_with(|| PublisherTrust {
                 name: name.into(),
+                root_key,
                 certificates: HashMap::new(),
                 keys: HashMap::new(),
                 revocations: HashMap::new(),
                 head: None,
             });
+        Ok(())
     }
 
     /// Whether `root` is trusted.
@@ -338,14 +345,8 @@ impl TrustPolicy {
         obj: &Unverified<'_, T>,
         root: &PublicKey,
     ) -> Result<(), PolicyError> {
-        self.trusted(root)?;
-        let key = root
-            .to_verifying_key()
-            .map_err(|e| PolicyError::InvalidField {
-                field: "publisher key",
-                reason: e.to_string(),
-            })?;
-        if !obj.check_signature(&key) {
+        let trust = self.trusted(root)?;
+        if !obj.check_signature(&trust.root_key) {
             return Err(PolicyError::BadSignature {
                 what: obj.kind.what(),
             });
@@ -571,7 +572,8 @@ impl TrustPolicy {
         }
         Ok(VerifiedBundle {
             manifest,
-            blobs: blobs.into_iter().map(Arc::from).collect(),
+            // Bytes takes over each Vec without copying it.
+            blobs: blobs.into_iter().map(Bytes::from).collect(),
         })
     }
 

@@ -293,17 +293,22 @@ impl TrustList {
 
     /// A trust policy trusting every listed publisher.
     pub fn policy(&self) -> Result<TrustPolicy, TrustError> {
-        Ok(policy_of(&self.list()?))
+        policy_of(&self.list()?)
     }
 }
 
 /// A trust policy trusting exactly `files`.
-pub fn policy_of(files: &[PublisherFile]) -> TrustPolicy {
+pub fn policy_of(files: &[PublisherFile]) -> Result<TrustPolicy, TrustError> {
     let mut policy = TrustPolicy::new();
     for f in files {
-        policy.trust(f.root_key, f.name.clone());
+        policy
+            .trust(f.root_key, f.name.clone())
+            .map_err(|e| TrustError::Invalid {
+                path: PathBuf::from(format!("{}.toml", f.name)),
+                reason: format!("root_key: {e}"),
+            })?;
     }
-    policy
+    Ok(policy)
 }
 
 /// The publisher files shipped with this build (`keys/*.toml`).

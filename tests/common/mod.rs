@@ -42,7 +42,7 @@ impl Publisher {
 
     pub fn policy(&self) -> TrustPolicy {
         let mut p = TrustPolicy::new();
-        p.trust(self.public(), "test-publisher");
+        p.trust(self.public(), "test-publisher").unwrap();
         p.learn_certificate(&self.cert)
             .expect("fixture certificate verifies");
         p
@@ -146,7 +146,7 @@ pub fn certificate(
 /// A policy that trusts the publisher but knows none of its certificates.
 pub fn bare_policy(p: &Publisher) -> TrustPolicy {
     let mut policy = TrustPolicy::new();
-    policy.trust(p.public(), "test-publisher");
+    policy.trust(p.public(), "test-publisher").unwrap();
     policy
 }
 

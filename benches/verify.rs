@@ -118,7 +118,10 @@ fn bundle_case(f: &Fixture, label: &str, body_len: usize, n: usize) {
             msg.extend_from_slice(b"kolokol/v1/manifest\0");
             msg.extend_from_slice(msg_body);
             key.verify_strict(&msg, &sig).unwrap();
-            assert_eq!(blake3::hash(black_box(buf)).as_bytes(), m.entries[0].hash.as_bytes());
+            assert_eq!(
+                blake3::hash(black_box(buf)).as_bytes(),
+                m.entries[0].hash.as_bytes()
+            );
         }
         primitives = primitives.max(n as f64 / start.elapsed().as_secs_f64());
     }
@@ -129,7 +132,8 @@ fn bundle_case(f: &Fixture, label: &str, body_len: usize, n: usize) {
     // the timed loop.
     let mut bundle = 0.0_f64;
     for _ in 0..5 {
-        let mut blobs: Vec<Option<Vec<Vec<u8>>>> = fresh().into_iter().map(|b| Some(vec![b])).collect();
+        let mut blobs: Vec<Option<Vec<Vec<u8>>>> =
+            fresh().into_iter().map(|b| Some(vec![b])).collect();
         let start = Instant::now();
         for b in blobs.iter_mut() {
             let m = f.policy.verify_manifest(black_box(&signed), now).unwrap();
@@ -168,7 +172,8 @@ fn bundle_case(f: &Fixture, label: &str, body_len: usize, n: usize) {
         manifest: signed.clone(),
         blobs: vec![body.clone()],
     }
-    .to_bytes();
+    .to_bytes()
+    .unwrap();
     let whole_file = rate(n, |_| {
         let parsed = BundleFile::read(black_box(file.as_slice())).unwrap();
         black_box(verify_bundle_file(&f.bare_policy, parsed, now).unwrap());

@@ -9,6 +9,8 @@
 //! - [`cli`]: the `kolokol` command line.
 
 pub mod cli;
+pub mod config;
 pub mod newsroom;
 pub mod proto;
+pub mod store;
 pub mod trust;

@@ -14,7 +14,8 @@ fn sample() -> (Publisher, Vec<u8>) {
     let p = Publisher::new(1);
     let bytes = p
         .bundle_file(1, b"<p>Body of the story, with some text.</p>")
-        .to_bytes();
+        .to_bytes()
+        .unwrap();
     (p, bytes)
 }
 
@@ -29,7 +30,7 @@ fn check(p: &Publisher, bytes: &[u8]) -> Result<(), String> {
 fn round_trip_verifies() {
     let (p, bytes) = sample();
     let file = BundleFile::read(bytes.as_slice()).unwrap();
-    assert_eq!(file.to_bytes(), bytes);
+    assert_eq!(file.to_bytes().unwrap(), bytes);
     let v = verify_bundle_file(&bare_policy(&p), file.clone(), now()).unwrap();
     assert_eq!(v.heads.len(), 1);
     assert_eq!(v.bundle.manifest().sequence, 1);

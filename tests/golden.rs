@@ -67,7 +67,7 @@ fn bundle_file_hash() {
         manifest: golden_manifest(&p).sign(&p.signing).unwrap(),
         blobs: vec![BODY.to_vec()],
     };
-    let bytes = file.to_bytes();
+    let bytes = file.to_bytes().unwrap();
     assert_eq!(&bytes[..12], b"KOLOKOL\n\x01\x00\x00\x00");
     assert_eq!(blake3::hash(&bytes).to_hex().to_string(), GOLDEN_FILE_HASH);
 }

@@ -116,7 +116,7 @@ pub(super) fn run_bundle(cmd: BundleCommand, data: &Path) -> Result<ExitCode> {
             let out = args.out.clone();
             let published = create(&newsroom, args)?;
             if let Some(out) = out {
-                crate::trust::write_atomic(&out, &published.file.to_bytes())
+                crate::trust::write_atomic(&out, &published.bytes)
                     .with_context(|| format!("writing {}", display(&out)))?;
                 eprintln!("wrote {}", display(&out));
             }

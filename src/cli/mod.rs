@@ -3,6 +3,7 @@
 mod bundle;
 mod demo;
 mod newsroom;
+mod store;
 mod trust;
 
 use std::path::{Path, PathBuf};
@@ -44,6 +45,15 @@ enum Command {
     /// Manage the trust list of publishers.
     #[command(subcommand)]
     Trust(trust::TrustCommand),
+    /// Sign an article and add it to the local store in one step.
+    Publish(bundle::CreateArgs),
+    /// Look after the local store.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
+    /// Write an archive of stored bundles, for carrying by hand.
+    Export(store::ExportArgs),
+    /// Verify and store archives or bundle files.
+    Import(store::ImportArgs),
 }
 
 /// The data directory: `--data-dir`, `$KOLOKOL_DATA_DIR`, or the platform's.
@@ -132,5 +142,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Verify(args) => bundle::verify(args, &data),
         Command::Inspect(args) => bundle::inspect(args),
         Command::Trust(cmd) => trust::run(cmd, &data),
+        Command::Publish(args) => store::publish(args, &data),
+        Command::Store(cmd) => store::run_store(cmd, &data),
+        Command::Export(args) => store::export(args, &data),
+        Command::Import(args) => store::import(args, &data),
     }
 }

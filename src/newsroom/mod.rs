@@ -214,8 +214,10 @@ pub struct Draft {
 pub struct Published {
     /// The verified bundle.
     pub bundle: VerifiedBundle,
-    /// The file as written.
+    /// The file's contents.
     pub file: BundleFile,
+    /// The file as written.
+    pub bytes: Vec<u8>,
     /// Where the newsroom keeps it.
     pub path: PathBuf,
 }
@@ -670,6 +672,19 @@ impl Newsroom {
             });
         }
         let policy = self.policy()?;
+        // A key with any revocation, even one taking effect later, signs
+        // nothing more: readers refuse the head it would sign beside the
+        // story.
+        if let Some(rev) = policy
+            .publisher(&self.root_public)
+            .and_then(|p| p.revocations().find(|r| r.key == cert.signing_key))
+        {
+            return Err(NewsroomError::CannotSign(PolicyError::KeyRevoked {
+                key: rev.key,
+                effective_from: rev.effective_from,
+                signed_at: now,
+            }));
+        }
 
         // Where the story stands: a new story, or the next version of one.
         let (story, kind, previous) = match draft.relation {
@@ -761,8 +776,9 @@ impl Newsroom {
         };
         let head_bytes = head.sign(&signing)?;
         let file = BundleFile {
-            // Only the certificate this bundle needs; all revocations, so
-            // every reader learns of them, newest first within the limit.
+            // Only the certificate this bundle needs, and the newest
+            // revocations (up to the side-object limit) so readers learn
+            // of them.
             certificates: vec![cert_bytes.clone()],
             revocations: self.newest_revocations()?,
             heads: vec![head_bytes],
@@ -782,11 +798,16 @@ impl Newsroom {
                     .into(),
             });
         }
-        let bytes = file.to_bytes();
+        let bytes = file.to_bytes().map_err(io_err(&path))?;
         write_atomic(&path, &bytes).map_err(io_err(&path))?;
         state.next_sequence += 1;
         write_toml(&self.dir.join("state.toml"), &state)?;
-        Ok(Published { bundle, file, path })
+        Ok(Published {
+            bundle,
+            file,
+            bytes,
+            path,
+        })
     }
 }
 

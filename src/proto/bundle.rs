@@ -491,11 +491,9 @@ impl BundleFile {
         w.finish()
     }
 
-    /// The encoded file.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        // Writing to a Vec cannot fail; frame limits are enforced by the
-        // signing code that produced the payloads.
-        self.write(Vec::new()).unwrap_or_default()
+    /// The encoded file; fails only when a limit is exceeded.
+    pub fn to_bytes(&self) -> io::Result<Vec<u8>> {
+        self.write(Vec::new())
     }
 }
 
@@ -551,7 +549,9 @@ pub fn verify_bundle_file(
     for h in &file.heads {
         let head = match policy.verify_head(h, now) {
             Ok(head) => head,
-            Err(PolicyError::HeadRollback { .. }) => continue,
+            // Heads are advisory: an old one, or one by a key revoked since,
+            // does not make the bundle beside it any less valid.
+            Err(PolicyError::HeadRollback { .. } | PolicyError::KeyRevoked { .. }) => continue,
             Err(e) => return Err(rejected("head")(e)),
         };
         if head.publisher != bundle.manifest().publisher {

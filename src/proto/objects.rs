@@ -225,9 +225,25 @@ pub fn is_safe_path(path: &str) -> bool {
         && path
             .split('/')
             .all(|seg| !seg.is_empty() && !seg.starts_with('.'))
-        && path
-            .chars()
-            .all(|c| !c.is_control() && !c.is_whitespace() && !FORBIDDEN.contains(&c))
+        && path.chars().all(|c| {
+            !c.is_control()
+                && !c.is_whitespace()
+                && !is_invisible_format(c)
+                && !FORBIDDEN.contains(&c)
+        })
+}
+
+/// Bidirectional embedding, override and isolate controls: they can make
+/// text display in an order other than its bytes.
+pub fn is_bidi_override(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Characters that format text without being seen: bidirectional
+/// controls and marks, zero-width characters and the byte-order mark.
+fn is_invisible_format(c: char) -> bool {
+    is_bidi_override(c)
+        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}' | '\u{061C}')
 }
 
 impl KeyCertificate {
@@ -430,6 +446,8 @@ mod tests {
             "a\"b",
             "a<b",
             "a b",
+            "a\u{202E}gnp.exe",
+            "a\u{200B}b",
             "a\nb",
         ] {
             assert!(!is_safe_path(bad), "{bad:?}");

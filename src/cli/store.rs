@@ -1,0 +1,352 @@
+//! `kolokol store`, `kolokol export`, `kolokol import`, `kolokol publish`.
+
+use std::fs;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::bundle::{CreateArgs, create};
+use super::newsroom::newsroom_dir;
+use super::{display, now, parse_time, printable};
+use crate::config::Config;
+use crate::newsroom::Newsroom;
+use crate::proto::{BundleId, PublicKey, TrustPolicy};
+use crate::store::Store;
+use crate::store::archive::{self, ExportFilter, ImportReport, Summary, ranges_text};
+use crate::trust::TrustList;
+
+#[derive(Debug, Subcommand)]
+pub(super) enum StoreCommand {
+    /// Rehash every manifest and blob and report damage.
+    Check {
+        /// Remove damaged entries (peers can supply them again).
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Show what the store holds, per publisher.
+    Stats,
+    /// Write what the store holds, for `kolokol export --have` on another machine.
+    Summary {
+        /// The summary file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Keep a story whatever the quota (give any bundle id of the story).
+    Pin {
+        /// A bundle id of the story.
+        bundle: String,
+    },
+    /// Let eviction consider a pinned story again.
+    Unpin {
+        /// A bundle id of the story.
+        bundle: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(super) struct ExportArgs {
+    /// Only this publisher (name in the trust list, or root key); repeatable.
+    #[arg(long = "publisher")]
+    publishers: Vec<String>,
+    /// Only bundles signed at or after this date or time.
+    #[arg(long)]
+    since: Option<String>,
+    /// Leave out what the receiving machine has (a file from `kolokol store summary`).
+    #[arg(long)]
+    have: Option<PathBuf>,
+    /// The archive to write.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct ImportArgs {
+    /// Archives or bundle files.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Print `stored ID` for each bundle once it is durable.
+    #[arg(long, hide = true)]
+    print_stored: bool,
+}
+
+/// Opens the data directory's store.
+pub(crate) fn open_store(data: &Path) -> Result<Store> {
+    let config = Config::load(data)?;
+    fs::create_dir_all(data).with_context(|| display(data))?;
+    Ok(Store::open(&data.join("store"), config.store)?)
+}
+
+/// The trust list's policy, taught what the store knows.
+fn policy(data: &Path, store: &Store) -> Result<TrustPolicy> {
+    let mut policy = TrustList::open(data)?.policy()?;
+    store.load_trust(&mut policy, now())?;
+    Ok(policy)
+}
+
+fn progress(len: Option<u64>, what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = match len {
+        Some(n) => ProgressBar::new(n).with_style(
+            ProgressStyle::with_template(
+                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ),
+        None => ProgressBar::new_spinner(),
+    };
+    bar.set_message(what.to_owned());
+    bar
+}
+
+fn resolve_publisher(data: &Path, text: &str) -> Result<PublicKey> {
+    if let Ok(k) = text.parse::<PublicKey>() {
+        return Ok(k);
+    }
+    TrustList::open(data)?
+        .list()?
+        .into_iter()
+        .find(|p| p.name == text)
+        .map(|p| p.root_key)
+        .with_context(|| format!("no trusted publisher is named {text:?} (or give its root key)"))
+}
+
+pub(super) fn run_store(cmd: StoreCommand, data: &Path) -> Result<ExitCode> {
+    let store = open_store(data)?;
+    match cmd {
+        StoreCommand::Check { repair } => {
+            let report = store.check(repair)?;
+            println!(
+                "checked {} manifests and {} blobs",
+                report.manifests, report.blobs
+            );
+            for p in &report.problems {
+                println!("problem: {p}");
+            }
+            if repair {
+                for id in &report.removed_bundles {
+                    println!("removed {id} (it will be fetched again)");
+                }
+            }
+            if report.problems.is_empty() {
+                println!("no problems found");
+            } else if !repair {
+                println!("run `kolokol store check --repair` to remove damaged entries");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        StoreCommand::Stats => {
+            let t = store.totals()?;
+            println!("store:     {}", display(&data.join("store")));
+            println!("bundles:   {}", t.bundles);
+            println!("blobs:     {}", t.blobs);
+            println!("payload:   {} bytes", t.payload_bytes);
+            println!("on disk:   {} bytes", t.disk_bytes);
+            if let Some(q) = store.config().quota_bytes {
+                println!("quota:     {q} bytes");
+            }
+            let names: std::collections::HashMap<_, _> = TrustList::open(data)?
+                .list()?
+                .into_iter()
+                .map(|p| (p.root_key, p.name))
+                .collect();
+            for p in store.publishers()? {
+                let name = names.get(&p).map_or("(not trusted)", |n| n.as_str());
+                println!("publisher {name} {}", p.short());
+                println!("  held:    {}", ranges_text(&store.held_ranges(&p)?));
+                println!("  missing: {}", ranges_text(&store.missing(&p)?));
+                if let Some((_, h)) = store.head(&p)? {
+                    let age = now().since(h.issued_at);
+                    let expired = if h.is_expired(now()) {
+                        "  EXPIRED: the feed may be frozen"
+                    } else {
+                        ""
+                    };
+                    println!(
+                        "  head:    sequence {} issued {} ({} ago){expired}",
+                        h.sequence,
+                        h.issued_at,
+                        humantime::format_duration(std::time::Duration::from_secs(age))
+                    );
+                }
+            }
+        }
+        StoreCommand::Summary { out } => {
+            let summary = Summary::of(&store)?;
+            crate::trust::write_atomic(&out, summary.to_toml().as_bytes())
+                .with_context(|| display(&out))?;
+            println!(
+                "wrote {} ({} publishers)",
+                display(&out),
+                summary.publishers.len()
+            );
+        }
+        StoreCommand::Pin { bundle } | StoreCommand::Unpin { bundle }
+            if bundle.parse::<BundleId>().is_err() =>
+        {
+            bail!("{bundle:?} is not a bundle id");
+        }
+        StoreCommand::Pin { bundle } => {
+            let m = store
+                .manifest(&bundle.parse()?)?
+                .with_context(|| format!("bundle {bundle} is not in the store"))?;
+            store.pin(&m.manifest.publisher, &m.manifest.story)?;
+            println!(
+                "pinned story {} ({})",
+                m.manifest.story,
+                printable(&m.manifest.metadata.title)
+            );
+        }
+        StoreCommand::Unpin { bundle } => {
+            let m = store
+                .manifest(&bundle.parse()?)?
+                .with_context(|| format!("bundle {bundle} is not in the store"))?;
+            store.unpin(&m.manifest.publisher, &m.manifest.story)?;
+            println!("unpinned story {}", m.manifest.story);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn export(args: ExportArgs, data: &Path) -> Result<ExitCode> {
+    let store = open_store(data)?;
+    let mut filter = ExportFilter::default();
+    for p in &args.publishers {
+        filter.publishers.push(resolve_publisher(data, p)?);
+    }
+    if let Some(since) = &args.since {
+        filter.since = Some(parse_time(since).context("--since")?);
+    }
+    if let Some(have) = &args.have {
+        filter.have = Some(Summary::load(have).with_context(|| display(have))?);
+    }
+    let tmp = args.out.with_extension("partial");
+    let file = fs::File::create(&tmp).with_context(|| display(&tmp))?;
+    let bar = progress(None, "exporting");
+    let result = archive::export(&store, &filter, std::io::BufWriter::new(file), &mut |n| {
+        bar.set_position(n)
+    });
+    bar.finish_and_clear();
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            return Err(e).with_context(|| display(&args.out));
+        }
+    };
+    fs::rename(&tmp, &args.out).with_context(|| display(&args.out))?;
+    println!(
+        "wrote {}: {} bundles, {} bytes{}",
+        display(&args.out),
+        report.bundles,
+        report.bytes,
+        if report.skipped > 0 {
+            format!(" ({} the receiver has were left out)", report.skipped)
+        } else {
+            String::new()
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+struct CountingReader<R> {
+    inner: R,
+    bar: ProgressBar,
+}
+
+impl<R: std::io::Read> std::io::Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bar.inc(n as u64);
+        Ok(n)
+    }
+}
+
+fn print_report(name: &str, report: &ImportReport) -> bool {
+    println!(
+        "{name}: {} new, {} duplicate, {} rejected{}",
+        report.new,
+        report.duplicate,
+        report.rejected.len(),
+        if report.purged > 0 {
+            format!(", {} removed by a revocation", report.purged)
+        } else {
+            String::new()
+        }
+    );
+    for r in &report.rejected {
+        println!("  rejected {}: {}", r.what, printable(&r.reason));
+    }
+    if let Some(e) = &report.file_error {
+        println!("  the file is damaged: {e}; bundles before the damage were kept");
+    }
+    report.rejected.is_empty() && report.file_error.is_none()
+}
+
+pub(super) fn import(args: ImportArgs, data: &Path) -> Result<ExitCode> {
+    let store = open_store(data)?;
+    let mut policy = policy(data, &store)?;
+    let mut all_ok = true;
+    for path in &args.files {
+        let file = fs::File::open(path).with_context(|| display(path))?;
+        let len = file.metadata().map(|m| m.len()).ok();
+        let bar = progress(len, "importing");
+        let reader = CountingReader {
+            inner: std::io::BufReader::with_capacity(1 << 20, file),
+            bar: bar.clone(),
+        };
+        let print = args.print_stored;
+        let mut on_stored = |id: &BundleId| {
+            if print {
+                println!("stored {id}");
+            }
+        };
+        let report = archive::import(&store, &mut policy, reader, now(), &mut on_stored)
+            .with_context(|| display(path))?;
+        bar.finish_and_clear();
+        all_ok &= print_report(&display(path), &report);
+    }
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+pub(super) fn publish(args: CreateArgs, data: &Path) -> Result<ExitCode> {
+    let newsroom = Newsroom::open(&newsroom_dir(args.newsroom.clone(), data))?;
+    let store = open_store(data)?;
+    // A newsroom's own node trusts the newsroom.
+    let trust = TrustList::open(data)?;
+    if !trust.policy()?.is_trusted(&newsroom.root_public()) {
+        trust.add(&newsroom.public_file_path())?;
+        eprintln!("added {} to this node's trust list", newsroom.config().name);
+    }
+    let out = args.out.clone();
+    let published = create(&newsroom, args)?;
+    if let Some(out) = out {
+        crate::trust::write_atomic(&out, &published.bytes).with_context(|| display(&out))?;
+    }
+    let mut policy = policy(data, &store)?;
+    let report = archive::import(
+        &store,
+        &mut policy,
+        published.bytes.as_slice(),
+        now(),
+        &mut |_| {},
+    )?;
+    if !print_report("publish", &report) || report.new + report.duplicate == 0 {
+        bail!(
+            "the new bundle was signed (kept in {}) but not stored",
+            display(&published.path)
+        );
+    }
+    eprintln!("stored in {}", display(&data.join("store")));
+    println!("{}", published.bundle.id());
+    Ok(ExitCode::SUCCESS)
+}

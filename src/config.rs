@@ -1,0 +1,42 @@
+//! Settings from `DATA_DIR/config.toml`; every field has a default, so the
+//! file is optional.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::store::StoreConfig;
+
+/// The configuration file could not be read.
+#[derive(Debug, Error)]
+#[error("{path}: {reason}")]
+pub struct ConfigError {
+    path: String,
+    reason: String,
+}
+
+/// All settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The local store.
+    pub store: StoreConfig,
+}
+
+impl Config {
+    /// Reads `DATA_DIR/config.toml`, or the defaults when there is none.
+    pub fn load(data_dir: &Path) -> Result<Self, ConfigError> {
+        let path = data_dir.join("config.toml");
+        if !path.exists() {
+            return Ok(Self::default());
+        }
+        let err = |reason: String| ConfigError {
+            path: path.display().to_string(),
+            reason,
+        };
+        let text =
+            crate::trust::read_bounded(&path, 1024 * 1024).map_err(|e| err(e.to_string()))?;
+        toml::from_str(&text).map_err(|e| err(e.message().to_string()))
+    }
+}

@@ -1,0 +1,180 @@
+//! The key-value layer under the store: one sled tree, or an in-memory
+//! map with the same behaviour for tests.
+//!
+//! Everything lives in one tree under one-byte key prefixes, because sled
+//! 0.34 applies a batch atomically (also across a crash) only within one
+//! tree.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::RwLock;
+
+use super::StoreError;
+
+/// One write in an atomic batch.
+#[derive(Debug, Clone)]
+pub(crate) enum Op {
+    Put(Vec<u8>, Vec<u8>),
+    Delete(Vec<u8>),
+}
+
+/// A key and its value.
+pub(crate) type Pair = (Vec<u8>, Vec<u8>);
+
+pub(crate) enum Kv {
+    Sled { db: sled::Db, tree: sled::Tree },
+    Memory(RwLock<BTreeMap<Vec<u8>, Vec<u8>>>),
+}
+
+fn sled_err(e: sled::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// The first key after every key starting with `prefix`, if any.
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+impl Kv {
+    pub(crate) fn open_sled(path: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_bytes)
+            // Flushes are explicit (group commit); sled's own background
+            // flush every 500 ms stays on as a safety net.
+            .flush_every_ms(Some(500))
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("lock") =>
+                {
+                    StoreError::Locked(path.to_owned())
+                }
+                other => sled_err(other),
+            })?;
+        let tree = db.open_tree("kolokol").map_err(sled_err)?;
+        Ok(Kv::Sled { db, tree })
+    }
+
+    pub(crate) fn memory() -> Self {
+        Kv::Memory(RwLock::new(BTreeMap::new()))
+    }
+
+    pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            Kv::Sled { tree, .. } => Ok(tree.get(key).map_err(sled_err)?.map(|v| v.to_vec())),
+            Kv::Memory(m) => Ok(m
+                .read()
+                .map_err(|_| StoreError::Poisoned)?
+                .get(key)
+                .cloned()),
+        }
+    }
+
+    pub(crate) fn contains(&self, key: &[u8]) -> Result<bool, StoreError> {
+        match self {
+            Kv::Sled { tree, .. } => tree.contains_key(key).map_err(sled_err),
+            Kv::Memory(m) => Ok(m
+                .read()
+                .map_err(|_| StoreError::Poisoned)?
+                .contains_key(key)),
+        }
+    }
+
+    /// Applies every op or none, also across a crash.
+    pub(crate) fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        match self {
+            Kv::Sled { tree, .. } => {
+                let mut batch = sled::Batch::default();
+                for op in ops {
+                    match op {
+                        Op::Put(k, v) => batch.insert(k, v),
+                        Op::Delete(k) => batch.remove(k),
+                    }
+                }
+                tree.apply_batch(batch).map_err(sled_err)
+            }
+            Kv::Memory(m) => {
+                let mut m = m.write().map_err(|_| StoreError::Poisoned)?;
+                for op in ops {
+                    match op {
+                        Op::Put(k, v) => {
+                            m.insert(k, v);
+                        }
+                        Op::Delete(k) => {
+                            m.remove(&k);
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Every pair whose key starts with `prefix`, in key order (or reverse).
+    pub(crate) fn scan(
+        &self,
+        prefix: &[u8],
+        reverse: bool,
+    ) -> Box<dyn Iterator<Item = Result<Pair, StoreError>> + '_> {
+        match self {
+            Kv::Sled { tree, .. } => {
+                let it = tree
+                    .scan_prefix(prefix)
+                    .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(sled_err));
+                if reverse {
+                    Box::new(it.rev())
+                } else {
+                    Box::new(it)
+                }
+            }
+            Kv::Memory(m) => {
+                let Ok(m) = m.read() else {
+                    return Box::new(std::iter::once(Err(StoreError::Poisoned)));
+                };
+                let end = match prefix_end(prefix) {
+                    Some(e) => Bound::Excluded(e),
+                    None => Bound::Unbounded,
+                };
+                let mut items: Vec<_> = m
+                    .range::<Vec<u8>, _>((Bound::Included(prefix.to_vec()), end))
+                    .map(|(k, v)| Ok((k.clone(), v.clone())))
+                    .collect();
+                if reverse {
+                    items.reverse();
+                }
+                Box::new(items.into_iter())
+            }
+        }
+    }
+
+    /// Makes every applied batch durable.
+    pub(crate) fn flush(&self) -> Result<(), StoreError> {
+        match self {
+            Kv::Sled { db, .. } => db.flush().map(|_| ()).map_err(sled_err),
+            Kv::Memory(_) => Ok(()),
+        }
+    }
+
+    /// Bytes the database takes on disk (for the memory twin, its payload).
+    pub(crate) fn disk_size(&self) -> Result<u64, StoreError> {
+        match self {
+            Kv::Sled { db, .. } => db.size_on_disk().map_err(sled_err),
+            Kv::Memory(m) => Ok(m
+                .read()
+                .map_err(|_| StoreError::Poisoned)?
+                .iter()
+                .map(|(k, v)| (k.len() + v.len()) as u64)
+                .sum()),
+        }
+    }
+}

@@ -3,8 +3,8 @@
 //!
 //! It accepts only values that passed the trust policy (`VerifiedBundle`,
 //! `Verified<…>`), so it never holds anything unchecked. A bundle becomes
-//! visible whole or not at all: its manifest, blobs and index entries are
-//! written in one atomic batch. Callers learn that bundles are stored only
+//! visible whole or not at all: its blobs are written and made durable
+//! first, then its manifest and index entries in one atomic batch. Callers learn that bundles are stored only
 //! after a flush, and one flush covers a whole group of bundles.
 //!
 //! Keys, all in one sled tree (sled 0.34 makes a batch atomic within one
@@ -14,7 +14,6 @@
 //! |---|---|---|
 //! | `M` | name | meta: schema version, counters |
 //! | `m` | bundle id | signed manifest |
-//! | `b` | blob hash | blob bytes |
 //! | `r` | blob hash | how many stored manifests use the blob (u32 BE) |
 //! | `s` | publisher, sequence (u64 BE) | state byte, bundle id |
 //! | `v` | publisher, story, version (u32 BE), bundle id | empty |
@@ -24,8 +23,12 @@
 //! | `c` | certificate id | signed certificate |
 //! | `x` | publisher, revoked key | signed revocation |
 //! | `p` | publisher, story | empty: the story is pinned |
+//!
+//! Blob bytes are files beside the database (see `blobs`); a bundle's
+//! blobs are made durable before the batch that makes the bundle visible.
 
 pub mod archive;
+mod blobs;
 mod kv;
 
 use std::collections::{HashMap, HashSet};
@@ -40,6 +43,7 @@ use crate::proto::{
     BlobHash, BundleId, CertId, Head, KeyCertificate, Kind, Manifest, PolicyError, PublicKey,
     Revocation, StoryId, Timestamp, TrustPolicy, Verified, VerifiedBundle, decode_unverified,
 };
+use blobs::{Blobs, disk_cost};
 use kv::{Kv, Op};
 
 /// Version of the key layout above; a store of another version is refused.
@@ -47,7 +51,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 const META: u8 = b'M';
 const MANIFEST: u8 = b'm';
-const BLOB: u8 = b'b';
+
 const REFS: u8 = b'r';
 const SEQ: u8 = b's';
 const VERSION: u8 = b'v';
@@ -62,6 +66,7 @@ const META_SCHEMA: &[u8] = b"schema";
 const META_PAYLOAD: &[u8] = b"payload";
 const META_BUNDLES: &[u8] = b"bundles";
 const META_BLOBS: &[u8] = b"blobs";
+const META_BLOB_DISK: &[u8] = b"blobdisk";
 
 /// Why a store operation failed.
 #[derive(Debug, Error)]
@@ -90,6 +95,15 @@ pub enum StoreError {
         stored: u64,
         /// The offered head's sequence.
         offered: u64,
+    },
+    /// A file of the store could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
     },
     /// A store written by another version of Kolokol.
     #[error("the store has schema version {found}; this build reads version {SCHEMA_VERSION}")]
@@ -211,6 +225,7 @@ pub struct CheckReport {
 /// The local store.
 pub struct Store {
     kv: Kv,
+    blobs: Blobs,
     config: StoreConfig,
     path: Option<PathBuf>,
     /// Writers go one at a time: each batch is built from reads that no
@@ -310,22 +325,40 @@ pub fn gaps(ranges: &[(u64, u64)], upto: u64) -> Vec<(u64, u64)> {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `path`.
+    /// Opens (or creates) the store in the folder `path`: the index
+    /// database in `path/index`, blob files in `path/blobs`.
     pub fn open(path: &Path, config: StoreConfig) -> Result<Self, StoreError> {
-        let kv = Kv::open_sled(path, config.cache_bytes)?;
-        Self::init(kv, config, Some(path.to_owned()))
+        std::fs::create_dir_all(path).map_err(|source| StoreError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        // The database lock comes first: nothing else is touched while
+        // another process holds the store.
+        let kv = Kv::open_sled(&path.join("index"), config.cache_bytes).map_err(|e| match e {
+            StoreError::Locked(_) => StoreError::Locked(path.to_owned()),
+            other => other,
+        })?;
+        let blobs = Blobs::open(&path.join("blobs"))?;
+        let store = Self::init(kv, blobs, config, Some(path.to_owned()))?;
+        store.sweep_orphans()?;
+        Ok(store)
     }
 
     /// A store in memory, with the same behaviour, for tests.
     pub fn memory(config: StoreConfig) -> Self {
-        match Self::init(Kv::memory(), config, None) {
+        match Self::init(Kv::memory(), Blobs::memory(), config, None) {
             Ok(s) => s,
             // The memory backend has no failure mode at init.
             Err(e) => unreachable!("in-memory store init failed: {e}"),
         }
     }
 
-    fn init(kv: Kv, config: StoreConfig, path: Option<PathBuf>) -> Result<Self, StoreError> {
+    fn init(
+        kv: Kv,
+        blobs: Blobs,
+        config: StoreConfig,
+        path: Option<PathBuf>,
+    ) -> Result<Self, StoreError> {
         let schema_key = key(META, &[META_SCHEMA]);
         match kv.get(&schema_key)? {
             None => {
@@ -344,10 +377,28 @@ impl Store {
         }
         Ok(Self {
             kv,
+            blobs,
             config,
             path,
             write: Mutex::new(()),
         })
+    }
+
+    /// Removes blob files no stored bundle refers to: left by a crash after
+    /// a blob was written and before its bundle's batch was applied.
+    fn sweep_orphans(&self) -> Result<(), StoreError> {
+        let _w = self.lock()?;
+        let mut removed = 0;
+        for hash in self.blobs.list()? {
+            if !self.kv.contains(&key(REFS, &[hash.as_bytes()]))? {
+                self.blobs.remove(&hash)?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            info!(removed, "removed blob files of bundles never stored");
+        }
+        Ok(())
     }
 
     /// Where the store lives on disk, if it does.
@@ -549,6 +600,21 @@ impl Store {
     /// (group commit). Every `New` outcome is durable when this returns.
     pub fn ingest(&self, bundles: &[VerifiedBundle]) -> Result<Vec<Ingested>, StoreError> {
         let _w = self.lock()?;
+        // Blobs first, made durable together; only then the batches that
+        // make the bundles visible. A crash in between leaves only blob
+        // files that nothing refers to, which the next open removes.
+        let mut wrote = false;
+        for b in bundles {
+            if self.kv.contains(&key(MANIFEST, &[b.id().as_bytes()]))? {
+                continue;
+            }
+            for (entry, data) in b.blobs() {
+                wrote |= self.blobs.write(&entry.hash, data)?;
+            }
+        }
+        if wrote {
+            self.blobs.sync()?;
+        }
         let mut out = Vec::with_capacity(bundles.len());
         for b in bundles {
             out.push(self.ingest_one(b)?);
@@ -595,6 +661,7 @@ impl Store {
         let mut ops = Vec::new();
         let mut added = m.bytes().len() as u64;
         let mut new_blobs = 0u64;
+        let mut blob_disk = 0u64;
         ops.push(Op::Put(mkey, m.bytes().to_vec()));
         let mut increments: HashMap<BlobHash, (u32, &[u8])> = HashMap::new();
         for (entry, data) in b.blobs() {
@@ -608,8 +675,13 @@ impl Store {
                 .and_then(|v| v.try_into().ok())
                 .map_or(0, u32::from_be_bytes);
             if count == 0 {
-                ops.push(Op::Put(key(BLOB, &[hash.as_bytes()]), data.to_vec()));
+                if !self.blobs.contains(&hash)? {
+                    return Err(StoreError::Corrupt(format!(
+                        "blob {hash} vanished before its bundle was stored"
+                    )));
+                }
                 added += data.len() as u64;
+                blob_disk += disk_cost(data.len() as u64);
                 new_blobs += 1;
             }
             ops.push(Op::Put(rkey, (count + inc).to_be_bytes().to_vec()));
@@ -631,7 +703,13 @@ impl Store {
             ops.push(Op::Put(timeline_key(m), id.as_bytes().to_vec()));
             ops.push(Op::Put(lang_key(m), id.as_bytes().to_vec()));
         }
-        self.bump_counters(&mut ops, added as i64, 1, new_blobs as i64)?;
+        self.bump_counters(
+            &mut ops,
+            added as i64,
+            1,
+            new_blobs as i64,
+            blob_disk as i64,
+        )?;
         self.kv.apply(ops)?;
         debug!(bundle = %id.short(), seq = m.sequence, "stored");
         Ok(Ingested::New)
@@ -643,11 +721,13 @@ impl Store {
         payload: i64,
         bundles: i64,
         blobs: i64,
+        blob_disk: i64,
     ) -> Result<(), StoreError> {
         for (name, delta) in [
             (META_PAYLOAD, payload),
             (META_BUNDLES, bundles),
             (META_BLOBS, blobs),
+            (META_BLOB_DISK, blob_disk),
         ] {
             if delta == 0 {
                 continue;
@@ -702,6 +782,8 @@ impl Store {
         let mut ops = vec![Op::Delete(key(MANIFEST, &[id.as_bytes()]))];
         let mut removed = sm.bytes.len() as u64;
         let mut gone_blobs = 0i64;
+        let mut gone_disk = 0i64;
+        let mut unlink = Vec::new();
         let mut decrements: HashMap<BlobHash, u32> = HashMap::new();
         for e in &m.entries {
             *decrements.entry(e.hash).or_default() += 1;
@@ -714,12 +796,12 @@ impl Store {
                 .and_then(|v| v.try_into().ok())
                 .map_or(0, u32::from_be_bytes);
             if count <= dec {
-                let bkey = key(BLOB, &[hash.as_bytes()]);
-                if let Some(b) = self.kv.get(&bkey)? {
-                    removed += b.len() as u64;
-                    gone_blobs += 1;
+                if let Some(e) = m.entries.iter().find(|e| e.hash == hash) {
+                    removed += e.size;
+                    gone_disk += disk_cost(e.size) as i64;
                 }
-                ops.push(Op::Delete(bkey));
+                gone_blobs += 1;
+                unlink.push(hash);
                 ops.push(Op::Delete(rkey));
             } else {
                 ops.push(Op::Put(rkey, (count - dec).to_be_bytes().to_vec()));
@@ -742,8 +824,12 @@ impl Store {
                 ops.push(Op::Put(lang_key(&next), next_id.as_bytes().to_vec()));
             }
         }
-        self.bump_counters(&mut ops, -(removed as i64), -1, -gone_blobs)?;
+        self.bump_counters(&mut ops, -(removed as i64), -1, -gone_blobs, -gone_disk)?;
         self.kv.apply(ops)?;
+        // Files go after the index no longer names them.
+        for hash in unlink {
+            self.blobs.remove(&hash)?;
+        }
         Ok(removed)
     }
 
@@ -770,12 +856,15 @@ impl Store {
 
     /// A stored blob.
     pub fn blob(&self, hash: &BlobHash) -> Result<Option<Vec<u8>>, StoreError> {
-        self.kv.get(&key(BLOB, &[hash.as_bytes()]))
+        if !self.kv.contains(&key(REFS, &[hash.as_bytes()]))? {
+            return Ok(None);
+        }
+        self.blobs.get(hash)
     }
 
     /// Whether a blob is stored.
     pub fn has_blob(&self, hash: &BlobHash) -> Result<bool, StoreError> {
-        self.kv.contains(&key(BLOB, &[hash.as_bytes()]))
+        Ok(self.kv.contains(&key(REFS, &[hash.as_bytes()]))? && self.blobs.contains(hash)?)
     }
 
     fn manifests_of_index(
@@ -904,7 +993,7 @@ impl Store {
             bundles: u64_of(self.kv.get(&key(META, &[META_BUNDLES]))?),
             blobs: u64_of(self.kv.get(&key(META, &[META_BLOBS]))?),
             payload_bytes: u64_of(self.kv.get(&key(META, &[META_PAYLOAD]))?),
-            disk_bytes: self.kv.disk_size()?,
+            disk_bytes: self.kv.disk_size()? + u64_of(self.kv.get(&key(META, &[META_BLOB_DISK]))?),
         })
     }
 
@@ -943,8 +1032,8 @@ impl Store {
         let Some(quota) = self.config.quota_bytes else {
             return Ok(Eviction::default());
         };
+        let disk = self.totals()?.disk_bytes;
         let _w = self.lock()?;
-        let disk = self.kv.disk_size()?;
         if disk <= quota {
             return Ok(Eviction::default());
         }
@@ -1025,16 +1114,16 @@ impl Store {
         let _w = self.lock()?;
         let mut report = CheckReport::default();
         let mut bad_blobs = HashSet::new();
-        for item in self.kv.scan(&[BLOB], false) {
-            let (k, v) = item?;
+        for hash in self.blobs.list()? {
             report.blobs += 1;
-            let expected = &k[1..];
-            if BlobHash::of(&v).as_bytes().as_slice() != expected {
-                report.problems.push(format!(
-                    "blob {} does not match its hash",
-                    hex::encode(expected)
-                ));
-                bad_blobs.insert(k[1..].to_vec());
+            let Some(v) = self.blobs.get(&hash)? else {
+                continue;
+            };
+            if BlobHash::of(&v) != hash {
+                report
+                    .problems
+                    .push(format!("blob {hash} does not match its hash"));
+                bad_blobs.insert(hash);
             }
         }
         let mut bad_bundles = Vec::new();
@@ -1060,8 +1149,7 @@ impl Store {
                 }
             };
             for e in &m.entries {
-                let k = key(BLOB, &[e.hash.as_bytes()]);
-                if bad_blobs.contains(e.hash.as_bytes().as_slice()) || !self.kv.contains(&k)? {
+                if bad_blobs.contains(&e.hash) || !self.blobs.contains(&e.hash)? {
                     report.problems.push(format!(
                         "bundle {id}: blob {} ({}) is missing or damaged",
                         e.hash, e.path
@@ -1072,10 +1160,10 @@ impl Store {
             }
         }
         if repair && !report.problems.is_empty() {
-            let mut ops = Vec::new();
             for h in &bad_blobs {
-                ops.push(Op::Delete(key(BLOB, &[h])));
+                self.blobs.remove(h)?;
             }
+            let mut ops = Vec::new();
             for id in &bad_bundles {
                 ops.push(Op::Delete(key(MANIFEST, &[id.as_bytes()])));
             }
@@ -1104,7 +1192,7 @@ impl Store {
                 ops.push(Op::Delete(k));
             }
         }
-        for name in [META_PAYLOAD, META_BUNDLES, META_BLOBS] {
+        for name in [META_PAYLOAD, META_BUNDLES, META_BLOBS, META_BLOB_DISK] {
             ops.push(Op::Delete(key(META, &[name])));
         }
         self.kv.apply(ops)?;
@@ -1149,23 +1237,21 @@ impl Store {
             ops.push(Op::Put(lang_key(m), id.as_bytes().to_vec()));
         }
         let mut blobs = 0u64;
-        for item in self.kv.scan(&[BLOB], false) {
-            let (k, v) = item?;
-            let hash = BlobHash(
-                k[1..]
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("blob key".into()))?,
-            );
+        let mut blob_disk = 0u64;
+        let mut unreferenced = Vec::new();
+        for hash in self.blobs.list()? {
             match refs.get(&hash) {
                 Some(n) => {
                     ops.push(Op::Put(
                         key(REFS, &[hash.as_bytes()]),
                         n.to_be_bytes().to_vec(),
                     ));
-                    payload += v.len() as u64;
+                    let len = self.blobs.get(&hash)?.map_or(0, |b| b.len() as u64);
+                    payload += len;
+                    blob_disk += disk_cost(len);
                     blobs += 1;
                 }
-                None => ops.push(Op::Delete(k)),
+                None => unreferenced.push(hash),
             }
         }
         ops.push(Op::Put(
@@ -1180,7 +1266,15 @@ impl Store {
             key(META, &[META_BLOBS]),
             blobs.to_be_bytes().to_vec(),
         ));
-        self.kv.apply(ops)
+        ops.push(Op::Put(
+            key(META, &[META_BLOB_DISK]),
+            blob_disk.to_be_bytes().to_vec(),
+        ));
+        self.kv.apply(ops)?;
+        for hash in unreferenced {
+            self.blobs.remove(&hash)?;
+        }
+        Ok(())
     }
 
     /// Every held bundle of `publisher`, in sequence order: (sequence, id).
@@ -1216,14 +1310,7 @@ impl Store {
     /// Damages a stored blob (tests of `check` only).
     #[doc(hidden)]
     pub fn corrupt_blob_for_test(&self, hash: &BlobHash) -> Result<(), StoreError> {
-        let k = key(BLOB, &[hash.as_bytes()]);
-        if let Some(mut v) = self.kv.get(&k)? {
-            if let Some(b) = v.first_mut() {
-                *b ^= 0xff;
-            }
-            self.kv.apply(vec![Op::Put(k, v)])?;
-        }
-        Ok(())
+        self.blobs.damage(hash)
     }
 }
 

@@ -153,3 +153,64 @@ pub fn bare_policy(p: &Publisher) -> TrustPolicy {
 pub fn now() -> Timestamp {
     T0.plus(DAY)
 }
+
+/// A version of a story, signed and verified, ready for a store.
+pub struct StoryVersion<'a> {
+    pub publisher: &'a Publisher,
+    pub sequence: u64,
+    pub story: StoryId,
+    pub version: u32,
+    pub kind: Kind,
+    pub supersedes: Option<BundleId>,
+    pub published: Timestamp,
+    pub language: &'a str,
+    pub blobs: Vec<Vec<u8>>,
+}
+
+impl StoryVersion<'_> {
+    pub fn signed(&self) -> (Vec<u8>, Vec<Vec<u8>>) {
+        let mut m = self.publisher.manifest(
+            self.sequence,
+            &self.blobs[0],
+            self.published.plus(self.version as u64),
+        );
+        m.story = self.story;
+        m.version = self.version;
+        m.kind = self.kind;
+        m.supersedes = self.supersedes;
+        m.metadata.published = self.published;
+        m.metadata.language = self.language.into();
+        m.metadata.title = format!("Story {} v{}", self.story.short(), self.version);
+        for (i, b) in self.blobs.iter().enumerate().skip(1) {
+            m.entries.push(Entry {
+                path: format!("media/{i}.png"),
+                media_type: "image/png".into(),
+                size: b.len() as u64,
+                hash: BlobHash::of(b),
+            });
+        }
+        (m.sign(&self.publisher.signing).unwrap(), self.blobs.clone())
+    }
+
+    pub fn verified(&self) -> VerifiedBundle {
+        let (m, blobs) = self.signed();
+        let policy = self.publisher.policy();
+        let vm = policy.verify_manifest(&m, now().plus(400 * DAY)).unwrap();
+        policy.verify_bundle(vm, blobs).unwrap()
+    }
+}
+
+/// Version 1 of story `n`, with sequence `seq`, published at T0 + n hours.
+pub fn story<'a>(p: &'a Publisher, seq: u64, n: u8, body: &[u8]) -> StoryVersion<'a> {
+    StoryVersion {
+        publisher: p,
+        sequence: seq,
+        story: StoryId([n; 16]),
+        version: 1,
+        kind: Kind::Story,
+        supersedes: None,
+        published: T0.plus(n as u64 * 3600),
+        language: "en",
+        blobs: vec![body.to_vec()],
+    }
+}

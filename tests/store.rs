@@ -1,0 +1,408 @@
+//! The local store on both backends: ingest, queries, rollback, revocation,
+//! quota, integrity and locking.
+
+mod common;
+
+use common::*;
+use kolokol::proto::*;
+use kolokol::store::{Ingested, Store, StoreConfig, StoreError, gaps};
+use tempfile::TempDir;
+
+/// Runs `test` on the in-memory store and on a sled store in a temp dir.
+fn both(test: impl Fn(&Store)) {
+    test(&Store::memory(StoreConfig::default()));
+    let dir = TempDir::new().unwrap();
+    test(&Store::open(&dir.path().join("store"), StoreConfig::default()).unwrap());
+}
+
+fn with_cert(store: &Store, p: &Publisher) {
+    let cert = p.policy().verify_certificate(&p.cert).unwrap();
+    store.put_certificate(&cert).unwrap();
+}
+
+#[test]
+fn ingest_is_idempotent_and_shares_blobs() {
+    both(|store| {
+        let p = Publisher::new(1);
+        with_cert(store, &p);
+        let image = vec![9u8; 5000];
+        let mut a = story(&p, 1, 1, b"<p>one</p>");
+        a.blobs.push(image.clone());
+        let mut b = story(&p, 2, 2, b"<p>two</p>");
+        b.blobs.push(image.clone());
+        let (a, b) = (a.verified(), b.verified());
+        assert_eq!(
+            store.ingest(&[a.clone(), b.clone()]).unwrap(),
+            vec![Ingested::New, Ingested::New]
+        );
+        assert_eq!(
+            store.ingest(std::slice::from_ref(&a)).unwrap(),
+            vec![Ingested::Duplicate]
+        );
+        let t = store.totals().unwrap();
+        assert_eq!(t.bundles, 2);
+        assert_eq!(t.blobs, 3, "the shared image is stored once");
+        assert_eq!(store.blob(&BlobHash::of(&image)).unwrap().unwrap(), image);
+        assert!(store.has_bundle(&a.id()).unwrap());
+    });
+}
+
+#[test]
+fn a_bundle_needs_its_certificate_stored_first() {
+    both(|store| {
+        let p = Publisher::new(1);
+        let err = store
+            .ingest(&[story(&p, 1, 1, b"x").verified()])
+            .unwrap_err();
+        assert!(matches!(err, StoreError::MissingCertificate(_)), "{err}");
+    });
+}
+
+#[test]
+fn versions_latest_lists_and_languages() {
+    both(|store| {
+        let p = Publisher::new(1);
+        with_cert(store, &p);
+        let v1 = story(&p, 1, 1, b"<p>first</p>").verified();
+        let other = {
+            let mut s = story(&p, 2, 2, b"<p>other</p>");
+            s.language = "ru";
+            s.verified()
+        };
+        let mut c = story(&p, 3, 1, b"<p>corrected</p>");
+        c.version = 2;
+        c.kind = Kind::Correction;
+        c.supersedes = Some(v1.id());
+        let v2 = c.verified();
+        // The correction arrives before the original: lists still end on v2.
+        store
+            .ingest(&[v2.clone(), other.clone(), v1.clone()])
+            .unwrap();
+
+        let history = store.history(&p.public(), &StoryId([1; 16])).unwrap();
+        assert_eq!(
+            history
+                .iter()
+                .map(|m| m.manifest.version)
+                .collect::<Vec<_>>(),
+            [1, 2]
+        );
+        assert_eq!(
+            store.story_kinds(&p.public(), &StoryId([1; 16])).unwrap(),
+            [Kind::Story, Kind::Correction]
+        );
+
+        let latest = store.latest_stories(&p.public(), 0, 10).unwrap();
+        assert_eq!(
+            latest.iter().map(|m| m.id).collect::<Vec<_>>(),
+            [other.id(), v2.id()],
+            "newest first, one per story"
+        );
+        assert_eq!(
+            store.latest_stories(&p.public(), 1, 10).unwrap().len(),
+            1,
+            "offset"
+        );
+        assert_eq!(
+            store.latest_stories(&p.public(), 0, 1).unwrap().len(),
+            1,
+            "limit"
+        );
+
+        let ru = store.latest_in_language("RU", None, 0, 10).unwrap();
+        assert_eq!(ru.iter().map(|m| m.id).collect::<Vec<_>>(), [other.id()]);
+        let en = store
+            .latest_in_language("en", Some(&p.public()), 0, 10)
+            .unwrap();
+        assert_eq!(en.iter().map(|m| m.id).collect::<Vec<_>>(), [v2.id()]);
+    });
+}
+
+#[test]
+fn held_and_missing_sequence_numbers() {
+    both(|store| {
+        let p = Publisher::new(1);
+        with_cert(store, &p);
+        let bundles: Vec<_> = [1u64, 2, 3, 5, 8]
+            .iter()
+            .map(|&s| story(&p, s, s as u8, format!("<p>{s}</p>").as_bytes()).verified())
+            .collect();
+        store.ingest(&bundles).unwrap();
+        assert_eq!(
+            store.held_ranges(&p.public()).unwrap(),
+            [(1, 3), (5, 5), (8, 8)]
+        );
+        // Nothing is missing until a head says how far the publisher got.
+        assert_eq!(store.missing(&p.public()).unwrap(), []);
+        let head = p
+            .policy()
+            .verify_head(&p.head(10, T0.plus(100)), now())
+            .unwrap();
+        assert!(store.put_head(&head).unwrap());
+        assert_eq!(
+            store.missing(&p.public()).unwrap(),
+            [(4, 4), (6, 7), (9, 10)]
+        );
+        assert_eq!(
+            gaps(&store.held_ranges(&p.public()).unwrap(), 10),
+            store.missing(&p.public()).unwrap()
+        );
+    });
+}
+
+#[test]
+fn a_second_bundle_for_one_sequence_number_is_a_conflict() {
+    both(|store| {
+        let p = Publisher::new(1);
+        with_cert(store, &p);
+        let a = story(&p, 1, 1, b"<p>a</p>").verified();
+        let b = story(&p, 1, 2, b"<p>b</p>").verified();
+        store.ingest(std::slice::from_ref(&a)).unwrap();
+        assert_eq!(
+            store.ingest(&[b]).unwrap(),
+            [Ingested::SequenceConflict { existing: a.id() }]
+        );
+    });
+}
+
+#[test]
+fn rollback_is_refused_across_a_restart() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("store");
+    let p = Publisher::new(1);
+    {
+        let store = Store::open(&path, StoreConfig::default()).unwrap();
+        with_cert(&store, &p);
+        let h = p
+            .policy()
+            .verify_head(&p.head(7, T0.plus(10)), now())
+            .unwrap();
+        store.put_head(&h).unwrap();
+        store.flush().unwrap();
+    }
+    let store = Store::open(&path, StoreConfig::default()).unwrap();
+    // The store itself refuses a lower head...
+    let older = p
+        .policy()
+        .verify_head(&p.head(6, T0.plus(20)), now())
+        .unwrap();
+    assert!(matches!(
+        store.put_head(&older),
+        Err(StoreError::HeadRollback {
+            stored: 7,
+            offered: 6
+        })
+    ));
+    // ...and a policy loaded from the store refuses it before that.
+    let mut policy = bare_policy(&p);
+    store.load_trust(&mut policy, now()).unwrap();
+    let err = policy
+        .verify_head(&p.head(6, T0.plus(20)), now())
+        .unwrap_err();
+    assert_eq!(
+        err,
+        PolicyError::HeadRollback {
+            trusted: 7,
+            offered: 6
+        }
+    );
+}
+
+#[test]
+fn a_revocation_removes_what_it_covers_and_refuses_later_arrivals() {
+    both(|store| {
+        let p = Publisher::new(1);
+        with_cert(store, &p);
+        // Signed at T0 + 1h + 1s and T0 + 5h + 1s.
+        let early = story(&p, 1, 1, b"<p>early</p>").verified();
+        let late = story(&p, 2, 5, b"<p>late</p>").verified();
+        store.ingest(&[early.clone(), late.clone()]).unwrap();
+        let rev_bytes = p.revocation(p.signing.public(), T0.plus(3 * 3600));
+        let rev = p.policy().verify_revocation(&rev_bytes).unwrap();
+        let purged = store.put_revocation(&rev).unwrap();
+        assert_eq!(
+            purged,
+            [late.id()],
+            "only what was signed from the effective time on"
+        );
+        assert!(store.has_bundle(&early.id()).unwrap());
+        assert!(!store.has_bundle(&late.id()).unwrap());
+        // Marked, not missing: it is not to be fetched again.
+        assert_eq!(store.known_ranges(&p.public()).unwrap(), [(1, 2)]);
+        assert_eq!(store.held_ranges(&p.public()).unwrap(), [(1, 1)]);
+        // Offered again later, it is refused.
+        assert_eq!(store.ingest(&[late]).unwrap(), [Ingested::Revoked]);
+        let later = story(&p, 3, 6, b"<p>later</p>").verified();
+        assert_eq!(store.ingest(&[later]).unwrap(), [Ingested::Revoked]);
+        assert_eq!(store.totals().unwrap().bundles, 1);
+    });
+}
+
+#[test]
+fn check_finds_and_repairs_damage() {
+    both(|store| {
+        let p = Publisher::new(1);
+        with_cert(store, &p);
+        let a = story(&p, 1, 1, b"<p>a</p>").verified();
+        let b = story(&p, 2, 2, b"<p>b</p>").verified();
+        store.ingest(&[a.clone(), b.clone()]).unwrap();
+        assert!(store.check(false).unwrap().problems.is_empty());
+        store
+            .corrupt_blob_for_test(&BlobHash::of(b"<p>b</p>"))
+            .unwrap();
+        let report = store.check(false).unwrap();
+        assert_eq!(report.problems.len(), 2, "{:?}", report.problems);
+        assert!(
+            store.has_bundle(&b.id()).unwrap(),
+            "check without repair changes nothing"
+        );
+        let report = store.check(true).unwrap();
+        assert_eq!(report.removed_bundles, [b.id()]);
+        assert!(!store.has_bundle(&b.id()).unwrap());
+        assert!(store.has_bundle(&a.id()).unwrap());
+        assert!(store.check(false).unwrap().problems.is_empty());
+        // The removed bundle counts as missing again, so it can be refetched.
+        let head = p
+            .policy()
+            .verify_head(&p.head(2, T0.plus(100)), now())
+            .unwrap();
+        store.put_head(&head).unwrap();
+        assert_eq!(store.missing(&p.public()).unwrap(), [(2, 2)]);
+        assert_eq!(store.ingest(&[b]).unwrap(), [Ingested::New]);
+        let t = store.totals().unwrap();
+        assert_eq!((t.bundles, t.blobs), (2, 2));
+    });
+}
+
+#[test]
+fn a_store_held_by_another_process_is_named() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("store");
+    let _first = Store::open(&path, StoreConfig::default()).unwrap();
+    // sled's lock is per process: a second process must be refused.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kolokol"))
+        .args(["--data-dir", dir.path().to_str().unwrap(), "store", "stats"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("in use by another kolokol process") && err.contains(path.to_str().unwrap()),
+        "{err}"
+    );
+}
+
+#[test]
+fn quota_eviction_follows_the_policy() {
+    let dir = TempDir::new().unwrap();
+    let config = StoreConfig {
+        quota_bytes: Some(2 * 1024 * 1024),
+        keep_newest: 3,
+        ..StoreConfig::default()
+    };
+    let store = Store::open(&dir.path().join("store"), config).unwrap();
+    let p = Publisher::new(1);
+    let q = Publisher::new(20);
+    with_cert(&store, &p);
+    with_cert(&store, &q);
+    let body = |n: u8| vec![n; 100 * 1024];
+    // Publisher p: stories 1..=30 (story 2 pinned, story 1 corrected);
+    // publisher q: 3 stories, its newest 3, never evicted.
+    let s1 = story(&p, 1, 1, &body(1)).verified();
+    store.ingest(std::slice::from_ref(&s1)).unwrap();
+    let mut corr = story(&p, 2, 1, &body(101));
+    corr.version = 2;
+    corr.kind = Kind::Correction;
+    corr.supersedes = Some(s1.id());
+    store.ingest(&[corr.verified()]).unwrap();
+    let s2 = story(&p, 3, 2, &body(2)).verified();
+    store.ingest(std::slice::from_ref(&s2)).unwrap();
+    store.pin(&p.public(), &StoryId([2; 16])).unwrap();
+    for n in 3..=30u8 {
+        store
+            .ingest(&[story(&p, n as u64 + 1, n, &body(n)).verified()])
+            .unwrap();
+    }
+    for n in 1..=3u8 {
+        store
+            .ingest(&[story(&q, n as u64, n, &body(200 + n)).verified()])
+            .unwrap();
+    }
+    let before = store.totals().unwrap();
+    assert!(
+        before.disk_bytes > 2 * 1024 * 1024,
+        "the test must start over quota: {before:?}"
+    );
+    let evicted = store.enforce_quota().unwrap();
+    assert!(!evicted.stories.is_empty());
+    let after = store.totals().unwrap();
+    eprintln!(
+        "quota test: before {before:?}, after {after:?}, evicted {} stories",
+        evicted.stories.len()
+    );
+    assert!(after.payload_bytes < before.payload_bytes);
+
+    // Oldest first: the evicted stories of p are the oldest unpinned ones.
+    let evicted_p: Vec<u8> = evicted
+        .stories
+        .iter()
+        .filter(|(k, _)| k == &p.public())
+        .map(|(_, s)| s.0[0])
+        .collect();
+    let mut expected: Vec<u8> = (1..=27u8).filter(|n| *n != 2).collect();
+    expected.truncate(evicted_p.len());
+    assert_eq!(evicted_p, expected);
+    // A correction goes with its story.
+    if evicted_p.contains(&1) {
+        assert!(
+            store
+                .history(&p.public(), &StoryId([1; 16]))
+                .unwrap()
+                .is_empty()
+        );
+    }
+    // Never pinned, never a publisher's newest 3.
+    assert!(store.has_bundle(&s2.id()).unwrap());
+    for n in 28..=30u8 {
+        assert_eq!(
+            store.history(&p.public(), &StoryId([n; 16])).unwrap().len(),
+            1
+        );
+    }
+    assert!(evicted.stories.iter().all(|(k, _)| k != &q.public()));
+    // Evicted numbers are known, so they are not fetched again.
+    let head = p
+        .policy()
+        .verify_head(&p.head(31, T0.plus(100)), now())
+        .unwrap();
+    store.put_head(&head).unwrap();
+    assert_eq!(store.missing(&p.public()).unwrap(), []);
+}
+
+#[test]
+fn the_quota_holds_under_a_stream_of_stories() {
+    let dir = TempDir::new().unwrap();
+    let quota = 1024 * 1024;
+    let config = StoreConfig {
+        quota_bytes: Some(quota),
+        keep_newest: 2,
+        ..StoreConfig::default()
+    };
+    let store = Store::open(&dir.path().join("store"), config).unwrap();
+    let p = Publisher::new(1);
+    with_cert(&store, &p);
+    let story_size = 60 * 1024;
+    for n in 1..=120u64 {
+        let body: Vec<u8> = (0..story_size).map(|i| (i as u64 * 31 + n) as u8).collect();
+        let mut s = story(&p, n, 0, &body);
+        s.story = StoryId([(n % 256) as u8; 16]);
+        s.published = T0.plus(n * 60);
+        store.ingest(&[s.verified()]).unwrap();
+        store.enforce_quota().unwrap();
+        let t = store.totals().unwrap();
+        assert!(t.disk_bytes <= quota, "after story {n}: {t:?}");
+    }
+    // The newest stories are the ones kept.
+    let held = store.held_ranges(&p.public()).unwrap();
+    assert_eq!(held.last().map(|r| r.1), Some(120));
+}

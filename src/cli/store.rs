@@ -1,7 +1,7 @@
 //! `kolokol store`, `kolokol export`, `kolokol import`, `kolokol publish`.
 
 use std::fs;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -267,8 +267,9 @@ impl<R: std::io::Read> std::io::Read for CountingReader<R> {
     }
 }
 
-fn print_report(name: &str, report: &ImportReport) -> bool {
-    println!(
+fn print_report(out: &mut dyn std::io::Write, name: &str, report: &ImportReport) -> bool {
+    let _ = writeln!(
+        out,
         "{name}: {} new, {} duplicate, {} rejected{}",
         report.new,
         report.duplicate,
@@ -280,10 +281,13 @@ fn print_report(name: &str, report: &ImportReport) -> bool {
         }
     );
     for r in &report.rejected {
-        println!("  rejected {}: {}", r.what, printable(&r.reason));
+        let _ = writeln!(out, "  rejected {}: {}", r.what, printable(&r.reason));
     }
     if let Some(e) = &report.file_error {
-        println!("  the file is damaged: {e}; bundles before the damage were kept");
+        let _ = writeln!(
+            out,
+            "  the file is damaged: {e}; bundles before the damage were kept"
+        );
     }
     report.rejected.is_empty() && report.file_error.is_none()
 }
@@ -309,7 +313,7 @@ pub(super) fn import(args: ImportArgs, data: &Path) -> Result<ExitCode> {
         let report = archive::import(&store, &mut policy, reader, now(), &mut on_stored)
             .with_context(|| display(path))?;
         bar.finish_and_clear();
-        all_ok &= print_report(&display(path), &report);
+        all_ok &= print_report(&mut std::io::stdout(), &display(path), &report);
     }
     Ok(if all_ok {
         ExitCode::SUCCESS
@@ -340,7 +344,9 @@ pub(super) fn publish(args: CreateArgs, data: &Path) -> Result<ExitCode> {
         now(),
         &mut |_| {},
     )?;
-    if !print_report("publish", &report) || report.new + report.duplicate == 0 {
+    if !print_report(&mut std::io::stderr(), "publish", &report)
+        || report.new + report.duplicate == 0
+    {
         bail!(
             "the new bundle was signed (kept in {}) but not stored",
             display(&published.path)

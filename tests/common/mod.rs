@@ -5,7 +5,7 @@
 use kolokol::proto::bundle::BundleFile;
 use kolokol::proto::*;
 
-pub const T0: Timestamp = Timestamp(1_800_000_000);
+pub const T0: Timestamp = Timestamp(1_750_000_000);
 pub const DAY: u64 = 86_400;
 
 pub fn seed(n: u8) -> SecretKey {
@@ -213,4 +213,38 @@ pub fn story<'a>(p: &'a Publisher, seq: u64, n: u8, body: &[u8]) -> StoryVersion
         language: "en",
         blobs: vec![body.to_vec()],
     }
+}
+
+/// An archive of `n` bundles of publisher `p`, sequence 1..=n, each with a
+/// body of `body_len` bytes, plus its certificate and a head.
+pub fn archive(p: &Publisher, n: u64, body_len: usize) -> Vec<u8> {
+    use kolokol::proto::bundle::{FileKind, FrameTag, FrameWriter};
+    let mut w = FrameWriter::new(Vec::new(), FileKind::Archive).unwrap();
+    w.write_frame(FrameTag::Certificate, &p.cert).unwrap();
+    for seq in 1..=n {
+        let body: Vec<u8> = (0..body_len)
+            .map(|i| (i as u64 ^ seq.wrapping_mul(2654435761)) as u8)
+            .collect();
+        let mut s = story(p, seq, 0, &body);
+        s.story = StoryId(
+            *blake3::hash(&seq.to_le_bytes())
+                .as_bytes()
+                .first_chunk::<16>()
+                .unwrap(),
+        );
+        s.published = T0.plus(seq);
+        let (m, blobs) = s.signed();
+        w.write_frame(FrameTag::Manifest, &m).unwrap();
+        for b in blobs {
+            w.write_frame(FrameTag::Blob, &b).unwrap();
+        }
+    }
+    w.write_frame(FrameTag::Head, &p.head(n, T0.plus(3600)))
+        .unwrap();
+    w.finish().unwrap()
+}
+
+/// A publisher file for `p`, for a data directory's trust list.
+pub fn trust_file(p: &Publisher, name: &str) -> String {
+    format!("name = \"{name}\"\nroot_key = \"{}\"\n", p.public())
 }

@@ -1,7 +1,7 @@
 //! `kolokol store`, `kolokol export`, `kolokol import`, `kolokol publish`.
 
 use std::fs;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 

@@ -222,9 +222,13 @@ pub fn archive(p: &Publisher, n: u64, body_len: usize) -> Vec<u8> {
     let mut w = FrameWriter::new(Vec::new(), FileKind::Archive).unwrap();
     w.write_frame(FrameTag::Certificate, &p.cert).unwrap();
     for seq in 1..=n {
-        let body: Vec<u8> = (0..body_len)
+        let mut body: Vec<u8> = (0..body_len)
             .map(|i| (i as u64 ^ seq.wrapping_mul(2654435761)) as u8)
             .collect();
+        // Distinct bodies, so each bundle has a blob of its own.
+        for (b, x) in body.iter_mut().zip(seq.to_le_bytes()) {
+            *b = x;
+        }
         let mut s = story(p, seq, 0, &body);
         s.story = StoryId(
             *blake3::hash(&seq.to_le_bytes())

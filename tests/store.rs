@@ -406,3 +406,52 @@ fn the_quota_holds_under_a_stream_of_stories() {
     let held = store.held_ranges(&p.public()).unwrap();
     assert_eq!(held.last().map(|r| r.1), Some(120));
 }
+
+#[test]
+fn a_shared_blob_stays_while_any_bundle_uses_it() {
+    both(|store| {
+        let p = Publisher::new(1);
+        with_cert(store, &p);
+        for size in [5_000usize, 40_000] {
+            // Small blobs live in the index, large ones in files: both counted.
+            let image: Vec<u8> = (0..size).map(|i| (i % 241) as u8).collect();
+            let base = if size == 5_000 { 0 } else { 10 };
+            let mut a = story(
+                &p,
+                base + 1,
+                base as u8 + 1,
+                format!("<p>a{size}</p>").as_bytes(),
+            );
+            a.blobs.push(image.clone());
+            let mut b = story(
+                &p,
+                base + 2,
+                base as u8 + 2,
+                format!("<p>b{size}</p>").as_bytes(),
+            );
+            b.blobs.push(image.clone());
+            b.published = T0.plus(10 * DAY);
+            let (a, b) = (a.verified(), b.verified());
+            store.ingest(&[a, b]).unwrap();
+            assert!(store.has_blob(&BlobHash::of(&image)).unwrap());
+        }
+        // Revoke from a time that covers the second bundle of each pair only.
+        let rev = p
+            .policy()
+            .verify_revocation(&p.revocation(p.signing.public(), T0.plus(5 * DAY)))
+            .unwrap();
+        let purged = store.put_revocation(&rev).unwrap();
+        assert_eq!(purged.len(), 2);
+        for size in [5_000usize, 40_000] {
+            let image: Vec<u8> = (0..size).map(|i| (i % 241) as u8).collect();
+            assert_eq!(
+                store.blob(&BlobHash::of(&image)).unwrap().as_deref(),
+                Some(image.as_slice()),
+                "{size}"
+            );
+        }
+        assert!(store.check(false).unwrap().problems.is_empty());
+        let t = store.totals().unwrap();
+        assert_eq!((t.bundles, t.blobs), (2, 4));
+    });
+}

@@ -14,18 +14,21 @@
 //! |---|---|---|
 //! | `M` | name | meta: schema version, counters |
 //! | `m` | bundle id | signed manifest |
-//! | `r` | blob hash | how many stored manifests use the blob (u32 BE) |
+//! | `b` | blob hash | for blobs up to 16 KiB: use count (u32 BE), then the bytes |
+//! | `r` | blob hash | for larger blobs, kept as files: use count (u32 BE) |
 //! | `s` | publisher, sequence (u64 BE) | state byte, bundle id |
-//! | `v` | publisher, story, version (u32 BE), bundle id | empty |
-//! | `t` | publisher, published (u64 BE), story | bundle id of the latest version |
-//! | `l` | language length, language, published, publisher, story | bundle id of the latest version |
+//! | `t` | publisher, story | the newest version: number, bundle id, first publication, language, section |
 //! | `h` | publisher | the newest signed head |
 //! | `c` | certificate id | signed certificate |
 //! | `x` | publisher, revoked key | signed revocation |
 //! | `p` | publisher, story | empty: the story is pinned |
 //!
-//! Blob bytes are files beside the database (see `blobs`); a bundle's
-//! blobs are made durable before the batch that makes the bundle visible.
+//! Blobs up to [`INLINE_BLOB_MAX`] are values under `b`; larger ones are
+//! files beside the database (see `blobs`), made durable before the
+//! batch that makes their bundle visible. A story's older versions are
+//! found by following `supersedes` back from its newest. Every bundle
+//! costs four writes (manifest, blob with its use count, sequence slot,
+//! story entry): the indices are kept to what sync, lists and eviction need.
 
 pub mod archive;
 mod blobs;
@@ -51,16 +54,21 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 const META: u8 = b'M';
 const MANIFEST: u8 = b'm';
+const BLOB: u8 = b'b';
 
 const REFS: u8 = b'r';
 const SEQ: u8 = b's';
-const VERSION: u8 = b'v';
-const TIMELINE: u8 = b't';
-const LANG: u8 = b'l';
+const STORY: u8 = b't';
 const HEAD: u8 = b'h';
 const CERT: u8 = b'c';
 const REVOCATION: u8 = b'x';
 const PIN: u8 = b'p';
+
+/// Blobs up to this size are kept in the index database, in the same
+/// batch as their bundle; larger ones are files (see `blobs`). Small values
+/// are cheap in sled and their space is reused; a file per small blob
+/// would cost more in file-system operations than the blob itself.
+pub const INLINE_BLOB_MAX: u64 = 16 * 1024;
 
 const META_SCHEMA: &[u8] = b"schema";
 const META_PAYLOAD: &[u8] = b"payload";
@@ -222,12 +230,87 @@ pub struct CheckReport {
     pub removed_bundles: Vec<BundleId>,
 }
 
+/// Writes gathered for one atomic batch, read back before they are
+/// applied, with the counter changes they make.
+struct Tx<'a> {
+    kv: &'a Kv,
+    writes: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    payload: i64,
+    bundles: i64,
+    blobs: i64,
+    blob_disk: i64,
+}
+
+impl<'a> Tx<'a> {
+    fn new(kv: &'a Kv) -> Self {
+        Self {
+            kv,
+            writes: Default::default(),
+            payload: 0,
+            bundles: 0,
+            blobs: 0,
+            blob_disk: 0,
+        }
+    }
+
+    fn get(&self, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.writes.get(k) {
+            Some(v) => Ok(v.clone()),
+            None => self.kv.get(k),
+        }
+    }
+
+    fn contains(&self, k: &[u8]) -> Result<bool, StoreError> {
+        match self.writes.get(k) {
+            Some(v) => Ok(v.is_some()),
+            None => self.kv.contains(k),
+        }
+    }
+
+    fn put(&mut self, k: Vec<u8>, v: Vec<u8>) {
+        self.writes.insert(k, Some(v));
+    }
+
+    fn delete(&mut self, k: Vec<u8>) {
+        self.writes.insert(k, None);
+    }
+
+    /// Applies every write and the counter changes as one batch.
+    fn commit(mut self) -> Result<(), StoreError> {
+        for (name, delta) in [
+            (META_PAYLOAD, self.payload),
+            (META_BUNDLES, self.bundles),
+            (META_BLOBS, self.blobs),
+            (META_BLOB_DISK, self.blob_disk),
+        ] {
+            if delta != 0 {
+                let k = key(META, &[name]);
+                let v = u64_of(self.kv.get(&k)?).saturating_add_signed(delta);
+                self.writes.insert(k, Some(v.to_be_bytes().to_vec()));
+            }
+        }
+        if self.writes.is_empty() {
+            return Ok(());
+        }
+        let ops = std::mem::take(&mut self.writes)
+            .into_iter()
+            .map(|(k, v)| match v {
+                Some(v) => Op::Put(k, v),
+                None => Op::Delete(k),
+            })
+            .collect();
+        self.kv.apply(ops)
+    }
+}
+
 /// The local store.
 pub struct Store {
     kv: Kv,
     blobs: Blobs,
     config: StoreConfig,
     path: Option<PathBuf>,
+    /// Signing key of each certificate, by id (certificates never change).
+    cert_keys: Mutex<HashMap<CertId, PublicKey>>,
     /// Writers go one at a time: each batch is built from reads that no
     /// other writer may change before it is applied.
     write: Mutex<()>,
@@ -255,41 +338,139 @@ fn u64_of(v: Option<Vec<u8>>) -> u64 {
         .unwrap_or(0)
 }
 
-fn timeline_key(m: &Manifest) -> Vec<u8> {
-    key(
-        TIMELINE,
-        &[
-            m.publisher.as_bytes(),
-            &m.metadata.published.0.to_be_bytes(),
-            m.story.as_bytes(),
-        ],
-    )
+/// How many stored manifests use a blob: for an inline blob the first four
+/// bytes of its value (saving a write per bundle), for a file its `r` entry.
+fn ref_count(tx: &Tx<'_>, hash: &BlobHash) -> Result<u32, StoreError> {
+    let v = match tx.get(&key(BLOB, &[hash.as_bytes()]))? {
+        Some(v) => v,
+        None => tx.get(&key(REFS, &[hash.as_bytes()]))?.unwrap_or_default(),
+    };
+    Ok(v.get(..4)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u32::from_be_bytes))
 }
 
-fn lang_key(m: &Manifest) -> Vec<u8> {
-    let lang = m.metadata.language.to_ascii_lowercase();
-    key(
-        LANG,
-        &[
-            &[lang.len() as u8],
-            lang.as_bytes(),
-            &m.metadata.published.0.to_be_bytes(),
-            m.publisher.as_bytes(),
-            m.story.as_bytes(),
-        ],
-    )
+/// Sets a blob's count; 0 removes its entry. An inline blob's value is
+/// rewritten with the count in front (`data` when it is new).
+fn set_ref_count(
+    tx: &mut Tx<'_>,
+    hash: &BlobHash,
+    count: u32,
+    inline: bool,
+    data: Option<&[u8]>,
+) -> Result<(), StoreError> {
+    let k = if inline {
+        key(BLOB, &[hash.as_bytes()])
+    } else {
+        key(REFS, &[hash.as_bytes()])
+    };
+    if count == 0 {
+        tx.delete(k);
+        return Ok(());
+    }
+    let mut v = if inline {
+        match tx.get(&k)? {
+            Some(v) => v,
+            None => {
+                let mut v = vec![0; 4];
+                v.extend_from_slice(
+                    data.ok_or_else(|| StoreError::Corrupt(format!("blob {hash} is missing")))?,
+                );
+                v
+            }
+        }
+    } else {
+        vec![0; 4]
+    };
+    if v.len() < 4 {
+        return Err(StoreError::Corrupt(format!(
+            "blob {hash} entry is too short"
+        )));
+    }
+    v[..4].copy_from_slice(&count.to_be_bytes());
+    tx.put(k, v);
+    Ok(())
 }
 
-fn version_key(m: &Manifest, id: &BundleId) -> Vec<u8> {
-    key(
-        VERSION,
-        &[
-            m.publisher.as_bytes(),
-            m.story.as_bytes(),
-            &m.version.to_be_bytes(),
-            id.as_bytes(),
-        ],
-    )
+fn story_key(publisher: &PublicKey, story: &StoryId) -> Vec<u8> {
+    key(STORY, &[publisher.as_bytes(), story.as_bytes()])
+}
+
+/// What the store keeps of a story's newest version, so lists need not
+/// decode manifests: the value of its `t` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoryEntry {
+    /// The publisher.
+    pub publisher: PublicKey,
+    /// The story.
+    pub story: StoryId,
+    /// Its newest stored version.
+    pub version: u32,
+    /// That version's bundle.
+    pub id: BundleId,
+    /// First publication of the story.
+    pub published: Timestamp,
+    /// Language of the newest version.
+    pub language: String,
+    /// Section of the newest version, if any.
+    pub section: Option<String>,
+}
+
+impl StoryEntry {
+    fn of(m: &Manifest, id: BundleId) -> Self {
+        Self {
+            publisher: m.publisher,
+            story: m.story,
+            version: m.version,
+            id,
+            published: m.metadata.published,
+            language: m.metadata.language.to_ascii_lowercase(),
+            section: m.metadata.section.clone(),
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let section = self.section.as_deref().unwrap_or("");
+        let mut v = Vec::with_capacity(48 + self.language.len() + section.len());
+        v.extend_from_slice(&self.version.to_be_bytes());
+        v.extend_from_slice(self.id.as_bytes());
+        v.extend_from_slice(&self.published.0.to_be_bytes());
+        // Both are bounded by the manifest limits (35 and 128 bytes).
+        v.push(self.language.len() as u8);
+        v.extend_from_slice(self.language.as_bytes());
+        v.push(section.len() as u8);
+        v.extend_from_slice(section.as_bytes());
+        v
+    }
+
+    fn decode(k: &[u8], v: &[u8]) -> Result<Self, StoreError> {
+        let bad = || StoreError::Corrupt("story entry".into());
+        if k.len() != 1 + 32 + 16 || v.len() < 4 + 32 + 8 + 2 {
+            return Err(bad());
+        }
+        let publisher = PublicKey(k[1..33].try_into().map_err(|_| bad())?);
+        let story = StoryId(k[33..49].try_into().map_err(|_| bad())?);
+        let version = u32::from_be_bytes(v[0..4].try_into().map_err(|_| bad())?);
+        let id = BundleId(v[4..36].try_into().map_err(|_| bad())?);
+        let published = Timestamp(u64::from_be_bytes(v[36..44].try_into().map_err(|_| bad())?));
+        let ll = v[44] as usize;
+        let language = std::str::from_utf8(v.get(45..45 + ll).ok_or_else(bad)?)
+            .map_err(|_| bad())?
+            .to_owned();
+        let sl = *v.get(45 + ll).ok_or_else(bad)? as usize;
+        let section = std::str::from_utf8(v.get(46 + ll..46 + ll + sl).ok_or_else(bad)?)
+            .map_err(|_| bad())?;
+        let section = (!section.is_empty()).then(|| section.to_owned());
+        Ok(Self {
+            publisher,
+            story,
+            version,
+            id,
+            published,
+            language,
+            section,
+        })
+    }
 }
 
 /// Merges sorted sequence numbers into inclusive ranges.
@@ -380,6 +561,7 @@ impl Store {
             blobs,
             config,
             path,
+            cert_keys: Mutex::new(HashMap::new()),
             write: Mutex::new(()),
         })
     }
@@ -431,15 +613,6 @@ impl Store {
         }
         self.kv.apply(vec![Op::Put(k, cert.bytes().to_vec())])?;
         Ok(true)
-    }
-
-    fn certificate(&self, id: &CertId) -> Result<Option<KeyCertificate>, StoreError> {
-        match self.kv.get(&key(CERT, &[id.as_bytes()]))? {
-            None => Ok(None),
-            Some(b) => decode_unverified::<KeyCertificate>(&b)
-                .map(Some)
-                .map_err(|e| StoreError::Corrupt(format!("certificate {id}: {e}"))),
-        }
     }
 
     /// Keeps a verified revocation and removes the bundles it invalidates:
@@ -596,47 +769,76 @@ impl Store {
 
     // ---- bundles ----
 
-    /// Stores bundles, each atomically, then flushes once for all of them
-    /// (group commit). Every `New` outcome is durable when this returns.
+    /// Stores bundles, each whole or not at all, then flushes once for all
+    /// of them (group commit). Every `New` outcome is durable when this
+    /// returns. The whole group is one atomic batch: a crash loses the
+    /// group, none of which was reported stored, or nothing.
     pub fn ingest(&self, bundles: &[VerifiedBundle]) -> Result<Vec<Ingested>, StoreError> {
         let _w = self.lock()?;
-        // Blobs first, made durable together; only then the batches that
-        // make the bundles visible. A crash in between leaves only blob
-        // files that nothing refers to, which the next open removes.
+        // Large blobs first, made durable together; only then the batch
+        // that makes the bundles visible. A crash in between leaves only
+        // files nothing refers to, which the next open removes.
         let mut wrote = false;
         for b in bundles {
             if self.kv.contains(&key(MANIFEST, &[b.id().as_bytes()]))? {
                 continue;
             }
             for (entry, data) in b.blobs() {
-                wrote |= self.blobs.write(&entry.hash, data)?;
+                if entry.size > INLINE_BLOB_MAX {
+                    wrote |= self.blobs.write(&entry.hash, data)?;
+                }
             }
         }
         if wrote {
             self.blobs.sync()?;
         }
+        let mut tx = Tx::new(&self.kv);
         let mut out = Vec::with_capacity(bundles.len());
         for b in bundles {
-            out.push(self.ingest_one(b)?);
+            out.push(self.ingest_one(&mut tx, b)?);
         }
+        tx.commit()?;
         if out.contains(&Ingested::New) {
             self.kv.flush()?;
         }
         Ok(out)
     }
 
-    fn ingest_one(&self, b: &VerifiedBundle) -> Result<Ingested, StoreError> {
+    /// The signing key a stored certificate certifies, cached: every
+    /// bundle's revocation check needs it.
+    fn signing_key_of(&self, tx: &Tx<'_>, cert: &CertId) -> Result<Option<PublicKey>, StoreError> {
+        if let Some(k) = self
+            .cert_keys
+            .lock()
+            .map_err(|_| StoreError::Poisoned)?
+            .get(cert)
+        {
+            return Ok(Some(*k));
+        }
+        let Some(bytes) = tx.get(&key(CERT, &[cert.as_bytes()]))? else {
+            return Ok(None);
+        };
+        let c = decode_unverified::<KeyCertificate>(&bytes)
+            .map_err(|e| StoreError::Corrupt(format!("certificate {cert}: {e}")))?;
+        self.cert_keys
+            .lock()
+            .map_err(|_| StoreError::Poisoned)?
+            .insert(*cert, c.signing_key);
+        Ok(Some(c.signing_key))
+    }
+
+    fn ingest_one(&self, tx: &mut Tx<'_>, b: &VerifiedBundle) -> Result<Ingested, StoreError> {
         let id = b.id();
         let m = b.manifest();
         let mkey = key(MANIFEST, &[id.as_bytes()]);
-        if self.kv.contains(&mkey)? {
+        if tx.contains(&mkey)? {
             return Ok(Ingested::Duplicate);
         }
-        if !self.kv.contains(&key(CERT, &[m.certificate.as_bytes()]))? {
+        let Some(signing_key) = self.signing_key_of(tx, &m.certificate)? else {
             return Err(StoreError::MissingCertificate(m.certificate));
-        }
+        };
         let seq_key = key(SEQ, &[m.publisher.as_bytes(), &m.sequence.to_be_bytes()]);
-        if let Some(v) = self.kv.get(&seq_key)? {
+        if let Some(v) = tx.get(&seq_key)? {
             let existing = id_from(&v[1..])?;
             match SeqState::from_u8(v[0]) {
                 _ if existing != id => return Ok(Ingested::SequenceConflict { existing }),
@@ -647,185 +849,174 @@ impl Store {
             }
         }
         // A revocation stored earlier applies to bundles arriving later.
-        if let Some(cert) = self.certificate(&m.certificate)?
-            && let Some(rev) = self.kv.get(&key(
-                REVOCATION,
-                &[m.publisher.as_bytes(), cert.signing_key.as_bytes()],
-            ))?
-            && let Ok(rev) = decode_unverified::<Revocation>(&rev)
+        if let Some(rev) = tx.get(&key(
+            REVOCATION,
+            &[m.publisher.as_bytes(), signing_key.as_bytes()],
+        ))? && let Ok(rev) = decode_unverified::<Revocation>(&rev)
             && m.signed_at >= rev.effective_from
         {
             return Ok(Ingested::Revoked);
         }
 
-        let mut ops = Vec::new();
-        let mut added = m.bytes().len() as u64;
-        let mut new_blobs = 0u64;
-        let mut blob_disk = 0u64;
-        ops.push(Op::Put(mkey, m.bytes().to_vec()));
+        tx.put(mkey, m.bytes().to_vec());
+        tx.payload += m.bytes().len() as i64;
         let mut increments: HashMap<BlobHash, (u32, &[u8])> = HashMap::new();
         for (entry, data) in b.blobs() {
             increments.entry(entry.hash).or_insert((0, data)).0 += 1;
         }
         for (hash, (inc, data)) in increments {
-            let rkey = key(REFS, &[hash.as_bytes()]);
-            let count = self
-                .kv
-                .get(&rkey)?
-                .and_then(|v| v.try_into().ok())
-                .map_or(0, u32::from_be_bytes);
+            let count = ref_count(tx, &hash)?;
             if count == 0 {
-                if !self.blobs.contains(&hash)? {
-                    return Err(StoreError::Corrupt(format!(
-                        "blob {hash} vanished before its bundle was stored"
-                    )));
+                if data.len() as u64 > INLINE_BLOB_MAX {
+                    if !self.blobs.contains(&hash)? {
+                        return Err(StoreError::Corrupt(format!(
+                            "blob {hash} vanished before its bundle was stored"
+                        )));
+                    }
+                    tx.blob_disk += disk_cost(data.len() as u64) as i64;
                 }
-                added += data.len() as u64;
-                blob_disk += disk_cost(data.len() as u64);
-                new_blobs += 1;
+                tx.payload += data.len() as i64;
+                tx.blobs += 1;
             }
-            ops.push(Op::Put(rkey, (count + inc).to_be_bytes().to_vec()));
+            set_ref_count(
+                tx,
+                &hash,
+                count + inc,
+                data.len() as u64 <= INLINE_BLOB_MAX,
+                Some(data),
+            )?;
         }
         let mut seq_val = vec![SeqState::Held as u8];
         seq_val.extend_from_slice(id.as_bytes());
-        ops.push(Op::Put(seq_key, seq_val));
-        ops.push(Op::Put(version_key(m, &id), Vec::new()));
-        // The story's lists point at its newest version.
-        let latest = self.latest_version(&m.publisher, &m.story)?;
-        let newer = latest
-            .as_ref()
-            .is_none_or(|(v, lid, _)| (m.version, id) > (*v, *lid));
-        if newer {
-            if let Some((_, _, old)) = &latest {
-                ops.push(Op::Delete(timeline_key(old)));
-                ops.push(Op::Delete(lang_key(old)));
+        tx.put(seq_key, seq_val);
+        // The story's entry names its newest version; a version arriving
+        // after a newer one leaves it alone.
+        let skey = story_key(&m.publisher, &m.story);
+        let newer = match tx.get(&skey)? {
+            Some(v) => {
+                let cur = StoryEntry::decode(&skey, &v)?;
+                (m.version, id) > (cur.version, cur.id)
             }
-            ops.push(Op::Put(timeline_key(m), id.as_bytes().to_vec()));
-            ops.push(Op::Put(lang_key(m), id.as_bytes().to_vec()));
+            None => true,
+        };
+        if newer {
+            tx.put(skey, StoryEntry::of(m, id).encode());
         }
-        self.bump_counters(
-            &mut ops,
-            added as i64,
-            1,
-            new_blobs as i64,
-            blob_disk as i64,
-        )?;
-        self.kv.apply(ops)?;
+        tx.bundles += 1;
         debug!(bundle = %id.short(), seq = m.sequence, "stored");
         Ok(Ingested::New)
     }
 
-    fn bump_counters(
+    fn manifest_in(
         &self,
-        ops: &mut Vec<Op>,
-        payload: i64,
-        bundles: i64,
-        blobs: i64,
-        blob_disk: i64,
-    ) -> Result<(), StoreError> {
-        for (name, delta) in [
-            (META_PAYLOAD, payload),
-            (META_BUNDLES, bundles),
-            (META_BLOBS, blobs),
-            (META_BLOB_DISK, blob_disk),
-        ] {
-            if delta == 0 {
-                continue;
+        tx: &Tx<'_>,
+        id: &BundleId,
+    ) -> Result<Option<StoredManifest>, StoreError> {
+        match tx.get(&key(MANIFEST, &[id.as_bytes()]))? {
+            None => Ok(None),
+            Some(bytes) => {
+                let manifest = decode_unverified::<Manifest>(&bytes)
+                    .map_err(|e| StoreError::Corrupt(format!("manifest {id}: {e}")))?;
+                Ok(Some(StoredManifest {
+                    id: *id,
+                    bytes,
+                    manifest,
+                }))
             }
-            let k = key(META, &[name]);
-            let v = u64_of(self.kv.get(&k)?).saturating_add_signed(delta);
-            ops.push(Op::Put(k, v.to_be_bytes().to_vec()));
         }
-        Ok(())
     }
 
-    /// The newest stored version of a story: (version, id, manifest).
-    fn latest_version(
+    /// Every stored version of a story, newest first: the story entry's
+    /// bundle, then each `supersedes` back while it is stored, skipping
+    /// `except`. Bounded by the manifest's version number, so a loop in
+    /// signed data cannot run forever.
+    fn versions_in(
         &self,
+        tx: &Tx<'_>,
         publisher: &PublicKey,
         story: &StoryId,
-    ) -> Result<Option<(u32, BundleId, Manifest)>, StoreError> {
-        self.latest_version_except(publisher, story, None)
-    }
-
-    fn latest_version_except(
-        &self,
-        publisher: &PublicKey,
-        story: &StoryId,
-        except: Option<&BundleId>,
-    ) -> Result<Option<(u32, BundleId, Manifest)>, StoreError> {
-        for item in self.kv.scan(
-            &key(VERSION, &[publisher.as_bytes(), story.as_bytes()]),
-            true,
-        ) {
-            let (k, _) = item?;
-            let id = id_from(&k[k.len() - 32..])?;
-            if Some(&id) == except {
-                continue;
+    ) -> Result<Vec<StoredManifest>, StoreError> {
+        let skey = story_key(publisher, story);
+        let Some(v) = tx.get(&skey)? else {
+            return Ok(Vec::new());
+        };
+        let entry = StoryEntry::decode(&skey, &v)?;
+        let mut out = Vec::new();
+        let mut next = Some(entry.id);
+        while let Some(id) = next {
+            let Some(m) = self.manifest_in(tx, &id)? else {
+                break;
+            };
+            if m.manifest.story != *story || out.len() > m.manifest.version as usize {
+                break;
             }
-            let m = self.manifest(&id)?.ok_or_else(|| {
-                StoreError::Corrupt(format!("version index names missing bundle {id}"))
-            })?;
-            return Ok(Some((m.manifest.version, id, m.manifest)));
+            next = m.manifest.supersedes;
+            out.push(m);
         }
-        Ok(None)
+        Ok(out)
     }
 
     /// Removes one bundle and its index entries, leaves `state` in its
     /// sequence slot, and points the story's lists at the next newest
-    /// version. Caller holds the write lock.
+    /// version, in one atomic batch. Caller holds the write lock.
     fn remove_bundle(&self, id: &BundleId, state: SeqState) -> Result<u64, StoreError> {
-        let Some(sm) = self.manifest(id)? else {
+        let mut tx = Tx::new(&self.kv);
+        let Some(sm) = self.manifest_in(&tx, id)? else {
             return Ok(0);
         };
         let m = &sm.manifest;
-        let mut ops = vec![Op::Delete(key(MANIFEST, &[id.as_bytes()]))];
+        tx.delete(key(MANIFEST, &[id.as_bytes()]));
         let mut removed = sm.bytes.len() as u64;
-        let mut gone_blobs = 0i64;
-        let mut gone_disk = 0i64;
         let mut unlink = Vec::new();
         let mut decrements: HashMap<BlobHash, u32> = HashMap::new();
         for e in &m.entries {
             *decrements.entry(e.hash).or_default() += 1;
         }
         for (hash, dec) in decrements {
-            let rkey = key(REFS, &[hash.as_bytes()]);
-            let count = self
-                .kv
-                .get(&rkey)?
-                .and_then(|v| v.try_into().ok())
-                .map_or(0, u32::from_be_bytes);
+            let count = ref_count(&tx, &hash)?;
+            let size = m
+                .entries
+                .iter()
+                .find(|e| e.hash == hash)
+                .map_or(0, |e| e.size);
+            let inline = size <= INLINE_BLOB_MAX;
             if count <= dec {
-                if let Some(e) = m.entries.iter().find(|e| e.hash == hash) {
-                    removed += e.size;
-                    gone_disk += disk_cost(e.size) as i64;
+                removed += size;
+                if !inline {
+                    tx.blob_disk -= disk_cost(size) as i64;
+                    unlink.push(hash);
                 }
-                gone_blobs += 1;
-                unlink.push(hash);
-                ops.push(Op::Delete(rkey));
-            } else {
-                ops.push(Op::Put(rkey, (count - dec).to_be_bytes().to_vec()));
+                tx.blobs -= 1;
             }
+            set_ref_count(&mut tx, &hash, count.saturating_sub(dec), inline, None)?;
         }
         let mut seq_val = vec![state as u8];
         seq_val.extend_from_slice(id.as_bytes());
-        ops.push(Op::Put(
+        tx.put(
             key(SEQ, &[m.publisher.as_bytes(), &m.sequence.to_be_bytes()]),
             seq_val,
-        ));
-        ops.push(Op::Delete(version_key(m, id)));
-        if self.kv.get(&timeline_key(m))?.as_deref() == Some(id.as_bytes().as_slice()) {
-            ops.push(Op::Delete(timeline_key(m)));
-            ops.push(Op::Delete(lang_key(m)));
-            if let Some((_, next_id, next)) =
-                self.latest_version_except(&m.publisher, &m.story, Some(id))?
+        );
+        // If this was the story's newest version, the entry falls back to
+        // the version it superseded, when that is stored.
+        let skey = story_key(&m.publisher, &m.story);
+        if let Some(v) = tx.get(&skey)?
+            && StoryEntry::decode(&skey, &v)?.id == *id
+        {
+            match m
+                .supersedes
+                .map(|prev| self.manifest_in(&tx, &prev))
+                .transpose()?
+                .flatten()
             {
-                ops.push(Op::Put(timeline_key(&next), next_id.as_bytes().to_vec()));
-                ops.push(Op::Put(lang_key(&next), next_id.as_bytes().to_vec()));
+                Some(prev) if prev.manifest.story == m.story => {
+                    tx.put(skey, StoryEntry::of(&prev.manifest, prev.id).encode());
+                }
+                _ => tx.delete(skey),
             }
         }
-        self.bump_counters(&mut ops, -(removed as i64), -1, -gone_blobs, -gone_disk)?;
-        self.kv.apply(ops)?;
+        tx.payload -= removed as i64;
+        tx.bundles -= 1;
+        tx.commit()?;
         // Files go after the index no longer names them.
         for hash in unlink {
             self.blobs.remove(&hash)?;
@@ -856,48 +1047,97 @@ impl Store {
 
     /// A stored blob.
     pub fn blob(&self, hash: &BlobHash) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(v) = self.kv.get(&key(BLOB, &[hash.as_bytes()]))? {
+            return Ok(v.get(4..).map(<[u8]>::to_vec));
+        }
         if !self.kv.contains(&key(REFS, &[hash.as_bytes()]))? {
             return Ok(None);
         }
         self.blobs.get(hash)
     }
 
-    /// Whether a blob is stored.
-    pub fn has_blob(&self, hash: &BlobHash) -> Result<bool, StoreError> {
-        Ok(self.kv.contains(&key(REFS, &[hash.as_bytes()]))? && self.blobs.contains(hash)?)
+    /// A blob's bytes, inline or in its file, whether referenced or not.
+    fn blob_bytes(&self, hash: &BlobHash) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.kv.get(&key(BLOB, &[hash.as_bytes()]))? {
+            Some(v) => Ok(v.get(4..).map(<[u8]>::to_vec)),
+            None => self.blobs.get(hash),
+        }
     }
 
-    fn manifests_of_index(
+    fn blob_exists(&self, hash: &BlobHash) -> Result<bool, StoreError> {
+        Ok(self.kv.contains(&key(BLOB, &[hash.as_bytes()]))? || self.blobs.contains(hash)?)
+    }
+
+    /// Every blob present, inline or as a file.
+    fn all_blobs(&self) -> Result<Vec<BlobHash>, StoreError> {
+        let mut out = self.blobs.list()?;
+        for item in self.kv.scan(&[BLOB], false) {
+            let (k, _) = item?;
+            out.push(BlobHash(
+                k[1..]
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("blob key".into()))?,
+            ));
+        }
+        Ok(out)
+    }
+
+    fn delete_blob(&self, hash: &BlobHash) -> Result<(), StoreError> {
+        self.kv
+            .apply(vec![Op::Delete(key(BLOB, &[hash.as_bytes()]))])?;
+        self.blobs.remove(hash)
+    }
+
+    /// Whether a blob is stored.
+    pub fn has_blob(&self, hash: &BlobHash) -> Result<bool, StoreError> {
+        Ok(self.kv.contains(&key(BLOB, &[hash.as_bytes()]))?
+            || (self.kv.contains(&key(REFS, &[hash.as_bytes()]))? && self.blobs.contains(hash)?))
+    }
+
+    /// Story entries, newest first by first publication: of one publisher
+    /// or all, in one language or all, in one section or all.
+    pub fn stories(
         &self,
-        prefix: Vec<u8>,
         publisher: Option<&PublicKey>,
+        language: Option<&str>,
+        section: Option<&str>,
+    ) -> Result<Vec<StoryEntry>, StoreError> {
+        let prefix = match publisher {
+            Some(p) => key(STORY, &[p.as_bytes()]),
+            None => vec![STORY],
+        };
+        let language = language.map(str::to_ascii_lowercase);
+        let mut out = Vec::new();
+        for item in self.kv.scan(&prefix, false) {
+            let (k, v) = item?;
+            let e = StoryEntry::decode(&k, &v)?;
+            if language.as_ref().is_some_and(|l| *l != e.language)
+                || section.is_some_and(|s| e.section.as_deref() != Some(s))
+            {
+                continue;
+            }
+            out.push(e);
+        }
+        out.sort_by_key(|e| std::cmp::Reverse((e.published, e.story)));
+        Ok(out)
+    }
+
+    fn manifests_of(
+        &self,
+        entries: Vec<StoryEntry>,
         offset: usize,
         limit: usize,
     ) -> Result<Vec<StoredManifest>, StoreError> {
         let mut out = Vec::new();
-        let mut skipped = 0;
-        for item in self.kv.scan(&prefix, true) {
-            let (_, v) = item?;
-            let id = id_from(&v)?;
-            let Some(m) = self.manifest(&id)? else {
-                continue;
-            };
-            if publisher.is_some_and(|p| p != &m.manifest.publisher) {
-                continue;
-            }
-            if skipped < offset {
-                skipped += 1;
-                continue;
-            }
-            out.push(m);
-            if out.len() >= limit {
-                break;
+        for e in entries.into_iter().skip(offset).take(limit) {
+            if let Some(m) = self.manifest(&e.id)? {
+                out.push(m);
             }
         }
         Ok(out)
     }
 
-    /// The latest version of each story of `publisher`, newest first by
+    /// The newest version of each story of `publisher`, newest first by
     /// first publication, skipping `offset` and returning at most `limit`.
     pub fn latest_stories(
         &self,
@@ -905,10 +1145,10 @@ impl Store {
         offset: usize,
         limit: usize,
     ) -> Result<Vec<StoredManifest>, StoreError> {
-        self.manifests_of_index(key(TIMELINE, &[publisher.as_bytes()]), None, offset, limit)
+        self.manifests_of(self.stories(Some(publisher), None, None)?, offset, limit)
     }
 
-    /// The latest version of each story in `language`, across publishers
+    /// The newest version of each story in `language`, across publishers
     /// or of one, newest first.
     pub fn latest_in_language(
         &self,
@@ -917,10 +1157,8 @@ impl Store {
         offset: usize,
         limit: usize,
     ) -> Result<Vec<StoredManifest>, StoreError> {
-        let lang = language.to_ascii_lowercase();
-        self.manifests_of_index(
-            key(LANG, &[&[lang.len() as u8], lang.as_bytes()]),
-            publisher,
+        self.manifests_of(
+            self.stories(publisher, Some(language), None)?,
             offset,
             limit,
         )
@@ -932,18 +1170,9 @@ impl Store {
         publisher: &PublicKey,
         story: &StoryId,
     ) -> Result<Vec<StoredManifest>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.kv.scan(
-            &key(VERSION, &[publisher.as_bytes(), story.as_bytes()]),
-            false,
-        ) {
-            let (k, _) = item?;
-            let id = id_from(&k[k.len() - 32..])?;
-            if let Some(m) = self.manifest(&id)? {
-                out.push(m);
-            }
-        }
-        Ok(out)
+        let mut v = self.versions_in(&Tx::new(&self.kv), publisher, story)?;
+        v.reverse();
+        Ok(v)
     }
 
     /// The sequence numbers of `publisher` in a given state, as ranges.
@@ -1043,18 +1272,13 @@ impl Store {
 
         // Candidates: (published, publisher, story), oldest first.
         let mut per_publisher: HashMap<PublicKey, Vec<(Timestamp, StoryId)>> = HashMap::new();
-        for item in self.kv.scan(&[TIMELINE], false) {
-            let (k, _) = item?;
-            if k.len() != 1 + 32 + 8 + 16 {
-                return Err(StoreError::Corrupt("timeline key".into()));
-            }
-            let publisher = PublicKey(k[1..33].try_into().unwrap_or([0; 32]));
-            let published = Timestamp(u64::from_be_bytes(k[33..41].try_into().unwrap_or([0; 8])));
-            let story = StoryId(k[41..57].try_into().unwrap_or([0; 16]));
+        for item in self.kv.scan(&[STORY], false) {
+            let (k, v) = item?;
+            let e = StoryEntry::decode(&k, &v)?;
             per_publisher
-                .entry(publisher)
+                .entry(e.publisher)
                 .or_default()
-                .push((published, story));
+                .push((e.published, e.story));
         }
         let mut candidates = Vec::new();
         for (publisher, mut stories) in per_publisher {
@@ -1114,9 +1338,9 @@ impl Store {
         let _w = self.lock()?;
         let mut report = CheckReport::default();
         let mut bad_blobs = HashSet::new();
-        for hash in self.blobs.list()? {
+        for hash in self.all_blobs()? {
             report.blobs += 1;
-            let Some(v) = self.blobs.get(&hash)? else {
+            let Some(v) = self.blob_bytes(&hash)? else {
                 continue;
             };
             if BlobHash::of(&v) != hash {
@@ -1149,7 +1373,7 @@ impl Store {
                 }
             };
             for e in &m.entries {
-                if bad_blobs.contains(&e.hash) || !self.blobs.contains(&e.hash)? {
+                if bad_blobs.contains(&e.hash) || !self.blob_exists(&e.hash)? {
                     report.problems.push(format!(
                         "bundle {id}: blob {} ({}) is missing or damaged",
                         e.hash, e.path
@@ -1161,7 +1385,7 @@ impl Store {
         }
         if repair && !report.problems.is_empty() {
             for h in &bad_blobs {
-                self.blobs.remove(h)?;
+                self.delete_blob(h)?;
             }
             let mut ops = Vec::new();
             for id in &bad_bundles {
@@ -1180,7 +1404,7 @@ impl Store {
     fn reindex(&self, removed: &[BundleId]) -> Result<(), StoreError> {
         let removed: HashSet<&BundleId> = removed.iter().collect();
         let mut ops = Vec::new();
-        for prefix in [SEQ, VERSION, TIMELINE, LANG, REFS] {
+        for prefix in [SEQ, STORY, REFS] {
             for item in self.kv.scan(&[prefix], false) {
                 let (k, v) = item?;
                 if prefix == SEQ
@@ -1219,7 +1443,6 @@ impl Store {
                 key(SEQ, &[m.publisher.as_bytes(), &m.sequence.to_be_bytes()]),
                 seq_val,
             ));
-            ops.push(Op::Put(version_key(&m, id), Vec::new()));
             let slot = latest.entry((m.publisher, m.story));
             match slot {
                 std::collections::hash_map::Entry::Occupied(mut o) => {
@@ -1233,22 +1456,31 @@ impl Store {
             }
         }
         for (_, id, m) in latest.values() {
-            ops.push(Op::Put(timeline_key(m), id.as_bytes().to_vec()));
-            ops.push(Op::Put(lang_key(m), id.as_bytes().to_vec()));
+            ops.push(Op::Put(
+                story_key(&m.publisher, &m.story),
+                StoryEntry::of(m, *id).encode(),
+            ));
         }
         let mut blobs = 0u64;
         let mut blob_disk = 0u64;
         let mut unreferenced = Vec::new();
-        for hash in self.blobs.list()? {
+        for hash in self.all_blobs()? {
             match refs.get(&hash) {
                 Some(n) => {
-                    ops.push(Op::Put(
-                        key(REFS, &[hash.as_bytes()]),
-                        n.to_be_bytes().to_vec(),
-                    ));
-                    let len = self.blobs.get(&hash)?.map_or(0, |b| b.len() as u64);
+                    let bytes = self.blob_bytes(&hash)?.unwrap_or_default();
+                    let len = bytes.len() as u64;
+                    if len > INLINE_BLOB_MAX {
+                        ops.push(Op::Put(
+                            key(REFS, &[hash.as_bytes()]),
+                            n.to_be_bytes().to_vec(),
+                        ));
+                        blob_disk += disk_cost(len);
+                    } else {
+                        let mut v = n.to_be_bytes().to_vec();
+                        v.extend_from_slice(&bytes);
+                        ops.push(Op::Put(key(BLOB, &[hash.as_bytes()]), v));
+                    }
                     payload += len;
-                    blob_disk += disk_cost(len);
                     blobs += 1;
                 }
                 None => unreferenced.push(hash),
@@ -1272,7 +1504,7 @@ impl Store {
         ));
         self.kv.apply(ops)?;
         for hash in unreferenced {
-            self.blobs.remove(&hash)?;
+            self.delete_blob(&hash)?;
         }
         Ok(())
     }
@@ -1310,6 +1542,13 @@ impl Store {
     /// Damages a stored blob (tests of `check` only).
     #[doc(hidden)]
     pub fn corrupt_blob_for_test(&self, hash: &BlobHash) -> Result<(), StoreError> {
+        let k = key(BLOB, &[hash.as_bytes()]);
+        if let Some(mut v) = self.kv.get(&k)? {
+            if let Some(b) = v.get_mut(4) {
+                *b ^= 0xff;
+            }
+            return self.kv.apply(vec![Op::Put(k, v)]);
+        }
         self.blobs.damage(hash)
     }
 }

@@ -6,6 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::net::NetConfig;
 use crate::store::StoreConfig;
 
 /// The configuration file could not be read.
@@ -17,17 +18,36 @@ pub struct ConfigError {
 }
 
 /// All settings.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// The local store.
     pub store: StoreConfig,
+    /// The network.
+    pub net: NetConfig,
+    /// Address of the local control API (loopback; port 0 picks one).
+    pub control: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            store: StoreConfig::default(),
+            net: NetConfig::default(),
+            control: "127.0.0.1:0".into(),
+        }
+    }
 }
 
 impl Config {
     /// Reads `DATA_DIR/config.toml`, or the defaults when there is none.
     pub fn load(data_dir: &Path) -> Result<Self, ConfigError> {
-        let path = data_dir.join("config.toml");
+        Self::load_file(&data_dir.join("config.toml"))
+    }
+
+    /// Reads a configuration file, or the defaults when there is none.
+    pub fn load_file(path: &Path) -> Result<Self, ConfigError> {
+        let path = path.to_owned();
         if !path.exists() {
             return Ok(Self::default());
         }

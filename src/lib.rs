@@ -6,11 +6,16 @@
 //! - [`trust`]: the trust list of publisher files on disk.
 //! - [`newsroom`]: a newsroom's keys and state on disk, and turning
 //!   articles into signed bundles.
+//! - [`store`]: the sled store and archives.
+//! - [`net`]: the libp2p network actor and its handle.
+//! - [`node`]: a running node (network, store, control API).
 //! - [`cli`]: the `kolokol` command line.
 
 pub mod cli;
 pub mod config;
+pub mod net;
 pub mod newsroom;
+pub mod node;
 pub mod proto;
 pub mod store;
 pub mod trust;

@@ -365,3 +365,47 @@ fn cli_publish_signs_and_stores() {
         1
     );
 }
+
+#[test]
+fn an_archive_ending_in_a_bundle_keeps_it_when_only_the_checksum_is_bad() {
+    use kolokol::proto::bundle::{FileKind, FrameTag, FrameWriter};
+    let p = Publisher::new(1);
+    let mut w = FrameWriter::new(Vec::new(), FileKind::Archive).unwrap();
+    w.write_frame(FrameTag::Certificate, &p.cert).unwrap();
+    for n in 1..=3u64 {
+        let (m, blobs) = story(&p, n, n as u8, format!("<p>{n}</p>").as_bytes()).signed();
+        w.write_frame(FrameTag::Manifest, &m).unwrap();
+        w.write_frame(FrameTag::Blob, &blobs[0]).unwrap();
+    }
+    let mut bytes = w.finish().unwrap();
+    let n = bytes.len();
+    bytes[n - 1] ^= 1; // the checksum itself
+    let store = Store::memory(StoreConfig::default());
+    let report = import_bytes(&store, &p, &bytes);
+    assert_eq!(report.new, 3, "{report:?}");
+    assert!(report.rejected.is_empty());
+    assert!(report.file_error.is_some());
+}
+
+#[test]
+fn an_oversized_bundle_is_refused_before_it_is_held() {
+    use kolokol::proto::bundle::{FileKind, FrameTag, FrameWriter};
+    let p = Publisher::new(1);
+    let mut w = FrameWriter::new(Vec::new(), FileKind::Archive).unwrap();
+    w.write_frame(FrameTag::Certificate, &p.cert).unwrap();
+    let (m, _) = story(&p, 1, 1, b"<p>x</p>").signed();
+    w.write_frame(FrameTag::Manifest, &m).unwrap();
+    // 257 blobs: one more than any bundle may have.
+    for _ in 0..=limits::MAX_ENTRIES {
+        w.write_frame(FrameTag::Blob, b"y").unwrap();
+    }
+    let (m2, b2) = story(&p, 2, 2, b"<p>fine</p>").signed();
+    w.write_frame(FrameTag::Manifest, &m2).unwrap();
+    w.write_frame(FrameTag::Blob, &b2[0]).unwrap();
+    let bytes = w.finish().unwrap();
+    let store = Store::memory(StoreConfig::default());
+    let report = import_bytes(&store, &p, &bytes);
+    assert_eq!(report.new, 1);
+    assert_eq!(report.rejected.len(), 1, "{:?}", report.rejected);
+    assert!(report.rejected[0].reason.contains("more than"));
+}

@@ -455,3 +455,41 @@ fn a_shared_blob_stays_while_any_bundle_uses_it() {
         assert_eq!((t.bundles, t.blobs), (2, 4));
     });
 }
+
+#[test]
+fn a_revoked_keys_head_stops_being_the_floor() {
+    both(|store| {
+        let p = Publisher::new(1);
+        with_cert(store, &p);
+        let stolen = p
+            .policy()
+            .verify_head(&p.head(1_000_000, T0.plus(5)), now())
+            .unwrap();
+        store.put_head(&stolen).unwrap();
+        let rev = p
+            .policy()
+            .verify_revocation(&p.revocation(p.signing.public(), T0.plus(100)))
+            .unwrap();
+        store.put_revocation(&rev).unwrap();
+        assert!(store.head(&p.public()).unwrap().is_none());
+        // The newsroom's next key's heads are accepted again.
+        let key2 = seed(40);
+        let cert2 = certificate(&p.root, &key2, 2, T0, T0.plus(30 * DAY), vec![]);
+        let mut policy = p.policy();
+        policy.learn_revocation(rev.bytes()).unwrap();
+        let c2 = policy.learn_certificate(&cert2).unwrap();
+        store.put_certificate(&c2).unwrap();
+        let head = Head {
+            format: FORMAT_VERSION,
+            publisher: p.public(),
+            certificate: CertId::of(&cert2),
+            sequence: 3,
+            issued_at: T0.plus(200),
+            expires_at: T0.plus(300),
+        }
+        .sign(&key2)
+        .unwrap();
+        let h = policy.verify_head(&head, now()).unwrap();
+        assert!(store.put_head(&h).unwrap());
+    });
+}

@@ -3,6 +3,7 @@
 mod bundle;
 mod demo;
 mod newsroom;
+mod node;
 mod store;
 mod trust;
 
@@ -54,6 +55,10 @@ enum Command {
     Export(store::ExportArgs),
     /// Verify and store archives or bundle files.
     Import(store::ImportArgs),
+    /// Run a node: fetch, verify, store and pass on stories, until Ctrl-C or SIGTERM.
+    Node(node::NodeArgs),
+    /// Show the running node's peers, topics and, per publisher, what is held and missing.
+    Status,
 }
 
 /// The data directory: `--data-dir`, `$KOLOKOL_DATA_DIR`, or the platform's.
@@ -146,5 +151,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Store(cmd) => store::run_store(cmd, &data),
         Command::Export(args) => store::export(args, &data),
         Command::Import(args) => store::import(args, &data),
+        Command::Node(args) => node::run_node(args, &data),
+        Command::Status => node::status(&data),
     }
 }

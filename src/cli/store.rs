@@ -293,6 +293,20 @@ fn print_report(out: &mut dyn std::io::Write, name: &str, report: &ImportReport)
 }
 
 pub(super) fn import(args: ImportArgs, data: &Path) -> Result<ExitCode> {
+    if let Some(client) = crate::node::control::ControlClient::for_data_dir(data) {
+        // The running node holds the store: it imports, and announces.
+        let mut all_ok = true;
+        for path in &args.files {
+            let abs = fs::canonicalize(path).with_context(|| display(path))?;
+            let report = client.import(&abs).with_context(|| display(path))?;
+            all_ok &= print_report(&mut std::io::stdout(), &display(path), &report);
+        }
+        return Ok(if all_ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
     let store = open_store(data)?;
     let mut policy = policy(data, &store)?;
     let mut all_ok = true;
@@ -324,6 +338,25 @@ pub(super) fn import(args: ImportArgs, data: &Path) -> Result<ExitCode> {
 
 pub(super) fn publish(args: CreateArgs, data: &Path) -> Result<ExitCode> {
     let newsroom = Newsroom::open(&newsroom_dir(args.newsroom.clone(), data))?;
+    if let Some(client) = crate::node::control::ControlClient::for_data_dir(data) {
+        // The running node stores and announces it at once.
+        let text = fs::read_to_string(newsroom.public_file_path())
+            .with_context(|| display(&newsroom.public_file_path()))?;
+        match client.trust(&text) {
+            Ok(()) => {}
+            Err(e) if e.to_string().contains("already trusted") => {}
+            Err(e) => return Err(e).context("adding the newsroom to the node's trust list"),
+        }
+        let out = args.out.clone();
+        let published = create(&newsroom, args)?;
+        if let Some(out) = out {
+            crate::trust::write_atomic(&out, &published.bytes).with_context(|| display(&out))?;
+        }
+        let id = client.publish(&published.bytes)?;
+        eprintln!("stored and announced by the running node");
+        println!("{id}");
+        return Ok(ExitCode::SUCCESS);
+    }
     let store = open_store(data)?;
     // A newsroom's own node trusts the newsroom.
     let trust = TrustList::open(data)?;

@@ -28,7 +28,12 @@ pub(super) fn run(cmd: TrustCommand, data: &Path) -> Result<ExitCode> {
     let list = TrustList::open(data)?;
     match cmd {
         TrustCommand::Add { file } => {
-            let p = list.add(&file)?;
+            let p = crate::trust::PublisherFile::load(&file)?;
+            match crate::node::control::ControlClient::for_data_dir(data) {
+                // The running node writes the trust list and subscribes.
+                Some(client) => client.trust(&std::fs::read_to_string(&file)?)?,
+                None => list.add_file(&p)?,
+            }
             if p.is_demo() {
                 eprintln!(
                     "warning: {} is the DEMO newsroom; its secret key is public, so anyone can sign as it. Never trust it for real news.",

@@ -11,7 +11,7 @@ use tracing::warn;
 
 use super::{Ingested, Store, StoreError, to_ranges};
 use crate::proto::bundle::{FileKind, FrameReader, FrameTag, FrameWriter};
-use crate::proto::limits::MAX_ENTRIES;
+use crate::proto::limits::{MAX_BUNDLE_BYTES, MAX_ENTRIES};
 use crate::proto::{BundleId, PolicyError, PublicKey, Timestamp, TrustPolicy, decode_unverified};
 
 /// Bundles verified and stored together: one signature batch, one flush.
@@ -91,10 +91,13 @@ impl Summary {
     }
 
     fn covers(&self, publisher: &PublicKey, seq: u64) -> bool {
-        let text = publisher.to_string();
         self.publishers
             .iter()
-            .filter(|p| p.root_key == text)
+            .filter(|p| {
+                p.root_key
+                    .parse::<PublicKey>()
+                    .is_ok_and(|k| &k == publisher)
+            })
             .any(|p| p.known.iter().any(|[a, b]| (*a..=*b).contains(&seq)))
     }
 }
@@ -209,7 +212,7 @@ pub fn export<W: Write>(
 }
 
 /// One bundle refused by an import, with the reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rejected {
     /// The bundle id, or where in the file the object was.
     pub what: String,
@@ -218,7 +221,7 @@ pub struct Rejected {
 }
 
 /// What an import did.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ImportReport {
     /// Bundles stored now.
     pub new: u64,
@@ -242,6 +245,10 @@ struct Pending {
     manifest: Vec<u8>,
     blobs: Vec<Vec<u8>>,
     offset: u64,
+    /// Blob bytes seen for this bundle.
+    bytes: u64,
+    /// Over a limit: its blobs are skipped, and it is not stored.
+    refused: bool,
 }
 
 struct Importer<'a> {
@@ -310,7 +317,7 @@ impl Importer<'_> {
     }
 
     fn finish_bundle(&mut self, pending: Option<Pending>) -> Result<(), StoreError> {
-        if let Some(p) = pending {
+        if let Some(p) = pending.filter(|p| !p.refused) {
             self.batch_bytes += p.blobs.iter().map(|b| b.len() as u64).sum::<u64>();
             self.batch.push(p);
             if self.batch.len() >= IMPORT_BATCH_BUNDLES || self.batch_bytes >= IMPORT_BATCH_BYTES {
@@ -355,15 +362,12 @@ pub fn import<R: Read>(
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(e) => {
-                // A bundle cut off by the damage is incomplete: dropped, and
-                // named; whole bundles before it are kept.
-                if let Some(p) = pending.take() {
-                    let id = BundleId::of(&p.manifest);
-                    imp.reject(
-                        format!("bundle {id} (at byte {})", p.offset),
-                        "incomplete: the file is damaged after it began",
-                    );
-                }
+                // The bundle being read when the damage showed is checked
+                // like any other: whole, it verifies and is kept; cut short,
+                // it fails with the blob it lacks. Whole bundles before the
+                // damage were verified one by one and are kept.
+                let last = pending.take();
+                imp.finish_bundle(last)?;
                 // Bundles before the damage were each verified by
                 // signature and hash, so they are kept.
                 imp.report.file_error = Some(e.to_string());
@@ -373,8 +377,27 @@ pub fn import<R: Read>(
         let at = format!("{} at byte {}", frame.tag.what(), frame.offset);
         match frame.tag {
             FrameTag::Blob => match pending.as_mut() {
-                Some(p) if p.blobs.len() < MAX_ENTRIES => p.blobs.push(frame.payload),
-                Some(_) => imp.reject(at, "more blobs than a bundle may have"),
+                Some(p) if p.refused => {}
+                Some(p) => {
+                    p.bytes += frame.payload.len() as u64;
+                    if p.blobs.len() >= MAX_ENTRIES || p.bytes > MAX_BUNDLE_BYTES {
+                        // Refused at once, before more of it is held.
+                        p.refused = true;
+                        p.blobs = Vec::new();
+                        let id = BundleId::of(&p.manifest);
+                        let what = format!("bundle {id} (at byte {})", p.offset);
+                        imp.reject(
+                            what,
+                            format!("more than {MAX_ENTRIES} blobs or {MAX_BUNDLE_BYTES} bytes"),
+                        );
+                    } else {
+                        p.blobs.push(frame.payload);
+                        // Blobs waiting in memory stay within the batch limit.
+                        if imp.batch_bytes + p.bytes >= IMPORT_BATCH_BYTES {
+                            imp.process()?;
+                        }
+                    }
+                }
                 None => imp.reject(at, "a blob outside any bundle"),
             },
             tag => {
@@ -386,6 +409,8 @@ pub fn import<R: Read>(
                             manifest: frame.payload,
                             blobs: Vec::new(),
                             offset: frame.offset,
+                            bytes: 0,
+                            refused: false,
                         });
                     }
                     FrameTag::Certificate => match imp.policy.learn_certificate(&frame.payload) {

@@ -645,6 +645,15 @@ impl Store {
                 ));
             }
         }
+        // A head signed by the revoked key is no longer a floor for rollback
+        // checks: a thief could have signed it with a huge sequence number.
+        let hkey = key(HEAD, &[rev.publisher.as_bytes()]);
+        if let Some(h) = self.kv.get(&hkey)?
+            && decode_unverified::<Head>(&h).is_ok_and(|h| certs.contains(&h.certificate))
+        {
+            self.kv.apply(vec![Op::Delete(hkey)])?;
+            warn!(key = %rev.key.short(), "dropped a head signed by a revoked key");
+        }
         let mut doomed = Vec::new();
         for item in self.kv.scan(&key(SEQ, &[rev.publisher.as_bytes()]), false) {
             let (_, v) = item?;

@@ -259,6 +259,13 @@ impl TrustList {
     /// new name, is refused.
     pub fn add(&self, path: &Path) -> Result<PublisherFile, TrustError> {
         let file = PublisherFile::load(path)?;
+        self.add_file(&file)?;
+        Ok(file)
+    }
+
+    /// Adds a publisher file already read; same rules as [`TrustList::add`].
+    pub fn add_file(&self, file: &PublisherFile) -> Result<(), TrustError> {
+        let file = file.clone();
         for existing in self.list()? {
             if existing.name == file.name && existing.root_key != file.root_key {
                 return Err(TrustError::Conflict { name: file.name });
@@ -273,7 +280,7 @@ impl TrustList {
         let dest = self.dir.join(format!("{}.toml", file.name));
         write_atomic(&dest, file.to_toml().as_bytes())
             .map_err(|source| TrustError::Io { path: dest, source })?;
-        Ok(file)
+        Ok(())
     }
 
     /// Removes the publisher named `name`.

@@ -1,0 +1,110 @@
+//! `kolokol node` and `kolokol status`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use super::{display, now};
+use crate::config::Config;
+use crate::node::control::ControlClient;
+use crate::store::archive::ranges_text;
+
+#[derive(Debug, Args)]
+pub(super) struct NodeArgs {
+    /// Listen on this multiaddress (repeatable); replaces the configured ones.
+    #[arg(long = "listen", value_name = "MULTIADDR")]
+    listen: Vec<String>,
+    /// Connect to this peer at start (repeatable), e.g. /ip4/1.2.3.4/tcp/4001/p2p/12D3...
+    #[arg(long = "bootstrap", value_name = "MULTIADDR")]
+    bootstrap: Vec<String>,
+    /// Address of the local control API [default: 127.0.0.1, any free port].
+    #[arg(long, value_name = "ADDR")]
+    control: Option<String>,
+    /// Configuration file [default: DATA_DIR/config.toml].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Switch off discovery of peers on the local network (mDNS).
+    #[arg(long)]
+    no_mdns: bool,
+}
+
+pub(super) fn run_node(args: NodeArgs, data: &Path) -> Result<ExitCode> {
+    let mut config = match &args.config {
+        Some(path) => Config::load_file(path)?,
+        None => Config::load(data)?,
+    };
+    if !args.listen.is_empty() {
+        config.net.listen = args.listen;
+    }
+    config.net.bootstrap.extend(args.bootstrap);
+    if let Some(c) = args.control {
+        config.control = c;
+    }
+    if args.no_mdns {
+        config.net.mdns = false;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(crate::node::run(
+        data,
+        config,
+        crate::node::shutdown_signal(),
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn status(data: &Path) -> Result<ExitCode> {
+    let Some(client) = ControlClient::for_data_dir(data) else {
+        println!("no node is running on {}", display(data));
+        let store = super::store::open_store(data)?;
+        let names = crate::trust::TrustList::open(data)?.list()?;
+        for p in names {
+            let held = ranges_text(&store.held_ranges(&p.root_key)?);
+            println!(
+                "publisher {}: held {held}, missing {}",
+                p.name,
+                ranges_text(&store.missing(&p.root_key)?)
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let st = client.status()?;
+    println!("peer id:   {}", st.peer_id);
+    for a in &st.listen {
+        println!("listening: {a}");
+    }
+    println!("peers:     {}", st.peers.len());
+    for p in &st.peers {
+        println!("  {p}");
+    }
+    println!("topics:    {}", st.topics.len());
+    println!(
+        "fetching:  {} bundles; {} messages refused",
+        st.fetching, st.rejected
+    );
+    for p in &st.publishers {
+        println!("publisher {} ({})", p.name, &p.root_key);
+        println!("  stories held: {}", p.held);
+        println!("  missing:      {}", ranges_text(&p.missing));
+        match (p.head_sequence, p.head_issued_at) {
+            (Some(seq), Some(at)) => {
+                let age = now().since(crate::proto::Timestamp(at));
+                println!(
+                    "  newest head:  sequence {seq}, {} ago{}",
+                    humantime::format_duration(std::time::Duration::from_secs(age)),
+                    if p.head_expired {
+                        " (EXPIRED: the feed may be frozen)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            _ => println!("  newest head:  none yet"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

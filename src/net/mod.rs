@@ -1,0 +1,1280 @@
+//! The libp2p network. One actor task owns the swarm, the trust policy and
+//! the node's side of the store; [`Node`] is its cheap, cloneable handle,
+//! talking to it over a bounded channel with a oneshot reply per command.
+//!
+//! Gossip carries announcements (manifests, heads, certificates,
+//! revocations), one topic per trusted publisher. Every message waits for
+//! our own verification (`validate_messages`): a bundle announcement is
+//! accepted, and so forwarded, only once its blobs were fetched, checked and
+//! stored whole. Blobs travel over `/kolokol/fetch/1` request-response, in
+//! bounded chunks.
+
+pub mod wire;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId, TopicHash};
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, identify, mdns,
+    memory_connection_limits, noise, ping, tcp, yamux,
+};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::proto::bundle::{BundleFile, verify_bundle_file};
+use crate::proto::{
+    BundleId, KeyCertificate, Manifest, PolicyError, PublicKey, Timestamp, TrustPolicy, Verified,
+    check_blob,
+};
+use crate::store::archive::{self, ImportReport};
+use crate::store::{Ingested, Store, StoreError};
+use crate::trust::PublisherFile;
+use wire::{Announcement, CHUNK, FetchCodec, FetchRequest, FetchResponse};
+
+/// Commands waiting for the actor; senders wait when it is full.
+pub const COMMAND_QUEUE: usize = 64;
+/// Events kept for slow subscribers before the oldest are dropped.
+pub const EVENT_QUEUE: usize = 4096;
+/// Announcements waiting for a subscribed peer.
+pub const OUTBOX: usize = 4096;
+/// How long an announcement waits for a subscribed peer before it is dropped.
+pub const OUTBOX_TTL: Duration = Duration::from_secs(600);
+/// The actor's periodic tick: retries, timeouts, and keeping gossipsub's
+/// heartbeat going on a quiet network.
+pub const TICK: Duration = Duration::from_millis(250);
+/// Most peers asked for one bundle before giving up.
+pub const MAX_CANDIDATES: usize = 8;
+
+/// Why a network operation failed.
+#[derive(Debug, Error)]
+pub enum NetError {
+    /// The actor has stopped.
+    #[error("the node has stopped")]
+    ActorDropped,
+    /// The transport could not be set up.
+    #[error("network setup failed: {0}")]
+    Setup(String),
+    /// Listening on an address failed.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// An address is not a multiaddress.
+    #[error("{0:?} is not a valid multiaddress")]
+    BadAddress(String),
+    /// Dialing failed.
+    #[error("cannot dial {addr}: {reason}")]
+    Dial {
+        /// The address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// A bundle offered for publishing did not verify.
+    #[error("the bundle does not verify: {0}")]
+    Rejected(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Network settings, with defaults for a reader's node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetConfig {
+    /// Addresses to listen on.
+    pub listen: Vec<String>,
+    /// Peers to connect to at start.
+    pub bootstrap: Vec<String>,
+    /// Find peers on the local network (mDNS).
+    pub mdns: bool,
+    /// Most established connections.
+    pub max_connections: u32,
+    /// Most connections to one peer.
+    pub max_connections_per_peer: u32,
+    /// Most incoming connections being set up at once.
+    pub max_pending_incoming: u32,
+    /// Refuse new connections above this share of system memory in use.
+    pub max_memory_fraction: f64,
+    /// Gossipsub heartbeat, in milliseconds.
+    pub heartbeat_ms: u64,
+    /// Timeout of one fetch request, in seconds.
+    pub request_timeout_secs: u64,
+    /// Bundles fetched at once.
+    pub max_fetches: usize,
+    /// Fetch requests outstanding to one peer.
+    pub max_requests_per_peer: usize,
+    /// Give up a bundle after this many seconds.
+    pub fetch_deadline_secs: u64,
+    /// Switch off peer scoring's same-IP penalty, so that many nodes can
+    /// share one address (tests on 127.0.0.1; never on the internet).
+    pub same_ip_ok: bool,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/4001".into(),
+                "/ip4/0.0.0.0/udp/4001/quic-v1".into(),
+                "/ip4/0.0.0.0/tcp/4443/ws".into(),
+            ],
+            bootstrap: Vec::new(),
+            mdns: true,
+            max_connections: 128,
+            max_connections_per_peer: 2,
+            max_pending_incoming: 32,
+            max_memory_fraction: 0.9,
+            heartbeat_ms: 700,
+            request_timeout_secs: 15,
+            max_fetches: 64,
+            max_requests_per_peer: 8,
+            fetch_deadline_secs: 120,
+            same_ip_ok: false,
+        }
+    }
+}
+
+impl NetConfig {
+    /// Settings for tests: loopback only, a random port, no mDNS, short
+    /// timers, and the same-IP penalty off.
+    pub fn for_tests() -> Self {
+        Self {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+            mdns: false,
+            heartbeat_ms: 200,
+            request_timeout_secs: 5,
+            fetch_deadline_secs: 30,
+            same_ip_ok: true,
+            ..Self::default()
+        }
+    }
+}
+
+/// Something that happened, for tests, status and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// Listening on an address.
+    Listening(Multiaddr),
+    /// A connection to a peer is up.
+    Connected(PeerId),
+    /// A bundle was stored whole (fetched from a peer, or published here).
+    Stored(BundleId),
+    /// A message from a peer was refused.
+    Rejected {
+        /// Who sent it.
+        peer: PeerId,
+        /// Why.
+        reason: String,
+    },
+    /// A head became the newest known of its publisher.
+    Head {
+        /// The publisher.
+        publisher: PublicKey,
+        /// Its sequence number.
+        sequence: u64,
+    },
+}
+
+/// One publisher in the node's status.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PublisherStatus {
+    /// Name in the trust list.
+    pub name: String,
+    /// Root key.
+    pub root_key: String,
+    /// Bundles held.
+    pub held: u64,
+    /// Sequence ranges missing below the newest head.
+    pub missing: Vec<(u64, u64)>,
+    /// Newest head's sequence number.
+    pub head_sequence: Option<u64>,
+    /// When it was issued.
+    pub head_issued_at: Option<u64>,
+    /// Whether it has expired.
+    pub head_expired: bool,
+}
+
+/// What a node reports about itself.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Status {
+    /// Its peer id.
+    pub peer_id: String,
+    /// Addresses it listens on.
+    pub listen: Vec<String>,
+    /// Connected peers.
+    pub peers: Vec<String>,
+    /// Gossip topics it is subscribed to.
+    pub topics: Vec<String>,
+    /// Bundles being fetched.
+    pub fetching: usize,
+    /// Messages refused since start.
+    pub rejected: u64,
+    /// Per trusted publisher.
+    pub publishers: Vec<PublisherStatus>,
+}
+
+enum Command {
+    Publish {
+        file: Box<BundleFile>,
+        reply: oneshot::Sender<Result<BundleId, NetError>>,
+    },
+    Import {
+        path: PathBuf,
+        reply: oneshot::Sender<Result<ImportReport, NetError>>,
+    },
+    Trust {
+        file: PublisherFile,
+        reply: oneshot::Sender<Result<(), NetError>>,
+    },
+    Status {
+        reply: oneshot::Sender<Status>,
+    },
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<(), NetError>>,
+    },
+    Listeners {
+        reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    limits: connection_limits::Behaviour,
+    memory: memory_connection_limits::Behaviour,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    gossipsub: gossipsub::Behaviour,
+    fetch: request_response::Behaviour<FetchCodec>,
+    mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+/// Aborts the actor when the last handle is gone.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A handle to a running node.
+#[derive(Clone)]
+pub struct Node {
+    commands: mpsc::Sender<Command>,
+    events: broadcast::Sender<NodeEvent>,
+    peer_id: PeerId,
+    _task: Arc<AbortOnDrop>,
+}
+
+/// A bundle being fetched.
+struct Fetch {
+    manifest: Verified<Manifest>,
+    /// The gossip message to accept once stored, and who sent it.
+    message: Option<(MessageId, PeerId)>,
+    entry: usize,
+    buf: Vec<u8>,
+    blobs: Vec<Vec<u8>>,
+    candidates: VecDeque<PeerId>,
+    current: Option<PeerId>,
+    in_flight: bool,
+    /// The announcer served a blob that does not match: it lied.
+    announcer_lied: bool,
+    started: Instant,
+}
+
+struct Actor {
+    swarm: Swarm<Behaviour>,
+    store: Arc<Store>,
+    policy: TrustPolicy,
+    config: NetConfig,
+    commands: mpsc::Receiver<Command>,
+    events: broadcast::Sender<NodeEvent>,
+    fetches: HashMap<BundleId, Fetch>,
+    requests: HashMap<OutboundRequestId, (BundleId, PeerId)>,
+    per_peer: HashMap<PeerId, usize>,
+    outbox: VecDeque<(IdentTopic, Vec<u8>, Instant)>,
+    topics: HashSet<TopicHash>,
+    rejected: u64,
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_system(std::time::SystemTime::now())
+}
+
+fn build_swarm(
+    keypair: libp2p::identity::Keypair,
+    config: &NetConfig,
+) -> Result<Swarm<Behaviour>, NetError> {
+    let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
+    let gossip_config = gossipsub::ConfigBuilder::default()
+        .heartbeat_interval(Duration::from_millis(config.heartbeat_ms))
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .message_id_fn(|m: &gossipsub::Message| {
+            MessageId::from(blake3::hash(&m.data).as_bytes().to_vec())
+        })
+        .max_transmit_size(wire::MAX_GOSSIP + 1024)
+        // Bundle announcements wait in the cache while their blobs are
+        // fetched; the cache must outlast a fetch.
+        .history_length(60)
+        .history_gossip(3)
+        .duplicate_cache_time(Duration::from_secs(300))
+        .build()
+        .map_err(|e| setup(&e))?;
+    let mut score = gossipsub::PeerScoreParams::default();
+    if config.same_ip_ok {
+        score.ip_colocation_factor_weight = 0.0;
+    }
+    let thresholds = gossipsub::PeerScoreThresholds {
+        gossip_threshold: -10.0,
+        publish_threshold: -50.0,
+        graylist_threshold: -80.0,
+        accept_px_threshold: 10.0,
+        opportunistic_graft_threshold: 20.0,
+    };
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(config.max_connections))
+        .with_max_established_per_peer(Some(config.max_connections_per_peer))
+        .with_max_pending_incoming(Some(config.max_pending_incoming))
+        .with_max_pending_outgoing(Some(config.max_pending_incoming));
+    let fetch_config = request_response::Config::default()
+        .with_request_timeout(Duration::from_secs(config.request_timeout_secs))
+        .with_max_concurrent_streams(64);
+    let mdns_on = config.mdns;
+    let memory_fraction = config.max_memory_fraction;
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| setup(&e))?
+        .with_quic()
+        .with_dns()
+        .map_err(|e| setup(&e))?
+        .with_behaviour(move |key| {
+            let mut gossipsub = gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Signed(key.clone()),
+                gossip_config,
+            )?;
+            gossipsub.with_peer_score(score, thresholds)?;
+            let mdns = if mdns_on {
+                Some(mdns::tokio::Behaviour::new(
+                    mdns::Config::default(),
+                    key.public().to_peer_id(),
+                )?)
+            } else {
+                None
+            };
+            Ok(Behaviour {
+                limits: connection_limits::Behaviour::new(limits),
+                memory: memory_connection_limits::Behaviour::with_max_percentage(memory_fraction),
+                identify: identify::Behaviour::new(
+                    identify::Config::new("/kolokol/1.0.0".into(), key.public())
+                        .with_agent_version(format!("kolokol/{}", env!("CARGO_PKG_VERSION"))),
+                ),
+                ping: ping::Behaviour::default(),
+                gossipsub,
+                fetch: request_response::Behaviour::with_codec(
+                    FetchCodec,
+                    [(
+                        StreamProtocol::new(wire::FETCH_PROTOCOL),
+                        ProtocolSupport::Full,
+                    )],
+                    fetch_config,
+                ),
+                mdns: Toggle::from(mdns),
+            })
+        })
+        .map_err(|e| setup(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build();
+    Ok(swarm)
+}
+
+impl Node {
+    /// Starts a node: builds the swarm, listens, subscribes to every trusted
+    /// publisher's topic and dials the bootstrap peers. `policy` should
+    /// already know what the store holds (`Store::load_trust`).
+    pub async fn spawn(
+        config: NetConfig,
+        keypair: libp2p::identity::Keypair,
+        store: Arc<Store>,
+        policy: TrustPolicy,
+    ) -> Result<Node, NetError> {
+        let peer_id = keypair.public().to_peer_id();
+        let mut swarm = build_swarm(keypair, &config)?;
+        for addr in &config.listen {
+            let ma: Multiaddr = addr
+                .parse()
+                .map_err(|_| NetError::BadAddress(addr.clone()))?;
+            swarm.listen_on(ma).map_err(|e| NetError::Listen {
+                addr: addr.clone(),
+                reason: e.to_string(),
+            })?;
+        }
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let (events, _) = broadcast::channel(EVENT_QUEUE);
+        let mut actor = Actor {
+            swarm,
+            store,
+            policy,
+            config: config.clone(),
+            commands: rx,
+            events: events.clone(),
+            fetches: HashMap::new(),
+            requests: HashMap::new(),
+            per_peer: HashMap::new(),
+            outbox: VecDeque::new(),
+            topics: HashSet::new(),
+            rejected: 0,
+        };
+        let publishers: Vec<PublicKey> = actor.policy.publishers().map(|(k, _)| *k).collect();
+        for p in publishers {
+            actor.subscribe(&p);
+        }
+        for addr in &config.bootstrap {
+            let ma: Multiaddr = addr
+                .parse()
+                .map_err(|_| NetError::BadAddress(addr.clone()))?;
+            if let Err(e) = actor.swarm.dial(ma) {
+                warn!("cannot dial bootstrap peer {addr}: {e}");
+            }
+        }
+        let task = tokio::spawn(actor.run());
+        Ok(Node {
+            commands: tx,
+            events,
+            peer_id,
+            _task: Arc::new(AbortOnDrop(task.abort_handle())),
+        })
+    }
+
+    /// The node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Events from now on.
+    pub fn events(&self) -> broadcast::Receiver<NodeEvent> {
+        self.events.subscribe()
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, NetError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| NetError::ActorDropped)?;
+        rx.await.map_err(|_| NetError::ActorDropped)
+    }
+
+    /// Verifies and stores a bundle file made here, then announces it.
+    pub async fn publish(&self, file: BundleFile) -> Result<BundleId, NetError> {
+        self.ask(|reply| Command::Publish {
+            file: Box::new(file),
+            reply,
+        })
+        .await?
+    }
+
+    /// Imports an archive or bundle file from a path on this machine, and
+    /// announces the new bundles.
+    pub async fn import(&self, path: PathBuf) -> Result<ImportReport, NetError> {
+        self.ask(|reply| Command::Import { path, reply }).await?
+    }
+
+    /// Trusts a publisher from now on (the caller keeps the trust list file).
+    pub async fn trust(&self, file: PublisherFile) -> Result<(), NetError> {
+        self.ask(|reply| Command::Trust { file, reply }).await?
+    }
+
+    /// The node's status.
+    pub async fn status(&self) -> Result<Status, NetError> {
+        self.ask(|reply| Command::Status { reply }).await
+    }
+
+    /// Connects to a peer.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NetError> {
+        self.ask(|reply| Command::Dial { addr, reply }).await?
+    }
+
+    /// Addresses the node listens on.
+    pub async fn listeners(&self) -> Result<Vec<Multiaddr>, NetError> {
+        self.ask(|reply| Command::Listeners { reply }).await
+    }
+
+    /// Waits until the node listens on `count` addresses or `deadline`
+    /// passes, and returns what it listens on.
+    pub async fn wait_listening(
+        &self,
+        count: usize,
+        deadline: Duration,
+    ) -> Result<Vec<Multiaddr>, NetError> {
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            let l = self.listeners().await?;
+            if l.len() >= count || tokio::time::Instant::now() >= until {
+                return Ok(l);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the node: in-flight fetches are dropped whole (nothing of them
+    /// was stored), and the store is flushed.
+    pub async fn shutdown(&self) -> Result<(), NetError> {
+        self.ask(|reply| Command::Shutdown { reply }).await
+    }
+}
+
+impl Actor {
+    fn emit(&self, e: NodeEvent) {
+        let _ = self.events.send(e);
+    }
+
+    fn subscribe(&mut self, publisher: &PublicKey) {
+        let topic = IdentTopic::new(wire::topic_name(publisher));
+        let gs = &mut self.swarm.behaviour_mut().gossipsub;
+        // Refused messages on a topic cost their sender: the P4 penalty.
+        let params = gossipsub::TopicScoreParams {
+            invalid_message_deliveries_weight: -100.0,
+            invalid_message_deliveries_decay: 0.9,
+            ..Default::default()
+        };
+        if let Err(e) = gs.set_topic_params(topic.clone(), params) {
+            warn!("topic score parameters refused: {e}");
+        }
+        match gs.subscribe(&topic) {
+            Ok(_) => {
+                self.topics.insert(topic.hash());
+            }
+            Err(e) => warn!("cannot subscribe to {topic}: {e}"),
+        }
+    }
+
+    async fn run(mut self) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                cmd = self.commands.recv() => match cmd {
+                    Some(Command::Shutdown { reply }) => {
+                        self.shutdown();
+                        let _ = reply.send(());
+                        return;
+                    }
+                    Some(cmd) => self.command(cmd),
+                    None => {
+                        self.shutdown();
+                        return;
+                    }
+                },
+                event = self.swarm.select_next_some() => self.swarm_event(event),
+                _ = tick.tick() => self.tick(),
+            }
+        }
+    }
+
+    fn shutdown(&mut self) {
+        let dropped = self.fetches.len();
+        self.fetches.clear();
+        if let Err(e) = self.store.flush() {
+            warn!("store flush at shutdown failed: {e}");
+        }
+        info!(dropped_fetches = dropped, "node stopped");
+    }
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Publish { file, reply } => {
+                let _ = reply.send(self.publish_local(*file));
+            }
+            Command::Import { path, reply } => {
+                let _ = reply.send(self.import(path));
+            }
+            Command::Trust { file, reply } => {
+                let result = self
+                    .policy
+                    .trust(file.root_key, file.name.clone())
+                    .map_err(|e| NetError::Rejected(e.to_string()));
+                if result.is_ok() {
+                    self.subscribe(&file.root_key);
+                }
+                let _ = reply.send(result);
+            }
+            Command::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+            Command::Dial { addr, reply } => {
+                let result = self.swarm.dial(addr.clone()).map_err(|e| NetError::Dial {
+                    addr: addr.to_string(),
+                    reason: e.to_string(),
+                });
+                let _ = reply.send(result);
+            }
+            Command::Listeners { reply } => {
+                let _ = reply.send(self.swarm.listeners().cloned().collect());
+            }
+            Command::Shutdown { .. } => {}
+        }
+    }
+
+    fn certificate_of(&self, m: &Manifest) -> Option<Vec<u8>> {
+        self.policy
+            .publisher(&m.publisher)?
+            .certificates()
+            .find(|c| c.id() == m.certificate)
+            .map(|c| c.bytes().to_vec())
+    }
+
+    fn announce(&mut self, publisher: &PublicKey, a: Announcement) {
+        let topic = IdentTopic::new(wire::topic_name(publisher));
+        let data = a.encode();
+        if self.outbox.len() >= OUTBOX {
+            warn!("announcement queue full; dropping the oldest (catch-up will carry it)");
+            self.outbox.pop_front();
+        }
+        self.outbox.push_back((topic, data, Instant::now()));
+        self.flush_outbox();
+    }
+
+    /// Publishes what waits; an announcement with no subscribed peer yet
+    /// waits for one (up to [`OUTBOX_TTL`]).
+    fn flush_outbox(&mut self) {
+        let mut keep = VecDeque::new();
+        while let Some((topic, data, since)) = self.outbox.pop_front() {
+            match self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .publish(topic.clone(), data.clone())
+            {
+                Ok(_) | Err(gossipsub::PublishError::Duplicate) => {}
+                Err(gossipsub::PublishError::NoPeersSubscribedToTopic)
+                | Err(gossipsub::PublishError::AllQueuesFull(_)) => {
+                    if since.elapsed() < OUTBOX_TTL {
+                        keep.push_back((topic, data, since));
+                    }
+                }
+                Err(e) => warn!("cannot publish on {topic}: {e}"),
+            }
+        }
+        self.outbox = keep;
+    }
+
+    fn store_trust_objects(&mut self, file: &BundleFile) -> Result<(), NetError> {
+        for c in &file.certificates {
+            match self.policy.learn_certificate(c) {
+                Ok(v) => {
+                    self.store.put_certificate(&v)?;
+                }
+                Err(e) => return Err(NetError::Rejected(format!("certificate: {e}"))),
+            }
+        }
+        for r in &file.revocations {
+            match self.policy.learn_revocation(r) {
+                Ok(v) => {
+                    self.store.put_revocation(&v)?;
+                }
+                Err(e) => return Err(NetError::Rejected(format!("revocation: {e}"))),
+            }
+        }
+        Ok(())
+    }
+
+    fn publish_local(&mut self, file: BundleFile) -> Result<BundleId, NetError> {
+        self.store_trust_objects(&file)?;
+        let verified = verify_bundle_file(&self.policy, file, now())
+            .map_err(|e| NetError::Rejected(e.to_string()))?;
+        let id = verified.bundle.id();
+        let outcome = tokio::task::block_in_place(|| {
+            self.store.ingest(std::slice::from_ref(&verified.bundle))
+        })?;
+        match outcome.first() {
+            Some(Ingested::New) | Some(Ingested::Duplicate) => {}
+            Some(other) => return Err(NetError::Rejected(format!("{other:?}"))),
+            None => {}
+        }
+        let manifest = verified.bundle.manifest();
+        let publisher = manifest.publisher;
+        let certificate = verified.certificate.bytes().to_vec();
+        self.announce(
+            &publisher,
+            Announcement::Bundle {
+                certificate: certificate.clone(),
+                manifest: manifest.bytes().to_vec(),
+            },
+        );
+        for head in verified.heads {
+            if self.store.put_head(&head).unwrap_or(false) {
+                let bytes = head.bytes().to_vec();
+                self.policy.accept_head(head);
+                self.announce(
+                    &publisher,
+                    Announcement::Head {
+                        certificate: certificate.clone(),
+                        head: bytes,
+                    },
+                );
+            }
+        }
+        self.emit(NodeEvent::Stored(id));
+        info!(bundle = %id.short(), "published");
+        Ok(id)
+    }
+
+    fn import(&mut self, path: PathBuf) -> Result<ImportReport, NetError> {
+        let file = std::fs::File::open(&path).map_err(|e| {
+            NetError::Store(StoreError::Io {
+                path: path.clone(),
+                source: e,
+            })
+        })?;
+        let mut stored = Vec::new();
+        let report = tokio::task::block_in_place(|| {
+            archive::import(
+                &self.store,
+                &mut self.policy,
+                std::io::BufReader::new(file),
+                now(),
+                &mut |id| stored.push(*id),
+            )
+        })?;
+        for id in stored {
+            if let Ok(Some(m)) = self.store.manifest(&id)
+                && let Some(cert) = self.certificate_of(&m.manifest)
+            {
+                let publisher = m.manifest.publisher;
+                self.announce(
+                    &publisher,
+                    Announcement::Bundle {
+                        certificate: cert,
+                        manifest: m.bytes,
+                    },
+                );
+                self.emit(NodeEvent::Stored(id));
+            }
+        }
+        Ok(report)
+    }
+
+    fn status(&self) -> Status {
+        let mut publishers = Vec::new();
+        for (key, trust) in self.policy.publishers() {
+            let held = self
+                .store
+                .held_ranges(key)
+                .unwrap_or_default()
+                .iter()
+                .map(|(a, b)| b - a + 1)
+                .sum();
+            let missing = self.store.missing(key).unwrap_or_default();
+            let head = self.store.head(key).ok().flatten().map(|(_, h)| h);
+            publishers.push(PublisherStatus {
+                name: trust.name.clone(),
+                root_key: key.to_string(),
+                held,
+                missing,
+                head_sequence: head.as_ref().map(|h| h.sequence),
+                head_issued_at: head.as_ref().map(|h| h.issued_at.0),
+                head_expired: head.as_ref().is_some_and(|h| h.is_expired(now())),
+            });
+        }
+        publishers.sort_by(|a, b| a.name.cmp(&b.name));
+        Status {
+            peer_id: self.swarm.local_peer_id().to_string(),
+            listen: self.swarm.listeners().map(|a| a.to_string()).collect(),
+            peers: self
+                .swarm
+                .connected_peers()
+                .map(|p| p.to_string())
+                .collect(),
+            topics: self.topics.iter().map(|t| t.to_string()).collect(),
+            fetching: self.fetches.len(),
+            rejected: self.rejected,
+            publishers,
+        }
+    }
+
+    fn report(&mut self, id: &MessageId, source: &PeerId, acceptance: MessageAcceptance) {
+        let delivered = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(id, source, acceptance);
+        if !delivered && matches!(acceptance, MessageAcceptance::Accept) {
+            debug!("a validated message had left the cache before it could be forwarded");
+        }
+    }
+
+    fn reject(&mut self, id: &MessageId, source: &PeerId, reason: String) {
+        self.rejected += 1;
+        debug!(peer = %source, "rejected message: {reason}");
+        self.report(id, source, MessageAcceptance::Reject);
+        self.emit(NodeEvent::Rejected {
+            peer: *source,
+            reason,
+        });
+    }
+
+    fn gossip_message(&mut self, source: PeerId, id: MessageId, message: gossipsub::Message) {
+        let Some(announcement) = Announcement::decode(&message.data) else {
+            return self.reject(&id, &source, "undecodable announcement".into());
+        };
+        let now = now();
+        match announcement {
+            Announcement::Bundle {
+                certificate,
+                manifest,
+            } => {
+                // Certificate first, so the manifest can be checked.
+                let cert = match self.policy.verify_certificate(&certificate) {
+                    Ok(c) => c,
+                    Err(PolicyError::UnknownPublisher { .. }) => {
+                        return self.report(&id, &source, MessageAcceptance::Ignore);
+                    }
+                    Err(e) => return self.reject(&id, &source, format!("certificate: {e}")),
+                };
+                let bundle_id = BundleId::of(&manifest);
+                if self.store.has_bundle(&bundle_id).unwrap_or(false)
+                    || self.fetches.contains_key(&bundle_id)
+                {
+                    return self.report(&id, &source, MessageAcceptance::Ignore);
+                }
+                self.policy.add_certificate(cert.clone());
+                let _ = self.store.put_certificate(&cert);
+                match self.policy.verify_manifest(&manifest, now) {
+                    Ok(m) => self.start_fetch(m, Some((id, source))),
+                    Err(PolicyError::UnknownPublisher { .. }) => {
+                        self.report(&id, &source, MessageAcceptance::Ignore)
+                    }
+                    Err(e) => self.reject(&id, &source, format!("manifest: {e}")),
+                }
+            }
+            Announcement::Head { certificate, head } => {
+                match self.policy.learn_certificate(&certificate) {
+                    Ok(c) => {
+                        let _ = self.store.put_certificate(&c);
+                    }
+                    Err(PolicyError::UnknownPublisher { .. }) => {
+                        return self.report(&id, &source, MessageAcceptance::Ignore);
+                    }
+                    Err(e) => return self.reject(&id, &source, format!("certificate: {e}")),
+                }
+                match self.policy.verify_head(&head, now) {
+                    Ok(h) => match self.store.put_head(&h) {
+                        Ok(true) => {
+                            let (publisher, sequence) = (h.publisher, h.sequence);
+                            self.policy.accept_head(h);
+                            self.report(&id, &source, MessageAcceptance::Accept);
+                            self.emit(NodeEvent::Head {
+                                publisher,
+                                sequence,
+                            });
+                        }
+                        _ => self.report(&id, &source, MessageAcceptance::Ignore),
+                    },
+                    // An old head is not news; not an offence either.
+                    Err(
+                        PolicyError::HeadRollback { .. } | PolicyError::UnknownPublisher { .. },
+                    ) => self.report(&id, &source, MessageAcceptance::Ignore),
+                    Err(e) => self.reject(&id, &source, format!("head: {e}")),
+                }
+            }
+            Announcement::Certificate(bytes) => match self.policy.verify_certificate(&bytes) {
+                Ok(c) => {
+                    let new = self.store.put_certificate(&c).unwrap_or(false);
+                    self.policy.add_certificate(c);
+                    self.report(
+                        &id,
+                        &source,
+                        if new {
+                            MessageAcceptance::Accept
+                        } else {
+                            MessageAcceptance::Ignore
+                        },
+                    );
+                }
+                Err(PolicyError::UnknownPublisher { .. }) => {
+                    self.report(&id, &source, MessageAcceptance::Ignore)
+                }
+                Err(e) => self.reject(&id, &source, format!("certificate: {e}")),
+            },
+            Announcement::Revocation(bytes) => match self.policy.learn_revocation(&bytes) {
+                Ok(r) => {
+                    if let Err(e) = tokio::task::block_in_place(|| self.store.put_revocation(&r)) {
+                        warn!("storing a revocation failed: {e}");
+                    }
+                    self.report(&id, &source, MessageAcceptance::Accept);
+                }
+                Err(PolicyError::UnknownPublisher { .. }) => {
+                    self.report(&id, &source, MessageAcceptance::Ignore)
+                }
+                Err(e) => self.reject(&id, &source, format!("revocation: {e}")),
+            },
+        }
+    }
+
+    fn start_fetch(&mut self, manifest: Verified<Manifest>, message: Option<(MessageId, PeerId)>) {
+        if self.fetches.len() >= self.config.max_fetches {
+            // Too busy: not forwarded, not held against the sender; catch-up
+            // brings it later.
+            if let Some((id, source)) = message {
+                self.report(&id, &source, MessageAcceptance::Ignore);
+            }
+            return;
+        }
+        let mut candidates = VecDeque::new();
+        if let Some((_, source)) = &message {
+            candidates.push_back(*source);
+        }
+        for p in self.swarm.connected_peers() {
+            if candidates.len() >= MAX_CANDIDATES {
+                break;
+            }
+            if !candidates.contains(p) {
+                candidates.push_back(*p);
+            }
+        }
+        let id = manifest.id();
+        let entries = manifest.entries.len();
+        self.fetches.insert(
+            id,
+            Fetch {
+                manifest,
+                message,
+                entry: 0,
+                buf: Vec::new(),
+                blobs: Vec::with_capacity(entries),
+                candidates,
+                current: None,
+                in_flight: false,
+                announcer_lied: false,
+                started: Instant::now(),
+            },
+        );
+        self.advance(id);
+    }
+
+    /// Sends the next request of a fetch, or finishes it.
+    fn advance(&mut self, id: BundleId) {
+        let Some(f) = self.fetches.get_mut(&id) else {
+            return;
+        };
+        if f.in_flight {
+            return;
+        }
+        if f.entry == f.manifest.entries.len() {
+            return self.complete(id);
+        }
+        if f.current.is_none() {
+            f.current = f.candidates.pop_front();
+        }
+        let Some(peer) = f.current else {
+            return self.fail(id, "no peer could supply every blob");
+        };
+        if self.per_peer.get(&peer).copied().unwrap_or(0) >= self.config.max_requests_per_peer {
+            return; // retried on the next tick
+        }
+        let entry = &f.manifest.entries[f.entry];
+        let request = FetchRequest::Blob {
+            hash: entry.hash,
+            offset: f.buf.len() as u64,
+        };
+        f.in_flight = true;
+        let rid = self
+            .swarm
+            .behaviour_mut()
+            .fetch
+            .send_request(&peer, request);
+        *self.per_peer.entry(peer).or_default() += 1;
+        self.requests.insert(rid, (id, peer));
+    }
+
+    /// Moves a fetch on to its next candidate peer.
+    fn next_peer(&mut self, id: BundleId, lied: bool) {
+        if let Some(f) = self.fetches.get_mut(&id) {
+            if lied
+                && f.message
+                    .as_ref()
+                    .is_some_and(|(_, s)| Some(*s) == f.current)
+            {
+                f.announcer_lied = true;
+            }
+            f.current = None;
+            f.buf.clear();
+        }
+        self.advance(id);
+    }
+
+    fn fetch_response(&mut self, rid: OutboundRequestId, response: Result<FetchResponse, String>) {
+        let Some((id, peer)) = self.requests.remove(&rid) else {
+            return;
+        };
+        if let Some(n) = self.per_peer.get_mut(&peer) {
+            *n = n.saturating_sub(1);
+        }
+        let Some(f) = self.fetches.get_mut(&id) else {
+            return;
+        };
+        f.in_flight = false;
+        let entry = f.manifest.entries[f.entry].clone();
+        match response {
+            Ok(FetchResponse::Chunk {
+                total,
+                offset,
+                data,
+            }) => {
+                let ok = total == entry.size
+                    && offset == f.buf.len() as u64
+                    && data.len() as u64 <= CHUNK
+                    && offset + data.len() as u64 <= total
+                    && (!data.is_empty() || total == 0);
+                if !ok {
+                    self.emit(NodeEvent::Rejected {
+                        peer,
+                        reason: "malformed blob chunk".into(),
+                    });
+                    return self.next_peer(id, true);
+                }
+                f.buf.extend_from_slice(&data);
+                if f.buf.len() as u64 == entry.size {
+                    let blob = std::mem::take(&mut f.buf);
+                    if let Err(e) = check_blob(&entry, &blob) {
+                        self.rejected += 1;
+                        self.emit(NodeEvent::Rejected {
+                            peer,
+                            reason: format!("tampered blob: {e}"),
+                        });
+                        return self.next_peer(id, true);
+                    }
+                    f.blobs.push(blob);
+                    f.entry += 1;
+                }
+                self.advance(id);
+            }
+            Ok(FetchResponse::NotFound) => self.next_peer(id, false),
+            Err(e) => {
+                debug!(peer = %peer, "fetch request failed: {e}");
+                self.next_peer(id, false)
+            }
+        }
+    }
+
+    fn complete(&mut self, id: BundleId) {
+        let Some(f) = self.fetches.remove(&id) else {
+            return;
+        };
+        let message = f.message;
+        let result = self
+            .policy
+            .verify_bundle(f.manifest, f.blobs)
+            .map_err(|e| e.to_string())
+            .and_then(|b| {
+                tokio::task::block_in_place(|| self.store.ingest(&[b])).map_err(|e| e.to_string())
+            });
+        match result {
+            Ok(outcome) if matches!(outcome.first(), Some(Ingested::New | Ingested::Duplicate)) => {
+                if let Some((mid, source)) = message {
+                    self.report(&mid, &source, MessageAcceptance::Accept);
+                }
+                self.emit(NodeEvent::Stored(id));
+                debug!(bundle = %id.short(), "fetched and stored");
+            }
+            Ok(outcome) => {
+                if let Some((mid, source)) = message {
+                    self.reject(
+                        &mid,
+                        &source,
+                        format!("bundle refused by the store: {outcome:?}"),
+                    );
+                }
+            }
+            Err(e) => {
+                warn!(bundle = %id.short(), "fetched bundle not stored: {e}");
+                if let Some((mid, source)) = message {
+                    self.report(&mid, &source, MessageAcceptance::Ignore);
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, id: BundleId, why: &str) {
+        let Some(f) = self.fetches.remove(&id) else {
+            return;
+        };
+        debug!(bundle = %id.short(), "fetch failed: {why}");
+        if let Some((mid, source)) = f.message {
+            if f.announcer_lied {
+                // It announced a bundle it then served falsely.
+                self.reject(
+                    &mid,
+                    &source,
+                    format!("announced bundle {} but served a tampered blob", id.short()),
+                );
+            } else {
+                self.report(&mid, &source, MessageAcceptance::Ignore);
+            }
+        }
+    }
+
+    fn serve(
+        &mut self,
+        request: FetchRequest,
+        channel: request_response::ResponseChannel<FetchResponse>,
+    ) {
+        let FetchRequest::Blob { hash, offset } = request;
+        let response = match self.store.blob(&hash) {
+            Ok(Some(blob)) => {
+                let total = blob.len() as u64;
+                let start = offset.min(total) as usize;
+                let end = (offset.saturating_add(CHUNK)).min(total) as usize;
+                FetchResponse::Chunk {
+                    total,
+                    offset: start as u64,
+                    data: blob[start..end].to_vec(),
+                }
+            }
+            _ => FetchResponse::NotFound,
+        };
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .fetch
+            .send_response(channel, response);
+    }
+
+    fn tick(&mut self) {
+        self.flush_outbox();
+        let deadline = Duration::from_secs(self.config.fetch_deadline_secs);
+        let overdue: Vec<BundleId> = self
+            .fetches
+            .iter()
+            .filter(|(_, f)| f.started.elapsed() > deadline)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in overdue {
+            self.fail(id, "deadline passed");
+        }
+        let idle: Vec<BundleId> = self
+            .fetches
+            .iter()
+            .filter(|(_, f)| !f.in_flight)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in idle {
+            self.advance(id);
+        }
+    }
+
+    fn swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!("listening on {address}");
+                self.emit(NodeEvent::Listening(address));
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                debug!(peer = %peer_id, "connected");
+                self.emit(NodeEvent::Connected(peer_id));
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => self.gossip_message(propagation_source, message_id, message),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed {
+                ..
+            })) => self.flush_outbox(),
+            SwarmEvent::Behaviour(BehaviourEvent::Fetch(request_response::Event::Message {
+                message,
+                ..
+            })) => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => self.serve(request, channel),
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => self.fetch_response(request_id, Ok(response)),
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Fetch(
+                request_response::Event::OutboundFailure {
+                    request_id, error, ..
+                },
+            )) => self.fetch_response(request_id, Err(error.to_string())),
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(list))) => {
+                for (peer, addr) in list {
+                    if !self.swarm.is_connected(&peer) {
+                        let _ = self.swarm.dial(addr);
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                debug!(peer = %peer_id, agent = %info.agent_version, "identified");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Reads or creates the node's persistent libp2p identity (mode 0600).
+pub fn load_identity(path: &std::path::Path) -> Result<libp2p::identity::Keypair, NetError> {
+    let io = |e: std::io::Error| NetError::Setup(format!("{}: {e}", path.display()));
+    if path.exists() {
+        let bytes = std::fs::read(path).map_err(io)?;
+        return libp2p::identity::Keypair::from_protobuf_encoding(&bytes)
+            .map_err(|e| NetError::Setup(format!("{}: not a node identity: {e}", path.display())));
+    }
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let bytes = key
+        .to_protobuf_encoding()
+        .map_err(|e| NetError::Setup(e.to_string()))?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    use std::io::Write;
+    let mut f = opts.open(path).map_err(io)?;
+    f.write_all(&bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    Ok(key)
+}
+
+/// The certificate of a stored manifest's signing key, for announcements.
+pub fn certificate_for(policy: &TrustPolicy, m: &Manifest) -> Option<Verified<KeyCertificate>> {
+    policy
+        .publisher(&m.publisher)?
+        .certificates()
+        .find(|c| c.id() == m.certificate)
+        .cloned()
+}

@@ -1,0 +1,192 @@
+//! Running a node: the store, the trust list, the network actor and the
+//! local control API together, until a shutdown signal.
+
+pub mod control;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tracing::info;
+
+use crate::config::Config;
+use crate::net::{NetError, Node, load_identity};
+use crate::proto::Timestamp;
+use crate::store::{Store, StoreError};
+use crate::trust::{TrustError, TrustList};
+use control::{ApiState, NodeFile};
+
+/// Why a node could not run.
+#[derive(Debug, Error)]
+pub enum NodeError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The trust list failed.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    /// The network failed.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// A file of the node could not be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running node and what it was started with.
+pub struct Running {
+    /// The network handle.
+    pub node: Node,
+    /// The node's store.
+    pub store: Arc<Store>,
+    /// The control API's address.
+    pub control: std::net::SocketAddr,
+    /// Where it listens.
+    pub listen: Vec<String>,
+    server: tokio::task::JoinHandle<()>,
+    data_dir: PathBuf,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> NodeError + '_ {
+    move |source| NodeError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The control token: kept across restarts, created (mode 0600) if absent.
+fn control_token(data_dir: &Path) -> Result<String, NodeError> {
+    let path = data_dir.join("control.token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        let t = t.trim().to_owned();
+        if t.len() >= 32 {
+            return Ok(t);
+        }
+    }
+    let token = hex::encode(rand::random::<[u8; 32]>());
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    use std::io::Write;
+    let mut f = opts.open(&path).map_err(io(&path))?;
+    f.write_all(token.as_bytes()).map_err(io(&path))?;
+    Ok(token)
+}
+
+/// Starts a node on `data_dir`: opens the store (holding its lock), loads
+/// the trust list and what the store knows, starts the network and the
+/// control API, and writes `node.toml` with its peer id and addresses.
+pub async fn start(data_dir: &Path, config: Config) -> Result<Running, NodeError> {
+    std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
+    let store = Arc::new(Store::open(&data_dir.join("store"), config.store.clone())?);
+    let mut policy = TrustList::open(data_dir)?.policy()?;
+    store.load_trust(
+        &mut policy,
+        Timestamp::from_system(std::time::SystemTime::now()),
+    )?;
+    let keypair = load_identity(&data_dir.join("node.key"))?;
+    let node = Node::spawn(config.net.clone(), keypair, store.clone(), policy).await?;
+
+    // Wait briefly for the listeners to come up, so they can be reported.
+    let listen: Vec<String> = node
+        .wait_listening(config.net.listen.len(), Duration::from_secs(5))
+        .await?
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+
+    let token = control_token(data_dir)?;
+    let listener = tokio::net::TcpListener::bind(&config.control)
+        .await
+        .map_err(io(Path::new(&config.control)))?;
+    let control = listener
+        .local_addr()
+        .map_err(io(Path::new(&config.control)))?;
+    let state = ApiState {
+        node: node.clone(),
+        token,
+        data_dir: data_dir.to_owned(),
+    };
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, control::router(state)).await;
+    });
+    let file = NodeFile {
+        peer_id: node.peer_id().to_string(),
+        listen: listen.clone(),
+        control: control.to_string(),
+    };
+    let path = data_dir.join("node.toml");
+    crate::trust::write_atomic(&path, toml::to_string(&file).unwrap_or_default().as_bytes())
+        .map_err(io(&path))?;
+    info!(peer_id = %node.peer_id(), %control, "node running");
+    Ok(Running {
+        node,
+        store,
+        control,
+        listen,
+        server,
+        data_dir: data_dir.to_owned(),
+    })
+}
+
+impl Running {
+    /// Stops the control API and the network, flushes the store and removes
+    /// `node.toml`.
+    pub async fn stop(self) -> Result<(), NodeError> {
+        self.server.abort();
+        let _ = self.node.shutdown().await;
+        self.store.flush()?;
+        let _ = std::fs::remove_file(self.data_dir.join("node.toml"));
+        Ok(())
+    }
+}
+
+/// Runs a node until `shutdown` completes.
+pub async fn run(
+    data_dir: &Path,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), NodeError> {
+    let running = start(data_dir, config).await?;
+    println!("peer id: {}", running.node.peer_id());
+    for a in &running.listen {
+        println!("listening on {a}/p2p/{}", running.node.peer_id());
+    }
+    println!("control API on {}", running.control);
+    shutdown.await;
+    info!("shutting down");
+    running.stop().await
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,138 @@
+//! Real libp2p nodes on 127.0.0.1: gossip, fetching and verification.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use kolokol::net::{NetConfig, Node, NodeEvent};
+use kolokol::proto::bundle::BundleFile;
+use kolokol::proto::*;
+use kolokol::store::{Store, StoreConfig};
+use libp2p::Multiaddr;
+use tokio::sync::broadcast;
+use tokio::time::timeout;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+struct TestNode {
+    node: Node,
+    store: Arc<Store>,
+    addr: Multiaddr,
+    events: broadcast::Receiver<NodeEvent>,
+}
+
+async fn spawn(p: &Publisher) -> TestNode {
+    let store = Arc::new(Store::memory(StoreConfig::default()));
+    let mut policy = bare_policy(p);
+    store.load_trust(&mut policy, now()).unwrap();
+    let node = Node::spawn(
+        NetConfig::for_tests(),
+        libp2p::identity::Keypair::generate_ed25519(),
+        store.clone(),
+        policy,
+    )
+    .await
+    .unwrap();
+    let events = node.events();
+    let addr = node
+        .wait_listening(1, DEADLINE)
+        .await
+        .unwrap()
+        .pop()
+        .expect("the node listens");
+    let addr = addr.with(libp2p::multiaddr::Protocol::P2p(node.peer_id()));
+    TestNode {
+        node,
+        store,
+        addr,
+        events,
+    }
+}
+
+/// Waits for `want` on `events`, failing after the deadline.
+async fn wait_for(
+    events: &mut broadcast::Receiver<NodeEvent>,
+    what: &str,
+    mut want: impl FnMut(&NodeEvent) -> bool,
+) {
+    timeout(DEADLINE, async {
+        loop {
+            match events.recv().await {
+                Ok(e) if want(&e) => return,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => {
+                    panic!("events closed while waiting for {what}")
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+}
+
+/// A bundle file with a body and a 600 KiB image (three fetch chunks).
+fn bundle_file(p: &Publisher, seq: u64) -> (BundleFile, BundleId) {
+    let image: Vec<u8> = (0..600 * 1024)
+        .map(|i| (i * 7 + seq as usize) as u8)
+        .collect();
+    let mut s = story(p, seq, seq as u8, format!("<p>Story {seq}</p>").as_bytes());
+    s.published = now().minus(3600);
+    s.blobs.push(image);
+    let (manifest, blobs) = s.signed();
+    let id = BundleId::of(&manifest);
+    let file = BundleFile {
+        certificates: vec![p.cert.clone()],
+        revocations: vec![],
+        heads: vec![p.head(seq, now().minus(60))],
+        manifest,
+        blobs,
+    };
+    (file, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_story_crosses_six_nodes_in_a_line() {
+    let p = Publisher::new(1);
+    let mut nodes = Vec::new();
+    for _ in 0..6 {
+        nodes.push(spawn(&p).await);
+    }
+    // Each node connects only to the next.
+    for i in 0..5 {
+        let next = nodes[i + 1].addr.clone();
+        let peer = nodes[i + 1].node.peer_id();
+        nodes[i].node.dial(next).await.unwrap();
+        wait_for(&mut nodes[i].events, "connection", |e| {
+            *e == NodeEvent::Connected(peer)
+        })
+        .await;
+    }
+    let (file, id) = bundle_file(&p, 1);
+    let blobs = file.blobs.clone();
+    assert_eq!(nodes[0].node.publish(file).await.unwrap(), id);
+    let last = nodes.last_mut().unwrap();
+    wait_for(&mut last.events, "the story at the far end", |e| {
+        *e == NodeEvent::Stored(id)
+    })
+    .await;
+    // Verified and stored whole at the far end, blobs included.
+    let store = &nodes[5].store;
+    let m = store.manifest(&id).unwrap().expect("manifest stored");
+    for (entry, blob) in m.manifest.entries.iter().zip(&blobs) {
+        assert_eq!(
+            store.blob(&entry.hash).unwrap().as_deref(),
+            Some(blob.as_slice())
+        );
+    }
+    // Every node on the way has it too, and the head.
+    for n in &nodes {
+        assert!(n.store.has_bundle(&id).unwrap());
+    }
+    let status = nodes[5].node.status().await.unwrap();
+    assert_eq!(status.publishers[0].held, 1);
+    for n in &nodes {
+        n.node.shutdown().await.unwrap();
+    }
+}

@@ -1,0 +1,257 @@
+//! Two processes of the real binary on 127.0.0.1: a newsroom's node and a
+//! reader's node bootstrapped from it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+const BIN: &str = env!("CARGO_BIN_EXE_kolokol");
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn kolokol(data: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env_remove("KOLOKOL_NEWSROOM")
+        .output()
+        .unwrap()
+}
+
+fn ok(data: &Path, args: &[&str]) -> String {
+    let out = kolokol(data, args);
+    assert!(
+        out.status.success(),
+        "kolokol {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A running `kolokol node`, stopped with SIGTERM when dropped.
+struct NodeProcess {
+    child: Child,
+    data: PathBuf,
+}
+
+impl NodeProcess {
+    fn start(data: &Path, extra: &[&str]) -> Self {
+        let _ = std::fs::remove_file(data.join("node.toml"));
+        let child = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(data)
+            .args(["node", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let n = Self {
+            child,
+            data: data.to_owned(),
+        };
+        n.wait_until("node.toml to appear", || data.join("node.toml").exists());
+        n
+    }
+
+    fn wait_until(&self, what: &str, mut cond: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !cond() {
+            assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The address others can dial, with the peer id.
+    fn addr(&self) -> String {
+        let text = std::fs::read_to_string(self.data.join("node.toml")).unwrap();
+        let file: kolokol::node::control::NodeFile = toml::from_str(&text).unwrap();
+        format!("{}/p2p/{}", file.listen[0], file.peer_id)
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "the node did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_story_published_into_one_process_reaches_the_other() {
+    let dir = TempDir::new().unwrap();
+    let a = dir.path().join("newsroom-node");
+    let b = dir.path().join("reader-node");
+    let newsroom = dir.path().join("newsroom");
+    ok(
+        &a,
+        &[
+            "newsroom",
+            "init",
+            "--name",
+            "proc-news",
+            "--dir",
+            newsroom.to_str().unwrap(),
+        ],
+    );
+    ok(
+        &b,
+        &[
+            "trust",
+            "add",
+            newsroom.join("proc-news.toml").to_str().unwrap(),
+        ],
+    );
+
+    let mut node_a = NodeProcess::start(&a, &[]);
+    let addr_a = node_a.addr();
+    let mut node_b = NodeProcess::start(&b, &["--bootstrap", &addr_a]);
+    node_b.wait_until("the nodes to connect", || {
+        ok(&b, &["status"]).contains("peers:     1")
+    });
+
+    let article = dir.path().join("a.md");
+    std::fs::write(
+        &article,
+        "---\ntitle: Across processes\nlang: en\n---\nText.\n",
+    )
+    .unwrap();
+    let id = ok(
+        &a,
+        &[
+            "publish",
+            article.to_str().unwrap(),
+            "--newsroom",
+            newsroom.to_str().unwrap(),
+        ],
+    );
+    let id = id.trim().to_owned();
+    assert_eq!(id.len(), 64);
+
+    // The story shows in the second node's status, then in its store.
+    node_b.wait_until("the story at the reader's node", || {
+        ok(&b, &["status"]).contains("stories held: 1")
+    });
+    let status = ok(&b, &["status"]);
+    assert!(status.contains("proc-news"), "{status}");
+    assert!(status.contains("newest head:  sequence 1"), "{status}");
+
+    // While the node runs, the store is reached through it, not opened.
+    let busy = kolokol(&b, &["store", "stats"]);
+    assert_eq!(busy.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&busy.stderr).contains("in use by another kolokol process"));
+
+    assert!(node_b.terminate().success(), "clean exit on SIGTERM");
+    assert!(node_a.terminate().success());
+    assert!(
+        !b.join("node.toml").exists(),
+        "node.toml is removed at shutdown"
+    );
+    let stats = ok(&b, &["store", "stats"]);
+    assert!(stats.contains("bundles:   1"), "{stats}");
+    let check = ok(&b, &["store", "check"]);
+    assert!(check.contains("no problems"), "{check}");
+    // The identity persists across restarts.
+    let peer_before = std::fs::read(b.join("node.key")).unwrap();
+    let _again = NodeProcess::start(&b, &[]);
+    assert_eq!(std::fs::read(b.join("node.key")).unwrap(), peer_before);
+    let _ = id;
+}
+
+#[test]
+fn sigterm_during_a_fetch_leaves_no_partial_bundle() {
+    let dir = TempDir::new().unwrap();
+    let a = dir.path().join("a");
+    let b = dir.path().join("b");
+    let newsroom = dir.path().join("newsroom");
+    ok(
+        &a,
+        &[
+            "newsroom",
+            "init",
+            "--name",
+            "big-news",
+            "--dir",
+            newsroom.to_str().unwrap(),
+        ],
+    );
+    ok(
+        &b,
+        &[
+            "trust",
+            "add",
+            newsroom.join("big-news.toml").to_str().unwrap(),
+        ],
+    );
+    let mut node_a = NodeProcess::start(&a, &[]);
+    let mut node_b = NodeProcess::start(&b, &["--bootstrap", &node_a.addr()]);
+    node_b.wait_until("the nodes to connect", || {
+        ok(&b, &["status"]).contains("peers:     1")
+    });
+
+    // A story with 40 MB of media: 160 fetch chunks.
+    let mut media = Vec::new();
+    for i in 0..4 {
+        let p = dir.path().join(format!("m{i}.mp4"));
+        std::fs::write(
+            &p,
+            (0..10_000_000u32)
+                .map(|x| (x.wrapping_mul(2654435761) >> (i + 3)) as u8)
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        media.push(p);
+    }
+    let article = dir.path().join("a.md");
+    std::fs::write(&article, "---\ntitle: Big\nlang: en\n---\nText.\n").unwrap();
+    let mut args = vec![
+        "publish",
+        article.to_str().unwrap(),
+        "--newsroom",
+        newsroom.to_str().unwrap(),
+    ];
+    for m in &media {
+        args.push("--image");
+        args.push(m.to_str().unwrap());
+    }
+    ok(&a, &args);
+    node_b.wait_until("the fetch to start", || {
+        ok(&b, &["status"]).contains("fetching:  1")
+    });
+    assert!(node_b.terminate().success());
+    node_a.terminate();
+
+    // Whatever the moment, the store holds the bundle whole or not at all.
+    let check = ok(&b, &["store", "check"]);
+    assert!(check.contains("no problems"), "{check}");
+    let stats = ok(&b, &["store", "stats"]);
+    assert!(
+        stats.contains("bundles:   0") || stats.contains("bundles:   1"),
+        "{stats}"
+    );
+    if stats.contains("bundles:   0") {
+        assert!(
+            stats.contains("blobs:     0"),
+            "no blob of the unfinished bundle is kept: {stats}"
+        );
+    }
+}

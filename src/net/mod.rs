@@ -53,6 +53,8 @@ pub const OUTBOX_TTL: Duration = Duration::from_secs(600);
 pub const TICK: Duration = Duration::from_millis(250);
 /// Most peers asked for one bundle before giving up.
 pub const MAX_CANDIDATES: usize = 8;
+/// How long a peer that served false data is refused.
+pub const BAN_TIME: Duration = Duration::from_secs(3600);
 
 /// Why a network operation failed.
 #[derive(Debug, Error)]
@@ -222,6 +224,8 @@ pub struct Status {
     pub fetching: usize,
     /// Messages refused since start.
     pub rejected: u64,
+    /// Peers refused for serving false data.
+    pub banned: usize,
     /// Per trusted publisher.
     pub publishers: Vec<PublisherStatus>,
 }
@@ -312,6 +316,8 @@ struct Actor {
     outbox: VecDeque<(IdentTopic, Vec<u8>, Instant)>,
     topics: HashSet<TopicHash>,
     rejected: u64,
+    /// Peers that served false data, and since when.
+    banned: HashMap<PeerId, Instant>,
 }
 
 fn now() -> Timestamp {
@@ -446,6 +452,7 @@ impl Node {
             outbox: VecDeque::new(),
             topics: HashSet::new(),
             rejected: 0,
+            banned: HashMap::new(),
         };
         let publishers: Vec<PublicKey> = actor.policy.publishers().map(|(k, _)| *k).collect();
         for p in publishers {
@@ -815,6 +822,7 @@ impl Actor {
             topics: self.topics.iter().map(|t| t.to_string()).collect(),
             fetching: self.fetches.len(),
             rejected: self.rejected,
+            banned: self.banned.len(),
             publishers,
         }
     }
@@ -951,12 +959,13 @@ impl Actor {
         if let Some((_, source)) = &message {
             candidates.push_back(*source);
         }
-        for p in self.swarm.connected_peers() {
+        let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for p in connected {
             if candidates.len() >= MAX_CANDIDATES {
                 break;
             }
-            if !candidates.contains(p) {
-                candidates.push_back(*p);
+            if !candidates.contains(&p) && !self.is_banned(&p) {
+                candidates.push_back(p);
             }
         }
         let id = manifest.id();
@@ -990,8 +999,12 @@ impl Actor {
         if f.entry == f.manifest.entries.len() {
             return self.complete(id);
         }
-        if f.current.is_none() {
-            f.current = f.candidates.pop_front();
+        while f.current.is_none() {
+            match f.candidates.pop_front() {
+                Some(p) if self.banned.get(&p).is_some_and(|t| t.elapsed() < BAN_TIME) => continue,
+                Some(p) => f.current = Some(p),
+                None => break,
+            }
         }
         let Some(peer) = f.current else {
             return self.fail(id, "no peer could supply every blob");
@@ -1054,21 +1067,14 @@ impl Actor {
                     && offset + data.len() as u64 <= total
                     && (!data.is_empty() || total == 0);
                 if !ok {
-                    self.emit(NodeEvent::Rejected {
-                        peer,
-                        reason: "malformed blob chunk".into(),
-                    });
+                    self.ban(peer, "malformed blob chunk".into());
                     return self.next_peer(id, true);
                 }
                 f.buf.extend_from_slice(&data);
                 if f.buf.len() as u64 == entry.size {
                     let blob = std::mem::take(&mut f.buf);
                     if let Err(e) = check_blob(&entry, &blob) {
-                        self.rejected += 1;
-                        self.emit(NodeEvent::Rejected {
-                            peer,
-                            reason: format!("tampered blob: {e}"),
-                        });
+                        self.ban(peer, format!("tampered blob: {e}"));
                         return self.next_peer(id, true);
                     }
                     f.blobs.push(blob);
@@ -1082,6 +1088,22 @@ impl Actor {
                 self.next_peer(id, false)
             }
         }
+    }
+
+    /// A peer served false data: it is disconnected and refused for
+    /// [`BAN_TIME`]. Gossip's own scoring handles false announcements.
+    fn ban(&mut self, peer: PeerId, reason: String) {
+        self.rejected += 1;
+        warn!(peer = %peer, "refusing a peer that served false data: {reason}");
+        self.banned.insert(peer, Instant::now());
+        let _ = self.swarm.disconnect_peer_id(peer);
+        self.emit(NodeEvent::Rejected { peer, reason });
+    }
+
+    fn is_banned(&self, peer: &PeerId) -> bool {
+        self.banned
+            .get(peer)
+            .is_some_and(|t| t.elapsed() < BAN_TIME)
     }
 
     fn complete(&mut self, id: BundleId) {
@@ -1169,6 +1191,7 @@ impl Actor {
 
     fn tick(&mut self) {
         self.flush_outbox();
+        self.banned.retain(|_, t| t.elapsed() < BAN_TIME);
         let deadline = Duration::from_secs(self.config.fetch_deadline_secs);
         let overdue: Vec<BundleId> = self
             .fetches
@@ -1195,6 +1218,9 @@ impl Actor {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!("listening on {address}");
                 self.emit(NodeEvent::Listening(address));
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, .. } if self.is_banned(&peer_id) => {
+                let _ = self.swarm.disconnect_peer_id(peer_id);
             }
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                 debug!(peer = %peer_id, "connected");

@@ -255,3 +255,37 @@ fn sigterm_during_a_fetch_leaves_no_partial_bundle() {
         );
     }
 }
+
+#[test]
+fn a_node_listens_on_tcp_quic_and_websocket() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("n");
+    let mut node = NodeProcess::start(
+        &data,
+        &[
+            "--listen",
+            "/ip4/127.0.0.1/udp/0/quic-v1",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0/ws",
+        ],
+    );
+    let text = std::fs::read_to_string(data.join("node.toml")).unwrap();
+    let file: kolokol::node::control::NodeFile = toml::from_str(&text).unwrap();
+    assert!(file.listen.iter().any(|a| a.contains("/quic-v1")), "{text}");
+    assert!(file.listen.iter().any(|a| a.ends_with("/ws")), "{text}");
+    // A control address off loopback is refused.
+    let out = kolokol(
+        &dir.path().join("m"),
+        &[
+            "node",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--no-mdns",
+            "--control",
+            "0.0.0.0:0",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
+    assert!(node.terminate().success());
+}

@@ -158,7 +158,7 @@ impl NetConfig {
             mdns: false,
             heartbeat_ms: 200,
             request_timeout_secs: 5,
-            fetch_deadline_secs: 30,
+            fetch_deadline_secs: 30, // under 200 heartbeats of 200 ms
             same_ip_ok: true,
             ..Self::default()
         }
@@ -226,6 +226,8 @@ pub struct Status {
     pub rejected: u64,
     /// Peers refused for serving false data.
     pub banned: usize,
+    /// Blob chunks served to peers since start.
+    pub served_chunks: u64,
     /// Per trusted publisher.
     pub publishers: Vec<PublisherStatus>,
 }
@@ -318,13 +320,14 @@ struct Actor {
     rejected: u64,
     /// Peers that served false data, and since when.
     banned: HashMap<PeerId, Instant>,
+    served_chunks: u64,
 }
 
 fn now() -> Timestamp {
     Timestamp::from_system(std::time::SystemTime::now())
 }
 
-fn build_swarm(
+async fn build_swarm(
     keypair: libp2p::identity::Keypair,
     config: &NetConfig,
 ) -> Result<Swarm<Behaviour>, NetError> {
@@ -338,8 +341,9 @@ fn build_swarm(
         })
         .max_transmit_size(wire::MAX_GOSSIP + 1024)
         // Bundle announcements wait in the cache while their blobs are
-        // fetched; the cache must outlast a fetch.
-        .history_length(60)
+        // fetched; the cache (200 heartbeats, 140 s by default) must outlast
+        // a fetch's deadline (120 s), or a late verdict could not forward.
+        .history_length(200)
         .history_gossip(3)
         .duplicate_cache_time(Duration::from_secs(300))
         .build()
@@ -375,6 +379,9 @@ fn build_swarm(
         .map_err(|e| setup(&e))?
         .with_quic()
         .with_dns()
+        .map_err(|e| setup(&e))?
+        .with_websocket(noise::Config::new, yamux::Config::default)
+        .await
         .map_err(|e| setup(&e))?
         .with_behaviour(move |key| {
             let mut gossipsub = gossipsub::Behaviour::new(
@@ -427,7 +434,7 @@ impl Node {
         policy: TrustPolicy,
     ) -> Result<Node, NetError> {
         let peer_id = keypair.public().to_peer_id();
-        let mut swarm = build_swarm(keypair, &config)?;
+        let mut swarm = build_swarm(keypair, &config).await?;
         for addr in &config.listen {
             let ma: Multiaddr = addr
                 .parse()
@@ -453,6 +460,7 @@ impl Node {
             topics: HashSet::new(),
             rejected: 0,
             banned: HashMap::new(),
+            served_chunks: 0,
         };
         let publishers: Vec<PublicKey> = actor.policy.publishers().map(|(k, _)| *k).collect();
         for p in publishers {
@@ -728,6 +736,15 @@ impl Actor {
         let manifest = verified.bundle.manifest();
         let publisher = manifest.publisher;
         let certificate = verified.certificate.bytes().to_vec();
+        // Revocations travel too, so every node refuses the revoked key.
+        let revocations: Vec<Vec<u8>> = self
+            .policy
+            .publisher(&publisher)
+            .map(|p| p.revocations().map(|r| r.bytes().to_vec()).collect())
+            .unwrap_or_default();
+        for r in revocations {
+            self.announce(&publisher, Announcement::Revocation(r));
+        }
         self.announce(
             &publisher,
             Announcement::Bundle {
@@ -750,6 +767,7 @@ impl Actor {
         }
         self.emit(NodeEvent::Stored(id));
         info!(bundle = %id.short(), "published");
+        self.enforce_quota();
         Ok(id)
     }
 
@@ -823,6 +841,7 @@ impl Actor {
             fetching: self.fetches.len(),
             rejected: self.rejected,
             banned: self.banned.len(),
+            served_chunks: self.served_chunks,
             publishers,
         }
     }
@@ -848,11 +867,44 @@ impl Actor {
         });
     }
 
+    /// How a refused announcement is reported. Errors that depend on what
+    /// we happen to know or on our clock (an unknown publisher or
+    /// certificate, a revocation the sender may not have seen yet, a time
+    /// just outside a window, an old head) are ignored without penalty;
+    /// errors no honest node would pass on (bad signatures, malformed or
+    /// oversized objects) are rejected, which costs the sender score.
+    fn verdict(e: &PolicyError) -> MessageAcceptance {
+        match e {
+            PolicyError::UnknownPublisher { .. }
+            | PolicyError::UnknownCertificate { .. }
+            | PolicyError::KeyRevoked { .. }
+            | PolicyError::SignedInFuture { .. }
+            | PolicyError::CertificateExpired { .. }
+            | PolicyError::CertificateNotYetValid { .. }
+            | PolicyError::HeadRollback { .. } => MessageAcceptance::Ignore,
+            _ => MessageAcceptance::Reject,
+        }
+    }
+
+    fn refuse(&mut self, id: &MessageId, source: &PeerId, what: &str, e: PolicyError) {
+        match Self::verdict(&e) {
+            MessageAcceptance::Reject => self.reject(id, source, format!("{what}: {e}")),
+            other => {
+                debug!(peer = %source, "ignored {what}: {e}");
+                self.report(id, source, other);
+            }
+        }
+    }
+
     fn gossip_message(&mut self, source: PeerId, id: MessageId, message: gossipsub::Message) {
         let Some(announcement) = Announcement::decode(&message.data) else {
             return self.reject(&id, &source, "undecodable announcement".into());
         };
         let now = now();
+        // Each publisher's objects belong on its own topic only.
+        let on_topic = |publisher: &PublicKey| {
+            message.topic == IdentTopic::new(wire::topic_name(publisher)).hash()
+        };
         match announcement {
             Announcement::Bundle {
                 certificate,
@@ -861,11 +913,15 @@ impl Actor {
                 // Certificate first, so the manifest can be checked.
                 let cert = match self.policy.verify_certificate(&certificate) {
                     Ok(c) => c,
-                    Err(PolicyError::UnknownPublisher { .. }) => {
-                        return self.report(&id, &source, MessageAcceptance::Ignore);
-                    }
-                    Err(e) => return self.reject(&id, &source, format!("certificate: {e}")),
+                    Err(e) => return self.refuse(&id, &source, "certificate", e),
                 };
+                if !on_topic(&cert.publisher) {
+                    return self.reject(
+                        &id,
+                        &source,
+                        "announcement on another publisher's topic".into(),
+                    );
+                }
                 let bundle_id = BundleId::of(&manifest);
                 if self.store.has_bundle(&bundle_id).unwrap_or(false)
                     || self.fetches.contains_key(&bundle_id)
@@ -875,22 +931,31 @@ impl Actor {
                 self.policy.add_certificate(cert.clone());
                 let _ = self.store.put_certificate(&cert);
                 match self.policy.verify_manifest(&manifest, now) {
-                    Ok(m) => self.start_fetch(m, Some((id, source))),
-                    Err(PolicyError::UnknownPublisher { .. }) => {
-                        self.report(&id, &source, MessageAcceptance::Ignore)
+                    Ok(m) => {
+                        // Evicted under the quota, or removed by a revocation:
+                        // not fetched again.
+                        if matches!(self.store.seq_state(&m.publisher, m.sequence), Ok(Some(s)) if s != crate::store::SeqState::Held)
+                        {
+                            return self.report(&id, &source, MessageAcceptance::Ignore);
+                        }
+                        self.start_fetch(m, Some((id, source)))
                     }
-                    Err(e) => self.reject(&id, &source, format!("manifest: {e}")),
+                    Err(e) => self.refuse(&id, &source, "manifest", e),
                 }
             }
             Announcement::Head { certificate, head } => {
                 match self.policy.learn_certificate(&certificate) {
                     Ok(c) => {
+                        if !on_topic(&c.publisher) {
+                            return self.reject(
+                                &id,
+                                &source,
+                                "announcement on another publisher's topic".into(),
+                            );
+                        }
                         let _ = self.store.put_certificate(&c);
                     }
-                    Err(PolicyError::UnknownPublisher { .. }) => {
-                        return self.report(&id, &source, MessageAcceptance::Ignore);
-                    }
-                    Err(e) => return self.reject(&id, &source, format!("certificate: {e}")),
+                    Err(e) => return self.refuse(&id, &source, "certificate", e),
                 }
                 match self.policy.verify_head(&head, now) {
                     Ok(h) => match self.store.put_head(&h) {
@@ -905,14 +970,15 @@ impl Actor {
                         }
                         _ => self.report(&id, &source, MessageAcceptance::Ignore),
                     },
-                    // An old head is not news; not an offence either.
-                    Err(
-                        PolicyError::HeadRollback { .. } | PolicyError::UnknownPublisher { .. },
-                    ) => self.report(&id, &source, MessageAcceptance::Ignore),
-                    Err(e) => self.reject(&id, &source, format!("head: {e}")),
+                    Err(e) => self.refuse(&id, &source, "head", e),
                 }
             }
             Announcement::Certificate(bytes) => match self.policy.verify_certificate(&bytes) {
+                Ok(c) if !on_topic(&c.publisher) => self.reject(
+                    &id,
+                    &source,
+                    "announcement on another publisher's topic".into(),
+                ),
                 Ok(c) => {
                     let new = self.store.put_certificate(&c).unwrap_or(false);
                     self.policy.add_certificate(c);
@@ -926,22 +992,39 @@ impl Actor {
                         },
                     );
                 }
-                Err(PolicyError::UnknownPublisher { .. }) => {
-                    self.report(&id, &source, MessageAcceptance::Ignore)
-                }
-                Err(e) => self.reject(&id, &source, format!("certificate: {e}")),
+                Err(e) => self.refuse(&id, &source, "certificate", e),
             },
-            Announcement::Revocation(bytes) => match self.policy.learn_revocation(&bytes) {
+            Announcement::Revocation(bytes) => match self.policy.verify_revocation(&bytes) {
+                Ok(r) if !on_topic(&r.publisher) => self.reject(
+                    &id,
+                    &source,
+                    "announcement on another publisher's topic".into(),
+                ),
                 Ok(r) => {
+                    let known = self
+                        .policy
+                        .publisher(&r.publisher)
+                        .and_then(|p| {
+                            p.revocations()
+                                .find(|x| x.key == r.key)
+                                .map(|x| x.effective_from <= r.effective_from)
+                        })
+                        .unwrap_or(false);
+                    self.policy.add_revocation(r.clone());
                     if let Err(e) = tokio::task::block_in_place(|| self.store.put_revocation(&r)) {
                         warn!("storing a revocation failed: {e}");
                     }
-                    self.report(&id, &source, MessageAcceptance::Accept);
+                    self.report(
+                        &id,
+                        &source,
+                        if known {
+                            MessageAcceptance::Ignore
+                        } else {
+                            MessageAcceptance::Accept
+                        },
+                    );
                 }
-                Err(PolicyError::UnknownPublisher { .. }) => {
-                    self.report(&id, &source, MessageAcceptance::Ignore)
-                }
-                Err(e) => self.reject(&id, &source, format!("revocation: {e}")),
+                Err(e) => self.refuse(&id, &source, "revocation", e),
             },
         }
     }
@@ -1125,6 +1208,7 @@ impl Actor {
                 }
                 self.emit(NodeEvent::Stored(id));
                 debug!(bundle = %id.short(), "fetched and stored");
+                self.enforce_quota();
             }
             Ok(outcome) => {
                 if let Some((mid, source)) = message {
@@ -1141,6 +1225,12 @@ impl Actor {
                     self.report(&mid, &source, MessageAcceptance::Ignore);
                 }
             }
+        }
+    }
+
+    fn enforce_quota(&self) {
+        if let Err(e) = tokio::task::block_in_place(|| self.store.enforce_quota()) {
+            warn!("quota enforcement failed: {e}");
         }
     }
 
@@ -1169,15 +1259,14 @@ impl Actor {
         channel: request_response::ResponseChannel<FetchResponse>,
     ) {
         let FetchRequest::Blob { hash, offset } = request;
-        let response = match self.store.blob(&hash) {
-            Ok(Some(blob)) => {
-                let total = blob.len() as u64;
-                let start = offset.min(total) as usize;
-                let end = (offset.saturating_add(CHUNK)).min(total) as usize;
+        let read = tokio::task::block_in_place(|| self.store.blob_range(&hash, offset, CHUNK));
+        let response = match read {
+            Ok(Some((total, data))) => {
+                self.served_chunks += 1;
                 FetchResponse::Chunk {
                     total,
-                    offset: start as u64,
-                    data: blob[start..end].to_vec(),
+                    offset: offset.min(total),
+                    data,
                 }
             }
             _ => FetchResponse::NotFound,
@@ -1253,7 +1342,7 @@ impl Actor {
             )) => self.fetch_response(request_id, Err(error.to_string())),
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(list))) => {
                 for (peer, addr) in list {
-                    if !self.swarm.is_connected(&peer) {
+                    if !self.swarm.is_connected(&peer) && !self.is_banned(&peer) {
                         let _ = self.swarm.dial(addr);
                     }
                 }

@@ -81,6 +81,12 @@ fn control_token(data_dir: &Path) -> Result<String, NodeError> {
     }
     use std::io::Write;
     let mut f = opts.open(&path).map_err(io(&path))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(io(&path))?;
+    }
     f.write_all(token.as_bytes()).map_err(io(&path))?;
     Ok(token)
 }
@@ -108,6 +114,20 @@ pub async fn start(data_dir: &Path, config: Config) -> Result<Running, NodeError
         .collect();
 
     let token = control_token(data_dir)?;
+    // The token travels in clear text: the control API stays on loopback.
+    let loopback = config
+        .control
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| a.ip().is_loopback());
+    if !loopback {
+        return Err(NodeError::Io {
+            path: PathBuf::from(&config.control),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the control API must listen on a loopback address (127.0.0.1 or [::1])",
+            ),
+        });
+    }
     let listener = tokio::net::TcpListener::bind(&config.control)
         .await
         .map_err(io(Path::new(&config.control)))?;

@@ -79,6 +79,40 @@ impl Blobs {
         }
     }
 
+    /// Up to `len` bytes of a blob from `offset`, and its whole size,
+    /// reading only that part of a file.
+    pub(crate) fn get_range(
+        &self,
+        hash: &BlobHash,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        match self {
+            Blobs::Files { dir } => {
+                use std::io::{Read, Seek, SeekFrom};
+                let p = Self::path(dir, hash);
+                let mut f = match fs::File::open(&p) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(io(&p)(e)),
+                };
+                let total = f.metadata().map_err(io(&p))?.len();
+                let start = offset.min(total);
+                let n = len.min(total - start);
+                f.seek(SeekFrom::Start(start)).map_err(io(&p))?;
+                let mut buf = vec![0u8; n as usize];
+                f.read_exact(&mut buf).map_err(io(&p))?;
+                Ok(Some((total, buf)))
+            }
+            Blobs::Memory(_) => Ok(self.get(hash)?.map(|b| {
+                let total = b.len() as u64;
+                let start = offset.min(total) as usize;
+                let end = offset.saturating_add(len).min(total) as usize;
+                (total, b[start..end].to_vec())
+            })),
+        }
+    }
+
     /// Writes a blob unless it is there already; not yet durable (see
     /// [`Blobs::sync`]). Returns whether it wrote.
     pub(crate) fn write(&self, hash: &BlobHash, bytes: &[u8]) -> Result<bool, StoreError> {

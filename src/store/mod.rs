@@ -1065,6 +1065,39 @@ impl Store {
         self.blobs.get(hash)
     }
 
+    /// Up to `len` bytes of a stored blob from `offset`, with its whole
+    /// size; a large blob's file is read only where asked.
+    pub fn blob_range(
+        &self,
+        hash: &BlobHash,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        if let Some(v) = self.kv.get(&key(BLOB, &[hash.as_bytes()]))? {
+            let data = v.get(4..).unwrap_or_default();
+            let total = data.len() as u64;
+            let start = offset.min(total) as usize;
+            let end = offset.saturating_add(len).min(total) as usize;
+            return Ok(Some((total, data[start..end].to_vec())));
+        }
+        if !self.kv.contains(&key(REFS, &[hash.as_bytes()]))? {
+            return Ok(None);
+        }
+        self.blobs.get_range(hash, offset, len)
+    }
+
+    /// The state of a publisher's sequence number, if the store knows it.
+    pub fn seq_state(
+        &self,
+        publisher: &PublicKey,
+        sequence: u64,
+    ) -> Result<Option<SeqState>, StoreError> {
+        Ok(self
+            .kv
+            .get(&key(SEQ, &[publisher.as_bytes(), &sequence.to_be_bytes()]))?
+            .and_then(|v| v.first().and_then(|b| SeqState::from_u8(*b))))
+    }
+
     /// A blob's bytes, inline or in its file, whether referenced or not.
     fn blob_bytes(&self, hash: &BlobHash) -> Result<Option<Vec<u8>>, StoreError> {
         match self.kv.get(&key(BLOB, &[hash.as_bytes()]))? {

@@ -193,9 +193,12 @@ fn main() {
         }
         latencies.sort();
         let complete = got.values().filter(|&&n| n == stories).count();
-        let mut served = 0;
+        let (mut served, mut received, mut unique) = (0, 0, 0);
         for (n, _) in &nodes {
-            served += n.status().await.unwrap().served_chunks;
+            let st = n.status().await.unwrap();
+            served += st.served_chunks;
+            received += st.gossip_received;
+            unique += st.gossip_unique;
         }
         let needed = stories * (NODES as u64 - 1);
         println!(
@@ -211,6 +214,10 @@ fn main() {
             NODES - 1,
             100.0 * complete as f64 / (NODES - 1) as f64,
             served as f64 / needed as f64
+        );
+        println!(
+            "  gossip: {received} messages received, {unique} new; duplicate transmissions per announcement per node: {:.2}",
+            (received.saturating_sub(unique)) as f64 / unique.max(1) as f64
         );
         for (n, _) in &nodes {
             let _ = n.shutdown().await;

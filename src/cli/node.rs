@@ -83,8 +83,12 @@ pub(super) fn status(data: &Path) -> Result<ExitCode> {
     }
     println!("topics:    {}", st.topics.len());
     println!(
-        "fetching:  {} bundles; {} messages refused",
-        st.fetching, st.rejected
+        "fetching:  {} bundles; {} messages refused; {} peers banned",
+        st.fetching, st.rejected, st.banned
+    );
+    println!(
+        "gossip:    {} messages received, {} new; {} blob chunks served",
+        st.gossip_received, st.gossip_unique, st.served_chunks
     );
     for p in &st.publishers {
         println!("publisher {} ({})", p.name, &p.root_key);

@@ -228,6 +228,10 @@ pub struct Status {
     pub banned: usize,
     /// Blob chunks served to peers since start.
     pub served_chunks: u64,
+    /// Gossip messages received, duplicates included.
+    pub gossip_received: u64,
+    /// Gossip messages received that were new (duplicates filtered out).
+    pub gossip_unique: u64,
     /// Per trusted publisher.
     pub publishers: Vec<PublisherStatus>,
 }
@@ -321,15 +325,27 @@ struct Actor {
     /// Peers that served false data, and since when.
     banned: HashMap<PeerId, Instant>,
     served_chunks: u64,
+    /// Gossipsub's own counters (received messages with and without
+    /// duplicates, among others).
+    metrics: prometheus_client::registry::Registry,
 }
 
 fn now() -> Timestamp {
     Timestamp::from_system(std::time::SystemTime::now())
 }
 
+/// Heartbeats a message stays in gossipsub's cache: at least 200, and
+/// always longer than the fetch deadline, so a verdict given at the
+/// deadline still finds its message.
+fn history_length(config: &NetConfig) -> usize {
+    let deadline_beats = (config.fetch_deadline_secs * 1000).div_ceil(config.heartbeat_ms.max(1));
+    (deadline_beats as usize + 20).max(200)
+}
+
 async fn build_swarm(
     keypair: libp2p::identity::Keypair,
     config: &NetConfig,
+    registry: &mut prometheus_client::registry::Registry,
 ) -> Result<Swarm<Behaviour>, NetError> {
     let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
     let gossip_config = gossipsub::ConfigBuilder::default()
@@ -343,7 +359,7 @@ async fn build_swarm(
         // Bundle announcements wait in the cache while their blobs are
         // fetched; the cache (200 heartbeats, 140 s by default) must outlast
         // a fetch's deadline (120 s), or a late verdict could not forward.
-        .history_length(200)
+        .history_length(history_length(config))
         .history_gossip(3)
         .duplicate_cache_time(Duration::from_secs(300))
         .build()
@@ -389,6 +405,7 @@ async fn build_swarm(
                 gossip_config,
             )?;
             gossipsub.with_peer_score(score, thresholds)?;
+            gossipsub = gossipsub.with_metrics(registry, Default::default());
             let mdns = if mdns_on {
                 Some(mdns::tokio::Behaviour::new(
                     mdns::Config::default(),
@@ -434,7 +451,8 @@ impl Node {
         policy: TrustPolicy,
     ) -> Result<Node, NetError> {
         let peer_id = keypair.public().to_peer_id();
-        let mut swarm = build_swarm(keypair, &config).await?;
+        let mut registry = prometheus_client::registry::Registry::default();
+        let mut swarm = build_swarm(keypair, &config, &mut registry).await?;
         for addr in &config.listen {
             let ma: Multiaddr = addr
                 .parse()
@@ -461,6 +479,7 @@ impl Node {
             rejected: 0,
             banned: HashMap::new(),
             served_chunks: 0,
+            metrics: registry,
         };
         let publishers: Vec<PublicKey> = actor.policy.publishers().map(|(k, _)| *k).collect();
         for p in publishers {
@@ -806,6 +825,18 @@ impl Actor {
         Ok(report)
     }
 
+    /// The sum over all labels of one counter in gossipsub's registry.
+    fn metric_sum(&self, name: &str) -> u64 {
+        let mut text = String::new();
+        if prometheus_client::encoding::text::encode(&mut text, &self.metrics).is_err() {
+            return 0;
+        }
+        text.lines()
+            .filter(|l| l.split(['{', ' ']).next() == Some(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
     fn status(&self) -> Status {
         let mut publishers = Vec::new();
         for (key, trust) in self.policy.publishers() {
@@ -842,6 +873,8 @@ impl Actor {
             rejected: self.rejected,
             banned: self.banned.len(),
             served_chunks: self.served_chunks,
+            gossip_received: self.metric_sum("topic_msg_recv_counts_unfiltered_total"),
+            gossip_unique: self.metric_sum("topic_msg_recv_counts_total"),
             publishers,
         }
     }
@@ -879,8 +912,6 @@ impl Actor {
             | PolicyError::UnknownCertificate { .. }
             | PolicyError::KeyRevoked { .. }
             | PolicyError::SignedInFuture { .. }
-            | PolicyError::CertificateExpired { .. }
-            | PolicyError::CertificateNotYetValid { .. }
             | PolicyError::HeadRollback { .. } => MessageAcceptance::Ignore,
             _ => MessageAcceptance::Reject,
         }
@@ -931,6 +962,11 @@ impl Actor {
                 self.policy.add_certificate(cert.clone());
                 let _ = self.store.put_certificate(&cert);
                 match self.policy.verify_manifest(&manifest, now) {
+                    Ok(m) if m.publisher != cert.publisher => self.reject(
+                        &id,
+                        &source,
+                        "a manifest of another publisher than its certificate".into(),
+                    ),
                     Ok(m) => {
                         // Evicted under the quota, or removed by a revocation:
                         // not fetched again.
@@ -958,6 +994,16 @@ impl Actor {
                     Err(e) => return self.refuse(&id, &source, "certificate", e),
                 }
                 match self.policy.verify_head(&head, now) {
+                    Ok(h)
+                        if IdentTopic::new(wire::topic_name(&h.publisher)).hash()
+                            != message.topic =>
+                    {
+                        self.reject(
+                            &id,
+                            &source,
+                            "a head of another publisher than its topic".into(),
+                        )
+                    }
                     Ok(h) => match self.store.put_head(&h) {
                         Ok(true) => {
                             let (publisher, sequence) = (h.publisher, h.sequence);
@@ -1011,16 +1057,18 @@ impl Actor {
                         })
                         .unwrap_or(false);
                     self.policy.add_revocation(r.clone());
-                    if let Err(e) = tokio::task::block_in_place(|| self.store.put_revocation(&r)) {
+                    let stored = tokio::task::block_in_place(|| self.store.put_revocation(&r));
+                    if let Err(e) = &stored {
                         warn!("storing a revocation failed: {e}");
                     }
+                    let accept = !known && stored.is_ok();
                     self.report(
                         &id,
                         &source,
-                        if known {
-                            MessageAcceptance::Ignore
-                        } else {
+                        if accept {
                             MessageAcceptance::Accept
+                        } else {
+                            MessageAcceptance::Ignore
                         },
                     );
                 }
@@ -1211,12 +1259,11 @@ impl Actor {
                 self.enforce_quota();
             }
             Ok(outcome) => {
+                // Refused for what this store knows (a revocation, another
+                // bundle under the number); the sender may not know it yet.
+                debug!(bundle = %id.short(), "fetched bundle refused by the store: {outcome:?}");
                 if let Some((mid, source)) = message {
-                    self.reject(
-                        &mid,
-                        &source,
-                        format!("bundle refused by the store: {outcome:?}"),
-                    );
+                    self.report(&mid, &source, MessageAcceptance::Ignore);
                 }
             }
             Err(e) => {

@@ -95,6 +95,20 @@ fn control_token(data_dir: &Path) -> Result<String, NodeError> {
 /// the trust list and what the store knows, starts the network and the
 /// control API, and writes `node.toml` with its peer id and addresses.
 pub async fn start(data_dir: &Path, config: Config) -> Result<Running, NodeError> {
+    // The token travels in clear text: the control API stays on loopback.
+    let loopback = config
+        .control
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| a.ip().is_loopback());
+    if !loopback {
+        return Err(NodeError::Io {
+            path: PathBuf::from(&config.control),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the control API must listen on a loopback address (127.0.0.1 or [::1])",
+            ),
+        });
+    }
     std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
     let store = Arc::new(Store::open(&data_dir.join("store"), config.store.clone())?);
     let mut policy = TrustList::open(data_dir)?.policy()?;
@@ -114,20 +128,6 @@ pub async fn start(data_dir: &Path, config: Config) -> Result<Running, NodeError
         .collect();
 
     let token = control_token(data_dir)?;
-    // The token travels in clear text: the control API stays on loopback.
-    let loopback = config
-        .control
-        .parse::<std::net::SocketAddr>()
-        .is_ok_and(|a| a.ip().is_loopback());
-    if !loopback {
-        return Err(NodeError::Io {
-            path: PathBuf::from(&config.control),
-            source: std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "the control API must listen on a loopback address (127.0.0.1 or [::1])",
-            ),
-        });
-    }
     let listener = tokio::net::TcpListener::bind(&config.control)
         .await
         .map_err(io(Path::new(&config.control)))?;

@@ -9,20 +9,18 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::net::{DEADLINE, connect, spawn, wait_for};
 use common::*;
 use futures::{AsyncRead, AsyncWrite, AsyncWriteExt, StreamExt};
+use kolokol::net::NodeEvent;
 use kolokol::net::wire::{self, Announcement, FetchCodec, FetchRequest, FetchResponse};
-use kolokol::net::{NetConfig, Node, NodeEvent};
 use kolokol::proto::*;
-use kolokol::store::{Store, StoreConfig};
+use kolokol::store::Store;
 use libp2p::gossipsub::{self, IdentTopic, MessageId};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, noise, tcp, yamux};
-use tokio::sync::broadcast;
 use tokio::time::timeout;
-
-const DEADLINE: Duration = Duration::from_secs(60);
 
 /// How the liar answers blob requests.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -241,70 +239,6 @@ impl Liar {
     }
 }
 
-struct Honest {
-    node: Node,
-    store: Arc<Store>,
-    addr: Multiaddr,
-    events: broadcast::Receiver<NodeEvent>,
-}
-
-async fn honest(p: &Publisher) -> Honest {
-    let store = Arc::new(Store::memory(StoreConfig::default()));
-    let mut policy = bare_policy(p);
-    store.load_trust(&mut policy, now()).unwrap();
-    let node = Node::spawn(
-        NetConfig::for_tests(),
-        libp2p::identity::Keypair::generate_ed25519(),
-        store.clone(),
-        policy,
-    )
-    .await
-    .unwrap();
-    let events = node.events();
-    let addr = node
-        .wait_listening(1, DEADLINE)
-        .await
-        .unwrap()
-        .pop()
-        .unwrap()
-        .with(libp2p::multiaddr::Protocol::P2p(node.peer_id()));
-    Honest {
-        node,
-        store,
-        addr,
-        events,
-    }
-}
-
-async fn connect(a: &mut Honest, b: &Honest) {
-    a.node.dial(b.addr.clone()).await.unwrap();
-    let peer = b.node.peer_id();
-    wait_for(&mut a.events, "connection", |e| {
-        *e == NodeEvent::Connected(peer)
-    })
-    .await;
-}
-
-async fn wait_for(
-    events: &mut broadcast::Receiver<NodeEvent>,
-    what: &str,
-    mut want: impl FnMut(&NodeEvent) -> bool,
-) {
-    timeout(DEADLINE, async {
-        loop {
-            match events.recv().await {
-                Ok(e) if want(&e) => return,
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => {
-                    panic!("events closed while waiting for {what}")
-                }
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
-}
-
 /// A valid bundle of `p`, stored (not announced) at `holder`, and the
 /// announcement a node would make of it.
 fn real_bundle(p: &Publisher, seq: u64, holder: &Store) -> (BundleId, Vec<u8>, Vec<Vec<u8>>) {
@@ -338,9 +272,9 @@ async fn honest_nodes_refuse_a_liar_and_still_get_the_real_bundle() {
     let p = Publisher::new(1);
     let topic = IdentTopic::new(wire::topic_name(&p.public()));
     // h0 holds the real bundles; h1 is the target; h2 hears only h1.
-    let h0 = honest(&p).await;
-    let mut h1 = honest(&p).await;
-    let mut h2 = honest(&p).await;
+    let h0 = spawn(&p).await;
+    let mut h1 = spawn(&p).await;
+    let mut h2 = spawn(&p).await;
     connect(&mut h1, &h0).await;
     connect(&mut h2, &h1).await;
     let mut h2_events = h2.node.events();

@@ -2,75 +2,11 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::time::Duration;
-
+use common::net::{spawn, wait_for};
 use common::*;
-use kolokol::net::{NetConfig, Node, NodeEvent};
+use kolokol::net::NodeEvent;
 use kolokol::proto::bundle::BundleFile;
 use kolokol::proto::*;
-use kolokol::store::{Store, StoreConfig};
-use libp2p::Multiaddr;
-use tokio::sync::broadcast;
-use tokio::time::timeout;
-
-const DEADLINE: Duration = Duration::from_secs(60);
-
-struct TestNode {
-    node: Node,
-    store: Arc<Store>,
-    addr: Multiaddr,
-    events: broadcast::Receiver<NodeEvent>,
-}
-
-async fn spawn(p: &Publisher) -> TestNode {
-    let store = Arc::new(Store::memory(StoreConfig::default()));
-    let mut policy = bare_policy(p);
-    store.load_trust(&mut policy, now()).unwrap();
-    let node = Node::spawn(
-        NetConfig::for_tests(),
-        libp2p::identity::Keypair::generate_ed25519(),
-        store.clone(),
-        policy,
-    )
-    .await
-    .unwrap();
-    let events = node.events();
-    let addr = node
-        .wait_listening(1, DEADLINE)
-        .await
-        .unwrap()
-        .pop()
-        .expect("the node listens");
-    let addr = addr.with(libp2p::multiaddr::Protocol::P2p(node.peer_id()));
-    TestNode {
-        node,
-        store,
-        addr,
-        events,
-    }
-}
-
-/// Waits for `want` on `events`, failing after the deadline.
-async fn wait_for(
-    events: &mut broadcast::Receiver<NodeEvent>,
-    what: &str,
-    mut want: impl FnMut(&NodeEvent) -> bool,
-) {
-    timeout(DEADLINE, async {
-        loop {
-            match events.recv().await {
-                Ok(e) if want(&e) => return,
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => {
-                    panic!("events closed while waiting for {what}")
-                }
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
-}
 
 /// A bundle file with a body and a 600 KiB image (three fetch chunks).
 fn bundle_file(p: &Publisher, seq: u64) -> (BundleFile, BundleId) {

@@ -1040,18 +1040,7 @@ impl Store {
 
     /// A stored manifest.
     pub fn manifest(&self, id: &BundleId) -> Result<Option<StoredManifest>, StoreError> {
-        match self.kv.get(&key(MANIFEST, &[id.as_bytes()]))? {
-            None => Ok(None),
-            Some(bytes) => {
-                let manifest = decode_unverified::<Manifest>(&bytes)
-                    .map_err(|e| StoreError::Corrupt(format!("manifest {id}: {e}")))?;
-                Ok(Some(StoredManifest {
-                    id: *id,
-                    bytes,
-                    manifest,
-                }))
-            }
-        }
+        self.manifest_in(&Tx::new(&self.kv), id)
     }
 
     /// A stored blob.

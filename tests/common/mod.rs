@@ -2,6 +2,8 @@
 //! manifests, heads, certificates and revocations at chosen times.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod net;
+
 use kolokol::proto::bundle::BundleFile;
 use kolokol::proto::*;
 

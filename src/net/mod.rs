@@ -32,8 +32,7 @@ use tracing::{debug, info, warn};
 
 use crate::proto::bundle::{BundleFile, verify_bundle_file};
 use crate::proto::{
-    BundleId, KeyCertificate, Manifest, PolicyError, PublicKey, Timestamp, TrustPolicy, Verified,
-    check_blob,
+    BundleId, Manifest, PolicyError, PublicKey, Timestamp, TrustPolicy, Verified, check_blob,
 };
 use crate::store::archive::{self, ImportReport};
 use crate::store::{Ingested, Store, StoreError};
@@ -1430,13 +1429,4 @@ pub fn load_identity(path: &std::path::Path) -> Result<libp2p::identity::Keypair
     f.write_all(&bytes).map_err(io)?;
     f.sync_all().map_err(io)?;
     Ok(key)
-}
-
-/// The certificate of a stored manifest's signing key, for announcements.
-pub fn certificate_for(policy: &TrustPolicy, m: &Manifest) -> Option<Verified<KeyCertificate>> {
-    policy
-        .publisher(&m.publisher)?
-        .certificates()
-        .find(|c| c.id() == m.certificate)
-        .cloned()
 }

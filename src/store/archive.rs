@@ -9,10 +9,10 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tracing::warn;
 
-use super::{Ingested, Store, StoreError, to_ranges};
+use super::{Ingested, Store, StoreError};
 use crate::proto::bundle::{FileKind, FrameReader, FrameTag, FrameWriter};
 use crate::proto::limits::{MAX_BUNDLE_BYTES, MAX_ENTRIES};
-use crate::proto::{BundleId, PolicyError, PublicKey, Timestamp, TrustPolicy, decode_unverified};
+use crate::proto::{BundleId, PolicyError, PublicKey, Timestamp, TrustPolicy};
 
 /// Bundles verified and stored together: one signature batch, one flush.
 pub const IMPORT_BATCH_BUNDLES: usize = 256;
@@ -478,16 +478,4 @@ pub fn ranges_text(ranges: &[(u64, u64)]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Merges sequence numbers into ranges (re-exported for callers).
-pub fn ranges_of(seqs: impl IntoIterator<Item = u64>) -> Vec<(u64, u64)> {
-    to_ranges(seqs)
-}
-
-/// Decodes a manifest's publisher without trusting it, for messages.
-pub fn publisher_of(manifest: &[u8]) -> Option<PublicKey> {
-    decode_unverified::<crate::proto::Manifest>(manifest)
-        .ok()
-        .map(|m| m.publisher)
 }

@@ -292,3 +292,41 @@ fn a_node_listens_on_tcp_quic_and_websocket() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
     assert!(node.terminate().success());
 }
+
+#[test]
+fn a_publisher_files_bootstrap_addresses_are_dialed() {
+    let dir = TempDir::new().unwrap();
+    let a = dir.path().join("mirror");
+    let b = dir.path().join("reader");
+    let newsroom = dir.path().join("newsroom");
+    ok(
+        &a,
+        &[
+            "newsroom",
+            "init",
+            "--name",
+            "boot-news",
+            "--dir",
+            newsroom.to_str().unwrap(),
+        ],
+    );
+    let mut mirror = NodeProcess::start(&a, &[]);
+    // The publisher file names the mirror; the reader gives no --bootstrap.
+    let public = std::fs::read_to_string(newsroom.join("boot-news.toml")).unwrap();
+    let with_bootstrap = dir.path().join("boot-news.toml");
+    std::fs::write(
+        &with_bootstrap,
+        format!(
+            "{public}bootstrap = [\"{}\", \"not an address\"]\n",
+            mirror.addr()
+        ),
+    )
+    .unwrap();
+    ok(&b, &["trust", "add", with_bootstrap.to_str().unwrap()]);
+    let mut reader = NodeProcess::start(&b, &[]);
+    reader.wait_until("the reader to reach the mirror", || {
+        ok(&b, &["status"]).contains("peers:     1")
+    });
+    assert!(reader.terminate().success());
+    assert!(mirror.terminate().success());
+}

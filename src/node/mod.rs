@@ -111,7 +111,25 @@ pub async fn start(data_dir: &Path, config: Config) -> Result<Running, NodeError
     }
     std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
     let store = Arc::new(Store::open(&data_dir.join("store"), config.store.clone())?);
-    let mut policy = TrustList::open(data_dir)?.policy()?;
+    let trust = TrustList::open(data_dir)?;
+    let publishers = trust.list()?;
+    let mut policy = crate::trust::policy_of(&publishers)?;
+    // Publisher files may name nodes that carry the publisher: dial them too.
+    let mut config = config;
+    for p in &publishers {
+        for addr in &p.bootstrap {
+            if addr.parse::<libp2p::Multiaddr>().is_ok() {
+                if !config.net.bootstrap.contains(addr) {
+                    config.net.bootstrap.push(addr.clone());
+                }
+            } else {
+                tracing::warn!(
+                    "publisher file {}: bootstrap address {addr:?} is not a multiaddress; skipped",
+                    p.name
+                );
+            }
+        }
+    }
     store.load_trust(
         &mut policy,
         Timestamp::from_system(std::time::SystemTime::now()),

@@ -96,19 +96,21 @@ impl Drop for NodeProcess {
     }
 }
 
-#[test]
-fn a_story_published_into_one_process_reaches_the_other() {
-    let dir = TempDir::new().unwrap();
-    let a = dir.path().join("newsroom-node");
-    let b = dir.path().join("reader-node");
-    let newsroom = dir.path().join("newsroom");
+/// Data directories `a` (with a newsroom `name`) and `b` (trusting it),
+/// and the newsroom's folder.
+fn newsroom_and_reader(dir: &TempDir, a: &str, b: &str, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let (a, b, newsroom) = (
+        dir.path().join(a),
+        dir.path().join(b),
+        dir.path().join("newsroom"),
+    );
     ok(
         &a,
         &[
             "newsroom",
             "init",
             "--name",
-            "proc-news",
+            name,
             "--dir",
             newsroom.to_str().unwrap(),
         ],
@@ -118,16 +120,28 @@ fn a_story_published_into_one_process_reaches_the_other() {
         &[
             "trust",
             "add",
-            newsroom.join("proc-news.toml").to_str().unwrap(),
+            newsroom.join(format!("{name}.toml")).to_str().unwrap(),
         ],
     );
+    (a, b, newsroom)
+}
 
-    let mut node_a = NodeProcess::start(&a, &[]);
-    let addr_a = node_a.addr();
-    let mut node_b = NodeProcess::start(&b, &["--bootstrap", &addr_a]);
+/// Starts a node on `a`, then one on `b` bootstrapped from it, and waits
+/// until they are connected.
+fn connected_pair(a: &Path, b: &Path) -> (NodeProcess, NodeProcess) {
+    let node_a = NodeProcess::start(a, &[]);
+    let node_b = NodeProcess::start(b, &["--bootstrap", &node_a.addr()]);
     node_b.wait_until("the nodes to connect", || {
-        ok(&b, &["status"]).contains("peers:     1")
+        ok(b, &["status"]).contains("peers:     1")
     });
+    (node_a, node_b)
+}
+
+#[test]
+fn a_story_published_into_one_process_reaches_the_other() {
+    let dir = TempDir::new().unwrap();
+    let (a, b, newsroom) = newsroom_and_reader(&dir, "newsroom-node", "reader-node", "proc-news");
+    let (mut node_a, mut node_b) = connected_pair(&a, &b);
 
     let article = dir.path().join("a.md");
     std::fs::write(
@@ -180,33 +194,8 @@ fn a_story_published_into_one_process_reaches_the_other() {
 #[test]
 fn sigterm_during_a_fetch_leaves_no_partial_bundle() {
     let dir = TempDir::new().unwrap();
-    let a = dir.path().join("a");
-    let b = dir.path().join("b");
-    let newsroom = dir.path().join("newsroom");
-    ok(
-        &a,
-        &[
-            "newsroom",
-            "init",
-            "--name",
-            "big-news",
-            "--dir",
-            newsroom.to_str().unwrap(),
-        ],
-    );
-    ok(
-        &b,
-        &[
-            "trust",
-            "add",
-            newsroom.join("big-news.toml").to_str().unwrap(),
-        ],
-    );
-    let mut node_a = NodeProcess::start(&a, &[]);
-    let mut node_b = NodeProcess::start(&b, &["--bootstrap", &node_a.addr()]);
-    node_b.wait_until("the nodes to connect", || {
-        ok(&b, &["status"]).contains("peers:     1")
-    });
+    let (a, b, newsroom) = newsroom_and_reader(&dir, "a", "b", "big-news");
+    let (mut node_a, mut node_b) = connected_pair(&a, &b);
 
     // A story with 40 MB of media: 160 fetch chunks.
     let mut media = Vec::new();

@@ -54,6 +54,9 @@ pub const TICK: Duration = Duration::from_millis(250);
 pub const MAX_CANDIDATES: usize = 8;
 /// How long a peer that served false data is refused.
 pub const BAN_TIME: Duration = Duration::from_secs(3600);
+/// Most peers remembered as banned; a liar with many identities cannot
+/// grow the list without end (the oldest ban goes first).
+pub const MAX_BANNED: usize = 4096;
 
 /// Why a network operation failed.
 #[derive(Debug, Error)]
@@ -1225,6 +1228,11 @@ impl Actor {
     fn ban(&mut self, peer: PeerId, reason: String) {
         self.rejected += 1;
         warn!(peer = %peer, "refusing a peer that served false data: {reason}");
+        if self.banned.len() >= MAX_BANNED
+            && let Some(oldest) = self.banned.iter().min_by_key(|(_, t)| **t).map(|(p, _)| *p)
+        {
+            self.banned.remove(&oldest);
+        }
         self.banned.insert(peer, Instant::now());
         let _ = self.swarm.disconnect_peer_id(peer);
         self.emit(NodeEvent::Rejected { peer, reason });

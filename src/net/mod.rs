@@ -142,6 +142,10 @@ pub struct NetConfig {
     /// Relays to be reachable through (multiaddresses ending in
     /// `/p2p/PEER_ID`), for a node with no open port.
     pub relays: Vec<String>,
+    /// Addresses at which peers can reach this node, told to them (a
+    /// mirror behind port forwarding, say). A mirror with none announces
+    /// what it listens on.
+    pub external_addresses: Vec<String>,
     /// Caps of the relay server a mirror runs.
     pub relay: RelayLimits,
 }
@@ -200,6 +204,7 @@ impl Default for NetConfig {
             discovery_interval_secs: 60,
             provide_interval_secs: 3600,
             relays: Vec::new(),
+            external_addresses: Vec::new(),
             relay: RelayLimits::default(),
         }
     }
@@ -598,6 +603,12 @@ impl Node {
             sync: catchup::SyncState::default(),
             discovery: discovery::DiscoveryState::default(),
         };
+        for addr in &config.external_addresses {
+            let ma: Multiaddr = addr
+                .parse()
+                .map_err(|_| NetError::BadAddress(addr.clone()))?;
+            actor.swarm.add_external_address(ma);
+        }
         actor.listen_via_relays();
         let publishers: Vec<PublicKey> = actor.policy.publishers().map(|(k, _)| *k).collect();
         for p in publishers {
@@ -1511,8 +1522,29 @@ impl Actor {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!("listening on {address}");
+                // A mirror is run where it can be reached: what it listens
+                // on is what it tells peers (and relay clients) to use,
+                // unless addresses to announce are configured.
+                if self.config.mirror
+                    && self.config.external_addresses.is_empty()
+                    && !address
+                        .iter()
+                        .any(|p| p == libp2p::multiaddr::Protocol::P2pCircuit)
+                {
+                    self.swarm.add_external_address(address.clone());
+                }
                 self.emit(NodeEvent::Listening(address));
             }
+            SwarmEvent::ListenerClosed {
+                addresses,
+                reason: Err(e),
+                ..
+            } => warn!("stopped listening on {addresses:?}: {e}"),
+            SwarmEvent::ListenerError { error, .. } => warn!("listener error: {error}"),
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(
+                relay::client::Event::ReservationReqAccepted { relay_peer_id, .. },
+            )) => info!(relay = %relay_peer_id, "reachable through a relay"),
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(e)) => debug!("relay: {e:?}"),
             SwarmEvent::ConnectionEstablished { peer_id, .. } if self.is_banned(&peer_id) => {
                 let _ = self.swarm.disconnect_peer_id(peer_id);
             }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use common::net::{DEADLINE, TestNode, connect, spawn_on, wait_for};
 use common::*;
 use futures::StreamExt;
-use kolokol::net::wire::{PublisherState, SyncCodec, SyncRequest, SyncResponse};
+use kolokol::net::wire::{PublisherState, SyncBundle, SyncCodec, SyncRequest, SyncResponse};
 use kolokol::net::{NetConfig, NodeEvent};
 use kolokol::proto::bundle::BundleFile;
 use kolokol::proto::*;
@@ -94,8 +94,15 @@ fn quiet() -> NetConfig {
     }
 }
 
-/// A peer that answers catch-up summaries with an old head.
-async fn stale_peer(p: &Publisher, target: libp2p::Multiaddr) -> tokio::task::JoinHandle<()> {
+/// A peer that answers catch-up summaries with the head for `head_seq`
+/// and `ranges`, and bundle requests with `bundle` (a manifest and blobs).
+async fn lying_peer(
+    p: &Publisher,
+    target: libp2p::Multiaddr,
+    head_seq: u64,
+    ranges: Option<Vec<(u64, u64)>>,
+    bundle: Option<(Vec<u8>, Vec<Vec<u8>>)>,
+) -> tokio::task::JoinHandle<()> {
     let mut swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_tcp(
@@ -118,34 +125,43 @@ async fn stale_peer(p: &Publisher, target: libp2p::Multiaddr) -> tokio::task::Jo
         .build();
     let publisher = p.public();
     let cert = p.cert.clone();
-    let old = head(p, 2);
+    let head = head(p, head_seq);
     swarm.dial(target).unwrap();
     tokio::spawn(async move {
         loop {
-            if let SwarmEvent::Behaviour(request_response::Event::Message {
+            let SwarmEvent::Behaviour(request_response::Event::Message {
                 message:
                     request_response::Message::Request {
-                        request: SyncRequest::Summary { .. },
-                        channel,
-                        ..
+                        request, channel, ..
                     },
                 ..
             }) = swarm.select_next_some().await
-            {
-                let state = PublisherState {
-                    publisher,
-                    head: Some((cert.clone(), old.clone())),
-                    revocations: vec![],
-                    ranges: None,
-                    more: None,
-                };
-                let _ = swarm.behaviour_mut().send_response(
-                    channel,
-                    SyncResponse::Summary {
-                        publishers: vec![state],
-                    },
-                );
-            }
+            else {
+                continue;
+            };
+            let response = match request {
+                SyncRequest::Summary { .. } => SyncResponse::Summary {
+                    publishers: vec![PublisherState {
+                        publisher,
+                        head: Some((cert.clone(), head.clone())),
+                        revocations: vec![],
+                        ranges: ranges.clone(),
+                        more: None,
+                    }],
+                },
+                SyncRequest::Bundles { .. } => SyncResponse::Bundles {
+                    certificates: vec![cert.clone()],
+                    bundles: bundle
+                        .iter()
+                        .map(|(m, b)| SyncBundle {
+                            manifest: m.clone(),
+                            blobs: Some(b.clone()),
+                        })
+                        .collect(),
+                    cut_at: None,
+                },
+            };
+            let _ = swarm.behaviour_mut().send_response(channel, response);
         }
     })
 }
@@ -215,7 +231,7 @@ async fn a_node_stopped_during_three_publications_catches_up_and_refuses_a_rollb
     assert_eq!(reader.store.held_ranges(&p.public()).unwrap(), vec![(1, 4)]);
 
     // A peer offering an older head is refused; the newest stays.
-    let _stale = stale_peer(&p, reader.addr.clone()).await;
+    let _stale = lying_peer(&p, reader.addr.clone(), 2, None, None).await;
     wait_for(&mut reader.events, "the old head refused", |e| {
         matches!(e, NodeEvent::Rejected { reason, .. } if reason.contains("older than the trusted head"))
     })
@@ -279,4 +295,37 @@ async fn two_halves_of_1000_stories_make_a_whole_and_a_settled_pair_costs_little
     }
     a.node.shutdown().await.unwrap();
     b.node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_sending_a_tampered_bundle_in_catch_up_is_banned() {
+    let p = Publisher::new(1);
+    let store = Arc::new(Store::memory(StoreConfig::default()));
+    fill(&store, &p, 1..=4, 4);
+    let mut reader = spawn_on(&[&p], store.clone(), quiet()).await;
+    // A real manifest for sequence 5, with a body that is not the one it
+    // signed; and a real head for 5, so that the reader asks for it.
+    let (manifest, mut blobs) = version(&p, 5, 200).signed();
+    blobs[0][0] ^= 1;
+    let id = BundleId::of(&manifest);
+    let _liar = lying_peer(
+        &p,
+        reader.addr.clone(),
+        5,
+        Some(vec![(1, 5)]),
+        Some((manifest, blobs)),
+    )
+    .await;
+    wait_for(
+        &mut reader.events,
+        "the liar banned",
+        |e| matches!(e, NodeEvent::Rejected { reason, .. } if reason.contains("catch-up blob")),
+    )
+    .await;
+    assert!(!store.has_bundle(&id).unwrap());
+    let status = reader.node.status().await.unwrap();
+    assert_eq!(status.banned, 1);
+    assert_eq!(status.publishers[0].head_sequence, Some(5));
+    assert_eq!(status.publishers[0].missing, vec![(5, 5)]);
+    reader.node.shutdown().await.unwrap();
 }

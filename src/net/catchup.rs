@@ -36,6 +36,13 @@ const IN_FLIGHT_PER_PEER: usize = 2;
 /// Ranges waiting to be asked of one peer; beyond, the next round brings
 /// the rest.
 const MAX_QUEUED_RANGES: usize = 16 * 1024;
+/// A peer gets at most [`SUMMARIES_PER_WINDOW`] full summaries (all of a
+/// node's ranges computed afresh, at worst) in this window; pages of one
+/// it asked for are not limited. A node with many publishers asks in
+/// several requests of [`MAX_SYNC_PUBLISHERS`], hence more than one.
+const SUMMARY_WINDOW: Duration = Duration::from_secs(1);
+/// See [`SUMMARY_WINDOW`].
+const SUMMARIES_PER_WINDOW: u32 = 8;
 
 /// Held sequence ranges and their digest.
 type HeldRanges = (Vec<(u64, u64)>, [u8; 32]);
@@ -70,6 +77,8 @@ pub(super) struct SyncState {
     ranges: HashMap<PublicKey, HeldRanges>,
     /// Peers that do not speak the catch-up protocol.
     unsupported: HashSet<PeerId>,
+    /// Full summaries served to each connected peer in its current window.
+    served: HashMap<PeerId, (Instant, u32)>,
 }
 
 /// The parts of `theirs` that `known` does not cover, up to `upto`.
@@ -109,6 +118,7 @@ impl SyncState {
     pub(super) fn peer_gone(&mut self, peer: &PeerId) {
         self.peers.remove(peer);
         self.unsupported.remove(peer);
+        self.served.remove(peer);
         for set in self.carriers.values_mut() {
             set.remove(peer);
         }
@@ -232,12 +242,24 @@ impl Actor {
             SyncResponse::Refused
         } else {
             match request {
-                SyncRequest::Summary { publishers } => SyncResponse::Summary {
-                    publishers: publishers
-                        .iter()
-                        .filter_map(|q| self.publisher_state(q))
-                        .collect(),
-                },
+                SyncRequest::Summary { publishers } => {
+                    let full = publishers.iter().any(|q| q.from == 0);
+                    let window = self.sync.served.entry(peer).or_insert((Instant::now(), 0));
+                    if window.0.elapsed() >= SUMMARY_WINDOW {
+                        *window = (Instant::now(), 0);
+                    }
+                    if full && window.1 >= SUMMARIES_PER_WINDOW {
+                        SyncResponse::Refused
+                    } else {
+                        window.1 += u32::from(full);
+                        SyncResponse::Summary {
+                            publishers: publishers
+                                .iter()
+                                .filter_map(|q| self.publisher_state(q))
+                                .collect(),
+                        }
+                    }
+                }
                 SyncRequest::Bundles {
                     publisher,
                     sequences,

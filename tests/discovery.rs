@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::net::{connect, spawn_on, wait_for};
+use common::net::{DEADLINE, connect, spawn_on, wait_for};
 use common::*;
 use kolokol::net::{NetConfig, NodeEvent};
 use kolokol::proto::*;
@@ -92,13 +92,22 @@ async fn a_node_with_no_open_port_is_reached_through_a_relay() {
         },
     )
     .await;
-    wait_for(
-        &mut hidden.events,
-        "a reservation on the relay",
-        |e| matches!(e, NodeEvent::Listening(a) if a.iter().any(|p| p == Protocol::P2pCircuit)),
-    )
-    .await;
-    let listeners = hidden.node.listeners().await.unwrap();
+    let relayed = |l: &[libp2p::Multiaddr]| {
+        !l.is_empty()
+            && l.iter()
+                .all(|a| a.iter().any(|p| p == Protocol::P2pCircuit))
+    };
+    let listeners = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let l = hidden.node.listeners().await.unwrap();
+            if relayed(&l) {
+                return l;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("a reservation on the relay");
     assert!(
         listeners
             .iter()

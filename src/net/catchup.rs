@@ -25,7 +25,7 @@ use tracing::{debug, warn};
 use super::wire::{
     INLINE_BUNDLE, MAX_RANGES, MAX_SYNC_PUBLISHERS, MAX_SYNC_REVOCATIONS, MAX_SYNC_SEQS,
     PublisherQuery, PublisherState, SYNC_BUDGET, SyncBundle, SyncRequest, SyncResponse,
-    ranges_digest,
+    ranges_digest, revocations_digest,
 };
 use super::{Actor, NodeEvent, now};
 use crate::proto::{CertId, PublicKey, VerifiedBundle};
@@ -62,7 +62,7 @@ pub(super) struct PeerSync {
     /// Sequence ranges to ask for, per publisher, in order.
     queue: VecDeque<(PublicKey, u64, u64)>,
     in_flight: usize,
-    summary_in_flight: bool,
+    summaries_in_flight: usize,
     last_summary: Option<Instant>,
 }
 
@@ -172,10 +172,12 @@ impl Actor {
         PublisherQuery {
             publisher: *publisher,
             head: self.head_sequence(publisher),
-            revocations: self
-                .policy
-                .publisher(publisher)
-                .map_or(0, |p| p.revocations().count() as u32),
+            revocations: revocations_digest(
+                self.policy
+                    .publisher(publisher)
+                    .into_iter()
+                    .flat_map(|p| p.revocations().map(|r| r.bytes())),
+            ),
             digest,
             from,
         }
@@ -187,7 +189,7 @@ impl Actor {
             return;
         }
         let state = self.sync.peers.entry(peer).or_default();
-        if state.summary_in_flight {
+        if state.summaries_in_flight > 0 {
             return;
         }
         state.last_summary = Some(Instant::now());
@@ -205,7 +207,7 @@ impl Actor {
             .sync
             .send_request(&peer, SyncRequest::Summary { publishers });
         self.sync.requests.insert(rid, (peer, Asked::Summary));
-        self.sync.peers.entry(peer).or_default().summary_in_flight = true;
+        self.sync.peers.entry(peer).or_default().summaries_in_flight += 1;
     }
 
     /// Catches up with every connected peer not asked for a while.
@@ -279,16 +281,18 @@ impl Actor {
             let cert = trust.certificates().find(|c| c.id() == h.certificate)?;
             Some((cert.bytes().to_vec(), h.bytes().to_vec()))
         });
-        let known_revocations = trust.revocations().count();
-        let revocations = if known_revocations > q.revocations as usize {
-            trust
-                .revocations()
-                .take(MAX_SYNC_REVOCATIONS)
-                .map(|r| r.bytes().to_vec())
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let revocations =
+            if revocations_digest(trust.revocations().map(|r| r.bytes())) != q.revocations {
+                // Newest first: with more than fit, the latest matter most.
+                let mut all: Vec<_> = trust.revocations().collect();
+                all.sort_by_key(|r| std::cmp::Reverse(r.effective_from));
+                all.iter()
+                    .take(MAX_SYNC_REVOCATIONS)
+                    .map(|r| r.bytes().to_vec())
+                    .collect()
+            } else {
+                Vec::new()
+            };
         let (held, digest) = self.held_ranges_cached(&q.publisher);
         let (ranges, more) = if q.from == 0 && digest == q.digest {
             (None, None)
@@ -389,7 +393,7 @@ impl Actor {
         match asked {
             Asked::Summary => {
                 if let Some(s) = self.sync.peers.get_mut(&peer) {
-                    s.summary_in_flight = false;
+                    s.summaries_in_flight = s.summaries_in_flight.saturating_sub(1);
                 }
                 match response {
                     Ok(SyncResponse::Summary { publishers }) => self.on_summary(peer, publishers),
@@ -442,8 +446,14 @@ impl Actor {
                 .entry(publisher)
                 .or_default()
                 .insert(peer);
-            for r in st.revocations.iter().take(MAX_SYNC_REVOCATIONS) {
-                self.learn_revocation_bytes(r);
+            if st.revocations.len() > MAX_SYNC_REVOCATIONS {
+                self.ban(peer, "catch-up summary over its limits".into());
+                return;
+            }
+            for r in &st.revocations {
+                if !self.learn_revocation_bytes(peer, r) {
+                    return;
+                }
             }
             if let Some((cert, head)) = &st.head {
                 self.learn_head(peer, cert, head, now);
@@ -505,14 +515,31 @@ impl Actor {
         }
     }
 
-    fn learn_revocation_bytes(&mut self, bytes: &[u8]) {
+    /// Learns a revocation from a summary; false when the peer was banned
+    /// for it.
+    fn learn_revocation_bytes(&mut self, peer: PeerId, bytes: &[u8]) -> bool {
         match self.policy.learn_revocation(bytes) {
-            Ok(r) => match tokio::task::block_in_place(|| self.store.put_revocation(&r)) {
-                Ok(removed) if !removed.is_empty() => self.sync.store_changed(),
-                Ok(_) => {}
-                Err(e) => warn!("storing a revocation failed: {e}"),
-            },
-            Err(e) => debug!("catch-up revocation not taken: {e}"),
+            Ok(r) => {
+                match tokio::task::block_in_place(|| self.store.put_revocation(&r)) {
+                    Ok(removed) if !removed.is_empty() => self.sync.store_changed(),
+                    Ok(_) => {}
+                    Err(e) => warn!("storing a revocation failed: {e}"),
+                }
+                true
+            }
+            Err(e)
+                if matches!(
+                    Self::verdict(&e),
+                    libp2p::gossipsub::MessageAcceptance::Reject
+                ) =>
+            {
+                self.ban(peer, format!("catch-up revocation: {e}"));
+                false
+            }
+            Err(e) => {
+                debug!(peer = %peer, "catch-up revocation not taken: {e}");
+                true
+            }
         }
     }
 
@@ -677,7 +704,15 @@ impl Actor {
                     Ok(v) => whole.push(v),
                     Err(e) => return self.ban(peer, format!("catch-up blob: {e}")),
                 },
-                None => self.start_fetch_from(m, peer),
+                None => {
+                    let seq = m.sequence;
+                    if !self.start_fetch_from(m, peer) {
+                        // No room now: asked again once fetches finish.
+                        if let Some(state) = self.sync.peers.get_mut(&peer) {
+                            state.queue.push_back((publisher, seq, seq));
+                        }
+                    }
+                }
             }
         }
         if !whole.is_empty() {
@@ -695,15 +730,16 @@ impl Actor {
                 Err(e) => warn!("storing caught-up bundles failed: {e}"),
             }
         }
-        if let Some(cut) = cut_at {
-            // The rest did not fit: ask again, first.
-            let rest: Vec<u64> = asked.iter().copied().filter(|s| *s >= cut).collect();
+        if let Some(cut) = cut_at.filter(|_| !received.is_empty()) {
+            // The rest did not fit: ask again, first. (A cut with nothing
+            // sent would ask the same again forever: dropped below.)
+            let rest: Vec<u64> = asked.iter().copied().skip_while(|s| *s != cut).collect();
             if let Some(state) = self.sync.peers.get_mut(&peer) {
                 for (a, b) in crate::store::to_ranges(rest).into_iter().rev() {
                     state.queue.push_front((publisher, a, b));
                 }
             }
-        } else if received.is_empty() && !asked.is_empty() {
+        } else if received.is_empty() {
             // It no longer holds what it said: stop asking it for this
             // publisher until the next summary.
             self.drop_queue(&peer, &publisher);

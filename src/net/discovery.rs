@@ -11,6 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use libp2p::core::transport::ListenerId;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::{Multiaddr, PeerId, StreamProtocol, autonat, identify, kad, relay};
@@ -19,10 +20,21 @@ use tracing::{debug, info, warn};
 use super::{Actor, RelayLimits, wire};
 use crate::proto::PublicKey;
 
-/// Providers dialed per lookup.
+/// Providers dialed per batch of a lookup's results.
 const DIALS_PER_LOOKUP: usize = 8;
 /// Relays a node behind NAT reserves on by itself.
 const AUTO_RELAYS: usize = 2;
+/// A configured relay whose reservation ended is tried again after this,
+/// or after five discovery intervals if that is sooner.
+const RELAY_RETRY: Duration = Duration::from_secs(30);
+
+/// Why the node listens through a relay.
+enum RelayListen {
+    /// Named in the configuration: kept up.
+    Configured(Multiaddr),
+    /// Chosen because autonat found the node private.
+    Auto(PeerId),
+}
 
 /// The DHT behaviour: our protocol name, provider records only (no
 /// values), and bounded storage, since peers fill it.
@@ -71,8 +83,12 @@ pub(super) struct DiscoveryState {
     provided: bool,
     /// Connected peers that offer a relay.
     relays: HashSet<PeerId>,
-    /// Relays we listen through.
+    /// Relays we listen through by our own choice.
     reserved: HashSet<PeerId>,
+    /// Listeners through relays.
+    relay_listeners: HashMap<ListenerId, RelayListen>,
+    /// Configured relays to try again, and when.
+    relay_retry: Vec<(Multiaddr, Instant)>,
     /// The last reachability autonat found.
     pub(super) nat: Option<String>,
 }
@@ -89,12 +105,55 @@ impl Actor {
         for addr in self.config.relays.clone() {
             match addr.parse::<Multiaddr>() {
                 Ok(ma) if matches!(ma.iter().last(), Some(Protocol::P2p(_))) => {
-                    if let Err(e) = self.swarm.listen_on(ma.with(Protocol::P2pCircuit)) {
-                        warn!("cannot listen through relay {addr}: {e}");
-                    }
+                    self.listen_via(ma);
                 }
                 _ => warn!("relay address {addr:?} must end in /p2p/PEER_ID; ignored"),
             }
+        }
+    }
+
+    fn listen_via(&mut self, relay: Multiaddr) {
+        match self
+            .swarm
+            .listen_on(relay.clone().with(Protocol::P2pCircuit))
+        {
+            Ok(id) => {
+                self.discovery
+                    .relay_listeners
+                    .insert(id, RelayListen::Configured(relay));
+            }
+            Err(e) => {
+                warn!("cannot listen through relay {relay}: {e}");
+                self.discovery
+                    .relay_retry
+                    .push((relay, Instant::now() + self.relay_retry()));
+            }
+        }
+    }
+
+    fn relay_retry(&self) -> Duration {
+        RELAY_RETRY.min(Duration::from_secs(
+            self.config.discovery_interval_secs.max(1) * 5,
+        ))
+    }
+
+    /// A listener closed: a relay reservation that ended is renewed (a
+    /// configured relay) or its slot freed (one chosen automatically).
+    pub(super) fn listener_closed(&mut self, id: ListenerId) {
+        match self.discovery.relay_listeners.remove(&id) {
+            Some(RelayListen::Configured(relay)) => {
+                debug!(%relay, "relay reservation ended; trying again later");
+                self.discovery
+                    .relay_retry
+                    .push((relay, Instant::now() + self.relay_retry()));
+            }
+            Some(RelayListen::Auto(peer)) => {
+                self.discovery.reserved.remove(&peer);
+                if self.discovery.nat.as_deref() == Some("private") {
+                    self.reserve_on_relays();
+                }
+            }
+            None => {}
         }
     }
 
@@ -115,6 +174,9 @@ impl Actor {
         }
         if info.protocols.contains(&relay::HOP_PROTOCOL_NAME) {
             self.discovery.relays.insert(peer);
+            if self.discovery.nat.as_deref() == Some("private") {
+                self.reserve_on_relays();
+            }
         }
     }
 
@@ -134,6 +196,14 @@ impl Actor {
     /// Periodic discovery: mirrors renew their records; every node looks
     /// up mirrors of publishers it lacks.
     pub(super) fn discovery_tick(&mut self) {
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.discovery.relay_retry)
+            .into_iter()
+            .partition(|(_, at)| *at <= now);
+        self.discovery.relay_retry = later;
+        for (relay, _) in due {
+            self.listen_via(relay);
+        }
         if self.config.mirror {
             let every = Duration::from_secs(self.config.provide_interval_secs.max(1));
             if self
@@ -186,6 +256,7 @@ impl Actor {
                 })) => {
                     let publisher = self.discovery.lookups.get(&id).copied();
                     let me = *self.swarm.local_peer_id();
+                    // At most this many of each batch of providers found.
                     let new: Vec<PeerId> = providers
                         .into_iter()
                         .filter(|p| *p != me && !self.swarm.is_connected(p) && !self.is_banned(p))
@@ -251,9 +322,12 @@ impl Actor {
                 .with(Protocol::P2p(relay))
                 .with(Protocol::P2pCircuit);
             match self.swarm.listen_on(addr) {
-                Ok(_) => {
+                Ok(id) => {
                     info!(relay = %relay, "listening through a relay");
                     self.discovery.reserved.insert(relay);
+                    self.discovery
+                        .relay_listeners
+                        .insert(id, RelayListen::Auto(relay));
                 }
                 Err(e) => debug!(relay = %relay, "cannot listen through relay: {e}"),
             }

@@ -161,7 +161,8 @@ pub struct RelayLimits {
     pub max_circuits: usize,
     /// Circuits open at once for one peer.
     pub max_circuits_per_peer: usize,
-    /// Bytes one circuit may carry each way before it is closed.
+    /// Bytes one circuit may carry (both directions together) before it
+    /// is closed.
     pub max_circuit_bytes: u64,
     /// How long one circuit may stay open, in seconds.
     pub max_circuit_duration_secs: u64,
@@ -1227,8 +1228,9 @@ impl Actor {
     }
 
     /// Fetches a bundle a catch-up peer holds, from that peer first.
-    fn start_fetch_from(&mut self, manifest: Verified<Manifest>, peer: PeerId) {
-        self.start_fetch_inner(manifest, None, Some(peer));
+    /// Returns false when the node is at `max_fetches`.
+    fn start_fetch_from(&mut self, manifest: Verified<Manifest>, peer: PeerId) -> bool {
+        self.start_fetch_inner(manifest, None, Some(peer))
     }
 
     fn start_fetch_inner(
@@ -1236,14 +1238,14 @@ impl Actor {
         manifest: Verified<Manifest>,
         message: Option<(MessageId, PeerId)>,
         first: Option<PeerId>,
-    ) {
+    ) -> bool {
         if self.fetches.len() >= self.config.max_fetches {
             // Too busy: not forwarded, not held against the sender; catch-up
             // brings it later.
             if let Some((id, source)) = message {
                 self.report(&id, &source, MessageAcceptance::Ignore);
             }
-            return;
+            return false;
         }
         let mut candidates = VecDeque::new();
         if let Some(source) = first {
@@ -1276,6 +1278,7 @@ impl Actor {
             },
         );
         self.advance(id);
+        true
     }
 
     /// Sends the next request of a fetch, or finishes it.
@@ -1536,10 +1539,15 @@ impl Actor {
                 self.emit(NodeEvent::Listening(address));
             }
             SwarmEvent::ListenerClosed {
+                listener_id,
                 addresses,
-                reason: Err(e),
-                ..
-            } => warn!("stopped listening on {addresses:?}: {e}"),
+                reason,
+            } => {
+                if let Err(e) = reason {
+                    warn!("stopped listening on {addresses:?}: {e}");
+                }
+                self.listener_closed(listener_id);
+            }
             SwarmEvent::ListenerError { error, .. } => warn!("listener error: {error}"),
             SwarmEvent::Behaviour(BehaviourEvent::RelayClient(
                 relay::client::Event::ReservationReqAccepted { relay_peer_id, .. },

@@ -227,8 +227,9 @@ pub struct PublisherQuery {
     pub publisher: PublicKey,
     /// The sequence number of the asker's newest head (0: none).
     pub head: u64,
-    /// How many revocations of this publisher the asker knows.
-    pub revocations: u32,
+    /// [`revocations_digest`] of the revocations of this publisher the
+    /// asker knows: when the peer's differs, it sends its own.
+    pub revocations: [u8; 32],
     /// [`ranges_digest`] of the sequence numbers the asker holds: when the
     /// peer's is the same, it sends no ranges.
     pub digest: [u8; 32],
@@ -244,7 +245,8 @@ pub struct PublisherState {
     /// The responder's newest head and its signing certificate, when it is
     /// newer than the asker's.
     pub head: Option<(Vec<u8>, Vec<u8>)>,
-    /// The responder's revocations, when it knows more than the asker.
+    /// The responder's revocations, newest first and at most
+    /// [`MAX_SYNC_REVOCATIONS`], when its digest differs from the asker's.
     pub revocations: Vec<Vec<u8>>,
     /// The sequence ranges it holds from `from` on; `None` when its digest
     /// equals the asker's.
@@ -280,7 +282,9 @@ pub enum SyncResponse {
         /// (asked again later); `None` when every held one was sent.
         cut_at: Option<u64>,
     },
-    /// The request was refused (too large, or a publisher not carried).
+    /// The request was refused: the asker is banned, asked for bundles of
+    /// a publisher not carried, or asked for full summaries too often.
+    /// (A request over its limits gets no response: its stream is reset.)
     Refused,
 }
 
@@ -290,6 +294,21 @@ pub fn ranges_digest(ranges: &[(u64, u64)]) -> [u8; 32] {
     for (a, b) in ranges {
         h.update(&a.to_le_bytes());
         h.update(&b.to_le_bytes());
+    }
+    *h.finalize().as_bytes()
+}
+
+/// The digest of a publisher's revocations (their signed bytes, in any
+/// order), compared instead of the revocations.
+pub fn revocations_digest<'a>(revocations: impl IntoIterator<Item = &'a [u8]>) -> [u8; 32] {
+    let mut ids: Vec<[u8; 32]> = revocations
+        .into_iter()
+        .map(|r| *blake3::hash(r).as_bytes())
+        .collect();
+    ids.sort_unstable();
+    let mut h = blake3::Hasher::new_derive_key("kolokol/v1/sync-revocations");
+    for id in &ids {
+        h.update(id);
     }
     *h.finalize().as_bytes()
 }

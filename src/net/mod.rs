@@ -148,6 +148,12 @@ pub struct NetConfig {
     pub external_addresses: Vec<String>,
     /// Caps of the relay server a mirror runs.
     pub relay: RelayLimits,
+    /// How often autonat asks a peer to dial this node back, in seconds,
+    /// while its reachability is unsettled.
+    pub autonat_probe_secs: u64,
+    /// Judge reachability only over global IP addresses, as client and as
+    /// server (off only for tests on loopback).
+    pub autonat_global_only: bool,
 }
 
 /// What a mirror's relay server allows. Defaults are raised from libp2p's
@@ -207,6 +213,8 @@ impl Default for NetConfig {
             relays: Vec::new(),
             external_addresses: Vec::new(),
             relay: RelayLimits::default(),
+            autonat_probe_secs: 90,
+            autonat_global_only: true,
         }
     }
 }
@@ -481,6 +489,14 @@ async fn build_swarm(
     let mdns_on = config.mdns && !config.mirror;
     let mirror = config.mirror;
     let relay_limits = config.relay.clone();
+    let probe = Duration::from_secs(config.autonat_probe_secs.max(1));
+    let autonat_config = autonat::Config {
+        boot_delay: probe.min(Duration::from_secs(15)),
+        retry_interval: probe,
+        throttle_server_period: probe,
+        only_global_ips: config.autonat_global_only,
+        ..Default::default()
+    };
     let sync_config = request_response::Config::default()
         .with_request_timeout(Duration::from_secs(config.request_timeout_secs.max(30)))
         .with_max_concurrent_streams(16);
@@ -548,7 +564,7 @@ async fn build_swarm(
                     mirror.then(|| discovery::relay_server(peer_id, &relay_limits)),
                 ),
                 dcutr: dcutr::Behaviour::new(peer_id),
-                autonat: autonat::Behaviour::new(peer_id, autonat::Config::default()),
+                autonat: autonat::Behaviour::new(peer_id, autonat_config),
                 mdns: Toggle::from(mdns),
             })
         })

@@ -351,6 +351,39 @@ fn a_reader_started_late_catches_up_from_a_mirror_process() {
     let status = ok(&b, &["status"]);
     assert!(status.contains("newest head:  sequence 1"), "{status}");
     assert!(status.contains("catch-up:"), "{status}");
+
+    // The newsroom revokes its key from before the story: the running
+    // node announces it, and the reader drops the story too.
+    let info = ok(
+        &a,
+        &["newsroom", "info", "--dir", newsroom.to_str().unwrap()],
+    );
+    let key = info
+        .split_whitespace()
+        .find(|w| w.starts_with("ed25519:") && !info.contains(&format!("root key:   {w}")))
+        .expect("a signing key in newsroom info")
+        .to_owned();
+    let out = ok(
+        &a,
+        &[
+            "newsroom",
+            "revoke",
+            &key,
+            "--dir",
+            newsroom.to_str().unwrap(),
+            "--effective",
+            "2000-01-01T00:00:00Z",
+        ],
+    );
+    assert!(
+        out.contains(
+            "announced to the network through the running node (1 stored bundles removed)"
+        ),
+        "{out}"
+    );
+    reader.wait_until("the story dropped after the revocation", || {
+        ok(&b, &["status"]).contains("stories held: 0")
+    });
     assert!(reader.terminate().success());
     assert!(mirror.terminate().success());
 }

@@ -123,6 +123,20 @@ pub(super) fn run(cmd: NewsroomCommand, data: &Path) -> Result<ExitCode> {
             let effective = parse_time(&effective).context("--effective")?;
             let rev = n.revoke(&key, effective, &reason, now())?;
             println!("revoked {} from {}", rev.key, rev.effective_from);
+            // A node running on this data directory announces it at once;
+            // otherwise it travels with the next bundle published.
+            if let Some(client) = crate::node::control::ControlClient::for_data_dir(data) {
+                let removed = client
+                    .revoke(rev.bytes())
+                    .context("announcing the revocation through the running node")?;
+                println!(
+                    "announced to the network through the running node ({removed} stored bundles removed)"
+                );
+            } else {
+                println!(
+                    "no node runs on this data directory: the revocation travels with the next story published"
+                );
+            }
             if n.current_key()?.signing_key == rev.key {
                 println!(
                     "this was the current signing key: run `kolokol newsroom rotate` before signing again"

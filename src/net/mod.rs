@@ -355,6 +355,10 @@ enum Command {
     Metrics {
         reply: oneshot::Sender<String>,
     },
+    Revoke {
+        revocation: Vec<u8>,
+        reply: oneshot::Sender<Result<usize, NetError>>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -709,6 +713,15 @@ impl Node {
         self.ask(|reply| Command::Dial { addr, reply }).await?
     }
 
+    /// Announces a revocation a newsroom made: verifies it, stores it
+    /// (removing the bundles it covers) and announces it, so that every
+    /// node refuses what the key signs from its effective time on. Returns
+    /// how many stored bundles it removed here.
+    pub async fn revoke(&self, revocation: Vec<u8>) -> Result<usize, NetError> {
+        self.ask(|reply| Command::Revoke { revocation, reply })
+            .await?
+    }
+
     /// The node's metrics (its own and gossipsub's) in the Prometheus text
     /// format.
     pub async fn metrics(&self) -> Result<String, NetError> {
@@ -830,6 +843,9 @@ impl Actor {
                 });
                 let _ = reply.send(result);
             }
+            Command::Revoke { revocation, reply } => {
+                let _ = reply.send(self.revoke(revocation));
+            }
             Command::Metrics { reply } => {
                 let _ = reply.send(self.encode_metrics());
             }
@@ -901,6 +917,18 @@ impl Actor {
             }
         }
         Ok(())
+    }
+
+    fn revoke(&mut self, bytes: Vec<u8>) -> Result<usize, NetError> {
+        let rev = self
+            .policy
+            .learn_revocation(&bytes)
+            .map_err(|e| NetError::Rejected(format!("revocation: {e}")))?;
+        let removed = tokio::task::block_in_place(|| self.store.put_revocation(&rev))?;
+        self.sync.store_changed();
+        info!(key = %rev.key, removed = removed.len(), "revocation announced");
+        self.announce(&rev.publisher, Announcement::Revocation(bytes));
+        Ok(removed.len())
     }
 
     fn publish_local(&mut self, file: BundleFile) -> Result<BundleId, NetError> {

@@ -95,6 +95,19 @@ async fn publish(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) -> 
     }
 }
 
+async fn revoke(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
+    if !authorized(&s, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong control token");
+    }
+    if body.len() > crate::proto::limits::MAX_REVOCATION_BYTES {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "not a revocation: too large");
+    }
+    match s.node.revoke(body.to_vec()).await {
+        Ok(removed) => axum::Json(serde_json::json!({ "removed": removed })).into_response(),
+        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
+    }
+}
+
 async fn import(
     State(s): State<ApiState>,
     headers: HeaderMap,
@@ -139,6 +152,7 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/v1/publish", post(publish))
         .route("/v1/import", post(import))
         .route("/v1/trust", post(trust))
+        .route("/v1/revoke", post(revoke))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -261,6 +275,15 @@ impl ControlClient {
         .unwrap_or_default();
         let v = self.request("POST", "/v1/import", "application/json", &body)?;
         serde_json::from_value(v).map_err(|e| ControlError::BadReply(e.to_string()))
+    }
+
+    /// Has the node store and announce a signed revocation; returns how
+    /// many stored bundles it removed.
+    pub fn revoke(&self, revocation: &[u8]) -> Result<u64, ControlError> {
+        let v = self.request("POST", "/v1/revoke", "application/octet-stream", revocation)?;
+        v.get("removed")
+            .and_then(|n| n.as_u64())
+            .ok_or_else(|| ControlError::BadReply("no count".into()))
     }
 
     /// Has the node trust a publisher file's publisher.

@@ -160,6 +160,7 @@ async fn lying_peer(
                         .collect(),
                     cut_at: None,
                 },
+                SyncRequest::Holds { .. } => SyncResponse::Refused,
             };
             let _ = swarm.behaviour_mut().send_response(channel, response);
         }

@@ -209,3 +209,65 @@ async fn a_node_that_finds_itself_private_reserves_on_a_mirror_by_itself() {
         n.node.shutdown().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newsroom_report_lists_peers_and_mirrors_found_in_the_dht() {
+    let p = Publisher::new(1);
+    let other = Publisher::new(21);
+    let mut newsroom = spawn_on(&[&p], empty(), NetConfig::for_tests()).await;
+    let near = spawn_on(&[&p], empty(), mirror()).await;
+    let mut far = spawn_on(&[&p], empty(), mirror()).await;
+    // Carries another publisher only: it holds nothing of ours.
+    let stranger = spawn_on(&[&other], empty(), NetConfig::for_tests()).await;
+    connect(&mut newsroom, &near).await;
+    connect(&mut far, &near).await;
+    connect(&mut newsroom, &stranger).await;
+
+    let (manifest, blobs) = common::story(&p, 1, 7, b"<p>Reported</p>").signed();
+    let id = BundleId::of(&manifest);
+    newsroom
+        .node
+        .publish(kolokol::proto::bundle::BundleFile {
+            certificates: vec![p.cert.clone()],
+            revocations: vec![],
+            heads: vec![p.head(1, T0.plus(3600))],
+            manifest,
+            blobs,
+        })
+        .await
+        .unwrap();
+    wait_for(&mut far.events, "the story at the far mirror", |e| {
+        *e == NodeEvent::Stored(id)
+    })
+    .await;
+
+    let report = newsroom
+        .node
+        .report(
+            p.public(),
+            StoryId([7; 16]),
+            std::time::Duration::from_secs(20),
+        )
+        .await
+        .unwrap();
+    let find = |peer: libp2p::PeerId| {
+        report
+            .iter()
+            .find(|h| h.peer == peer.to_string())
+            .unwrap_or_else(|| panic!("{peer} in {report:?}"))
+    };
+    for m in [&near, &far] {
+        let h = find(m.node.peer_id());
+        assert!(h.mirror, "{h:?}");
+        assert_eq!(h.bundles, vec![id], "{h:?}");
+        assert_eq!(h.error, None);
+    }
+    let s = find(stranger.node.peer_id());
+    assert!(
+        !s.mirror && s.bundles.is_empty() && s.error.is_some(),
+        "{s:?}"
+    );
+    for n in [&newsroom, &near, &far, &stranger] {
+        n.node.shutdown().await.unwrap();
+    }
+}

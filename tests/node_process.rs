@@ -331,7 +331,7 @@ fn a_reader_started_late_catches_up_from_a_mirror_process() {
         "---\ntitle: Published while away\nlang: en\n---\nText.\n",
     )
     .unwrap();
-    ok(
+    let id = ok(
         &a,
         &[
             "publish",
@@ -351,6 +351,25 @@ fn a_reader_started_late_catches_up_from_a_mirror_process() {
     let status = ok(&b, &["status"]);
     assert!(status.contains("newest head:  sequence 1"), "{status}");
     assert!(status.contains("catch-up:"), "{status}");
+
+    // The newsroom asks the network who holds the story.
+    let report = ok(
+        &a,
+        &[
+            "newsroom",
+            "report",
+            &id.trim()[..12],
+            "--dir",
+            newsroom.to_str().unwrap(),
+            "--wait",
+            "20s",
+        ],
+    );
+    assert!(report.contains("holds v1"), "{report}");
+    assert!(
+        report.contains("1 of 1 peers asked hold the latest version"),
+        "{report}"
+    );
 
     // The newsroom revokes its key from before the story: the running
     // node announces it, and the reader drops the story too.

@@ -56,6 +56,19 @@ pub(super) enum NewsroomCommand {
         #[arg(long, default_value = "key withdrawn")]
         reason: String,
     },
+    /// Ask the network which peers and mirrors hold a story (through the
+    /// node running on the data directory).
+    Report {
+        /// The story: its id, or a prefix of its id or of one of its
+        /// bundles' ids (at least 8 digits).
+        story: String,
+        /// Newsroom folder [default: DATA_DIR/newsroom].
+        #[arg(long, env = "KOLOKOL_NEWSROOM")]
+        dir: Option<PathBuf>,
+        /// How long to wait for answers (at most 120s).
+        #[arg(long, default_value = "10s")]
+        wait: humantime::Duration,
+    },
     /// Show the newsroom's keys and counts.
     Info {
         /// Newsroom folder [default: DATA_DIR/newsroom].
@@ -143,6 +156,11 @@ pub(super) fn run(cmd: NewsroomCommand, data: &Path) -> Result<ExitCode> {
                 );
             }
         }
+        NewsroomCommand::Report { story, dir, wait } => {
+            let dir = newsroom_dir(dir, data);
+            let n = Newsroom::open(&dir)?;
+            return report(&n, &story, wait.into(), data);
+        }
         NewsroomCommand::Info { dir } => {
             let dir = newsroom_dir(dir, data);
             let n = Newsroom::open(&dir)?;
@@ -167,5 +185,75 @@ pub(super) fn run(cmd: NewsroomCommand, data: &Path) -> Result<ExitCode> {
             println!("published:  {} bundles", n.published()?.len());
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kolokol newsroom report`: who says they hold a story, and which
+/// version.
+fn report(n: &Newsroom, text: &str, wait: std::time::Duration, data: &Path) -> Result<ExitCode> {
+    let published = n.published()?;
+    let versions: Vec<_> = published
+        .iter()
+        .filter(|(_, id, m)| {
+            text.len() >= 8
+                && (m.story.to_string().starts_with(text) || id.to_string().starts_with(text))
+        })
+        .collect();
+    let Some((_, _, first)) = versions.first() else {
+        anyhow::bail!("{text:?} names no story this newsroom published (give at least 8 digits)");
+    };
+    let story = first.story;
+    if versions.iter().any(|(_, _, m)| m.story != story) {
+        anyhow::bail!("{text:?} matches several stories; give more digits");
+    }
+    let mut ours: Vec<_> = published
+        .iter()
+        .filter(|(_, _, m)| m.story == story)
+        .map(|(_, id, m)| (m.version, *id))
+        .collect();
+    ours.sort();
+    let Some(&(latest, latest_id)) = ours.last() else {
+        anyhow::bail!("no version of the story is published");
+    };
+    let client = crate::node::control::ControlClient::for_data_dir(data).with_context(|| {
+        format!(
+            "no node runs on {}: start `kolokol node` to ask the network",
+            super::display(data)
+        )
+    })?;
+    let holdings = client.report(&n.root_public(), &story, wait)?;
+    println!(
+        "story {story}, latest version {latest} (bundle {})",
+        latest_id.short()
+    );
+    let mut with_latest = 0;
+    for h in &holdings {
+        let kind = if h.mirror { "mirror" } else { "peer  " };
+        let what = match (&h.error, h.bundles.is_empty()) {
+            (Some(e), _) => format!("no answer: {e}"),
+            (None, true) => "does not hold it".to_owned(),
+            (None, false) => {
+                let held: Vec<String> = h
+                    .bundles
+                    .iter()
+                    .map(|b| {
+                        ours.iter().find(|(_, id)| id == b).map_or_else(
+                            || format!("unknown bundle {}", b.short()),
+                            |(v, _)| format!("v{v}"),
+                        )
+                    })
+                    .collect();
+                if h.bundles.contains(&latest_id) {
+                    with_latest += 1;
+                }
+                format!("holds {}", held.join(", "))
+            }
+        };
+        println!("  {kind} {}  {what}", h.peer);
+    }
+    println!(
+        "{with_latest} of {} peers asked hold the latest version",
+        holdings.len()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -54,6 +54,10 @@ pub(super) enum Asked {
         publisher: PublicKey,
         sequences: Vec<u64>,
     },
+    /// For the report with this number.
+    Holds {
+        report: u64,
+    },
 }
 
 /// Catch-up with one peer.
@@ -200,6 +204,11 @@ impl Actor {
         }
     }
 
+    /// Remembers an outstanding catch-up request.
+    pub(super) fn sync_asked(&mut self, rid: OutboundRequestId, peer: PeerId, asked: Asked) {
+        self.sync.requests.insert(rid, (peer, asked));
+    }
+
     fn send_summary(&mut self, peer: PeerId, publishers: Vec<PublisherQuery>) {
         let rid = self
             .swarm
@@ -266,6 +275,7 @@ impl Actor {
                     publisher,
                     sequences,
                 } => self.bundles_for(&publisher, &sequences),
+                SyncRequest::Holds { publisher, story } => self.holds(&publisher, &story),
             }
         };
         let _ = self
@@ -395,6 +405,7 @@ impl Actor {
             self.sync.unsupported.insert(peer);
         }
         match asked {
+            Asked::Holds { report } => self.report_response(report, rid, peer, response),
             Asked::Summary => {
                 if let Some(s) = self.sync.peers.get_mut(&peer) {
                     s.summaries_in_flight = s.summaries_in_flight.saturating_sub(1);

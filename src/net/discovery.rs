@@ -261,6 +261,9 @@ impl Actor {
                     providers,
                     ..
                 })) => {
+                    if let Some(report) = self.reports.of_lookup(&id) {
+                        self.report_providers(report, &providers);
+                    }
                     let publisher = self.discovery.lookups.get(&id).copied();
                     let me = *self.swarm.local_peer_id();
                     // At most this many of each batch of providers found.
@@ -281,10 +284,12 @@ impl Actor {
                     }
                     if step.last {
                         self.discovery.lookups.remove(&id);
+                        self.report_lookup_done(&id);
                     }
                 }
                 kad::QueryResult::GetProviders(_) if step.last => {
                     self.discovery.lookups.remove(&id);
+                    self.report_lookup_done(&id);
                 }
                 kad::QueryResult::StartProviding(Err(e)) => {
                     debug!("provider record not placed: {e:?}");

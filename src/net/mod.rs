@@ -12,7 +12,10 @@
 mod catchup;
 mod discovery;
 mod metrics;
+mod report;
 pub mod wire;
+
+pub use report::Holding;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -359,6 +362,12 @@ enum Command {
         revocation: Vec<u8>,
         reply: oneshot::Sender<Result<usize, NetError>>,
     },
+    Report {
+        publisher: PublicKey,
+        story: crate::proto::StoryId,
+        wait: Duration,
+        reply: oneshot::Sender<Vec<Holding>>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -440,6 +449,7 @@ struct Actor {
     own_metrics: metrics::Metrics,
     sync: catchup::SyncState,
     discovery: discovery::DiscoveryState,
+    reports: report::Reports,
 }
 
 fn now() -> Timestamp {
@@ -632,6 +642,7 @@ impl Node {
             own_metrics,
             sync: catchup::SyncState::default(),
             discovery: discovery::DiscoveryState::default(),
+            reports: report::Reports::default(),
         };
         for addr in &config.external_addresses {
             let ma: Multiaddr = addr
@@ -720,6 +731,23 @@ impl Node {
     pub async fn revoke(&self, revocation: Vec<u8>) -> Result<usize, NetError> {
         self.ask(|reply| Command::Revoke { revocation, reply })
             .await?
+    }
+
+    /// Asks connected peers, and the publisher's mirrors found in the DHT,
+    /// which versions of a story they hold; answers within `wait`.
+    pub async fn report(
+        &self,
+        publisher: PublicKey,
+        story: crate::proto::StoryId,
+        wait: Duration,
+    ) -> Result<Vec<Holding>, NetError> {
+        self.ask(|reply| Command::Report {
+            publisher,
+            story,
+            wait,
+            reply,
+        })
+        .await
     }
 
     /// The node's metrics (its own and gossipsub's) in the Prometheus text
@@ -843,6 +871,12 @@ impl Actor {
                 });
                 let _ = reply.send(result);
             }
+            Command::Report {
+                publisher,
+                story,
+                wait,
+                reply,
+            } => self.start_report(publisher, story, wait, reply),
             Command::Revoke { revocation, reply } => {
                 let _ = reply.send(self.revoke(revocation));
             }
@@ -1608,6 +1642,7 @@ impl Actor {
         self.flush_outbox();
         self.sync_tick();
         self.discovery_tick();
+        self.finish_reports(true);
         self.banned.retain(|_, t| t.elapsed() < BAN_TIME);
         let deadline = Duration::from_secs(self.config.fetch_deadline_secs);
         let overdue: Vec<BundleId> = self
@@ -1675,8 +1710,14 @@ impl Actor {
                 self.emit(NodeEvent::Connected(peer_id));
                 if num_established.get() == 1 {
                     self.sync_with(peer_id);
+                    self.report_connected(peer_id);
                 }
             }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                error,
+                ..
+            } => self.report_unreachable(peer, error.to_string()),
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 num_established: 0,

@@ -218,7 +218,17 @@ pub enum SyncRequest {
         /// Sequence numbers, at most [`MAX_SYNC_SEQS`].
         sequences: Vec<u64>,
     },
+    /// "Which versions of this story do you hold?" (a newsroom's report).
+    Holds {
+        /// The publisher.
+        publisher: PublicKey,
+        /// The story.
+        story: crate::proto::StoryId,
+    },
 }
+
+/// Versions of one story listed in a [`SyncResponse::Holds`].
+pub const MAX_HELD_VERSIONS: usize = 64;
 
 /// The asker's side of one publisher in a summary request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -286,6 +296,12 @@ pub enum SyncResponse {
     /// a publisher not carried, or asked for full summaries too often.
     /// (A request over its limits gets no response: its stream is reset.)
     Refused,
+    /// The bundle ids of the versions of the story held, oldest first, at
+    /// most [`MAX_HELD_VERSIONS`] (the newest ones).
+    Holds {
+        /// The bundles held.
+        bundles: Vec<crate::proto::BundleId>,
+    },
 }
 
 /// The digest of a set of sequence ranges, compared instead of the ranges.
@@ -364,6 +380,7 @@ impl libp2p::request_response::Codec for SyncCodec {
         let ok = match &req {
             SyncRequest::Summary { publishers } => publishers.len() <= MAX_SYNC_PUBLISHERS,
             SyncRequest::Bundles { sequences, .. } => sequences.len() <= MAX_SYNC_SEQS,
+            SyncRequest::Holds { .. } => true,
         };
         if !ok {
             return Err(std::io::Error::new(

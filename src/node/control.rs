@@ -48,6 +48,18 @@ struct ImportRequest {
     path: String,
 }
 
+/// Asks the network which peers hold a story.
+#[derive(Serialize, Deserialize)]
+struct ReportRequest {
+    publisher: String,
+    story: String,
+    /// Seconds to wait for answers, at most [`MAX_REPORT_WAIT`].
+    wait_secs: u64,
+}
+
+/// The longest a report may wait for answers, in seconds.
+pub const MAX_REPORT_WAIT: u64 = 120;
+
 fn authorized(state: &ApiState, headers: &HeaderMap) -> bool {
     let given = headers
         .get("authorization")
@@ -108,6 +120,27 @@ async fn revoke(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) -> R
     }
 }
 
+async fn report(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    axum::Json(req): axum::Json<ReportRequest>,
+) -> Response {
+    if !authorized(&s, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong control token");
+    }
+    let Ok(publisher) = req.publisher.parse::<crate::proto::PublicKey>() else {
+        return error(StatusCode::BAD_REQUEST, "publisher is not a public key");
+    };
+    let Ok(story) = req.story.parse::<crate::proto::StoryId>() else {
+        return error(StatusCode::BAD_REQUEST, "story is not a story id");
+    };
+    let wait = std::time::Duration::from_secs(req.wait_secs.clamp(1, MAX_REPORT_WAIT));
+    match s.node.report(publisher, story, wait).await {
+        Ok(h) => axum::Json(h).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
 async fn import(
     State(s): State<ApiState>,
     headers: HeaderMap,
@@ -153,6 +186,7 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/v1/import", post(import))
         .route("/v1/trust", post(trust))
         .route("/v1/revoke", post(revoke))
+        .route("/v1/report", post(report))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -284,6 +318,23 @@ impl ControlClient {
         v.get("removed")
             .and_then(|n| n.as_u64())
             .ok_or_else(|| ControlError::BadReply("no count".into()))
+    }
+
+    /// Asks the network, through the node, which peers hold a story.
+    pub fn report(
+        &self,
+        publisher: &crate::proto::PublicKey,
+        story: &crate::proto::StoryId,
+        wait: Duration,
+    ) -> Result<Vec<crate::net::Holding>, ControlError> {
+        let body = serde_json::to_vec(&ReportRequest {
+            publisher: publisher.to_string(),
+            story: story.to_string(),
+            wait_secs: wait.as_secs(),
+        })
+        .unwrap_or_default();
+        let v = self.request("POST", "/v1/report", "application/json", &body)?;
+        serde_json::from_value(v).map_err(|e| ControlError::BadReply(e.to_string()))
     }
 
     /// Has the node trust a publisher file's publisher.

@@ -493,3 +493,65 @@ fn a_revoked_keys_head_stops_being_the_floor() {
         assert!(store.put_head(&h).unwrap());
     });
 }
+
+#[test]
+fn retention_and_the_per_publisher_quota_evict_only_what_they_must() {
+    let dir = TempDir::new().unwrap();
+    let config = StoreConfig {
+        keep_newest: 2,
+        retention_days: Some(1),
+        publisher_quota_bytes: Some(10 * 1024),
+        ..StoreConfig::default()
+    };
+    let store = Store::open(&dir.path().join("store"), config.clone()).unwrap();
+    let p = Publisher::new(1);
+    let q = Publisher::new(20);
+    with_cert(&store, &p);
+    with_cert(&store, &q);
+    // p: 12 stories of 2 KiB published hourly from T0 + 1 h: well over its
+    // 10 KiB quota. q: 5 small stories published from T0 + 30 h.
+    for n in 1..=12u8 {
+        store
+            .ingest(&[story(&p, n as u64, n, &[n; 2048]).verified()])
+            .unwrap();
+    }
+    for n in 1..=5u8 {
+        let mut s = story(&q, n as u64, n, b"small");
+        s.published = T0.plus((30 + n as u64) * 3600);
+        store.ingest(&[s.verified()]).unwrap();
+    }
+    let p_before = store.publisher_bytes(&p.public()).unwrap();
+    assert!(p_before > 12 * 2048, "{p_before}");
+    // At T0 + 1 day + 30 min nothing of q is past retention; p's stories
+    // of the first day are, and p is over its quota anyway.
+    let now = T0.plus(DAY + 1800);
+    let ev = store.enforce_limits(now).unwrap();
+    let p_after = store.publisher_bytes(&p.public()).unwrap();
+    assert!(p_after <= 10 * 1024 / 10 * 9, "{p_after}");
+    assert!(ev.bundles >= 1 && ev.stories.iter().all(|(k, _)| *k == p.public()));
+    // Oldest first, the newest 2 kept; q untouched.
+    let held = store.held_ranges(&p.public()).unwrap();
+    assert_eq!(held.last().map(|r| r.1), Some(12));
+    assert!(held.iter().all(|&(a, _)| a > 1), "{held:?}");
+    assert_eq!(
+        store.seq_state(&p.public(), 1).unwrap(),
+        Some(kolokol::store::SeqState::Evicted)
+    );
+    assert_eq!(store.held_ranges(&q.public()).unwrap(), vec![(1, 5)]);
+
+    // Retention alone: two days later q's stories are past it, but q's
+    // newest 2 stay.
+    let later = T0.plus(3 * DAY);
+    store.enforce_limits(later).unwrap();
+    assert_eq!(store.held_ranges(&q.public()).unwrap(), vec![(4, 5)]);
+
+    // The per-publisher counts survive a reopen and a repair.
+    let counted = store.publisher_bytes(&q.public()).unwrap();
+    drop(store);
+    let store = Store::open(&dir.path().join("store"), config.clone()).unwrap();
+    assert_eq!(store.publisher_bytes(&q.public()).unwrap(), counted);
+    store.check(true).unwrap();
+    drop(store);
+    let store = Store::open(&dir.path().join("store"), config).unwrap();
+    assert_eq!(store.publisher_bytes(&q.public()).unwrap(), counted);
+}

@@ -1586,7 +1586,7 @@ impl Actor {
     }
 
     fn enforce_quota(&mut self) {
-        match tokio::task::block_in_place(|| self.store.enforce_quota()) {
+        match tokio::task::block_in_place(|| self.store.enforce_limits(now())) {
             Ok(e) if e != Default::default() => self.sync.store_changed(),
             Ok(_) => {}
             Err(e) => warn!("quota enforcement failed: {e}"),

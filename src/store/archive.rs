@@ -456,7 +456,7 @@ pub fn import<R: Read>(
         imp.finish_bundle(Some(p))?;
     }
     imp.process()?;
-    if let Err(e) = store.enforce_quota() {
+    if let Err(e) = store.enforce_limits(now) {
         warn!("quota enforcement after import failed: {e}");
     }
     Ok(imp.report)

@@ -73,6 +73,12 @@ pub const INLINE_BLOB_MAX: u64 = 16 * 1024;
 const META_SCHEMA: &[u8] = b"schema";
 const META_PAYLOAD: &[u8] = b"payload";
 const META_BUNDLES: &[u8] = b"bundles";
+/// Followed by a publisher's key: the bytes of its bundles (manifests and
+/// blobs, each bundle counted whole, shared blobs in each).
+const META_PUBLISHER: &[u8] = b"publisher-bytes/";
+/// Present once the per-publisher byte counters are complete (stores made
+/// before they existed get them counted at open).
+const META_PUBLISHER_COUNTED: &[u8] = b"publisher-bytes-counted";
 const META_BLOBS: &[u8] = b"blobs";
 const META_BLOB_DISK: &[u8] = b"blobdisk";
 
@@ -129,6 +135,13 @@ pub struct StoreConfig {
     pub quota_bytes: Option<u64>,
     /// Eviction never touches a publisher's newest this many stories.
     pub keep_newest: usize,
+    /// Most bytes of one publisher's bundles (each bundle counted whole);
+    /// its oldest stories go first beyond it. `None` for no limit.
+    pub publisher_quota_bytes: Option<u64>,
+    /// Stories first published longer ago than this many days are evicted
+    /// (pins and each publisher's newest `keep_newest` excepted). `None`
+    /// keeps them while the quotas allow.
+    pub retention_days: Option<u64>,
     /// sled's page cache.
     pub cache_bytes: u64,
 }
@@ -138,6 +151,8 @@ impl Default for StoreConfig {
         Self {
             quota_bytes: None,
             keep_newest: 20,
+            publisher_quota_bytes: None,
+            retention_days: None,
             cache_bytes: 64 * 1024 * 1024,
         }
     }
@@ -239,6 +254,7 @@ struct Tx<'a> {
     bundles: i64,
     blobs: i64,
     blob_disk: i64,
+    per_publisher: HashMap<PublicKey, i64>,
 }
 
 impl<'a> Tx<'a> {
@@ -250,6 +266,7 @@ impl<'a> Tx<'a> {
             bundles: 0,
             blobs: 0,
             blob_disk: 0,
+            per_publisher: HashMap::new(),
         }
     }
 
@@ -289,6 +306,13 @@ impl<'a> Tx<'a> {
                 self.writes.insert(k, Some(v.to_be_bytes().to_vec()));
             }
         }
+        for (publisher, delta) in std::mem::take(&mut self.per_publisher) {
+            if delta != 0 {
+                let k = key(META, &[META_PUBLISHER, publisher.as_bytes()]);
+                let v = u64_of(self.kv.get(&k)?).saturating_add_signed(delta);
+                self.writes.insert(k, Some(v.to_be_bytes().to_vec()));
+            }
+        }
         if self.writes.is_empty() {
             return Ok(());
         }
@@ -323,6 +347,11 @@ fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
         k.extend_from_slice(p);
     }
     k
+}
+
+/// A bundle's bytes as counted per publisher: its manifest and every blob.
+fn bundle_bytes(manifest_bytes: &[u8], m: &Manifest) -> u64 {
+    manifest_bytes.len() as u64 + m.entries.iter().map(|e| e.size).sum::<u64>()
 }
 
 fn id_from(bytes: &[u8]) -> Result<BundleId, StoreError> {
@@ -522,6 +551,7 @@ impl Store {
         let blobs = Blobs::open(&path.join("blobs"))?;
         let store = Self::init(kv, blobs, config, Some(path.to_owned()))?;
         store.sweep_orphans()?;
+        store.count_publishers()?;
         Ok(store)
     }
 
@@ -581,6 +611,44 @@ impl Store {
             info!(removed, "removed blob files of bundles never stored");
         }
         Ok(())
+    }
+
+    /// Counts each publisher's bytes from the manifests, once, for a
+    /// store made before the counters existed (and after a repair).
+    fn count_publishers(&self) -> Result<(), StoreError> {
+        if self.kv.contains(&key(META, &[META_PUBLISHER_COUNTED]))? {
+            return Ok(());
+        }
+        let _w = self.lock()?;
+        let mut sums: HashMap<PublicKey, u64> = HashMap::new();
+        for item in self.kv.scan(&[MANIFEST], false) {
+            let (_, v) = item?;
+            if let Ok(m) = decode_unverified::<Manifest>(&v) {
+                *sums.entry(m.publisher).or_default() += bundle_bytes(&v, &m);
+            }
+        }
+        let mut ops = Vec::new();
+        for item in self.kv.scan(&key(META, &[META_PUBLISHER]), false) {
+            let (k, _) = item?;
+            ops.push(Op::Delete(k));
+        }
+        for (p, n) in sums {
+            ops.push(Op::Put(
+                key(META, &[META_PUBLISHER, p.as_bytes()]),
+                n.to_be_bytes().to_vec(),
+            ));
+        }
+        ops.push(Op::Put(key(META, &[META_PUBLISHER_COUNTED]), vec![1]));
+        self.kv.apply(ops)?;
+        self.kv.flush()
+    }
+
+    /// The bytes of a publisher's stored bundles, each counted whole.
+    pub fn publisher_bytes(&self, publisher: &PublicKey) -> Result<u64, StoreError> {
+        Ok(u64_of(self.kv.get(&key(
+            META,
+            &[META_PUBLISHER, publisher.as_bytes()],
+        ))?))
     }
 
     /// Where the store lives on disk, if it does.
@@ -912,6 +980,7 @@ impl Store {
             tx.put(skey, StoryEntry::of(m, id).encode());
         }
         tx.bundles += 1;
+        *tx.per_publisher.entry(m.publisher).or_default() += bundle_bytes(m.bytes(), m) as i64;
         debug!(bundle = %id.short(), seq = m.sequence, "stored");
         Ok(Ingested::New)
     }
@@ -1025,6 +1094,7 @@ impl Store {
         }
         tx.payload -= removed as i64;
         tx.bundles -= 1;
+        *tx.per_publisher.entry(m.publisher).or_default() -= bundle_bytes(&sm.bytes, m) as i64;
         tx.commit()?;
         // Files go after the index no longer names them.
         for hash in unlink {
@@ -1294,6 +1364,106 @@ impl Store {
         self.kv.flush()
     }
 
+    /// Applies retention and the per-publisher quota, then the overall
+    /// quota ([`Store::enforce_quota`]). Eviction is by whole stories,
+    /// oldest first by first publication, never pinned ones nor each
+    /// publisher's newest `keep_newest`; their sequence numbers are marked
+    /// evicted so that they are not fetched again.
+    pub fn enforce_limits(&self, now: Timestamp) -> Result<Eviction, StoreError> {
+        let mut report = Eviction::default();
+        if self.config.retention_days.is_some() || self.config.publisher_quota_bytes.is_some() {
+            let _w = self.lock()?;
+            let cutoff = self
+                .config
+                .retention_days
+                .map(|d| now.minus(d.saturating_mul(86_400)));
+            for (publisher, stories) in self.eviction_candidates()? {
+                let mut bytes = self.publisher_bytes(&publisher)?;
+                // Above the quota, down to 90% of it, so that it is not
+                // crossed again by the next story.
+                let target = self
+                    .config
+                    .publisher_quota_bytes
+                    .filter(|q| bytes > *q)
+                    .map(|q| q / 10 * 9);
+                for (published, story) in stories {
+                    let expired = cutoff.is_some_and(|c| published < c);
+                    let over = target.is_some_and(|t| bytes > t);
+                    // Oldest first: past the first story neither expired
+                    // nor needed for the quota, none is.
+                    if !expired && !over {
+                        break;
+                    }
+                    let freed = self.evict_story(&publisher, &story, &mut report)?;
+                    bytes = bytes.saturating_sub(freed);
+                }
+            }
+            self.kv.flush()?;
+        }
+        let overall = self.enforce_quota()?;
+        report.bytes += overall.bytes;
+        report.bundles += overall.bundles;
+        report.stories.extend(overall.stories);
+        if report.bundles > 0 {
+            info!(
+                stories = report.stories.len(),
+                bundles = report.bundles,
+                bytes = report.bytes,
+                "evicted under retention and quotas"
+            );
+        }
+        Ok(report)
+    }
+
+    /// Per publisher, the stories eviction may take, oldest first.
+    fn eviction_candidates(
+        &self,
+    ) -> Result<HashMap<PublicKey, Vec<(Timestamp, StoryId)>>, StoreError> {
+        let mut per_publisher: HashMap<PublicKey, Vec<(Timestamp, StoryId)>> = HashMap::new();
+        for item in self.kv.scan(&[STORY], false) {
+            let (k, v) = item?;
+            let e = StoryEntry::decode(&k, &v)?;
+            per_publisher
+                .entry(e.publisher)
+                .or_default()
+                .push((e.published, e.story));
+        }
+        let mut out = HashMap::new();
+        for (publisher, mut stories) in per_publisher {
+            stories.sort();
+            let keep_from = stories.len().saturating_sub(self.config.keep_newest);
+            let mut can = Vec::new();
+            for (published, story) in stories.into_iter().take(keep_from) {
+                if !self
+                    .kv
+                    .contains(&key(PIN, &[publisher.as_bytes(), story.as_bytes()]))?
+                {
+                    can.push((published, story));
+                }
+            }
+            out.insert(publisher, can);
+        }
+        Ok(out)
+    }
+
+    /// Evicts every version of a story; returns the bytes it counted for
+    /// its publisher. Caller holds the write lock.
+    fn evict_story(
+        &self,
+        publisher: &PublicKey,
+        story: &StoryId,
+        report: &mut Eviction,
+    ) -> Result<u64, StoreError> {
+        let before = self.publisher_bytes(publisher)?;
+        let versions = self.history(publisher, story)?;
+        for m in versions {
+            report.bytes += self.remove_bundle(&m.id, SeqState::Evicted)?;
+            report.bundles += 1;
+        }
+        report.stories.push((*publisher, *story));
+        Ok(before.saturating_sub(self.publisher_bytes(publisher)?))
+    }
+
     /// Evicts stories while the store is over its quota.
     ///
     /// Policy: whole stories go (every version, so corrections and
@@ -1462,7 +1632,13 @@ impl Store {
                 ops.push(Op::Delete(k));
             }
         }
-        for name in [META_PAYLOAD, META_BUNDLES, META_BLOBS, META_BLOB_DISK] {
+        for name in [
+            META_PAYLOAD,
+            META_BUNDLES,
+            META_BLOBS,
+            META_BLOB_DISK,
+            META_PUBLISHER_COUNTED,
+        ] {
             ops.push(Op::Delete(key(META, &[name])));
         }
         self.kv.apply(ops)?;

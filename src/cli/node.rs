@@ -28,6 +28,16 @@ pub(super) struct NodeArgs {
     /// Switch off discovery of peers on the local network (mDNS).
     #[arg(long)]
     no_mdns: bool,
+    /// Serve the reader's gateway on this address [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR", conflicts_with = "no_gateway")]
+    gateway: Option<String>,
+    /// Let the gateway listen on an address other than loopback, where
+    /// anyone who can reach it sees what this node holds.
+    #[arg(long)]
+    gateway_public: bool,
+    /// Do not serve the reader's gateway.
+    #[arg(long)]
+    no_gateway: bool,
 }
 
 pub(super) fn run_node(args: NodeArgs, data: &Path) -> Result<ExitCode> {
@@ -44,6 +54,16 @@ pub(super) fn run_node(args: NodeArgs, data: &Path) -> Result<ExitCode> {
     }
     if args.no_mdns {
         config.net.mdns = false;
+    }
+    if let Some(g) = args.gateway {
+        config.gateway.address = g;
+        config.gateway.enabled = true;
+    }
+    if args.gateway_public {
+        config.gateway.public = true;
+    }
+    if args.no_gateway {
+        config.gateway.enabled = false;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -346,7 +346,11 @@ fn the_demo_newsroom_is_trusted_only_when_added() {
     // Every sample bundle crossed the three hops to the reader, which
     // verified it, and the reader's gateway answered.
     assert!(out.contains("all 6 bundles reached the reader"), "{out}");
-    assert_eq!(out.matches("reader    verified and stored").count(), 6, "{out}");
+    assert_eq!(
+        out.matches("reader    verified and stored").count(),
+        6,
+        "{out}"
+    );
     assert!(out.contains("the gateway answered"), "{out}");
     let first = demo_dir.join("newsroom/published/0000000001.kolokol");
 

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::catalog::{Filter, Item, PublisherInfo};
-use super::html::media_url;
+use super::html::{display_url, media_url};
 use super::pages::ListQuery;
 use super::story::{StoryError, StoryView};
 use super::{GatewayState, now};
@@ -294,7 +294,9 @@ fn story_json(v: &StoryView) -> serde_json::Value {
         "authors": meta.authors,
         "published": meta.published.0,
         "updated": meta.updated.map(|t| t.0),
-        "original_url": meta.original_url,
+        // Without its scheme, as on the page: a response of the gateway
+        // names no other origin (see docs/api.md).
+        "original_address": meta.original_url.as_deref().map(display_url),
         "body_html": &*v.body,
         "media": media,
         "verification": verification,

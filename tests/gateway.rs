@@ -75,6 +75,8 @@ async fn every_page_and_api_route_answers() {
         "/feed.atom".into(),
         "/p/kolokol-demo/feed.atom".into(),
         "/static/style.css".into(),
+        "/static/icon.png".into(),
+        "/favicon.ico".into(),
         "/api/v1/status".into(),
         "/api/v1/publishers".into(),
         "/api/v1/publishers/kolokol-demo".into(),
@@ -91,7 +93,7 @@ async fn every_page_and_api_route_answers() {
         assert_eq!(r.status, 200, "{p}: {}", String::from_utf8_lossy(&r.body));
         secure(&r, p);
         let ct = r.header("content-type").unwrap_or_default().to_owned();
-        if p.starts_with("/media/") {
+        if p.starts_with("/media/") || p.contains("icon") {
             assert_eq!(ct, "image/png");
             assert!(r.body.starts_with(b"\x89PNG"), "{p}");
             continue;

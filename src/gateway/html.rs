@@ -147,7 +147,10 @@ pub(crate) fn layout(page: &Page<'_>, content: &str) -> String {
          <meta name=\"referrer\" content=\"no-referrer\">",
     );
     let _ = write!(out, "<title>{} · Kolokol</title>", esc(page.title));
-    out.push_str("<link rel=\"stylesheet\" href=\"/static/style.css\">");
+    out.push_str(
+        "<link rel=\"stylesheet\" href=\"/static/style.css\">\
+         <link rel=\"icon\" type=\"image/png\" href=\"/static/icon.png\">",
+    );
     let feed = page.feed.unwrap_or("/feed.atom");
     let _ = write!(
         out,

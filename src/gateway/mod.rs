@@ -402,6 +402,8 @@ pub fn router(state: GatewayState) -> Router {
         .route("/search", get(pages::search))
         .route("/feed.atom", get(feed::all_feed))
         .route("/static/style.css", get(pages::style))
+        .route("/static/icon.png", get(pages::icon))
+        .route("/favicon.ico", get(pages::icon))
         .route("/api/v1/status", get(api::status))
         .route("/api/v1/publishers", get(api::publishers))
         .route("/api/v1/publishers/{name}", get(api::publisher))

@@ -23,6 +23,8 @@ pub(crate) const MAX_PAGE: usize = 100_000;
 pub(crate) const MAX_QUERY_CHARS: usize = 200;
 
 const STYLE: &str = include_str!("style.css");
+/// The bell, the project's emblem, as the pages' icon.
+const ICON: &[u8] = include_bytes!("../demo/stories/bell.png");
 
 /// Query parameters of lists and search, all optional. Numbers arrive as
 /// text so that a bad one gets a clear 400 rather than a generic rejection.
@@ -153,6 +155,22 @@ pub(crate) async fn style(headers: HeaderMap) -> Response {
     (h, STYLE).into_response()
 }
 
+/// The pages' icon, also at `/favicon.ico` where browsers look for it
+/// unasked.
+pub(crate) async fn icon() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("image/png")),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=86400"),
+            ),
+        ],
+        ICON,
+    )
+        .into_response()
+}
+
 /// One story in a list.
 fn list_item(out: &mut String, item: &Item, trusted: &Trusted, show_publisher: bool) {
     let lang = lang_attr(&item.language);
@@ -182,7 +200,7 @@ fn list_item(out: &mut String, item: &Item, trusted: &Trusted, show_publisher: b
     }
     let _ = write!(
         out,
-        "<time datetime=\"{}\">{}</time> · {}</p>",
+        "<time dir=\"ltr\" datetime=\"{}\">{}</time> · {}</p>",
         super::html::rfc3339(item.published),
         date(item.published),
         esc(lang)
@@ -256,7 +274,7 @@ pub(crate) async fn home(State(state): State<GatewayState>) -> Response {
             Some(h) => {
                 let _ = write!(
                     out,
-                    "<p class=\"fresh\">Last heard from <time datetime=\"{}\">{} ago</time> \
+                    "<p class=\"fresh\">Last heard from <time dir=\"ltr\" datetime=\"{}\">{} ago</time> \
                      (sequence {}).</p>",
                     super::html::rfc3339(h.issued_at),
                     ago(now.since(h.issued_at)),
@@ -510,7 +528,7 @@ fn verification(out: &mut String, v: &StoryView) {
                 out,
                 "<dt>Signing key</dt><dd><code>{}</code></dd>\
                  <dt>Key certificate</dt><dd>serial {}, valid from \
-                 <time datetime=\"{}\">{}</time> to <time datetime=\"{}\">{}</time></dd>",
+                 <time dir=\"ltr\" datetime=\"{}\">{}</time> to <time dir=\"ltr\" datetime=\"{}\">{}</time></dd>",
                 c.signing_key,
                 c.serial,
                 super::html::rfc3339(c.not_before),
@@ -529,7 +547,7 @@ fn verification(out: &mut String, v: &StoryView) {
     }
     let _ = write!(
         out,
-        "<dt>Signed</dt><dd><time datetime=\"{}\">{}</time></dd>\
+        "<dt>Signed</dt><dd><time dir=\"ltr\" datetime=\"{}\">{}</time></dd>\
          <dt>Bundle id</dt><dd><code class=\"id\">{}</code></dd>\
          <dt>Sequence</dt><dd>{}</dd><dt>Version</dt><dd>{} ({})</dd>",
         super::html::rfc3339(m.signed_at),
@@ -551,7 +569,7 @@ fn verification(out: &mut String, v: &StoryView) {
         let hm = &h.manifest;
         let _ = write!(
             out,
-            "<li><a href=\"/story/{}\">Version {}</a> · {} · signed <time datetime=\"{}\">{}</time>",
+            "<li><a href=\"/story/{}\">Version {}</a> · {} · signed <time dir=\"ltr\" datetime=\"{}\">{}</time>",
             h.id,
             hm.version,
             kind_label(hm.kind),
@@ -619,7 +637,7 @@ fn render_story(v: &StoryView) -> String {
             out,
             "<div class=\"banner retracted\" role=\"alert\" lang=\"en\" dir=\"ltr\">\
              <strong>Retracted.</strong> The newsroom withdrew this story on \
-             <time datetime=\"{}\">{}</time>. Its notice is shown instead of the story.</div>",
+             <time dir=\"ltr\" datetime=\"{}\">{}</time>. Its notice is shown instead of the story.</div>",
             super::html::rfc3339(r.manifest.signed_at),
             date(r.manifest.signed_at)
         );
@@ -642,7 +660,7 @@ fn render_story(v: &StoryView) -> String {
         let _ = write!(
             out,
             "<div class=\"banner corrected\" lang=\"en\" dir=\"ltr\"><strong>Corrected</strong> \
-             on <time datetime=\"{}\">{}</time>.{prev}</div>",
+             on <time dir=\"ltr\" datetime=\"{}\">{}</time>.{prev}</div>",
             super::html::rfc3339(m.signed_at),
             date(m.signed_at)
         );
@@ -657,14 +675,14 @@ fn render_story(v: &StoryView) -> String {
     }
     let _ = write!(
         out,
-        "<time datetime=\"{}\">{}</time>",
+        "<time dir=\"ltr\" datetime=\"{}\">{}</time>",
         super::html::rfc3339(meta.published),
         date(meta.published)
     );
     if let Some(u) = meta.updated {
         let _ = write!(
             out,
-            " · updated <time datetime=\"{}\">{}</time>",
+            " · updated <time dir=\"ltr\" datetime=\"{}\">{}</time>",
             super::html::rfc3339(u),
             date(u)
         );

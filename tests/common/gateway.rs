@@ -108,8 +108,22 @@ impl Response {
 
 /// GET `path` with extra request headers, over a fresh connection.
 pub async fn get_with(addr: SocketAddr, path: &str, extra: &[(&str, &str)]) -> Response {
+    send(addr, "GET", path, extra, b"").await
+}
+
+/// Sends one request over a fresh connection and reads the whole answer.
+pub async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut req = format!("GET {path} HTTP/1.1\r\nConnection: close\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !body.is_empty() || method == "POST" {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
     if !extra.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
         req.push_str(&format!("Host: {addr}\r\n"));
     }
@@ -118,12 +132,19 @@ pub async fn get_with(addr: SocketAddr, path: &str, extra: &[(&str, &str)]) -> R
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    // Read the head, then exactly the body it announces: some servers
+    // (chromedriver) keep the connection open despite `Connection: close`.
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.unwrap();
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a header end");
+    let mut buf = [0u8; 16 * 1024];
+    let split = loop {
+        if let Some(p) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p;
+        }
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the connection closed before the header end");
+        raw.extend_from_slice(&buf[..n]);
+    };
     let head = String::from_utf8(raw[..split].to_vec()).unwrap();
     let mut lines = head.split("\r\n");
     let status = lines
@@ -136,11 +157,29 @@ pub async fn get_with(addr: SocketAddr, path: &str, extra: &[(&str, &str)]) -> R
         .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
         .collect();
     let mut body = raw[split + 4..].to_vec();
-    let chunked = headers.iter().any(|(n, v)| {
-        n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
-    });
-    if chunked {
+    let find = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let no_body = status == 304 || status == 204 || method == "HEAD";
+    if let Some(len) = find("content-length").and_then(|l| l.parse::<usize>().ok()) {
+        while body.len() < len {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the connection closed inside the body");
+            body.extend_from_slice(&buf[..n]);
+        }
+        body.truncate(len);
+    } else if find("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+        while !body.ends_with(b"0\r\n\r\n") {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the connection closed inside the body");
+            body.extend_from_slice(&buf[..n]);
+        }
         body = dechunk(&body);
+    } else if !no_body {
+        s.read_to_end(&mut body).await.unwrap();
     }
     Response {
         status,

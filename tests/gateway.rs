@@ -601,3 +601,49 @@ async fn a_node_serves_its_gateway_and_says_where() {
     quiet.stop().await.unwrap();
     running.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_story_stored_while_serving_shows_up_and_connections_are_bounded() {
+    let store = Arc::new(Store::memory(StoreConfig::default()));
+    let (p, file) = hostile_publisher(&store, 1);
+    let g = serve(GatewayState::new(store.clone(), vec![file])).await;
+    let before = get(g.addr, "/p/test-publisher").await.text();
+    assert!(before.contains("2 stories."), "{before}");
+    // A node stores a new story: lists follow within about a second.
+    let mut s = common::story(&p, 3, 9, b"arrived later");
+    s.language = "en";
+    store.ingest(&[s.verified()]).unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let now = get(g.addr, "/p/test-publisher").await.text();
+        if now.contains("3 stories.") {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "the new story never showed: {now}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // Idle connections up to the limit hold every place...
+    let mut idle = Vec::new();
+    for _ in 0..kolokol::gateway::MAX_CONNECTIONS {
+        idle.push(tokio::net::TcpStream::connect(g.addr).await.unwrap());
+    }
+    // ... so one more waits (the kernel accepts it; the gateway does not
+    // answer yet) ...
+    let waiting = tokio::spawn(get(g.addr, "/api/v1/publishers"));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a connection beyond the limit was served"
+    );
+    // ... until one closes.
+    idle.pop();
+    let r = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+        .await
+        .expect("served once a place is free")
+        .unwrap();
+    assert_eq!(r.status, 200);
+}

@@ -23,6 +23,7 @@ mod story;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::SystemTime;
 
@@ -113,6 +114,12 @@ pub async fn bind(config: &GatewayConfig) -> Result<tokio::net::TcpListener, Gat
         .map_err(|source| GatewayError::Bind { addr, source })
 }
 
+/// Most connections the gateway holds open at once. Further ones wait in
+/// the listen backlog until one closes: the node's file descriptors are
+/// shared with its network, which must not starve because of a flood of
+/// local connections.
+pub const MAX_CONNECTIONS: usize = 256;
+
 /// Serves the gateway on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -122,9 +129,96 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         let _ = state.inner.local.set(addr);
     }
+    let listener = Limited {
+        inner: listener,
+        permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
+    };
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// A listener that accepts a connection only while fewer than
+/// [`MAX_CONNECTIONS`] are open.
+struct Limited {
+    inner: tokio::net::TcpListener,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+/// A connection holding its place among the open ones until dropped.
+struct Counted {
+    io: tokio::net::TcpStream,
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl axum::serve::Listener for Limited {
+    type Io = Counted;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Counted, SocketAddr) {
+        // The semaphore is never closed, so a permit always comes.
+        let permit = self.permits.clone().acquire_owned().await.ok();
+        let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        // Pages are small and answered at once: send without delay.
+        let _ = io.set_nodelay(true);
+        (
+            Counted {
+                io,
+                _permit: permit,
+            },
+            addr,
+        )
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Counted {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
 }
 
 /// Where the trusted publishers come from.
@@ -160,8 +254,8 @@ impl Trusted {
 struct Inner {
     store: Arc<Store>,
     publishers: Publishers,
-    node: Option<Node>,
-    public: bool,
+    node: OnceLock<Node>,
+    public: AtomicBool,
     local: OnceLock<SocketAddr>,
     catalog: RwLock<Option<Arc<Catalog>>>,
     building: Mutex<()>,
@@ -181,8 +275,8 @@ impl GatewayState {
             inner: Arc::new(Inner {
                 store,
                 publishers,
-                node: None,
-                public: false,
+                node: OnceLock::new(),
+                public: AtomicBool::new(false),
                 local: OnceLock::new(),
                 catalog: RwLock::new(None),
                 building: Mutex::new(()),
@@ -208,21 +302,18 @@ impl GatewayState {
         )
     }
 
-    /// Adds the node whose status the gateway reports.
-    pub fn node(mut self, node: Node) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.node = Some(node);
-        }
+    /// Adds the node whose status the gateway reports (the first one
+    /// given stays).
+    pub fn node(self, node: Node) -> Self {
+        let _ = self.inner.node.set(node);
         self
     }
 
     /// Accepts requests for any host name (the gateway listens beyond
     /// loopback). Otherwise only loopback names are answered, which keeps
     /// web pages elsewhere from reading the gateway by DNS rebinding.
-    pub fn public(mut self, public: bool) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.public = public;
-        }
+    pub fn public(self, public: bool) -> Self {
+        self.inner.public.store(public, Ordering::Relaxed);
         self
     }
 
@@ -231,7 +322,7 @@ impl GatewayState {
     }
 
     pub(crate) fn node_handle(&self) -> Option<&Node> {
-        self.inner.node.as_ref()
+        self.inner.node.get()
     }
 
     pub(crate) fn bodies(&self) -> &story::BodyCache {
@@ -345,7 +436,7 @@ fn loopback_host(host: &str) -> bool {
 /// Refuses requests for other host names (unless public) and adds the
 /// security headers to every response.
 async fn guard(State(state): State<GatewayState>, req: Request, next: Next) -> Response {
-    let host_ok = state.inner.public
+    let host_ok = state.inner.public.load(Ordering::Relaxed)
         || req
             .headers()
             .get(header::HOST)

@@ -647,3 +647,30 @@ async fn a_story_stored_while_serving_shows_up_and_connections_are_bounded() {
         .unwrap();
     assert_eq!(r.status, 200);
 }
+
+#[test]
+fn kolokol_node_says_when_the_gateway_port_is_taken() {
+    let dir = TempDir::new().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kolokol"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["node", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+        .args(["--gateway", &addr])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&addr) && err.contains("--gateway"), "{err}");
+    // And beyond loopback only with --gateway-public.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kolokol"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["node", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+        .args(["--gateway", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not loopback"));
+}

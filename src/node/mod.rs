@@ -118,15 +118,17 @@ pub async fn start(data_dir: &Path, config: Config) -> Result<Running, NodeError
             ),
         });
     }
-    // The gateway's address is taken first: a port in use fails the start
-    // before anything else is opened.
+    std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
+    // The store's lock first: a second node on this data directory is told
+    // so, rather than that the gateway's port is taken (by the first).
+    let store = Arc::new(Store::open(&data_dir.join("store"), config.store.clone())?);
+    // Then the gateway's port, before the network starts: a port in use
+    // fails the start with nothing to undo.
     let gateway_listener = if config.gateway.enabled {
         Some(crate::gateway::bind(&config.gateway).await?)
     } else {
         None
     };
-    std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
-    let store = Arc::new(Store::open(&data_dir.join("store"), config.store.clone())?);
     let trust = TrustList::open(data_dir)?;
     let publishers = trust.list()?;
     let mut policy = crate::trust::policy_of(&publishers)?;

@@ -13,68 +13,68 @@ use crate::store::{Store, StoreError, gaps};
 
 /// The newest version of one story.
 #[derive(Debug, Clone)]
-pub struct Item {
+pub(crate) struct Item {
     /// The publisher.
-    pub publisher: PublicKey,
+    pub(crate) publisher: PublicKey,
     /// The story.
-    pub story: StoryId,
+    pub(crate) story: StoryId,
     /// The newest version's bundle.
-    pub id: BundleId,
+    pub(crate) id: BundleId,
     /// Its version number.
-    pub version: u32,
+    pub(crate) version: u32,
     /// Its kind: a retraction means the story is withdrawn.
-    pub kind: Kind,
+    pub(crate) kind: Kind,
     /// Headline of the newest version.
-    pub title: String,
+    pub(crate) title: String,
     /// Summary of the newest version.
-    pub summary: Option<String>,
+    pub(crate) summary: Option<String>,
     /// Language tag, lower case.
-    pub language: String,
+    pub(crate) language: String,
     /// Section.
-    pub section: Option<String>,
+    pub(crate) section: Option<String>,
     /// Bylines.
-    pub authors: Vec<String>,
+    pub(crate) authors: Vec<String>,
     /// First publication of the story.
-    pub published: Timestamp,
+    pub(crate) published: Timestamp,
     /// When the newest version was signed.
-    pub signed_at: Timestamp,
+    pub(crate) signed_at: Timestamp,
     /// Title and summary, lower case, for search.
     search: String,
 }
 
 impl Item {
     /// Whether the story has been retracted.
-    pub fn retracted(&self) -> bool {
+    pub(crate) fn retracted(&self) -> bool {
         self.kind == Kind::Retraction
     }
 }
 
 /// What the catalog knows of one trusted publisher.
 #[derive(Debug, Clone, Default)]
-pub struct PublisherInfo {
+pub(crate) struct PublisherInfo {
     /// Stories held (newest versions).
-    pub stories: usize,
+    pub(crate) stories: usize,
     /// Bundles held.
-    pub bundles: u64,
+    pub(crate) bundles: u64,
     /// Sequence numbers below the newest head never held.
-    pub missing: Vec<(u64, u64)>,
+    pub(crate) missing: Vec<(u64, u64)>,
     /// The newest head.
-    pub head: Option<Head>,
+    pub(crate) head: Option<Head>,
     /// Languages of its stories, with counts.
-    pub languages: BTreeMap<String, usize>,
+    pub(crate) languages: BTreeMap<String, usize>,
     /// Sections of its stories, with counts.
-    pub sections: BTreeMap<String, usize>,
+    pub(crate) sections: BTreeMap<String, usize>,
 }
 
 impl PublisherInfo {
     /// How many sequence numbers are missing.
-    pub fn missing_count(&self) -> u64 {
+    pub(crate) fn missing_count(&self) -> u64 {
         self.missing.iter().map(|(a, b)| b - a + 1).sum()
     }
 }
 
 /// Newest versions of all stories of trusted publishers.
-pub struct Catalog {
+pub(crate) struct Catalog {
     changes: u64,
     trust_version: u64,
     built: Instant,
@@ -85,15 +85,15 @@ pub struct Catalog {
 
 /// Filters for a list of stories.
 #[derive(Debug, Default, Clone)]
-pub struct Filter<'a> {
+pub(crate) struct Filter<'a> {
     /// One publisher only.
-    pub publisher: Option<PublicKey>,
+    pub(crate) publisher: Option<PublicKey>,
     /// One language (compared case-insensitively).
-    pub language: Option<&'a str>,
+    pub(crate) language: Option<&'a str>,
     /// One section.
-    pub section: Option<&'a str>,
+    pub(crate) section: Option<&'a str>,
     /// Words that must all appear in the title or summary.
-    pub query: Option<&'a str>,
+    pub(crate) query: Option<&'a str>,
 }
 
 impl Catalog {
@@ -178,12 +178,12 @@ impl Catalog {
     }
 
     /// What is known of a publisher.
-    pub fn publisher(&self, key: &PublicKey) -> Option<&PublisherInfo> {
+    pub(crate) fn publisher(&self, key: &PublicKey) -> Option<&PublisherInfo> {
         self.publishers.get(key)
     }
 
     /// The stories matching `filter`, newest first.
-    pub fn select(&self, filter: &Filter<'_>) -> impl Iterator<Item = &Item> + '_ {
+    pub(crate) fn select(&self, filter: &Filter<'_>) -> impl Iterator<Item = &Item> + '_ {
         let words: Vec<String> = filter
             .query
             .map(|q| {
@@ -208,7 +208,12 @@ impl Catalog {
 
     /// The stories matching `filter`: how many in all, and page `page`
     /// (from 1) of `per_page`.
-    pub fn page(&self, filter: &Filter<'_>, page: usize, per_page: usize) -> (usize, Vec<&Item>) {
+    pub(crate) fn page(
+        &self,
+        filter: &Filter<'_>,
+        page: usize,
+        per_page: usize,
+    ) -> (usize, Vec<&Item>) {
         let mut total = 0;
         let skip = page.saturating_sub(1).saturating_mul(per_page);
         let mut out = Vec::with_capacity(per_page);

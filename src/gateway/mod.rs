@@ -41,8 +41,7 @@ use crate::net::Node;
 use crate::proto::{PublicKey, Timestamp};
 use crate::store::Store;
 use crate::trust::{PublisherFile, TrustList};
-
-pub use catalog::Catalog;
+use catalog::Catalog;
 
 /// The gateway's default address: loopback only.
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8080";

@@ -322,3 +322,38 @@ fn a_publisher_files_bootstrap_addresses_are_dialed() {
     assert!(reader.terminate().success());
     assert!(mirror.terminate().success());
 }
+
+#[test]
+fn a_reader_started_late_catches_up_from_a_mirror_process() {
+    let dir = TempDir::new().unwrap();
+    let (a, b, newsroom) = newsroom_and_reader(&dir, "mirror", "reader", "late-news");
+    let mut mirror = NodeProcess::start(&a, &["--mirror"]);
+    let article = dir.path().join("a.md");
+    std::fs::write(
+        &article,
+        "---\ntitle: Published while away\nlang: en\n---\nText.\n",
+    )
+    .unwrap();
+    ok(
+        &a,
+        &[
+            "publish",
+            article.to_str().unwrap(),
+            "--newsroom",
+            newsroom.to_str().unwrap(),
+        ],
+    );
+    let status = ok(&a, &["status"]);
+    assert!(status.contains("(mirror)"), "{status}");
+    // The reader starts after the publication: gossip is long gone, and
+    // catch-up brings the story and the head.
+    let mut reader = NodeProcess::start(&b, &["--bootstrap", &mirror.addr()]);
+    reader.wait_until("the story caught up", || {
+        ok(&b, &["status"]).contains("stories held: 1")
+    });
+    let status = ok(&b, &["status"]);
+    assert!(status.contains("newest head:  sequence 1"), "{status}");
+    assert!(status.contains("catch-up:"), "{status}");
+    assert!(reader.terminate().success());
+    assert!(mirror.terminate().success());
+}

@@ -28,6 +28,17 @@ pub(super) struct NodeArgs {
     /// Switch off discovery of peers on the local network (mDNS).
     #[arg(long)]
     no_mdns: bool,
+    /// Run as a mirror: carry every trusted publisher, answer the DHT,
+    /// relay for peers behind NAT; no mDNS.
+    #[arg(long)]
+    mirror: bool,
+    /// Be reachable through this relay (repeatable): a mirror's address
+    /// ending in /p2p/PEER_ID. For a node with no open port.
+    #[arg(long = "relay", value_name = "MULTIADDR")]
+    relays: Vec<String>,
+    /// Tell peers they can reach this node here (repeatable).
+    #[arg(long = "external", value_name = "MULTIADDR")]
+    external: Vec<String>,
     /// Serve the reader's gateway on this address [default: 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR", conflicts_with = "no_gateway")]
     gateway: Option<String>,
@@ -55,6 +66,11 @@ pub(super) fn run_node(args: NodeArgs, data: &Path) -> Result<ExitCode> {
     if args.no_mdns {
         config.net.mdns = false;
     }
+    if args.mirror {
+        config.net.mirror = true;
+    }
+    config.net.relays.extend(args.relays);
+    config.net.external_addresses.extend(args.external);
     if let Some(g) = args.gateway {
         config.gateway.address = g;
         config.gateway.enabled = true;
@@ -93,7 +109,14 @@ pub(super) fn status(data: &Path) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let st = client.status()?;
-    println!("peer id:   {}", st.peer_id);
+    println!(
+        "peer id:   {}{}",
+        st.peer_id,
+        if st.mirror { " (mirror)" } else { "" }
+    );
+    if let Some(r) = &st.reachability {
+        println!("reachable: {r}");
+    }
     for a in &st.listen {
         println!("listening: {a}");
     }
@@ -109,6 +132,13 @@ pub(super) fn status(data: &Path) -> Result<ExitCode> {
     println!(
         "gossip:    {} messages received, {} new; {} blob chunks served",
         st.gossip_received, st.gossip_unique, st.served_chunks
+    );
+    println!(
+        "catch-up:  {} messages sent ({} bytes), {} received ({} bytes)",
+        st.sync.messages_sent,
+        st.sync.bytes_sent,
+        st.sync.messages_received,
+        st.sync.bytes_received
     );
     for p in &st.publishers {
         println!("publisher {} ({})", p.name, &p.root_key);

@@ -9,6 +9,8 @@
 //! stored whole. Blobs travel over `/kolokol/fetch/1` request-response, in
 //! bounded chunks.
 
+mod catchup;
+mod discovery;
 pub mod wire;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -22,8 +24,8 @@ use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, identify, mdns,
-    memory_connection_limits, noise, ping, tcp, yamux,
+    Multiaddr, PeerId, StreamProtocol, Swarm, autonat, connection_limits, dcutr, identify, kad,
+    mdns, memory_connection_limits, noise, ping, relay, tcp, yamux,
 };
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -37,7 +39,7 @@ use crate::proto::{
 use crate::store::archive::{self, ImportReport};
 use crate::store::{Ingested, Store, StoreError};
 use crate::trust::PublisherFile;
-use wire::{Announcement, CHUNK, FetchCodec, FetchRequest, FetchResponse};
+use wire::{Announcement, CHUNK, FetchCodec, FetchRequest, FetchResponse, SyncCodec};
 
 /// Commands waiting for the actor; senders wait when it is full.
 pub const COMMAND_QUEUE: usize = 64;
@@ -125,6 +127,57 @@ pub struct NetConfig {
     /// Switch off peer scoring's same-IP penalty, so that many nodes can
     /// share one address (tests on 127.0.0.1; never on the internet).
     pub same_ip_ok: bool,
+    /// Run as a mirror: carry every trusted publisher, answer the DHT
+    /// (Kademlia server mode), put provider records, relay for peers
+    /// behind NAT, no mDNS.
+    pub mirror: bool,
+    /// Catch up with every connected peer this often, in seconds (and
+    /// always when a connection comes up).
+    pub sync_interval_secs: u64,
+    /// Look up mirrors of publishers no connected peer carries, or with
+    /// stories missing, this often, in seconds.
+    pub discovery_interval_secs: u64,
+    /// A mirror renews its provider records this often, in seconds.
+    pub provide_interval_secs: u64,
+    /// Relays to be reachable through (multiaddresses ending in
+    /// `/p2p/PEER_ID`), for a node with no open port.
+    pub relays: Vec<String>,
+    /// Addresses at which peers can reach this node, told to them (a
+    /// mirror behind port forwarding, say). A mirror with none announces
+    /// what it listens on.
+    pub external_addresses: Vec<String>,
+    /// Caps of the relay server a mirror runs.
+    pub relay: RelayLimits,
+}
+
+/// What a mirror's relay server allows. Defaults are raised from libp2p's
+/// (2 minutes and 128 KiB per circuit) so that a circuit carries bundles.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelayLimits {
+    /// Peers holding a reservation at once.
+    pub max_reservations: usize,
+    /// Circuits open at once.
+    pub max_circuits: usize,
+    /// Circuits open at once for one peer.
+    pub max_circuits_per_peer: usize,
+    /// Bytes one circuit may carry (both directions together) before it
+    /// is closed.
+    pub max_circuit_bytes: u64,
+    /// How long one circuit may stay open, in seconds.
+    pub max_circuit_duration_secs: u64,
+}
+
+impl Default for RelayLimits {
+    fn default() -> Self {
+        Self {
+            max_reservations: 128,
+            max_circuits: 64,
+            max_circuits_per_peer: 4,
+            max_circuit_bytes: 64 * 1024 * 1024,
+            max_circuit_duration_secs: 30 * 60,
+        }
+    }
 }
 
 impl Default for NetConfig {
@@ -147,6 +200,13 @@ impl Default for NetConfig {
             max_requests_per_peer: 8,
             fetch_deadline_secs: 120,
             same_ip_ok: false,
+            mirror: false,
+            sync_interval_secs: 300,
+            discovery_interval_secs: 60,
+            provide_interval_secs: 3600,
+            relays: Vec::new(),
+            external_addresses: Vec::new(),
+            relay: RelayLimits::default(),
         }
     }
 }
@@ -162,6 +222,9 @@ impl NetConfig {
             request_timeout_secs: 5,
             fetch_deadline_secs: 30, // under 200 heartbeats of 200 ms
             same_ip_ok: true,
+            sync_interval_secs: 5,
+            discovery_interval_secs: 1,
+            provide_interval_secs: 2,
             ..Self::default()
         }
     }
@@ -236,6 +299,25 @@ pub struct Status {
     pub gossip_unique: u64,
     /// Per trusted publisher.
     pub publishers: Vec<PublisherStatus>,
+    /// Whether it runs as a mirror.
+    pub mirror: bool,
+    /// Reachability as autonat last found it, if it has.
+    pub reachability: Option<String>,
+    /// Catch-up traffic since start.
+    pub sync: SyncTraffic,
+}
+
+/// Catch-up messages and bytes since start, both ways.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SyncTraffic {
+    /// Messages sent (requests and responses).
+    pub messages_sent: u64,
+    /// Bytes sent.
+    pub bytes_sent: u64,
+    /// Messages received.
+    pub messages_received: u64,
+    /// Bytes received.
+    pub bytes_received: u64,
 }
 
 enum Command {
@@ -274,6 +356,12 @@ struct Behaviour {
     ping: ping::Behaviour,
     gossipsub: gossipsub::Behaviour,
     fetch: request_response::Behaviour<FetchCodec>,
+    sync: request_response::Behaviour<SyncCodec>,
+    kad: kad::Behaviour<kad::store::MemoryStore>,
+    relay_client: relay::client::Behaviour,
+    relay: Toggle<relay::Behaviour>,
+    dcutr: dcutr::Behaviour,
+    autonat: autonat::Behaviour,
     mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
@@ -330,6 +418,10 @@ struct Actor {
     /// Gossipsub's own counters (received messages with and without
     /// duplicates, among others).
     metrics: prometheus_client::registry::Registry,
+    /// Catch-up traffic, counted by the codec.
+    sync_counters: Arc<wire::SyncCounters>,
+    sync: catchup::SyncState,
+    discovery: discovery::DiscoveryState,
 }
 
 fn now() -> Timestamp {
@@ -348,6 +440,7 @@ async fn build_swarm(
     keypair: libp2p::identity::Keypair,
     config: &NetConfig,
     registry: &mut prometheus_client::registry::Registry,
+    sync_codec: SyncCodec,
 ) -> Result<Swarm<Behaviour>, NetError> {
     let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
     let gossip_config = gossipsub::ConfigBuilder::default()
@@ -385,7 +478,12 @@ async fn build_swarm(
     let fetch_config = request_response::Config::default()
         .with_request_timeout(Duration::from_secs(config.request_timeout_secs))
         .with_max_concurrent_streams(64);
-    let mdns_on = config.mdns;
+    let mdns_on = config.mdns && !config.mirror;
+    let mirror = config.mirror;
+    let relay_limits = config.relay.clone();
+    let sync_config = request_response::Config::default()
+        .with_request_timeout(Duration::from_secs(config.request_timeout_secs.max(30)))
+        .with_max_concurrent_streams(16);
     let memory_fraction = config.max_memory_fraction;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
@@ -401,7 +499,10 @@ async fn build_swarm(
         .with_websocket(noise::Config::new, yamux::Config::default)
         .await
         .map_err(|e| setup(&e))?
-        .with_behaviour(move |key| {
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| setup(&e))?
+        .with_behaviour(move |key, relay_client| {
+            let peer_id = key.public().to_peer_id();
             let mut gossipsub = gossipsub::Behaviour::new(
                 gossipsub::MessageAuthenticity::Signed(key.clone()),
                 gossip_config,
@@ -433,6 +534,21 @@ async fn build_swarm(
                     )],
                     fetch_config,
                 ),
+                sync: request_response::Behaviour::with_codec(
+                    sync_codec,
+                    [(
+                        StreamProtocol::new(wire::SYNC_PROTOCOL),
+                        ProtocolSupport::Full,
+                    )],
+                    sync_config,
+                ),
+                kad: discovery::kademlia(peer_id, mirror),
+                relay_client,
+                relay: Toggle::from(
+                    mirror.then(|| discovery::relay_server(peer_id, &relay_limits)),
+                ),
+                dcutr: dcutr::Behaviour::new(peer_id),
+                autonat: autonat::Behaviour::new(peer_id, autonat::Config::default()),
                 mdns: Toggle::from(mdns),
             })
         })
@@ -454,7 +570,9 @@ impl Node {
     ) -> Result<Node, NetError> {
         let peer_id = keypair.public().to_peer_id();
         let mut registry = prometheus_client::registry::Registry::default();
-        let mut swarm = build_swarm(keypair, &config, &mut registry).await?;
+        let sync_codec = SyncCodec::default();
+        let sync_counters = sync_codec.counters.clone();
+        let mut swarm = build_swarm(keypair, &config, &mut registry, sync_codec).await?;
         for addr in &config.listen {
             let ma: Multiaddr = addr
                 .parse()
@@ -482,7 +600,17 @@ impl Node {
             banned: HashMap::new(),
             served_chunks: 0,
             metrics: registry,
+            sync_counters,
+            sync: catchup::SyncState::default(),
+            discovery: discovery::DiscoveryState::default(),
         };
+        for addr in &config.external_addresses {
+            let ma: Multiaddr = addr
+                .parse()
+                .map_err(|_| NetError::BadAddress(addr.clone()))?;
+            actor.swarm.add_external_address(ma);
+        }
+        actor.listen_via_relays();
         let publishers: Vec<PublicKey> = actor.policy.publishers().map(|(k, _)| *k).collect();
         for p in publishers {
             actor.subscribe(&p);
@@ -786,6 +914,7 @@ impl Actor {
                 );
             }
         }
+        self.sync.store_changed();
         self.emit(NodeEvent::Stored(id));
         info!(bundle = %id.short(), "published");
         self.enforce_quota();
@@ -809,6 +938,7 @@ impl Actor {
                 &mut |id| stored.push(*id),
             )
         })?;
+        self.sync.store_changed();
         for id in stored {
             if let Ok(Some(m)) = self.store.manifest(&id)
                 && let Some(cert) = self.certificate_of(&m.manifest)
@@ -878,6 +1008,18 @@ impl Actor {
             gossip_received: self.metric_sum("topic_msg_recv_counts_unfiltered_total"),
             gossip_unique: self.metric_sum("topic_msg_recv_counts_total"),
             publishers,
+            mirror: self.config.mirror,
+            reachability: self.discovery.nat.clone(),
+            sync: {
+                use std::sync::atomic::Ordering::Relaxed;
+                let c = &self.sync_counters;
+                SyncTraffic {
+                    messages_sent: c.messages_sent.load(Relaxed),
+                    bytes_sent: c.bytes_sent.load(Relaxed),
+                    messages_received: c.messages_received.load(Relaxed),
+                    bytes_received: c.bytes_received.load(Relaxed),
+                }
+            },
         }
     }
 
@@ -1060,6 +1202,7 @@ impl Actor {
                         .unwrap_or(false);
                     self.policy.add_revocation(r.clone());
                     let stored = tokio::task::block_in_place(|| self.store.put_revocation(&r));
+                    self.sync.store_changed();
                     if let Err(e) = &stored {
                         warn!("storing a revocation failed: {e}");
                     }
@@ -1080,17 +1223,33 @@ impl Actor {
     }
 
     fn start_fetch(&mut self, manifest: Verified<Manifest>, message: Option<(MessageId, PeerId)>) {
+        let first = message.as_ref().map(|(_, source)| *source);
+        self.start_fetch_inner(manifest, message, first);
+    }
+
+    /// Fetches a bundle a catch-up peer holds, from that peer first.
+    /// Returns false when the node is at `max_fetches`.
+    fn start_fetch_from(&mut self, manifest: Verified<Manifest>, peer: PeerId) -> bool {
+        self.start_fetch_inner(manifest, None, Some(peer))
+    }
+
+    fn start_fetch_inner(
+        &mut self,
+        manifest: Verified<Manifest>,
+        message: Option<(MessageId, PeerId)>,
+        first: Option<PeerId>,
+    ) -> bool {
         if self.fetches.len() >= self.config.max_fetches {
             // Too busy: not forwarded, not held against the sender; catch-up
             // brings it later.
             if let Some((id, source)) = message {
                 self.report(&id, &source, MessageAcceptance::Ignore);
             }
-            return;
+            return false;
         }
         let mut candidates = VecDeque::new();
-        if let Some((_, source)) = &message {
-            candidates.push_back(*source);
+        if let Some(source) = first {
+            candidates.push_back(source);
         }
         let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
         for p in connected {
@@ -1119,6 +1278,7 @@ impl Actor {
             },
         );
         self.advance(id);
+        true
     }
 
     /// Sends the next request of a fetch, or finishes it.
@@ -1261,6 +1421,7 @@ impl Actor {
                 if let Some((mid, source)) = message {
                     self.report(&mid, &source, MessageAcceptance::Accept);
                 }
+                self.sync.store_changed();
                 self.emit(NodeEvent::Stored(id));
                 debug!(bundle = %id.short(), "fetched and stored");
                 self.enforce_quota();
@@ -1282,9 +1443,11 @@ impl Actor {
         }
     }
 
-    fn enforce_quota(&self) {
-        if let Err(e) = tokio::task::block_in_place(|| self.store.enforce_quota()) {
-            warn!("quota enforcement failed: {e}");
+    fn enforce_quota(&mut self) {
+        match tokio::task::block_in_place(|| self.store.enforce_quota()) {
+            Ok(e) if e != Default::default() => self.sync.store_changed(),
+            Ok(_) => {}
+            Err(e) => warn!("quota enforcement failed: {e}"),
         }
     }
 
@@ -1334,6 +1497,8 @@ impl Actor {
 
     fn tick(&mut self) {
         self.flush_outbox();
+        self.sync_tick();
+        self.discovery_tick();
         self.banned.retain(|_, t| t.elapsed() < BAN_TIME);
         let deadline = Duration::from_secs(self.config.fetch_deadline_secs);
         let overdue: Vec<BundleId> = self
@@ -1360,15 +1525,83 @@ impl Actor {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!("listening on {address}");
+                // A mirror is run where it can be reached: what it listens
+                // on is what it tells peers (and relay clients) to use,
+                // unless addresses to announce are configured.
+                if self.config.mirror
+                    && self.config.external_addresses.is_empty()
+                    && !address
+                        .iter()
+                        .any(|p| p == libp2p::multiaddr::Protocol::P2pCircuit)
+                {
+                    self.swarm.add_external_address(address.clone());
+                }
                 self.emit(NodeEvent::Listening(address));
             }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                addresses,
+                reason,
+            } => {
+                if let Err(e) = reason {
+                    warn!("stopped listening on {addresses:?}: {e}");
+                }
+                self.listener_closed(listener_id);
+            }
+            SwarmEvent::ListenerError { error, .. } => warn!("listener error: {error}"),
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(
+                relay::client::Event::ReservationReqAccepted { relay_peer_id, .. },
+            )) => info!(relay = %relay_peer_id, "reachable through a relay"),
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(e)) => debug!("relay: {e:?}"),
             SwarmEvent::ConnectionEstablished { peer_id, .. } if self.is_banned(&peer_id) => {
                 let _ = self.swarm.disconnect_peer_id(peer_id);
             }
-            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
-                debug!(peer = %peer_id, "connected");
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                endpoint,
+                ..
+            } => {
+                debug!(peer = %peer_id, address = %endpoint.get_remote_address(), "connected");
                 self.emit(NodeEvent::Connected(peer_id));
+                if num_established.get() == 1 {
+                    self.sync_with(peer_id);
+                }
             }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.sync.peer_gone(&peer_id);
+                self.discovery.peer_gone(&peer_id);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
+                peer,
+                message,
+                ..
+            })) => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => self.serve_sync(peer, request, channel),
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => self.sync_response(request_id, Ok(response), false),
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(
+                request_response::Event::OutboundFailure {
+                    request_id, error, ..
+                },
+            )) => {
+                let unsupported = matches!(
+                    error,
+                    request_response::OutboundFailure::UnsupportedProtocols
+                );
+                self.sync_response(request_id, Err(error.to_string()), unsupported)
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.kad_event(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(e)) => self.autonat_event(e),
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
                 message_id,
@@ -1407,6 +1640,7 @@ impl Actor {
                 ..
             })) => {
                 debug!(peer = %peer_id, agent = %info.agent_version, "identified");
+                self.identified(peer_id, info);
             }
             _ => {}
         }

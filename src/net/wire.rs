@@ -130,7 +130,7 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> std::io::Result<T> {
         Ok((v, [])) => Ok(v),
         _ => Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            "malformed fetch message",
+            "malformed message",
         )),
     }
 }
@@ -178,6 +178,250 @@ impl libp2p::request_response::Codec for FetchCodec {
     ) -> std::io::Result<()> {
         write_frame(io, &encode(&res)?).await
     }
+}
+
+/// Protocol name of catch-up.
+pub const SYNC_PROTOCOL: &str = "/kolokol/sync/1";
+/// Publishers asked about in one summary request.
+pub const MAX_SYNC_PUBLISHERS: usize = 32;
+/// Sequence ranges of one publisher in one summary response; more are
+/// paged with [`PublisherState::more`].
+pub const MAX_RANGES: usize = 1024;
+/// Revocations of one publisher in one summary response.
+pub const MAX_SYNC_REVOCATIONS: usize = 16;
+/// Bundles asked for in one request.
+pub const MAX_SYNC_SEQS: usize = 64;
+/// Bytes of manifests and inline blobs a responder puts in one bundles
+/// response before it stops (the asker asks again for the rest).
+pub const SYNC_BUDGET: usize = 2 * 1024 * 1024;
+/// A bundle whose blobs together stay under this travels inline in a
+/// bundles response; larger ones are fetched blob by blob.
+pub const INLINE_BUNDLE: u64 = 256 * 1024;
+/// Largest catch-up request read.
+pub const MAX_SYNC_REQUEST: usize = 16 * 1024;
+/// Largest catch-up response read: the budget, one oversized last manifest
+/// and its certificates, or a full summary page, with framing.
+pub const MAX_SYNC_RESPONSE: usize = 8 * 1024 * 1024;
+
+/// What a node asks a peer during catch-up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncRequest {
+    /// "Here is what I hold of these publishers; what do you hold?"
+    Summary {
+        /// At most [`MAX_SYNC_PUBLISHERS`].
+        publishers: Vec<PublisherQuery>,
+    },
+    /// "Send me these bundles of one publisher."
+    Bundles {
+        /// The publisher.
+        publisher: PublicKey,
+        /// Sequence numbers, at most [`MAX_SYNC_SEQS`].
+        sequences: Vec<u64>,
+    },
+}
+
+/// The asker's side of one publisher in a summary request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublisherQuery {
+    /// The publisher.
+    pub publisher: PublicKey,
+    /// The sequence number of the asker's newest head (0: none).
+    pub head: u64,
+    /// [`revocations_digest`] of the revocations of this publisher the
+    /// asker knows: when the peer's differs, it sends its own.
+    pub revocations: [u8; 32],
+    /// [`ranges_digest`] of the sequence numbers the asker holds: when the
+    /// peer's is the same, it sends no ranges.
+    pub digest: [u8; 32],
+    /// Send ranges from this sequence number on (paging).
+    pub from: u64,
+}
+
+/// The responder's side of one publisher in a summary response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublisherState {
+    /// The publisher.
+    pub publisher: PublicKey,
+    /// The responder's newest head and its signing certificate, when it is
+    /// newer than the asker's.
+    pub head: Option<(Vec<u8>, Vec<u8>)>,
+    /// The responder's revocations, newest first and at most
+    /// [`MAX_SYNC_REVOCATIONS`], when its digest differs from the asker's.
+    pub revocations: Vec<Vec<u8>>,
+    /// The sequence ranges it holds from `from` on; `None` when its digest
+    /// equals the asker's.
+    pub ranges: Option<Vec<(u64, u64)>>,
+    /// Where the next page starts, if `ranges` was cut at [`MAX_RANGES`].
+    pub more: Option<u64>,
+}
+
+/// One bundle in a bundles response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncBundle {
+    /// Its signed manifest.
+    pub manifest: Vec<u8>,
+    /// Its blobs in manifest order, when small enough to travel inline.
+    pub blobs: Option<Vec<Vec<u8>>>,
+}
+
+/// A catch-up response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncResponse {
+    /// One entry per asked publisher the responder carries.
+    Summary {
+        /// The publishers' states.
+        publishers: Vec<PublisherState>,
+    },
+    /// Bundles asked for, in the order asked, skipping those not held.
+    Bundles {
+        /// Certificates the manifests need (each once).
+        certificates: Vec<Vec<u8>>,
+        /// The bundles.
+        bundles: Vec<SyncBundle>,
+        /// The first asked sequence number left out for lack of room
+        /// (asked again later); `None` when every held one was sent.
+        cut_at: Option<u64>,
+    },
+    /// The request was refused: the asker is banned, asked for bundles of
+    /// a publisher not carried, or asked for full summaries too often.
+    /// (A request over its limits gets no response: its stream is reset.)
+    Refused,
+}
+
+/// The digest of a set of sequence ranges, compared instead of the ranges.
+pub fn ranges_digest(ranges: &[(u64, u64)]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key("kolokol/v1/sync-ranges");
+    for (a, b) in ranges {
+        h.update(&a.to_le_bytes());
+        h.update(&b.to_le_bytes());
+    }
+    *h.finalize().as_bytes()
+}
+
+/// The digest of a publisher's revocations (their signed bytes, in any
+/// order), compared instead of the revocations.
+pub fn revocations_digest<'a>(revocations: impl IntoIterator<Item = &'a [u8]>) -> [u8; 32] {
+    let mut ids: Vec<[u8; 32]> = revocations
+        .into_iter()
+        .map(|r| *blake3::hash(r).as_bytes())
+        .collect();
+    ids.sort_unstable();
+    let mut h = blake3::Hasher::new_derive_key("kolokol/v1/sync-revocations");
+    for id in &ids {
+        h.update(id);
+    }
+    *h.finalize().as_bytes()
+}
+
+/// Catch-up traffic counted by the codec: messages and bytes each way.
+#[derive(Debug, Default)]
+pub struct SyncCounters {
+    /// Messages sent (requests and responses).
+    pub messages_sent: std::sync::atomic::AtomicU64,
+    /// Bytes sent, framing included.
+    pub bytes_sent: std::sync::atomic::AtomicU64,
+    /// Messages received.
+    pub messages_received: std::sync::atomic::AtomicU64,
+    /// Bytes received, framing included.
+    pub bytes_received: std::sync::atomic::AtomicU64,
+}
+
+impl SyncCounters {
+    fn sent(&self, bytes: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.messages_sent.fetch_add(1, Relaxed);
+        self.bytes_sent.fetch_add(bytes as u64 + 4, Relaxed);
+    }
+
+    fn received(&self, bytes: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.messages_received.fetch_add(1, Relaxed);
+        self.bytes_received.fetch_add(bytes as u64 + 4, Relaxed);
+    }
+}
+
+/// The catch-up codec: length-prefixed postcard like [`FetchCodec`], with
+/// its traffic counted.
+#[derive(Debug, Clone, Default)]
+pub struct SyncCodec {
+    /// Shared by every connection's copy of the codec.
+    pub counters: std::sync::Arc<SyncCounters>,
+}
+
+impl libp2p::request_response::Codec for SyncCodec {
+    type Protocol = libp2p::StreamProtocol;
+    type Request = SyncRequest;
+    type Response = SyncResponse;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &Self::Protocol,
+        io: &mut T,
+    ) -> std::io::Result<SyncRequest> {
+        let frame = read_frame(io, MAX_SYNC_REQUEST).await?;
+        self.counters.received(frame.len());
+        let req: SyncRequest = decode(&frame)?;
+        let ok = match &req {
+            SyncRequest::Summary { publishers } => publishers.len() <= MAX_SYNC_PUBLISHERS,
+            SyncRequest::Bundles { sequences, .. } => sequences.len() <= MAX_SYNC_SEQS,
+        };
+        if !ok {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "catch-up request over its limits",
+            ));
+        }
+        Ok(req)
+    }
+
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &Self::Protocol,
+        io: &mut T,
+    ) -> std::io::Result<SyncResponse> {
+        let frame = read_frame(io, MAX_SYNC_RESPONSE).await?;
+        self.counters.received(frame.len());
+        decode(&frame)
+    }
+
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &Self::Protocol,
+        io: &mut T,
+        req: SyncRequest,
+    ) -> std::io::Result<()> {
+        let bytes = encode(&req)?;
+        self.counters.sent(bytes.len());
+        write_frame(io, &bytes).await
+    }
+
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &Self::Protocol,
+        io: &mut T,
+        res: SyncResponse,
+    ) -> std::io::Result<()> {
+        let bytes = encode(&res)?;
+        if bytes.len() > MAX_SYNC_RESPONSE {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "catch-up response over its limit",
+            ));
+        }
+        self.counters.sent(bytes.len());
+        write_frame(io, &bytes).await
+    }
+}
+
+/// The Kademlia protocol name: our own, so the network's DHT holds only
+/// Kolokol nodes.
+pub const KAD_PROTOCOL: &str = "/kolokol/kad/1";
+
+/// The DHT key under which mirrors of `publisher` put provider records.
+pub fn mirror_key(publisher: &PublicKey) -> Vec<u8> {
+    let mut h = blake3::Hasher::new_derive_key("kolokol/v1/mirrors");
+    h.update(publisher.as_bytes());
+    h.finalize().as_bytes().to_vec()
 }
 
 #[cfg(test)]

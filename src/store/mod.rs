@@ -1096,6 +1096,21 @@ impl Store {
             .and_then(|v| v.first().and_then(|b| SeqState::from_u8(*b))))
     }
 
+    /// The bundle held under a publisher's sequence number, if any.
+    pub fn held_at(
+        &self,
+        publisher: &PublicKey,
+        sequence: u64,
+    ) -> Result<Option<BundleId>, StoreError> {
+        match self
+            .kv
+            .get(&key(SEQ, &[publisher.as_bytes(), &sequence.to_be_bytes()]))?
+        {
+            Some(v) if v.first() == Some(&(SeqState::Held as u8)) => Ok(Some(id_from(&v[1..])?)),
+            _ => Ok(None),
+        }
+    }
+
     /// A blob's bytes, inline or in its file, whether referenced or not.
     fn blob_bytes(&self, hash: &BlobHash) -> Result<Option<Vec<u8>>, StoreError> {
         match self.kv.get(&key(BLOB, &[hash.as_bytes()]))? {

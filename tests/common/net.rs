@@ -25,10 +25,20 @@ pub struct TestNode {
 /// A node trusting `p`, with an in-memory store, listening on loopback.
 pub async fn spawn(p: &Publisher) -> TestNode {
     let store = Arc::new(Store::memory(StoreConfig::default()));
-    let mut policy = bare_policy(p);
+    spawn_on(&[p], store, NetConfig::for_tests()).await
+}
+
+/// A node trusting `publishers`, on `store`, with `config`.
+#[allow(dead_code)] // not every test crate uses every helper
+pub async fn spawn_on(publishers: &[&Publisher], store: Arc<Store>, config: NetConfig) -> TestNode {
+    let mut policy = bare_policy(publishers[0]);
+    for (i, p) in publishers.iter().enumerate().skip(1) {
+        policy.trust(p.public(), format!("publisher-{i}")).unwrap();
+    }
     store.load_trust(&mut policy, now()).unwrap();
+    let listens = !config.listen.is_empty();
     let node = Node::spawn(
-        NetConfig::for_tests(),
+        config,
         libp2p::identity::Keypair::generate_ed25519(),
         store.clone(),
         policy,
@@ -36,6 +46,16 @@ pub async fn spawn(p: &Publisher) -> TestNode {
     .await
     .unwrap();
     let events = node.events();
+    if !listens {
+        // Reachable only through a relay: its address is the circuit's.
+        let addr = Multiaddr::empty().with(libp2p::multiaddr::Protocol::P2p(node.peer_id()));
+        return TestNode {
+            node,
+            store,
+            addr,
+            events,
+        };
+    }
     let addr = node
         .wait_listening(1, DEADLINE)
         .await

@@ -1,0 +1,286 @@
+//! `cargo bench --bench catchup`: a fresh node (store on disk) catching up
+//! from one peer that holds 10,000 stories with a 4 KiB body, against the
+//! raw transfer of the same bytes over one TCP connection on loopback in
+//! the same run; then the messages and bytes two nodes already in sync at
+//! 100,000 stories exchange to find out that they are.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kolokol::net::{NetConfig, Node, NodeEvent, SyncTraffic};
+use kolokol::proto::*;
+use kolokol::store::{Store, StoreConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const STORIES: u64 = 10_000;
+const BODY: usize = 4096;
+const SETTLED: u64 = 100_000;
+
+fn key(n: u8) -> SecretKey {
+    SecretKey::from_seed(&[n; 32])
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_system(std::time::SystemTime::now())
+}
+
+struct Fixture {
+    root: SecretKey,
+    signing: SecretKey,
+    cert: Vec<u8>,
+    policy: TrustPolicy,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let root = key(1);
+        let signing = key(2);
+        let cert = KeyCertificate {
+            format: FORMAT_VERSION,
+            publisher: root.public(),
+            signing_key: signing.public(),
+            serial: 1,
+            not_before: now().minus(86_400),
+            not_after: now().plus(86_400),
+            scope: Scope::default(),
+        }
+        .sign(&root)
+        .unwrap();
+        let mut policy = TrustPolicy::new();
+        policy.trust(root.public(), "bench").unwrap();
+        policy.learn_certificate(&cert).unwrap();
+        Self {
+            root,
+            signing,
+            cert,
+            policy,
+        }
+    }
+
+    fn bundle(&self, seq: u64) -> (Vec<u8>, Vec<u8>) {
+        let mut body = format!("<p>Story {seq}</p>").into_bytes();
+        body.resize(BODY, b'.');
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&seq.to_be_bytes());
+        let signed_at = now().minus(3600);
+        let m = Manifest {
+            format: FORMAT_VERSION,
+            publisher: self.root.public(),
+            certificate: CertId::of(&self.cert),
+            story: StoryId(id),
+            version: 1,
+            kind: Kind::Story,
+            sequence: seq,
+            supersedes: None,
+            signed_at,
+            metadata: Metadata {
+                title: format!("Story {seq}"),
+                language: "en".into(),
+                authors: vec![],
+                section: None,
+                published: signed_at,
+                updated: None,
+                original_url: None,
+                summary: None,
+            },
+            entries: vec![Entry {
+                path: BODY_PATH.into(),
+                media_type: BODY_MEDIA_TYPE.into(),
+                size: body.len() as u64,
+                hash: BlobHash::of(&body),
+            }],
+        };
+        (m.sign(&self.signing).unwrap(), body)
+    }
+
+    /// A store holding sequences 1..=n and a head for n; the bytes held.
+    fn store(&self, store: &Store, n: u64) -> u64 {
+        let cert = self.policy.verify_certificate(&self.cert).unwrap();
+        store.put_certificate(&cert).unwrap();
+        let mut bytes = 0;
+        let mut batch = Vec::new();
+        for seq in 1..=n {
+            let (m, body) = self.bundle(seq);
+            bytes += (m.len() + body.len()) as u64;
+            let vm = self.policy.verify_manifest(&m, now()).unwrap();
+            batch.push(self.policy.verify_bundle(vm, vec![body]).unwrap());
+            if batch.len() == 1024 {
+                store.ingest(&batch).unwrap();
+                batch.clear();
+            }
+        }
+        store.ingest(&batch).unwrap();
+        let head = Head {
+            format: FORMAT_VERSION,
+            publisher: self.root.public(),
+            certificate: CertId::of(&self.cert),
+            sequence: n,
+            issued_at: now().minus(60),
+            expires_at: now().plus(86_400),
+        }
+        .sign(&self.signing)
+        .unwrap();
+        let h = self.policy.verify_head(&head, now()).unwrap();
+        store.put_head(&h).unwrap();
+        bytes
+    }
+
+    async fn node(&self, store: Arc<Store>) -> (Node, libp2p::Multiaddr) {
+        let mut policy = TrustPolicy::new();
+        policy.trust(self.root.public(), "bench").unwrap();
+        store.load_trust(&mut policy, now()).unwrap();
+        let config = NetConfig {
+            sync_interval_secs: 3600,
+            ..NetConfig::for_tests()
+        };
+        let node = Node::spawn(
+            config,
+            libp2p::identity::Keypair::generate_ed25519(),
+            store,
+            policy,
+        )
+        .await
+        .unwrap();
+        let addr = node
+            .wait_listening(1, Duration::from_secs(10))
+            .await
+            .unwrap()
+            .pop()
+            .unwrap()
+            .with(libp2p::multiaddr::Protocol::P2p(node.peer_id()));
+        (node, addr)
+    }
+}
+
+/// Seconds to send `bytes` over one loopback TCP connection, 64 KiB at a
+/// time, until the receiver has read them all.
+async fn raw_tcp(bytes: u64) -> f64 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let reader = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut got = 0u64;
+        while got < bytes {
+            let n = s.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got += n as u64;
+        }
+        got
+    });
+    let start = Instant::now();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let chunk = vec![0x5au8; 64 * 1024];
+    let mut sent = 0u64;
+    while sent < bytes {
+        let n = (bytes - sent).min(chunk.len() as u64) as usize;
+        s.write_all(&chunk[..n]).await.unwrap();
+        sent += n as u64;
+    }
+    assert_eq!(reader.await.unwrap(), bytes);
+    start.elapsed().as_secs_f64()
+}
+
+async fn wait_stored(events: &mut tokio::sync::broadcast::Receiver<NodeEvent>, n: u64) -> bool {
+    let mut stored = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+    while stored < n {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(NodeEvent::Stored(_))) => stored += 1,
+            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+async fn traffic(node: &Node) -> SyncTraffic {
+    node.status().await.unwrap().sync
+}
+
+fn main() {
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let (stories, settled) = if quick {
+        (200, 1_000)
+    } else {
+        (STORIES, SETTLED)
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let f = Fixture::new();
+
+        // A fresh node catching up from one peer.
+        let full = Arc::new(Store::memory(StoreConfig::default()));
+        let bytes = f.store(&full, stories);
+        let dir = tempfile::TempDir::new().unwrap();
+        let fresh = Arc::new(Store::open(dir.path(), StoreConfig::default()).unwrap());
+        let (a, a_addr) = f.node(full.clone()).await;
+        let (b, _) = f.node(fresh.clone()).await;
+        let mut events = b.events();
+        let start = Instant::now();
+        b.dial(a_addr).await.unwrap();
+        let done = wait_stored(&mut events, stories).await;
+        let took = start.elapsed().as_secs_f64();
+        assert!(done, "the fresh node caught up");
+        assert_eq!(fresh.held_ranges(&f.root.public()).unwrap(), vec![(1, stories)]);
+        let t = traffic(&b).await;
+        let raw = raw_tcp(bytes).await;
+        println!(
+            "catch-up of {stories} stories ({} KiB body, {:.1} MB signed) from one peer: {:.2} s, {:.0} stories/s (target >= 2,000)",
+            BODY / 1024,
+            bytes as f64 / 1e6,
+            took,
+            stories as f64 / took
+        );
+        println!(
+            "  raw TCP transfer of the same bytes on loopback: {:.3} s ({:.0} MB/s); catch-up speed as a share of raw: {:.3}",
+            raw,
+            bytes as f64 / raw / 1e6,
+            raw / took
+        );
+        println!(
+            "  catch-up messages: {} sent, {} received; {:.2} MB received",
+            t.messages_sent,
+            t.messages_received,
+            t.bytes_received as f64 / 1e6
+        );
+        a.shutdown().await.unwrap();
+        b.shutdown().await.unwrap();
+
+        // Two nodes already in sync.
+        let one = Arc::new(Store::memory(StoreConfig::default()));
+        let two = Arc::new(Store::memory(StoreConfig::default()));
+        f.store(&one, settled);
+        f.store(&two, settled);
+        let (a, a_addr) = f.node(one).await;
+        let (b, _) = f.node(two).await;
+        let start = Instant::now();
+        b.dial(a_addr).await.unwrap();
+        let settled_pair = |t: &SyncTraffic| t.messages_sent >= 2 && t.messages_received >= 2;
+        let (ta, tb) = loop {
+            let (ta, tb) = (traffic(&a).await, traffic(&b).await);
+            if (settled_pair(&ta) && settled_pair(&tb)) || start.elapsed() > Duration::from_secs(60) {
+                break (ta, tb);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let took = start.elapsed();
+        // Give anything further a moment to show, so it is counted.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (ta2, tb2) = (traffic(&a).await, traffic(&b).await);
+        println!(
+            "reconciliation of two nodes in sync at {settled} stories: {} messages in all, {} bytes in all, settled in {:.1} ms",
+            ta2.messages_sent + tb2.messages_sent,
+            ta2.bytes_sent + tb2.bytes_sent,
+            took.as_secs_f64() * 1e3
+        );
+        assert_eq!((ta, tb), (ta2, tb2), "nothing more after the summaries");
+        a.shutdown().await.unwrap();
+        b.shutdown().await.unwrap();
+    });
+}

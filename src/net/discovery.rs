@@ -1,0 +1,336 @@
+//! Finding peers and being found: Kademlia under our own protocol name,
+//! provider records per publisher ("who mirrors P"), and reachability
+//! behind NAT through mirrors' relays.
+//!
+//! Mirrors answer the DHT (server mode) and put one provider record per
+//! publisher they carry under [`wire::mirror_key`]. A node that has no
+//! connected peer carrying a trusted publisher, or knows of stories of it
+//! it does not hold, looks the key up and dials the mirrors found; catch-up
+//! does the rest when the connection comes up.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use libp2p::core::transport::ListenerId;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::{Multiaddr, PeerId, StreamProtocol, autonat, identify, kad, relay};
+use tracing::{debug, info, warn};
+
+use super::{Actor, RelayLimits, wire};
+use crate::proto::PublicKey;
+
+/// Providers dialed per batch of a lookup's results.
+const DIALS_PER_LOOKUP: usize = 8;
+/// Relays a node behind NAT reserves on by itself.
+const AUTO_RELAYS: usize = 2;
+/// A configured relay whose reservation ended is tried again after this,
+/// or after five discovery intervals if that is sooner.
+const RELAY_RETRY: Duration = Duration::from_secs(30);
+
+/// Why the node listens through a relay.
+enum RelayListen {
+    /// Named in the configuration: kept up.
+    Configured(Multiaddr),
+    /// Chosen because autonat found the node private.
+    Auto(PeerId),
+}
+
+/// The DHT behaviour: our protocol name, provider records only (no
+/// values), and bounded storage, since peers fill it.
+pub(super) fn kademlia(peer_id: PeerId, mirror: bool) -> kad::Behaviour<kad::store::MemoryStore> {
+    let mut config = kad::Config::new(StreamProtocol::new(wire::KAD_PROTOCOL));
+    config.set_query_timeout(Duration::from_secs(30));
+    let store = kad::store::MemoryStore::with_config(
+        peer_id,
+        kad::store::MemoryStoreConfig {
+            // Values are never used: refuse them all.
+            max_records: 0,
+            max_value_bytes: 0,
+            max_providers_per_key: 20,
+            max_provided_keys: 4096,
+        },
+    );
+    let mut kad = kad::Behaviour::with_config(peer_id, store, config);
+    if mirror {
+        kad.set_mode(Some(kad::Mode::Server));
+    }
+    kad
+}
+
+/// A mirror's relay server, within its configured caps.
+pub(super) fn relay_server(peer_id: PeerId, limits: &RelayLimits) -> relay::Behaviour {
+    let config = relay::Config {
+        max_reservations: limits.max_reservations,
+        max_circuits: limits.max_circuits,
+        max_circuits_per_peer: limits.max_circuits_per_peer,
+        max_circuit_bytes: limits.max_circuit_bytes,
+        max_circuit_duration: Duration::from_secs(limits.max_circuit_duration_secs),
+        ..Default::default()
+    };
+    relay::Behaviour::new(peer_id, config)
+}
+
+/// Discovery's state in the actor.
+#[derive(Default)]
+pub(super) struct DiscoveryState {
+    /// Outstanding provider lookups.
+    lookups: HashMap<kad::QueryId, PublicKey>,
+    last_lookup: Option<Instant>,
+    last_provide: Option<Instant>,
+    /// Whether some provider record went out since the routing table
+    /// last was empty.
+    provided: bool,
+    /// Connected peers that offer a relay.
+    relays: HashSet<PeerId>,
+    /// Relays we listen through by our own choice.
+    reserved: HashSet<PeerId>,
+    /// Listeners through relays.
+    relay_listeners: HashMap<ListenerId, RelayListen>,
+    /// Configured relays to try again, and when.
+    relay_retry: Vec<(Multiaddr, Instant)>,
+    /// The last reachability autonat found.
+    pub(super) nat: Option<String>,
+}
+
+impl DiscoveryState {
+    pub(super) fn peer_gone(&mut self, peer: &PeerId) {
+        self.relays.remove(peer);
+    }
+}
+
+impl Actor {
+    /// Listens through the relays named in the configuration.
+    pub(super) fn listen_via_relays(&mut self) {
+        for addr in self.config.relays.clone() {
+            match addr.parse::<Multiaddr>() {
+                Ok(ma) if matches!(ma.iter().last(), Some(Protocol::P2p(_))) => {
+                    self.listen_via(ma);
+                }
+                _ => warn!("relay address {addr:?} must end in /p2p/PEER_ID; ignored"),
+            }
+        }
+    }
+
+    fn listen_via(&mut self, relay: Multiaddr) {
+        match self
+            .swarm
+            .listen_on(relay.clone().with(Protocol::P2pCircuit))
+        {
+            Ok(id) => {
+                self.discovery
+                    .relay_listeners
+                    .insert(id, RelayListen::Configured(relay));
+            }
+            Err(e) => {
+                warn!("cannot listen through relay {relay}: {e}");
+                self.discovery
+                    .relay_retry
+                    .push((relay, Instant::now() + self.relay_retry()));
+            }
+        }
+    }
+
+    fn relay_retry(&self) -> Duration {
+        RELAY_RETRY.min(Duration::from_secs(
+            self.config.discovery_interval_secs.max(1) * 5,
+        ))
+    }
+
+    /// A listener closed: a relay reservation that ended is renewed (a
+    /// configured relay) or its slot freed (one chosen automatically).
+    pub(super) fn listener_closed(&mut self, id: ListenerId) {
+        match self.discovery.relay_listeners.remove(&id) {
+            Some(RelayListen::Configured(relay)) => {
+                debug!(%relay, "relay reservation ended; trying again later");
+                self.discovery
+                    .relay_retry
+                    .push((relay, Instant::now() + self.relay_retry()));
+            }
+            Some(RelayListen::Auto(peer)) => {
+                self.discovery.reserved.remove(&peer);
+                if self.discovery.nat.as_deref() == Some("private") {
+                    self.reserve_on_relays();
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// Identify told us a peer's addresses and protocols.
+    pub(super) fn identified(&mut self, peer: PeerId, info: identify::Info) {
+        let kad_protocol = StreamProtocol::new(wire::KAD_PROTOCOL);
+        if info.protocols.contains(&kad_protocol) {
+            for addr in info.listen_addrs.iter().take(16) {
+                // Relayed addresses are reached through a relay the
+                // routing table would not know; keep direct ones.
+                if !addr.iter().any(|p| p == Protocol::P2pCircuit) {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer, addr.clone());
+                }
+            }
+        }
+        if info.protocols.contains(&relay::HOP_PROTOCOL_NAME) {
+            self.discovery.relays.insert(peer);
+            if self.discovery.nat.as_deref() == Some("private") {
+                self.reserve_on_relays();
+            }
+        }
+    }
+
+    /// Puts a provider record for every publisher this mirror carries.
+    fn provide_all(&mut self) {
+        let publishers: Vec<PublicKey> = self.policy.publishers().map(|(k, _)| *k).collect();
+        for p in publishers {
+            let key = kad::RecordKey::new(&wire::mirror_key(&p));
+            if let Err(e) = self.swarm.behaviour_mut().kad.start_providing(key) {
+                warn!("cannot put a provider record: {e}");
+            }
+        }
+        self.discovery.provided = true;
+        self.discovery.last_provide = Some(Instant::now());
+    }
+
+    /// Periodic discovery: mirrors renew their records; every node looks
+    /// up mirrors of publishers it lacks.
+    pub(super) fn discovery_tick(&mut self) {
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.discovery.relay_retry)
+            .into_iter()
+            .partition(|(_, at)| *at <= now);
+        self.discovery.relay_retry = later;
+        for (relay, _) in due {
+            self.listen_via(relay);
+        }
+        if self.config.mirror {
+            let every = Duration::from_secs(self.config.provide_interval_secs.max(1));
+            if self
+                .discovery
+                .last_provide
+                .is_none_or(|t| t.elapsed() >= every)
+            {
+                self.provide_all();
+            }
+        }
+        let every = Duration::from_secs(self.config.discovery_interval_secs.max(1));
+        if self
+            .discovery
+            .last_lookup
+            .is_some_and(|t| t.elapsed() < every)
+            || !self.discovery.lookups.is_empty()
+        {
+            return;
+        }
+        self.discovery.last_lookup = Some(Instant::now());
+        let publishers: Vec<PublicKey> = self.policy.publishers().map(|(k, _)| *k).collect();
+        for p in publishers {
+            let lacking = !self.sync.carried(&p)
+                || (!self.sync.busy_with(&p)
+                    && !tokio::task::block_in_place(|| self.store.missing(&p))
+                        .unwrap_or_default()
+                        .is_empty());
+            if lacking {
+                let key = kad::RecordKey::new(&wire::mirror_key(&p));
+                let q = self.swarm.behaviour_mut().kad.get_providers(key);
+                self.discovery.lookups.insert(q, p);
+            }
+        }
+    }
+
+    pub(super) fn kad_event(&mut self, event: kad::Event) {
+        match event {
+            kad::Event::RoutingUpdated { peer, .. } => {
+                debug!(peer = %peer, "DHT routing table updated");
+                if self.config.mirror && !self.discovery.provided {
+                    self.provide_all();
+                }
+            }
+            kad::Event::OutboundQueryProgressed {
+                id, result, step, ..
+            } => match result {
+                kad::QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders {
+                    providers,
+                    ..
+                })) => {
+                    let publisher = self.discovery.lookups.get(&id).copied();
+                    let me = *self.swarm.local_peer_id();
+                    // At most this many of each batch of providers found.
+                    let new: Vec<PeerId> = providers
+                        .into_iter()
+                        .filter(|p| *p != me && !self.swarm.is_connected(p) && !self.is_banned(p))
+                        .take(DIALS_PER_LOOKUP)
+                        .collect();
+                    for p in new {
+                        if let Some(publisher) = &publisher {
+                            info!(peer = %p, publisher = %publisher, "found a mirror; connecting");
+                        }
+                        // The query's own addresses for the provider are
+                        // used while it runs (kad's pending-dial hook).
+                        if let Err(e) = self.swarm.dial(DialOpts::peer_id(p).build()) {
+                            debug!(peer = %p, "cannot dial a found mirror: {e}");
+                        }
+                    }
+                    if step.last {
+                        self.discovery.lookups.remove(&id);
+                    }
+                }
+                kad::QueryResult::GetProviders(_) if step.last => {
+                    self.discovery.lookups.remove(&id);
+                }
+                kad::QueryResult::StartProviding(Err(e)) => {
+                    debug!("provider record not placed: {e:?}");
+                    self.discovery.provided = false;
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+
+    pub(super) fn autonat_event(&mut self, event: autonat::Event) {
+        let autonat::Event::StatusChanged { new, .. } = event else {
+            return;
+        };
+        info!("reachability: {new:?}");
+        self.discovery.nat = Some(match &new {
+            autonat::NatStatus::Public(a) => format!("public ({a})"),
+            autonat::NatStatus::Private => "private".into(),
+            autonat::NatStatus::Unknown => "unknown".into(),
+        });
+        if new == autonat::NatStatus::Private {
+            self.reserve_on_relays();
+        }
+    }
+
+    /// Behind NAT: listens through up to [`AUTO_RELAYS`] connected relays,
+    /// so that peers can reach this node through them.
+    pub(super) fn reserve_on_relays(&mut self) {
+        let candidates: Vec<PeerId> = self
+            .discovery
+            .relays
+            .iter()
+            .filter(|p| !self.discovery.reserved.contains(p))
+            .copied()
+            .collect();
+        for relay in candidates {
+            if self.discovery.reserved.len() >= AUTO_RELAYS {
+                break;
+            }
+            let addr = Multiaddr::empty()
+                .with(Protocol::P2p(relay))
+                .with(Protocol::P2pCircuit);
+            match self.swarm.listen_on(addr) {
+                Ok(id) => {
+                    info!(relay = %relay, "listening through a relay");
+                    self.discovery.reserved.insert(relay);
+                    self.discovery
+                        .relay_listeners
+                        .insert(id, RelayListen::Auto(relay));
+                }
+                Err(e) => debug!(relay = %relay, "cannot listen through relay: {e}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! Finding mirrors through Kademlia and reaching a node with no open port
+//! through a mirror's relay: real nodes on 127.0.0.1.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::net::{DEADLINE, connect, spawn_on, wait_for};
+use common::*;
+use kolokol::net::{NetConfig, NodeEvent};
+use kolokol::proto::*;
+use kolokol::store::{Store, StoreConfig};
+use libp2p::multiaddr::Protocol;
+
+/// A store holding one story of `p` (sequence 1) and its head.
+fn store_with_story(p: &Publisher, n: u8) -> (Arc<Store>, BundleId) {
+    let store = Arc::new(Store::memory(StoreConfig::default()));
+    let policy = p.policy();
+    let cert = policy.verify_certificate(&p.cert).unwrap();
+    store.put_certificate(&cert).unwrap();
+    let bundle = story(p, 1, n, format!("<p>Story of publisher {n}</p>").as_bytes()).verified();
+    let id = bundle.id();
+    store.ingest(&[bundle]).unwrap();
+    let h = policy
+        .verify_head(&p.head(1, T0.plus(3600)), now())
+        .unwrap();
+    store.put_head(&h).unwrap();
+    (store, id)
+}
+
+fn empty() -> Arc<Store> {
+    Arc::new(Store::memory(StoreConfig::default()))
+}
+
+fn mirror() -> NetConfig {
+    NetConfig {
+        mirror: true,
+        ..NetConfig::for_tests()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_node_finds_a_second_mirror_through_the_dht() {
+    let p1 = Publisher::new(1);
+    let p2 = Publisher::new(11);
+    // The first mirror carries only P1; the second carries both and holds
+    // a story of P2. The second knows the first.
+    let first = spawn_on(&[&p1], empty(), mirror()).await;
+    let (store, story) = store_with_story(&p2, 2);
+    let mut second = spawn_on(&[&p1, &p2], store, mirror()).await;
+    connect(&mut second, &first).await;
+
+    // A reader of P2 that knows only the first mirror.
+    let mut reader = spawn_on(&[&p1, &p2], empty(), NetConfig::for_tests()).await;
+    connect(&mut reader, &first).await;
+    let second_id = second.node.peer_id();
+    wait_for(
+        &mut reader.events,
+        "the story from the second mirror",
+        |e| *e == NodeEvent::Stored(story),
+    )
+    .await;
+    let status = reader.node.status().await.unwrap();
+    assert!(
+        status.peers.contains(&second_id.to_string()),
+        "connected to the mirror found: {:?}",
+        status.peers
+    );
+    assert!(reader.store.has_bundle(&story).unwrap());
+    assert!(!first.store.has_bundle(&story).unwrap());
+    for n in [&first, &second, &reader] {
+        n.node.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_no_open_port_is_reached_through_a_relay() {
+    let p = Publisher::new(1);
+    // The relay carries another publisher only: the story can reach the
+    // reader through the circuit and no other way.
+    let other = Publisher::new(21);
+    let relay = spawn_on(&[&other], empty(), mirror()).await;
+    // Listens on no address of its own: only through the relay.
+    let (store, story) = store_with_story(&p, 3);
+    let mut hidden = spawn_on(
+        &[&p],
+        store,
+        NetConfig {
+            listen: vec![],
+            relays: vec![relay.addr.to_string()],
+            ..NetConfig::for_tests()
+        },
+    )
+    .await;
+    let relayed = |l: &[libp2p::Multiaddr]| {
+        !l.is_empty()
+            && l.iter()
+                .all(|a| a.iter().any(|p| p == Protocol::P2pCircuit))
+    };
+    let listeners = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let l = hidden.node.listeners().await.unwrap();
+            if relayed(&l) {
+                return l;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("a reservation on the relay");
+    assert!(
+        listeners
+            .iter()
+            .all(|a| a.iter().any(|p| p == Protocol::P2pCircuit)),
+        "no direct address: {listeners:?}"
+    );
+
+    // Another node dials it by its relayed address and gets its story.
+    let mut reader = spawn_on(&[&p], empty(), NetConfig::for_tests()).await;
+    let addr = relay
+        .addr
+        .clone()
+        .with(Protocol::P2pCircuit)
+        .with(Protocol::P2p(hidden.node.peer_id()));
+    reader.node.dial(addr).await.unwrap();
+    let hidden_id = hidden.node.peer_id();
+    let (mut connected, mut stored) = (false, false);
+    wait_for(&mut reader.events, "the hidden node's story", |e| {
+        connected |= *e == NodeEvent::Connected(hidden_id);
+        stored |= *e == NodeEvent::Stored(story);
+        connected && stored
+    })
+    .await;
+    assert!(reader.store.has_bundle(&story).unwrap());
+    assert!(!relay.store.has_bundle(&story).unwrap());
+    // And the other way: a story published by the reader reaches it.
+    let (manifest, blobs) = common::story(&p, 2, 4, b"<p>Back the other way</p>").signed();
+    let back = BundleId::of(&manifest);
+    reader
+        .node
+        .publish(kolokol::proto::bundle::BundleFile {
+            certificates: vec![p.cert.clone()],
+            revocations: vec![],
+            heads: vec![p.head(2, T0.plus(7200))],
+            manifest,
+            blobs,
+        })
+        .await
+        .unwrap();
+    wait_for(&mut hidden.events, "the reader's story", |e| {
+        *e == NodeEvent::Stored(back)
+    })
+    .await;
+    for n in [&relay, &hidden, &reader] {
+        n.node.shutdown().await.unwrap();
+    }
+}

@@ -335,7 +335,7 @@ fn trust_add_list_remove() {
 fn the_demo_newsroom_is_trusted_only_when_added() {
     let env = Env::new();
     let demo_dir = env.path("demo");
-    let out = env.ok(&[
+    let run = env.run(&[
         "demo",
         "--dir",
         s(&demo_dir),
@@ -343,6 +343,11 @@ fn the_demo_newsroom_is_trusted_only_when_added() {
         "127.0.0.1:0",
         "--exit-after-publish",
     ]);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{err}");
+    // A newcomer's first command prints no warnings.
+    assert!(!err.contains("WARN"), "{err}");
+    let out = String::from_utf8(run.stdout).unwrap();
     // Every sample bundle crossed the three hops to the reader, which
     // verified it, and the reader's gateway answered.
     assert!(out.contains("all 6 bundles reached the reader"), "{out}");

@@ -110,8 +110,12 @@ pub(crate) fn display(path: &Path) -> String {
     path.display().to_string()
 }
 
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, demo: bool) {
     let default = match verbose {
+        // The demo's nodes start with no peer to ask, by design, and
+        // connect to each other right after: Kademlia's warning that its
+        // bootstrap found no peers would only clutter a newcomer's screen.
+        0 if demo => "warn,libp2p_kad=error",
         0 => "warn",
         1 => "info",
         _ => "debug",
@@ -128,7 +132,7 @@ fn init_logging(verbose: u8) {
 /// success, 1 on any failure, with the reason on standard error.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    init_logging(cli.verbose, matches!(cli.command, Command::Demo(_)));
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

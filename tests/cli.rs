@@ -428,3 +428,39 @@ fn many_rotations_keep_bundle_files_readable() {
     assert!(inspected.contains("certificate #4"), "{inspected}");
     env.ok(&["verify", s(&out)]);
 }
+
+#[test]
+fn logs_can_be_json_lines_at_a_chosen_level() {
+    let env = Env::new();
+    env.newsroom();
+    let a = env.article("a.md", "Logged");
+    let out = env.run(&[
+        "--log-format",
+        "json",
+        "--log-level",
+        "kolokol=debug",
+        "publish",
+        &a,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    // The command's own report goes to standard error as text; every log
+    // line is one JSON object.
+    let logs: Vec<&str> = stderr.lines().filter(|l| l.starts_with('{')).collect();
+    assert!(!logs.is_empty(), "debug logging says something: {stderr}");
+    for line in logs {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(
+            v.get("level").is_some() && v.get("fields").is_some(),
+            "{line}"
+        );
+    }
+    assert!(!stderr.contains(" DEBUG "), "no text log lines: {stderr}");
+    let err = env.fails(&["--log-level", "kolokol=[bad", "status"]);
+    assert!(err.contains("--log-level"), "{err}");
+}

@@ -155,3 +155,57 @@ async fn a_node_with_no_open_port_is_reached_through_a_relay() {
         n.node.shutdown().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_finds_itself_private_reserves_on_a_mirror_by_itself() {
+    let p = Publisher::new(1);
+    let other = Publisher::new(21);
+    // Reachability is judged over loopback here; everywhere else only
+    // over global addresses.
+    let probing = |c: NetConfig| NetConfig {
+        autonat_probe_secs: 1,
+        autonat_global_only: false,
+        ..c
+    };
+    let relay = spawn_on(&[&other], empty(), probing(mirror())).await;
+    // No address of its own and no relay named: it connects to the mirror,
+    // learns it cannot be dialed back, and listens through it.
+    let (store, story) = store_with_story(&p, 5);
+    let mut hidden = spawn_on(
+        &[&p],
+        store,
+        probing(NetConfig {
+            listen: vec![],
+            ..NetConfig::for_tests()
+        }),
+    )
+    .await;
+    connect(&mut hidden, &relay).await;
+    let circuit = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let l = hidden.node.listeners().await.unwrap();
+            if let Some(a) = l
+                .iter()
+                .find(|a| a.iter().any(|p| p == Protocol::P2pCircuit))
+            {
+                return a.clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("a reservation made after finding itself private");
+    let status = hidden.node.status().await.unwrap();
+    assert_eq!(status.reachability.as_deref(), Some("private"));
+
+    // Reached at the relayed address it now listens on.
+    let mut reader = spawn_on(&[&p], empty(), NetConfig::for_tests()).await;
+    reader.node.dial(circuit).await.unwrap();
+    wait_for(&mut reader.events, "the story through the relay", |e| {
+        *e == NodeEvent::Stored(story)
+    })
+    .await;
+    for n in [&relay, &hidden, &reader] {
+        n.node.shutdown().await.unwrap();
+    }
+}

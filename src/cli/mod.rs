@@ -22,9 +22,17 @@ pub struct Cli {
     /// Data directory (trust list, store, node identity).
     #[arg(long, global = true, env = "KOLOKOL_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// More log output (-v, -vv); RUST_LOG overrides.
+    /// More log output (-v, -vv); RUST_LOG or --log-level override.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Log level or filter (error, warn, info, debug, trace, or a RUST_LOG
+    /// style filter such as "kolokol=debug,libp2p=info").
+    #[arg(long, global = true, env = "KOLOKOL_LOG", value_name = "FILTER")]
+    log_level: Option<String>,
+    /// Log format on standard error: text for people, json (one object
+    /// per line) for log collectors on servers.
+    #[arg(long, global = true, env = "KOLOKOL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -110,7 +118,16 @@ pub(crate) fn display(path: &Path) -> String {
     path.display().to_string()
 }
 
-fn init_logging(verbose: u8, demo: bool) {
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn init_logging(verbose: u8, level: Option<&str>, format: LogFormat, demo: bool) -> Result<()> {
     let default = match verbose {
         // The demo's nodes start with no peer to ask, by design, and
         // connect to each other right after: Kademlia's warning that its
@@ -120,19 +137,31 @@ fn init_logging(verbose: u8, demo: bool) {
         1 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let filter = match level {
+        Some(l) => tracing_subscriber::EnvFilter::try_new(l)
+            .with_context(|| format!("--log-level {l:?} is not a level or filter"))?,
+        None => tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+    };
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    Ok(())
 }
 
 /// Runs the command line and returns the process exit status: 0 on
 /// success, 1 on any failure, with the reason on standard error.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose, matches!(cli.command, Command::Demo(_)));
+    let demo = matches!(cli.command, Command::Demo(_));
+    if let Err(e) = init_logging(cli.verbose, cli.log_level.as_deref(), cli.log_format, demo) {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -362,6 +362,10 @@ impl Actor {
                     None
                 };
                 used += cost;
+                if let Some(b) = &blobs {
+                    let bytes: usize = b.iter().map(Vec::len).sum();
+                    self.own_metrics.served_bytes.inc_by(bytes as u64);
+                }
                 bundles.push(SyncBundle {
                     manifest: m.bytes,
                     blobs,
@@ -581,6 +585,7 @@ impl Actor {
             }
             Err(e) => {
                 debug!(peer = %peer, "catch-up head refused: {e}");
+                self.own_metrics.reject(&e.to_string());
                 self.emit(NodeEvent::Rejected {
                     peer,
                     reason: format!("catch-up head: {e}"),
@@ -698,6 +703,10 @@ impl Actor {
                 || self.fetches.contains_key(&id);
             if known {
                 continue;
+            }
+            if let Some(blobs) = &b.blobs {
+                let bytes: usize = blobs.iter().map(Vec::len).sum();
+                self.own_metrics.fetched_bytes.inc_by(bytes as u64);
             }
             match b.blobs {
                 Some(blobs) => match self.policy.verify_bundle(m, blobs) {

@@ -82,7 +82,7 @@ pub(super) struct DiscoveryState {
     /// last was empty.
     provided: bool,
     /// Connected peers that offer a relay.
-    relays: HashSet<PeerId>,
+    relays: HashMap<PeerId, Multiaddr>,
     /// Relays we listen through by our own choice.
     reserved: HashSet<PeerId>,
     /// Listeners through relays.
@@ -172,8 +172,15 @@ impl Actor {
                 }
             }
         }
-        if info.protocols.contains(&relay::HOP_PROTOCOL_NAME) {
-            self.discovery.relays.insert(peer);
+        // A relay is reserved on at an address it listens on directly, so
+        // that the circuit address we then listen on is one others can dial.
+        let direct = info
+            .listen_addrs
+            .iter()
+            .find(|a| !a.iter().any(|p| p == Protocol::P2pCircuit))
+            .cloned();
+        if let (true, Some(addr)) = (info.protocols.contains(&relay::HOP_PROTOCOL_NAME), direct) {
+            self.discovery.relays.insert(peer, addr);
             if self.discovery.nat.as_deref() == Some("private") {
                 self.reserve_on_relays();
             }
@@ -307,20 +314,22 @@ impl Actor {
     /// Behind NAT: listens through up to [`AUTO_RELAYS`] connected relays,
     /// so that peers can reach this node through them.
     pub(super) fn reserve_on_relays(&mut self) {
-        let candidates: Vec<PeerId> = self
+        let candidates: Vec<(PeerId, Multiaddr)> = self
             .discovery
             .relays
             .iter()
-            .filter(|p| !self.discovery.reserved.contains(p))
-            .copied()
+            .filter(|(p, _)| !self.discovery.reserved.contains(p))
+            .map(|(p, a)| (*p, a.clone()))
             .collect();
-        for relay in candidates {
+        for (relay, direct) in candidates {
             if self.discovery.reserved.len() >= AUTO_RELAYS {
                 break;
             }
-            let addr = Multiaddr::empty()
-                .with(Protocol::P2p(relay))
-                .with(Protocol::P2pCircuit);
+            let mut addr = direct;
+            if !matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
+                addr.push(Protocol::P2p(relay));
+            }
+            let addr = addr.with(Protocol::P2pCircuit);
             match self.swarm.listen_on(addr) {
                 Ok(id) => {
                     info!(relay = %relay, "listening through a relay");

@@ -11,6 +11,7 @@
 
 mod catchup;
 mod discovery;
+mod metrics;
 pub mod wire;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -148,6 +149,12 @@ pub struct NetConfig {
     pub external_addresses: Vec<String>,
     /// Caps of the relay server a mirror runs.
     pub relay: RelayLimits,
+    /// How often autonat asks a peer to dial this node back, in seconds,
+    /// while its reachability is unsettled.
+    pub autonat_probe_secs: u64,
+    /// Judge reachability only over global IP addresses, as client and as
+    /// server (off only for tests on loopback).
+    pub autonat_global_only: bool,
 }
 
 /// What a mirror's relay server allows. Defaults are raised from libp2p's
@@ -207,6 +214,8 @@ impl Default for NetConfig {
             relays: Vec::new(),
             external_addresses: Vec::new(),
             relay: RelayLimits::default(),
+            autonat_probe_secs: 90,
+            autonat_global_only: true,
         }
     }
 }
@@ -343,6 +352,9 @@ enum Command {
     Listeners {
         reply: oneshot::Sender<Vec<Multiaddr>>,
     },
+    Metrics {
+        reply: oneshot::Sender<String>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -420,6 +432,8 @@ struct Actor {
     metrics: prometheus_client::registry::Registry,
     /// Catch-up traffic, counted by the codec.
     sync_counters: Arc<wire::SyncCounters>,
+    /// The node's own metrics, registered in `metrics`.
+    own_metrics: metrics::Metrics,
     sync: catchup::SyncState,
     discovery: discovery::DiscoveryState,
 }
@@ -481,6 +495,14 @@ async fn build_swarm(
     let mdns_on = config.mdns && !config.mirror;
     let mirror = config.mirror;
     let relay_limits = config.relay.clone();
+    let probe = Duration::from_secs(config.autonat_probe_secs.max(1));
+    let autonat_config = autonat::Config {
+        boot_delay: probe.min(Duration::from_secs(15)),
+        retry_interval: probe,
+        throttle_server_period: probe,
+        only_global_ips: config.autonat_global_only,
+        ..Default::default()
+    };
     let sync_config = request_response::Config::default()
         .with_request_timeout(Duration::from_secs(config.request_timeout_secs.max(30)))
         .with_max_concurrent_streams(16);
@@ -548,7 +570,7 @@ async fn build_swarm(
                     mirror.then(|| discovery::relay_server(peer_id, &relay_limits)),
                 ),
                 dcutr: dcutr::Behaviour::new(peer_id),
-                autonat: autonat::Behaviour::new(peer_id, autonat::Config::default()),
+                autonat: autonat::Behaviour::new(peer_id, autonat_config),
                 mdns: Toggle::from(mdns),
             })
         })
@@ -573,6 +595,8 @@ impl Node {
         let sync_codec = SyncCodec::default();
         let sync_counters = sync_codec.counters.clone();
         let mut swarm = build_swarm(keypair, &config, &mut registry, sync_codec).await?;
+        let own_metrics = metrics::Metrics::default();
+        own_metrics.register(&mut registry);
         for addr in &config.listen {
             let ma: Multiaddr = addr
                 .parse()
@@ -601,6 +625,7 @@ impl Node {
             served_chunks: 0,
             metrics: registry,
             sync_counters,
+            own_metrics,
             sync: catchup::SyncState::default(),
             discovery: discovery::DiscoveryState::default(),
         };
@@ -682,6 +707,12 @@ impl Node {
     /// Connects to a peer.
     pub async fn dial(&self, addr: Multiaddr) -> Result<(), NetError> {
         self.ask(|reply| Command::Dial { addr, reply }).await?
+    }
+
+    /// The node's metrics (its own and gossipsub's) in the Prometheus text
+    /// format.
+    pub async fn metrics(&self) -> Result<String, NetError> {
+        self.ask(|reply| Command::Metrics { reply }).await
     }
 
     /// Addresses the node listens on.
@@ -798,6 +829,9 @@ impl Actor {
                     reason: e.to_string(),
                 });
                 let _ = reply.send(result);
+            }
+            Command::Metrics { reply } => {
+                let _ = reply.send(self.encode_metrics());
             }
             Command::Listeners { reply } => {
                 let _ = reply.send(self.swarm.listeners().cloned().collect());
@@ -969,6 +1003,49 @@ impl Actor {
             .sum::<f64>() as u64
     }
 
+    /// Updates the gauges read from the store, then encodes everything.
+    fn encode_metrics(&self) -> String {
+        let m = &self.own_metrics;
+        m.peers.set(self.swarm.connected_peers().count() as i64);
+        let now = now();
+        for (key, trust) in self.policy.publishers() {
+            let label = metrics::PublisherLabel {
+                publisher: trust.name.clone(),
+            };
+            let held: u64 = self
+                .store
+                .held_ranges(key)
+                .unwrap_or_default()
+                .iter()
+                .map(|(a, b)| b - a + 1)
+                .sum();
+            let missing: u64 = self
+                .store
+                .missing(key)
+                .unwrap_or_default()
+                .iter()
+                .map(|(a, b)| b - a + 1)
+                .sum();
+            m.held.get_or_create(&label).set(held as i64);
+            m.missing.get_or_create(&label).set(missing as i64);
+            if let Ok(Some((_, h))) = self.store.head(key) {
+                m.head_sequence.get_or_create(&label).set(h.sequence as i64);
+                m.head_age
+                    .get_or_create(&label)
+                    .set(now.since(h.issued_at) as i64);
+            }
+        }
+        if let Ok(t) = self.store.totals() {
+            m.store_bytes.set(t.disk_bytes as i64);
+            m.store_bundles.set(t.bundles as i64);
+        }
+        let mut text = String::new();
+        if prometheus_client::encoding::text::encode(&mut text, &self.metrics).is_err() {
+            warn!("metrics could not be encoded");
+        }
+        text
+    }
+
     fn status(&self) -> Status {
         let mut publishers = Vec::new();
         for (key, trust) in self.policy.publishers() {
@@ -1036,6 +1113,7 @@ impl Actor {
 
     fn reject(&mut self, id: &MessageId, source: &PeerId, reason: String) {
         self.rejected += 1;
+        self.own_metrics.reject(&reason);
         debug!(peer = %source, "rejected message: {reason}");
         self.report(id, source, MessageAcceptance::Reject);
         self.emit(NodeEvent::Rejected {
@@ -1364,6 +1442,7 @@ impl Actor {
                     return self.next_peer(id, true);
                 }
                 f.buf.extend_from_slice(&data);
+                self.own_metrics.fetched_bytes.inc_by(data.len() as u64);
                 if f.buf.len() as u64 == entry.size {
                     let blob = std::mem::take(&mut f.buf);
                     if let Err(e) = check_blob(&entry, &blob) {
@@ -1387,6 +1466,7 @@ impl Actor {
     /// [`BAN_TIME`]. Gossip's own scoring handles false announcements.
     fn ban(&mut self, peer: PeerId, reason: String) {
         self.rejected += 1;
+        self.own_metrics.reject(&reason);
         warn!(peer = %peer, "refusing a peer that served false data: {reason}");
         if self.banned.len() >= MAX_BANNED
             && let Some(oldest) = self.banned.iter().min_by_key(|(_, t)| **t).map(|(p, _)| *p)
@@ -1480,6 +1560,7 @@ impl Actor {
         let response = match read {
             Ok(Some((total, data))) => {
                 self.served_chunks += 1;
+                self.own_metrics.served_bytes.inc_by(data.len() as u64);
                 FetchResponse::Chunk {
                     total,
                     offset: offset.min(total),

@@ -1,0 +1,138 @@
+//! The node's own Prometheus metrics, kept beside gossipsub's in one
+//! registry and encoded in the text format on request.
+//!
+//! Label values come from small fixed sets (a publisher's name from the
+//! trust list, a rejection's kind), never from what a peer sends, so a
+//! peer cannot grow the number of series.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// A publisher, by its name in the trust list.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct PublisherLabel {
+    pub(super) publisher: String,
+}
+
+/// The kind of a refused message or false data.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct ReasonLabel {
+    pub(super) reason: &'static str,
+}
+
+/// The node's metrics.
+#[derive(Default)]
+pub(super) struct Metrics {
+    pub(super) rejected: Family<ReasonLabel, Counter>,
+    pub(super) fetched_bytes: Counter,
+    pub(super) served_bytes: Counter,
+    pub(super) peers: Gauge,
+    pub(super) held: Family<PublisherLabel, Gauge>,
+    pub(super) missing: Family<PublisherLabel, Gauge>,
+    pub(super) head_sequence: Family<PublisherLabel, Gauge>,
+    pub(super) head_age: Family<PublisherLabel, Gauge>,
+    pub(super) store_bytes: Gauge,
+    pub(super) store_bundles: Gauge,
+}
+
+impl Metrics {
+    /// Registers every metric under the `kolokol` prefix.
+    pub(super) fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("kolokol");
+        r.register(
+            "rejected",
+            "Messages refused and peers banned for false data, by kind",
+            self.rejected.clone(),
+        );
+        r.register(
+            "fetched_bytes",
+            "Blob bytes received from peers (fetch and catch-up)",
+            self.fetched_bytes.clone(),
+        );
+        r.register(
+            "served_bytes",
+            "Blob bytes sent to peers (fetch and catch-up)",
+            self.served_bytes.clone(),
+        );
+        r.register("peers", "Connected peers", self.peers.clone());
+        r.register(
+            "stories_held",
+            "Bundles held, per publisher",
+            self.held.clone(),
+        );
+        r.register(
+            "catchup_lag",
+            "Sequence numbers below the newest head never held, per publisher",
+            self.missing.clone(),
+        );
+        r.register(
+            "head_sequence",
+            "Sequence number of the newest trusted head, per publisher",
+            self.head_sequence.clone(),
+        );
+        r.register(
+            "head_age_seconds",
+            "Seconds since the newest trusted head was issued, per publisher",
+            self.head_age.clone(),
+        );
+        r.register(
+            "store_disk_bytes",
+            "Bytes the store takes on disk",
+            self.store_bytes.clone(),
+        );
+        r.register(
+            "store_bundles",
+            "Bundles in the store",
+            self.store_bundles.clone(),
+        );
+    }
+
+    /// Counts one refusal, by the kind its reason names.
+    pub(super) fn reject(&self, reason: &str) {
+        self.rejected
+            .get_or_create(&ReasonLabel {
+                reason: kind(reason),
+            })
+            .inc();
+    }
+}
+
+/// The kind of a refusal, from a small fixed set.
+pub(super) fn kind(reason: &str) -> &'static str {
+    let r = reason.to_ascii_lowercase();
+    if r.contains("signature") {
+        "bad_signature"
+    } else if r.contains("topic") {
+        "wrong_topic"
+    } else if r.contains("undecodable") || r.contains("decode") {
+        "undecodable"
+    } else if r.contains("tampered") || r.contains("blob") {
+        "false_blob"
+    } else if r.contains("malformed") {
+        "malformed"
+    } else if r.contains("limit") || r.contains("oversized") || r.contains("too large") {
+        "over_limits"
+    } else if r.contains("older than") || r.contains("rollback") {
+        "rollback"
+    } else if r.contains("not asked") {
+        "unasked"
+    } else {
+        "invalid"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kind;
+
+    #[test]
+    fn reasons_fall_into_few_kinds() {
+        assert_eq!(kind("manifest: bad signature on manifest"), "bad_signature");
+        assert_eq!(kind("tampered blob: hash"), "false_blob");
+        assert_eq!(kind("catch-up summary over its limits"), "over_limits");
+        assert_eq!(kind("something new"), "invalid");
+    }
+}

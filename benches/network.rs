@@ -43,6 +43,9 @@ fn idle_node_rss() -> Option<u64> {
             "--listen",
             "/ip4/127.0.0.1/tcp/0",
             "--no-mdns",
+            // A default node, gateway included, on a free port.
+            "--gateway",
+            "127.0.0.1:0",
         ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

@@ -6,6 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::gateway::GatewayConfig;
 use crate::net::NetConfig;
 use crate::store::StoreConfig;
 
@@ -27,6 +28,8 @@ pub struct Config {
     pub net: NetConfig,
     /// Address of the local control API (loopback; port 0 picks one).
     pub control: String,
+    /// The reader's web gateway.
+    pub gateway: GatewayConfig,
 }
 
 impl Default for Config {
@@ -35,6 +38,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             net: NetConfig::default(),
             control: "127.0.0.1:0".into(),
+            gateway: GatewayConfig::default(),
         }
     }
 }

@@ -8,11 +8,13 @@
 //!   articles into signed bundles.
 //! - [`store`]: the sled store and archives.
 //! - [`net`]: the libp2p network actor and its handle.
-//! - [`node`]: a running node (network, store, control API).
+//! - [`gateway`]: the reader's web gateway, feeds and JSON API over the store.
+//! - [`node`]: a running node (network, store, control API, gateway).
 //! - [`cli`]: the `kolokol` command line.
 
 pub mod cli;
 pub mod config;
+pub mod gateway;
 pub mod net;
 pub mod newsroom;
 pub mod node;

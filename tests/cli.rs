@@ -335,8 +335,28 @@ fn trust_add_list_remove() {
 fn the_demo_newsroom_is_trusted_only_when_added() {
     let env = Env::new();
     let demo_dir = env.path("demo");
-    let out = env.ok(&["demo", "--dir", s(&demo_dir)]);
-    assert!(out.contains("verified"), "{out}");
+    let run = env.run(&[
+        "demo",
+        "--dir",
+        s(&demo_dir),
+        "--gateway",
+        "127.0.0.1:0",
+        "--exit-after-publish",
+    ]);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{err}");
+    // A newcomer's first command prints no warnings.
+    assert!(!err.contains("WARN"), "{err}");
+    let out = String::from_utf8(run.stdout).unwrap();
+    // Every sample bundle crossed the three hops to the reader, which
+    // verified it, and the reader's gateway answered.
+    assert!(out.contains("all 6 bundles reached the reader"), "{out}");
+    assert_eq!(
+        out.matches("reader    verified and stored").count(),
+        6,
+        "{out}"
+    );
+    assert!(out.contains("the gateway answered"), "{out}");
     let first = demo_dir.join("newsroom/published/0000000001.kolokol");
 
     // A fresh reader trusts nothing of the demo.

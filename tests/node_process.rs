@@ -43,6 +43,8 @@ impl NodeProcess {
             .arg("--data-dir")
             .arg(data)
             .args(["node", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+            // Tests never take the default gateway port.
+            .args(["--gateway", "127.0.0.1:0"])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -273,6 +275,7 @@ fn a_node_listens_on_tcp_quic_and_websocket() {
             "--listen",
             "/ip4/127.0.0.1/tcp/0",
             "--no-mdns",
+            "--no-gateway",
             "--control",
             "0.0.0.0:0",
         ],

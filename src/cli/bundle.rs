@@ -71,28 +71,6 @@ pub(crate) struct CreateArgs {
     pub(crate) out: Option<PathBuf>,
 }
 
-impl CreateArgs {
-    /// Arguments for `article` with every option at its default.
-    pub(crate) fn new(article: PathBuf, newsroom: &Path) -> Self {
-        Self {
-            article,
-            newsroom: Some(newsroom.to_owned()),
-            title: None,
-            lang: None,
-            authors: Vec::new(),
-            section: None,
-            url: None,
-            summary: None,
-            date: None,
-            images: Vec::new(),
-            story: None,
-            correction_of: None,
-            retract: None,
-            out: None,
-        }
-    }
-}
-
 #[derive(Debug, Args)]
 pub(super) struct VerifyArgs {
     /// Bundle files.

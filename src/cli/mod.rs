@@ -127,8 +127,12 @@ enum LogFormat {
     Json,
 }
 
-fn init_logging(verbose: u8, level: Option<&str>, format: LogFormat) -> Result<()> {
+fn init_logging(verbose: u8, level: Option<&str>, format: LogFormat, demo: bool) -> Result<()> {
     let default = match verbose {
+        // The demo's nodes start with no peer to ask, by design, and
+        // connect to each other right after: Kademlia's warning that its
+        // bootstrap found no peers would only clutter a newcomer's screen.
+        0 if demo => "warn,libp2p_kad=error",
         0 => "warn",
         1 => "info",
         _ => "debug",
@@ -153,7 +157,8 @@ fn init_logging(verbose: u8, level: Option<&str>, format: LogFormat) -> Result<(
 /// success, 1 on any failure, with the reason on standard error.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = init_logging(cli.verbose, cli.log_level.as_deref(), cli.log_format) {
+    let demo = matches!(cli.command, Command::Demo(_));
+    if let Err(e) = init_logging(cli.verbose, cli.log_level.as_deref(), cli.log_format, demo) {
         eprintln!("error: {e:#}");
         return ExitCode::FAILURE;
     }

@@ -39,6 +39,16 @@ pub(super) struct NodeArgs {
     /// Tell peers they can reach this node here (repeatable).
     #[arg(long = "external", value_name = "MULTIADDR")]
     external: Vec<String>,
+    /// Serve the reader's gateway on this address [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR", conflicts_with = "no_gateway")]
+    gateway: Option<String>,
+    /// Let the gateway listen on an address other than loopback, where
+    /// anyone who can reach it sees what this node holds.
+    #[arg(long)]
+    gateway_public: bool,
+    /// Do not serve the reader's gateway.
+    #[arg(long)]
+    no_gateway: bool,
 }
 
 pub(super) fn run_node(args: NodeArgs, data: &Path) -> Result<ExitCode> {
@@ -61,6 +71,16 @@ pub(super) fn run_node(args: NodeArgs, data: &Path) -> Result<ExitCode> {
     }
     config.net.relays.extend(args.relays);
     config.net.external_addresses.extend(args.external);
+    if let Some(g) = args.gateway {
+        config.gateway.address = g;
+        config.gateway.enabled = true;
+    }
+    if args.gateway_public {
+        config.gateway.public = true;
+    }
+    if args.no_gateway {
+        config.gateway.enabled = false;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -34,6 +34,9 @@ pub struct NodeFile {
     pub listen: Vec<String>,
     /// The control API's address.
     pub control: String,
+    /// The reader's gateway address, when it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
 }
 
 #[derive(Clone)]

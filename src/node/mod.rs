@@ -30,6 +30,9 @@ pub enum NodeError {
     /// The network failed.
     #[error(transparent)]
     Net(#[from] NetError),
+    /// The reader's gateway could not start.
+    #[error(transparent)]
+    Gateway(#[from] crate::gateway::GatewayError),
     /// A file of the node could not be written.
     #[error("{path}: {source}")]
     Io {
@@ -51,7 +54,13 @@ pub struct Running {
     pub control: std::net::SocketAddr,
     /// Where it listens.
     pub listen: Vec<String>,
+    /// The reader's gateway's address, unless it is switched off.
+    pub gateway: Option<std::net::SocketAddr>,
     server: tokio::task::JoinHandle<()>,
+    gateway_task: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
     data_dir: PathBuf,
 }
 
@@ -110,7 +119,16 @@ pub async fn start(data_dir: &Path, config: Config) -> Result<Running, NodeError
         });
     }
     std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
+    // The store's lock first: a second node on this data directory is told
+    // so, rather than that the gateway's port is taken (by the first).
     let store = Arc::new(Store::open(&data_dir.join("store"), config.store.clone())?);
+    // Then the gateway's port, before the network starts: a port in use
+    // fails the start with nothing to undo.
+    let gateway_listener = if config.gateway.enabled {
+        Some(crate::gateway::bind(&config.gateway).await?)
+    } else {
+        None
+    };
     let trust = TrustList::open(data_dir)?;
     let publishers = trust.list()?;
     let mut policy = crate::trust::policy_of(&publishers)?;
@@ -160,30 +178,65 @@ pub async fn start(data_dir: &Path, config: Config) -> Result<Running, NodeError
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, control::router(state)).await;
     });
+    let (gateway, gateway_task) = match gateway_listener {
+        Some(listener) => {
+            let addr = listener
+                .local_addr()
+                .map_err(io(Path::new(&config.gateway.address)))?;
+            let state = crate::gateway::GatewayState::with_trust_list(store.clone(), trust.clone())
+                .node(node.clone())
+                .public(config.gateway.public);
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stopped.await;
+                };
+                if let Err(e) = crate::gateway::serve(listener, state, shutdown).await {
+                    tracing::error!("the reader's gateway stopped: {e}");
+                }
+            });
+            (Some(addr), Some((stop, task)))
+        }
+        None => (None, None),
+    };
     let file = NodeFile {
         peer_id: node.peer_id().to_string(),
         listen: listen.clone(),
         control: control.to_string(),
+        gateway: gateway.map(|a| a.to_string()),
     };
     let path = data_dir.join("node.toml");
     crate::trust::write_atomic(&path, toml::to_string(&file).unwrap_or_default().as_bytes())
         .map_err(io(&path))?;
-    info!(peer_id = %node.peer_id(), %control, "node running");
+    info!(peer_id = %node.peer_id(), %control, ?gateway, "node running");
     Ok(Running {
         node,
         store,
         control,
         listen,
+        gateway,
         server,
+        gateway_task,
         data_dir: data_dir.to_owned(),
     })
 }
 
 impl Running {
-    /// Stops the control API and the network, flushes the store and removes
+    /// Stops the gateway, the control API and the network, flushes the store and removes
     /// `node.toml`.
     pub async fn stop(self) -> Result<(), NodeError> {
         self.server.abort();
+        if let Some((stop, task)) = self.gateway_task {
+            // Requests in flight get a moment to finish; then it is ended.
+            let _ = stop.send(());
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(2), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
         let _ = self.node.shutdown().await;
         self.store.flush()?;
         let _ = std::fs::remove_file(self.data_dir.join("node.toml"));
@@ -203,6 +256,9 @@ pub async fn run(
         println!("listening on {a}/p2p/{}", running.node.peer_id());
     }
     println!("control API on {}", running.control);
+    if let Some(g) = running.gateway {
+        println!("reader's gateway on http://{g}/");
+    }
     shutdown.await;
     info!("shutting down");
     running.stop().await

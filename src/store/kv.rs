@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::StoreError;
 
@@ -22,9 +23,17 @@ pub(crate) enum Op {
 /// A key and its value.
 pub(crate) type Pair = (Vec<u8>, Vec<u8>);
 
-pub(crate) enum Kv {
+enum Backend {
     Sled { db: sled::Db, tree: sled::Tree },
     Memory(RwLock<BTreeMap<Vec<u8>, Vec<u8>>>),
+}
+
+pub(crate) struct Kv {
+    backend: Backend,
+    /// Batches applied since the store was opened: readers that keep
+    /// something derived from the store (the gateway's catalog) compare it
+    /// to know when to rebuild, without a scan.
+    changes: AtomicU64,
 }
 
 fn sled_err(e: sled::Error) -> StoreError {
@@ -62,17 +71,29 @@ impl Kv {
                 other => sled_err(other),
             })?;
         let tree = db.open_tree("kolokol").map_err(sled_err)?;
-        Ok(Kv::Sled { db, tree })
+        Ok(Kv::new(Backend::Sled { db, tree }))
+    }
+
+    fn new(backend: Backend) -> Self {
+        Self {
+            backend,
+            changes: AtomicU64::new(0),
+        }
+    }
+
+    /// How many batches were applied since the store was opened.
+    pub(crate) fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
     }
 
     pub(crate) fn memory() -> Self {
-        Kv::Memory(RwLock::new(BTreeMap::new()))
+        Kv::new(Backend::Memory(RwLock::new(BTreeMap::new())))
     }
 
     pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        match self {
-            Kv::Sled { tree, .. } => Ok(tree.get(key).map_err(sled_err)?.map(|v| v.to_vec())),
-            Kv::Memory(m) => Ok(m
+        match &self.backend {
+            Backend::Sled { tree, .. } => Ok(tree.get(key).map_err(sled_err)?.map(|v| v.to_vec())),
+            Backend::Memory(m) => Ok(m
                 .read()
                 .map_err(|_| StoreError::Poisoned)?
                 .get(key)
@@ -81,9 +102,9 @@ impl Kv {
     }
 
     pub(crate) fn contains(&self, key: &[u8]) -> Result<bool, StoreError> {
-        match self {
-            Kv::Sled { tree, .. } => tree.contains_key(key).map_err(sled_err),
-            Kv::Memory(m) => Ok(m
+        match &self.backend {
+            Backend::Sled { tree, .. } => tree.contains_key(key).map_err(sled_err),
+            Backend::Memory(m) => Ok(m
                 .read()
                 .map_err(|_| StoreError::Poisoned)?
                 .contains_key(key)),
@@ -92,8 +113,16 @@ impl Kv {
 
     /// Applies every op or none, also across a crash.
     pub(crate) fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
-        match self {
-            Kv::Sled { tree, .. } => {
+        // Counted after the batch is in, so a reader that sees the new count
+        // also sees the batch.
+        let result = self.apply_batch(ops);
+        self.changes.fetch_add(1, Ordering::AcqRel);
+        result
+    }
+
+    fn apply_batch(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sled { tree, .. } => {
                 let mut batch = sled::Batch::default();
                 for op in ops {
                     match op {
@@ -103,7 +132,7 @@ impl Kv {
                 }
                 tree.apply_batch(batch).map_err(sled_err)
             }
-            Kv::Memory(m) => {
+            Backend::Memory(m) => {
                 let mut m = m.write().map_err(|_| StoreError::Poisoned)?;
                 for op in ops {
                     match op {
@@ -126,8 +155,8 @@ impl Kv {
         prefix: &[u8],
         reverse: bool,
     ) -> Box<dyn Iterator<Item = Result<Pair, StoreError>> + '_> {
-        match self {
-            Kv::Sled { tree, .. } => {
+        match &self.backend {
+            Backend::Sled { tree, .. } => {
                 let it = tree
                     .scan_prefix(prefix)
                     .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(sled_err));
@@ -137,7 +166,7 @@ impl Kv {
                     Box::new(it)
                 }
             }
-            Kv::Memory(m) => {
+            Backend::Memory(m) => {
                 let Ok(m) = m.read() else {
                     return Box::new(std::iter::once(Err(StoreError::Poisoned)));
                 };
@@ -159,17 +188,17 @@ impl Kv {
 
     /// Makes every applied batch durable.
     pub(crate) fn flush(&self) -> Result<(), StoreError> {
-        match self {
-            Kv::Sled { db, .. } => db.flush().map(|_| ()).map_err(sled_err),
-            Kv::Memory(_) => Ok(()),
+        match &self.backend {
+            Backend::Sled { db, .. } => db.flush().map(|_| ()).map_err(sled_err),
+            Backend::Memory(_) => Ok(()),
         }
     }
 
     /// Bytes the database takes on disk (for the memory twin, its payload).
     pub(crate) fn disk_size(&self) -> Result<u64, StoreError> {
-        match self {
-            Kv::Sled { db, .. } => db.size_on_disk().map_err(sled_err),
-            Kv::Memory(m) => Ok(m
+        match &self.backend {
+            Backend::Sled { db, .. } => db.size_on_disk().map_err(sled_err),
+            Backend::Memory(m) => Ok(m
                 .read()
                 .map_err(|_| StoreError::Poisoned)?
                 .iter()

@@ -824,6 +824,15 @@ impl Store {
         Ok(out)
     }
 
+    /// A stored certificate by its id, decoded (it was verified when it
+    /// was stored).
+    pub fn certificate(&self, id: &CertId) -> Result<Option<KeyCertificate>, StoreError> {
+        match self.kv.get(&key(CERT, &[id.as_bytes()]))? {
+            Some(v) => Ok(decode_unverified::<KeyCertificate>(&v).ok()),
+            None => Ok(None),
+        }
+    }
+
     /// Signed revocations of `publisher`.
     pub fn revocations_of(&self, publisher: &PublicKey) -> Result<Vec<Vec<u8>>, StoreError> {
         self.kv
@@ -1330,6 +1339,14 @@ impl Store {
     pub fn missing(&self, publisher: &PublicKey) -> Result<Vec<(u64, u64)>, StoreError> {
         let upto = self.head(publisher)?.map_or(0, |(_, h)| h.sequence);
         Ok(gaps(&self.known_ranges(publisher)?, upto))
+    }
+
+    /// A number that changes whenever anything is written to the store
+    /// (bundles, heads, certificates, evictions), counted since it was
+    /// opened. Cheap: no read of the database. Views derived from the store
+    /// compare it to know when they are stale.
+    pub fn changes(&self) -> u64 {
+        self.kv.changes()
     }
 
     /// Counts of what is held, and the size on disk.

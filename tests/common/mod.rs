@@ -2,6 +2,7 @@
 //! manifests, heads, certificates and revocations at chosen times.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod gateway;
 pub mod net;
 
 use kolokol::proto::bundle::BundleFile;

@@ -1,0 +1,334 @@
+//! HTML building blocks: escaping, the shared page layout, time and
+//! direction helpers, and the sanitizer for article bodies.
+//!
+//! Pages are plain strings built here. Every value that did not come from
+//! this file goes through [`esc`] (text and attribute values alike), except
+//! article bodies, which go through [`sanitize_body`].
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write;
+
+use crate::proto::{BundleId, Manifest, Timestamp};
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub(crate) fn esc(s: &str) -> Cow<'_, str> {
+    if !s
+        .bytes()
+        .any(|b| matches!(b, b'&' | b'<' | b'>' | b'"' | b'\''))
+    {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Percent-encodes a query parameter value.
+pub(crate) fn url_param(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// Languages written right to left, by primary subtag.
+const RTL: &[&str] = &[
+    "ar", "arc", "ckb", "dv", "fa", "he", "iw", "ks", "ku", "ps", "sd", "syr", "ug", "ur", "yi",
+];
+
+/// The writing direction of a language tag: `rtl` for right-to-left
+/// scripts, else `ltr`. A script subtag (`-Arab`, `-Latn`…) takes precedence.
+pub(crate) fn dir_of(lang: &str) -> &'static str {
+    let lower = lang.to_ascii_lowercase();
+    let mut parts = lower.split('-');
+    let primary = parts.next().unwrap_or("");
+    for p in parts {
+        match p {
+            "arab" | "hebr" | "thaa" | "syrc" | "nkoo" | "adlm" | "rohg" => return "rtl",
+            "latn" | "cyrl" => return "ltr",
+            _ => {}
+        }
+    }
+    if RTL.contains(&primary) { "rtl" } else { "ltr" }
+}
+
+/// A language tag fit for a `lang` attribute: letters, digits and `-`,
+/// as the manifest rules require; anything else becomes `und`.
+pub(crate) fn lang_attr(lang: &str) -> &str {
+    if !lang.is_empty()
+        && lang.len() <= 35
+        && lang.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        lang
+    } else {
+        "und"
+    }
+}
+
+/// A timestamp as RFC 3339 (`2026-11-20T08:00:00Z`), clamped to the
+/// largest time RFC 3339 can write so no signed value breaks a feed.
+pub(crate) fn rfc3339(t: Timestamp) -> String {
+    let t = Timestamp(t.0.min(253_402_300_799));
+    humantime::format_rfc3339_seconds(t.to_system()).to_string()
+}
+
+/// A timestamp for readers: `2026-11-20 08:00 UTC`.
+pub(crate) fn date(t: Timestamp) -> String {
+    let s = rfc3339(t);
+    // "YYYY-MM-DDTHH:MM:SSZ" is ASCII, so byte slicing is safe.
+    match (s.get(..10), s.get(11..16)) {
+        (Some(d), Some(hm)) => format!("{d} {hm} UTC"),
+        _ => s,
+    }
+}
+
+/// A duration for readers, to the two largest units: `3 h 5 min`.
+pub(crate) fn ago(secs: u64) -> String {
+    const UNITS: &[(u64, &str)] = &[(86_400, "d"), (3_600, "h"), (60, "min"), (1, "s")];
+    let mut out = Vec::new();
+    let mut rest = secs;
+    for &(size, name) in UNITS {
+        if rest >= size {
+            out.push(format!("{} {name}", rest / size));
+            rest %= size;
+        }
+        if out.len() == 2 {
+            break;
+        }
+    }
+    if out.is_empty() {
+        return "0 s".into();
+    }
+    out.join(" ")
+}
+
+/// A URL for display only, never as a link: the scheme is dropped so the
+/// text names the address without making the page refer to another
+/// origin. Readers where the site is blocked can still copy it.
+pub(crate) fn display_url(url: &str) -> &str {
+    url.strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .unwrap_or(url)
+}
+
+/// What the shared layout needs besides the content.
+pub(crate) struct Page<'a> {
+    /// The `<title>`.
+    pub(crate) title: &'a str,
+    /// A feed to advertise in `<head>`, as a path on this node.
+    pub(crate) feed: Option<&'a str>,
+    /// The search box's current text.
+    pub(crate) query: &'a str,
+}
+
+/// Wraps `content` in the page layout shared by every HTML page. The page
+/// chrome is English and left-to-right; each story carries its own `lang`
+/// and `dir`.
+pub(crate) fn layout(page: &Page<'_>, content: &str) -> String {
+    let mut out = String::with_capacity(content.len() + 1536);
+    out.push_str(
+        "<!DOCTYPE html>\n<html lang=\"en\" dir=\"ltr\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"referrer\" content=\"no-referrer\">",
+    );
+    let _ = write!(out, "<title>{} · Kolokol</title>", esc(page.title));
+    out.push_str(
+        "<link rel=\"stylesheet\" href=\"/static/style.css\">\
+         <link rel=\"icon\" type=\"image/png\" href=\"/static/icon.png\">",
+    );
+    let feed = page.feed.unwrap_or("/feed.atom");
+    let _ = write!(
+        out,
+        "<link rel=\"alternate\" type=\"application/atom+xml\" title=\"Atom feed\" href=\"{}\">",
+        esc(feed)
+    );
+    out.push_str(
+        "</head><body><header class=\"top\"><a class=\"brand\" href=\"/\">Kolokol</a>\
+         <form class=\"search\" action=\"/search\" method=\"get\" role=\"search\">\
+         <input type=\"search\" name=\"q\" aria-label=\"Search titles and summaries\" \
+         placeholder=\"Search\" dir=\"auto\" maxlength=\"200\"",
+    );
+    let _ = write!(out, " value=\"{}\">", esc(page.query));
+    out.push_str("<button type=\"submit\">Search</button></form></header><main>");
+    out.push_str(content);
+    out.push_str(
+        "</main><footer><p>Served by your own Kolokol node. Every story here was \
+         checked against its newsroom's key before it was stored. \
+         <a href=\"/feed.atom\">Atom feed</a> · <a href=\"/api/v1/status\">API</a></p>\
+         </footer></body></html>",
+    );
+    out
+}
+
+/// How a bundle's body refers to its media: the paths of its entries
+/// (other than the body), mapped to their URLs on this node.
+pub(crate) fn media_urls(id: &BundleId, manifest: &Manifest) -> HashMap<String, String> {
+    manifest
+        .entries
+        .iter()
+        .skip(1)
+        .map(|e| (e.path.clone(), media_url(id, &e.path)))
+        .collect()
+}
+
+/// The URL of one entry of a bundle on this node. Entry paths are safe
+/// relative paths (checked when the manifest was verified), so only
+/// non-ASCII needs encoding.
+pub(crate) fn media_url(id: &BundleId, path: &str) -> String {
+    let mut out = format!("/media/{id}/");
+    for b in path.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// Decodes `%XX` escapes; `None` when the result is not UTF-8.
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(h) = bytes.get(i + 1..i + 3)
+            && let Ok(v) = u8::from_str_radix(std::str::from_utf8(h).ok()?, 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Makes an article body safe to serve: removes scripts, styles, forms,
+/// frames, event handlers and every URL with a scheme other than `mailto:`
+/// (so `javascript:` links go, and so do images and links to other
+/// origins: a page of this node loads and points to nothing outside it).
+/// Relative references to the bundle's own media are rewritten to their
+/// URLs on this node; other relative references are dropped, except
+/// in-page anchors.
+pub(crate) fn sanitize_body(html: &str, media: HashMap<String, String>) -> String {
+    let mut b = ammonia::Builder::default();
+    b.url_schemes(HashSet::from(["mailto"]))
+        .url_relative(ammonia::UrlRelative::Custom(Box::new(MediaRefs(media))))
+        // Links inside a story lead nowhere else on the web, but a mailto:
+        // link opens another program: keep no referrer in any case.
+        .link_rel(Some("noopener noreferrer nofollow"));
+    b.clean(html).to_string()
+}
+
+/// Maps a body's relative references: to its own media on this node, or
+/// to an in-page anchor; anything else is dropped.
+struct MediaRefs(HashMap<String, String>);
+
+impl<'a> ammonia::UrlRelativeEvaluate<'a> for MediaRefs {
+    fn evaluate<'url>(&self, url: &'url str) -> Option<Cow<'url, str>> {
+        if let Some(frag) = url.strip_prefix('#') {
+            let ok = !frag.is_empty()
+                && frag.len() <= 128
+                && frag
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            return ok.then_some(Cow::Borrowed(url));
+        }
+        let path = url.strip_prefix("./").unwrap_or(url);
+        let decoded = percent_decode(path)?;
+        self.0.get(&decoded).map(|u| Cow::Owned(u.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup_and_quotes() {
+        assert_eq!(esc("a<b>&\"'"), "a&lt;b&gt;&amp;&quot;&#39;");
+        assert!(matches!(esc("plain"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn directions() {
+        assert_eq!(dir_of("ar"), "rtl");
+        assert_eq!(dir_of("fa-IR"), "rtl");
+        assert_eq!(dir_of("ru"), "ltr");
+        assert_eq!(dir_of("en"), "ltr");
+        assert_eq!(dir_of("az-Arab"), "rtl");
+        assert_eq!(dir_of("ku-Latn"), "ltr");
+        assert_eq!(lang_attr("x\" onload=\""), "und");
+    }
+
+    #[test]
+    fn durations_and_dates() {
+        assert_eq!(ago(0), "0 s");
+        assert_eq!(ago(3 * 3600 + 5 * 60 + 7), "3 h 5 min");
+        assert_eq!(ago(2 * 86_400 + 1), "2 d 1 s");
+        assert_eq!(date(Timestamp(0)), "1970-01-01 00:00 UTC");
+        assert_eq!(rfc3339(Timestamp(u64::MAX)), "9999-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn sanitizer_removes_active_content_and_other_origins() {
+        let mut media = HashMap::new();
+        media.insert("media/a.png".to_owned(), "/media/x/media/a.png".to_owned());
+        let html = concat!(
+            "<p onclick=\"evil()\">Hi<script>alert(1)</script></p>",
+            "<img src=\"media/a.png\" onerror=\"evil()\" alt=\"a\">",
+            "<img src=\"https://tracker.example/p.gif\">",
+            "<img src=\"//tracker.example/p.gif\">",
+            "<a href=\"javascript:alert(1)\">j</a>",
+            "<a href=\"JaVaScRiPt:alert(1)\">k</a>",
+            "<a href=\"https://elsewhere.example/\">out</a>",
+            "<a href=\"#fn-1\">note</a>",
+            "<style>body{}</style><iframe src=\"media/a.png\"></iframe>",
+        );
+        let out = sanitize_body(html, media);
+        for bad in [
+            "script",
+            "onclick",
+            "onerror",
+            "javascript",
+            "JaVaScRiPt",
+            "tracker",
+            "elsewhere",
+            "<style",
+            "<iframe",
+        ] {
+            assert!(!out.contains(bad), "{bad} left in {out}");
+        }
+        assert!(out.contains("src=\"/media/x/media/a.png\""), "{out}");
+        assert!(out.contains("href=\"#fn-1\""), "{out}");
+        assert!(out.contains(">out</a>"), "{out}");
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(
+            percent_decode("media/%D1%84.png").as_deref(),
+            Some("media/ф.png")
+        );
+        assert_eq!(percent_decode("a%2").as_deref(), Some("a%2"));
+        assert_eq!(percent_decode("%FF"), None);
+    }
+}

@@ -30,6 +30,13 @@ pub struct Config {
     pub control: String,
     /// The reader's web gateway.
     pub gateway: GatewayConfig,
+    /// Address of `/metrics` (Prometheus) and `/healthz`; none by default.
+    /// It may be beyond loopback, for a scraper: it tells which publishers
+    /// the node carries and how much it holds, nothing secret.
+    pub metrics: Option<String>,
+    /// Publishers to carry, by their names in the trust list; empty for
+    /// all of them.
+    pub carry: Vec<String>,
 }
 
 impl Default for Config {
@@ -39,6 +46,8 @@ impl Default for Config {
             net: NetConfig::default(),
             control: "127.0.0.1:0".into(),
             gateway: GatewayConfig::default(),
+            metrics: None,
+            carry: Vec::new(),
         }
     }
 }

@@ -39,6 +39,12 @@ pub(super) struct NodeArgs {
     /// Tell peers they can reach this node here (repeatable).
     #[arg(long = "external", value_name = "MULTIADDR")]
     external: Vec<String>,
+    /// Serve /metrics (Prometheus) and /healthz on this address, e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
+    /// Carry only this publisher of the trust list (repeatable) [default: all].
+    #[arg(long = "carry", value_name = "NAME")]
+    carry: Vec<String>,
     /// Serve the reader's gateway on this address [default: 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR", conflicts_with = "no_gateway")]
     gateway: Option<String>,
@@ -71,6 +77,10 @@ pub(super) fn run_node(args: NodeArgs, data: &Path) -> Result<ExitCode> {
     }
     config.net.relays.extend(args.relays);
     config.net.external_addresses.extend(args.external);
+    if let Some(m) = args.metrics {
+        config.metrics = Some(m);
+    }
+    config.carry.extend(args.carry);
     if let Some(g) = args.gateway {
         config.gateway.address = g;
         config.gateway.enabled = true;

@@ -544,7 +544,10 @@ async fn build_swarm(
                 gossip_config,
             )?;
             gossipsub.with_peer_score(score, thresholds)?;
-            gossipsub = gossipsub.with_metrics(registry, Default::default());
+            gossipsub = gossipsub.with_metrics(
+                registry.sub_registry_with_prefix("gossipsub"),
+                Default::default(),
+            );
             let mdns = if mdns_on {
                 Some(mdns::tokio::Behaviour::new(
                     mdns::Config::default(),
@@ -1144,8 +1147,8 @@ impl Actor {
             rejected: self.rejected,
             banned: self.banned.len(),
             served_chunks: self.served_chunks,
-            gossip_received: self.metric_sum("topic_msg_recv_counts_unfiltered_total"),
-            gossip_unique: self.metric_sum("topic_msg_recv_counts_total"),
+            gossip_received: self.metric_sum("gossipsub_topic_msg_recv_counts_unfiltered_total"),
+            gossip_unique: self.metric_sum("gossipsub_topic_msg_recv_counts_total"),
             publishers,
             mirror: self.config.mirror,
             reachability: self.discovery.nat.clone(),

@@ -37,6 +37,9 @@ pub struct NodeFile {
     /// The reader's gateway address, when it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<String>,
+    /// The address of `/metrics` and `/healthz`, when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
 }
 
 #[derive(Clone)]

@@ -2,6 +2,7 @@
 //! local control API together, until a shutdown signal.
 
 pub mod control;
+mod metrics;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,9 @@ pub enum NodeError {
     /// The reader's gateway could not start.
     #[error(transparent)]
     Gateway(#[from] crate::gateway::GatewayError),
+    /// `carry` names a publisher the trust list does not have.
+    #[error("carry names {0:?}, which is not in the trust list (kolokol trust list)")]
+    NotTrusted(String),
     /// A file of the node could not be written.
     #[error("{path}: {source}")]
     Io {
@@ -56,7 +60,10 @@ pub struct Running {
     pub listen: Vec<String>,
     /// The reader's gateway's address, unless it is switched off.
     pub gateway: Option<std::net::SocketAddr>,
+    /// The address of `/metrics` and `/healthz`, when configured.
+    pub metrics: Option<std::net::SocketAddr>,
     server: tokio::task::JoinHandle<()>,
+    metrics_task: Option<tokio::task::JoinHandle<()>>,
     gateway_task: Option<(
         tokio::sync::oneshot::Sender<()>,
         tokio::task::JoinHandle<()>,
@@ -129,8 +136,26 @@ pub async fn start(data_dir: &Path, config: Config) -> Result<Running, NodeError
     } else {
         None
     };
+    // The operator's endpoints, bound early for the same reason.
+    let metrics_listener = match &config.metrics {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(io(Path::new(addr)))?,
+        ),
+        None => None,
+    };
     let trust = TrustList::open(data_dir)?;
-    let publishers = trust.list()?;
+    let mut publishers = trust.list()?;
+    // A mirror may carry some of the publishers it trusts, not all.
+    if !config.carry.is_empty() {
+        for name in &config.carry {
+            if !publishers.iter().any(|p| &p.name == name) {
+                return Err(NodeError::NotTrusted(name.clone()));
+            }
+        }
+        publishers.retain(|p| config.carry.contains(&p.name));
+    }
     let mut policy = crate::trust::policy_of(&publishers)?;
     // Publisher files may name nodes that carry the publisher: dial them too.
     let mut config = config;
@@ -199,11 +224,23 @@ pub async fn start(data_dir: &Path, config: Config) -> Result<Running, NodeError
         }
         None => (None, None),
     };
+    let (metrics, metrics_task) = match metrics_listener {
+        Some(listener) => {
+            let addr = listener.local_addr().map_err(io(Path::new("metrics")))?;
+            let router = metrics::router(node.clone());
+            let task = tokio::spawn(async move {
+                let _ = axum::serve(listener, router).await;
+            });
+            (Some(addr), Some(task))
+        }
+        None => (None, None),
+    };
     let file = NodeFile {
         peer_id: node.peer_id().to_string(),
         listen: listen.clone(),
         control: control.to_string(),
         gateway: gateway.map(|a| a.to_string()),
+        metrics: metrics.map(|a| a.to_string()),
     };
     let path = data_dir.join("node.toml");
     crate::trust::write_atomic(&path, toml::to_string(&file).unwrap_or_default().as_bytes())
@@ -215,7 +252,9 @@ pub async fn start(data_dir: &Path, config: Config) -> Result<Running, NodeError
         control,
         listen,
         gateway,
+        metrics,
         server,
+        metrics_task,
         gateway_task,
         data_dir: data_dir.to_owned(),
     })
@@ -226,6 +265,9 @@ impl Running {
     /// `node.toml`.
     pub async fn stop(self) -> Result<(), NodeError> {
         self.server.abort();
+        if let Some(t) = &self.metrics_task {
+            t.abort();
+        }
         if let Some((stop, task)) = self.gateway_task {
             // Requests in flight get a moment to finish; then it is ended.
             let _ = stop.send(());
@@ -258,6 +300,9 @@ pub async fn run(
     println!("control API on {}", running.control);
     if let Some(g) = running.gateway {
         println!("reader's gateway on http://{g}/");
+    }
+    if let Some(m) = running.metrics {
+        println!("metrics on http://{m}/metrics, health on http://{m}/healthz");
     }
     shutdown.await;
     info!("shutting down");

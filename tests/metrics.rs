@@ -95,17 +95,17 @@ fn parse(text: &str) -> HashMap<String, f64> {
         let value: f64 = value.parse().unwrap_or_else(|_| panic!("{line:?}"));
         let name = series.split('{').next().unwrap();
         assert!(name_ok(name), "bad name in {line:?}");
-        if let Some(labels) = series.strip_prefix(name) {
-            if !labels.is_empty() {
-                let inner = labels
-                    .strip_prefix('{')
-                    .and_then(|l| l.strip_suffix('}'))
-                    .unwrap_or_else(|| panic!("bad labels in {line:?}"));
-                for pair in inner.split("\",").filter(|p| !p.is_empty()) {
-                    let (k, v) = pair.split_once("=\"").expect("label=\"value\"");
-                    assert!(name_ok(k), "bad label in {line:?}");
-                    assert!(!v.trim_end_matches('"').contains('"'), "{line:?}");
-                }
+        if let Some(labels) = series.strip_prefix(name)
+            && !labels.is_empty()
+        {
+            let inner = labels
+                .strip_prefix('{')
+                .and_then(|l| l.strip_suffix('}'))
+                .unwrap_or_else(|| panic!("bad labels in {line:?}"));
+            for pair in inner.split("\",").filter(|p| !p.is_empty()) {
+                let (k, v) = pair.split_once("=\"").expect("label=\"value\"");
+                assert!(name_ok(k), "bad label in {line:?}");
+                assert!(!v.trim_end_matches('"').contains('"'), "{line:?}");
             }
         }
         samples.insert(series.to_owned(), value);

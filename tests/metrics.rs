@@ -120,18 +120,21 @@ async fn metrics_parse_as_prometheus_text_and_health_answers() {
     let data = dir.path().join("node");
     let p = Publisher::new(1);
     let other = Publisher::new(21);
-    let list = TrustList::open(&data).unwrap();
-    for (pb, name) in [(&p, "metric-news"), (&other, "other-news")] {
-        list.add_file(&PublisherFile {
-            name: name.into(),
-            display_name: None,
-            root_key: pb.public(),
-            homepage: None,
-            bootstrap: vec![],
-            demo: false,
-        })
-        .unwrap();
-    }
+    let trusting = |data: &std::path::Path| {
+        let list = TrustList::open(data).unwrap();
+        for (pb, name) in [(&p, "metric-news"), (&other, "other-news")] {
+            list.add_file(&PublisherFile {
+                name: name.into(),
+                display_name: None,
+                root_key: pb.public(),
+                homepage: None,
+                bootstrap: vec![],
+                demo: false,
+            })
+            .unwrap();
+        }
+    };
+    trusting(&data);
     let mut config = Config {
         net: NetConfig::for_tests(),
         metrics: Some("127.0.0.1:0".into()),
@@ -191,7 +194,9 @@ async fn metrics_parse_as_prometheus_text_and_health_answers() {
     // A publisher to carry that the trust list lacks is refused by name.
     let mut wrong = config;
     wrong.carry = vec!["nobody-news".into()];
-    let err = kolokol::node::start(&data, wrong)
+    let elsewhere = dir.path().join("elsewhere");
+    trusting(&elsewhere);
+    let err = kolokol::node::start(&elsewhere, wrong)
         .await
         .err()
         .expect("refused")

@@ -330,3 +330,49 @@ async fn a_peer_sending_a_tampered_bundle_in_catch_up_is_banned() {
     assert_eq!(status.publishers[0].missing, vec![(5, 5)]);
     reader.node.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catch_up_from_a_peer_under_an_upload_cap_completes_within_the_cap() {
+    const RATE: u64 = 100 * 1024;
+    const STORIES: u64 = 20;
+    const LEN: usize = 20 * 1024;
+    let p = Publisher::new(1);
+    let full = Arc::new(Store::memory(StoreConfig::default()));
+    let cert = p.policy().verify_certificate(&p.cert).unwrap();
+    full.put_certificate(&cert).unwrap();
+    let bundles: Vec<VerifiedBundle> = (1..=STORIES)
+        .map(|s| version(&p, s, LEN).verified())
+        .collect();
+    full.ingest(&bundles).unwrap();
+    let policy = p.policy();
+    let h = policy.verify_head(&head(&p, STORIES), now()).unwrap();
+    full.put_head(&h).unwrap();
+    let capped = spawn_on(
+        &[&p],
+        full,
+        NetConfig {
+            max_upload_bytes_per_sec: Some(RATE),
+            ..quiet()
+        },
+    )
+    .await;
+    let mut fresh = spawn_on(
+        &[&p],
+        Arc::new(Store::memory(StoreConfig::default())),
+        quiet(),
+    )
+    .await;
+    let start = std::time::Instant::now();
+    connect(&mut fresh, &capped).await;
+    wait_held(&fresh, STORIES).await;
+    let took = start.elapsed();
+    // A full bucket holds one second of the rate; the rest waits for it.
+    let least = (STORIES * LEN as u64 - RATE) as f64 / RATE as f64;
+    assert!(
+        took.as_secs_f64() >= least * 0.9,
+        "{took:?} for {} bytes at {RATE}/s",
+        STORIES * LEN as u64
+    );
+    capped.node.shutdown().await.unwrap();
+    fresh.node.shutdown().await.unwrap();
+}

@@ -31,6 +31,12 @@ use super::{Actor, NodeEvent, now};
 use crate::proto::{CertId, PublicKey, VerifiedBundle};
 use crate::store::{Ingested, SeqState};
 
+/// How long a peer that said "later" is left alone.
+const LATER: Duration = Duration::from_secs(1);
+/// "Later"s in a row before a peer's queue is dropped until its next
+/// summary: a peer cannot keep us asking without end.
+const MAX_LATER: u32 = 120;
+
 /// Bundles requests outstanding to one peer.
 const IN_FLIGHT_PER_PEER: usize = 2;
 /// Ranges waiting to be asked of one peer; beyond, the next round brings
@@ -68,6 +74,10 @@ pub(super) struct PeerSync {
     in_flight: usize,
     summaries_in_flight: usize,
     last_summary: Option<Instant>,
+    /// A peer over its upload cap said "later": not asked before this.
+    later: Option<Instant>,
+    /// "Later"s in a row; past [`MAX_LATER`] its queue is dropped.
+    laters: u32,
 }
 
 /// The catch-up state of the actor.
@@ -333,11 +343,22 @@ impl Actor {
         if !self.policy.is_trusted(publisher) {
             return SyncResponse::Refused;
         }
+        if !self.upload.open(Instant::now()) {
+            // Over the upload cap: nothing now; "ask again from the first".
+            return SyncResponse::Bundles {
+                certificates: Vec::new(),
+                bundles: Vec::new(),
+                cut_at: sequences.first().copied(),
+            };
+        }
         let mut certificates = Vec::new();
         let mut cert_ids: HashSet<CertId> = HashSet::new();
         let mut bundles = Vec::new();
         let mut used = 0usize;
         let mut cut_at = None;
+        // Within the upload cap too: the first bundle always goes, so a
+        // response is never empty while the cap allows anything.
+        let budget = SYNC_BUDGET.min(self.upload.allowance(Instant::now()));
         tokio::task::block_in_place(|| {
             for &seq in sequences {
                 let Ok(Some(id)) = self.store.held_at(publisher, seq) else {
@@ -349,7 +370,7 @@ impl Actor {
                 let blob_bytes: u64 = m.manifest.entries.iter().map(|e| e.size).sum();
                 let inline = blob_bytes <= INLINE_BUNDLE;
                 let cost = m.bytes.len() + if inline { blob_bytes as usize } else { 0 };
-                if used > 0 && used + cost > SYNC_BUDGET {
+                if used > 0 && used + cost > budget {
                     cut_at = Some(seq);
                     break;
                 }
@@ -375,6 +396,7 @@ impl Actor {
                 if let Some(b) = &blobs {
                     let bytes: usize = b.iter().map(Vec::len).sum();
                     self.own_metrics.served_bytes.inc_by(bytes as u64);
+                    self.upload.take(bytes as u64, Instant::now());
                 }
                 bundles.push(SyncBundle {
                     manifest: m.bytes,
@@ -612,11 +634,16 @@ impl Actor {
             .sync
             .peers
             .iter()
-            .filter(|(_, s)| !s.queue.is_empty() && s.in_flight < IN_FLIGHT_PER_PEER)
+            .filter(|(_, s)| {
+                !s.queue.is_empty()
+                    && s.in_flight < IN_FLIGHT_PER_PEER
+                    && s.later.is_none_or(|t| t <= Instant::now())
+            })
             .map(|(p, _)| *p)
             .collect();
         for peer in peers {
-            while self.fetches.len() < self.config.max_fetches {
+            while self.fetches.len() < self.config.max_fetches && self.download.open(Instant::now())
+            {
                 let Some(state) = self.sync.peers.get_mut(&peer) else {
                     break;
                 };
@@ -718,6 +745,7 @@ impl Actor {
             if let Some(blobs) = &b.blobs {
                 let bytes: usize = blobs.iter().map(Vec::len).sum();
                 self.own_metrics.fetched_bytes.inc_by(bytes as u64);
+                self.download.take(bytes as u64, Instant::now());
             }
             match b.blobs {
                 Some(blobs) => match self.policy.verify_bundle(m, blobs) {
@@ -750,14 +778,25 @@ impl Actor {
                 Err(e) => warn!("storing caught-up bundles failed: {e}"),
             }
         }
-        if let Some(cut) = cut_at.filter(|_| !received.is_empty()) {
-            // The rest did not fit: ask again, first. (A cut with nothing
-            // sent would ask the same again forever: dropped below.)
+        if let Some(cut) = cut_at {
+            // The rest did not fit: ask again, first. With nothing sent,
+            // the peer is over its upload cap: ask again a little later,
+            // but not without end.
             let rest: Vec<u64> = asked.iter().copied().skip_while(|s| *s != cut).collect();
-            if let Some(state) = self.sync.peers.get_mut(&peer) {
-                for (a, b) in crate::store::to_ranges(rest).into_iter().rev() {
-                    state.queue.push_front((publisher, a, b));
+            let Some(state) = self.sync.peers.get_mut(&peer) else {
+                return;
+            };
+            if received.is_empty() {
+                state.laters += 1;
+                state.later = Some(Instant::now() + LATER);
+                if state.laters > MAX_LATER {
+                    return self.drop_queue(&peer, &publisher);
                 }
+            } else {
+                state.laters = 0;
+            }
+            for (a, b) in crate::store::to_ranges(rest).into_iter().rev() {
+                state.queue.push_front((publisher, a, b));
             }
         } else if received.is_empty() {
             // It no longer holds what it said: stop asking it for this

@@ -9,6 +9,7 @@
 //! stored whole. Blobs travel over `/kolokol/fetch/1` request-response, in
 //! bounded chunks.
 
+mod bandwidth;
 mod catchup;
 mod discovery;
 mod metrics;
@@ -158,6 +159,13 @@ pub struct NetConfig {
     /// Judge reachability only over global IP addresses, as client and as
     /// server (off only for tests on loopback).
     pub autonat_global_only: bool,
+    /// Most blob bytes sent to peers per second (fetch and catch-up);
+    /// `None` for no cap. Over it, requests are answered "not here" and
+    /// peers ask elsewhere or later.
+    pub max_upload_bytes_per_sec: Option<u64>,
+    /// Most blob bytes fetched from peers per second; `None` for no cap.
+    /// Over it, no new request goes out until the rate allows.
+    pub max_download_bytes_per_sec: Option<u64>,
 }
 
 /// What a mirror's relay server allows. Defaults are raised from libp2p's
@@ -219,6 +227,8 @@ impl Default for NetConfig {
             relay: RelayLimits::default(),
             autonat_probe_secs: 90,
             autonat_global_only: true,
+            max_upload_bytes_per_sec: None,
+            max_download_bytes_per_sec: None,
         }
     }
 }
@@ -450,6 +460,8 @@ struct Actor {
     sync: catchup::SyncState,
     discovery: discovery::DiscoveryState,
     reports: report::Reports,
+    upload: bandwidth::Bucket,
+    download: bandwidth::Bucket,
 }
 
 fn now() -> Timestamp {
@@ -646,6 +658,8 @@ impl Node {
             sync: catchup::SyncState::default(),
             discovery: discovery::DiscoveryState::default(),
             reports: report::Reports::default(),
+            upload: bandwidth::Bucket::new(config.max_upload_bytes_per_sec, Instant::now()),
+            download: bandwidth::Bucket::new(config.max_download_bytes_per_sec, Instant::now()),
         };
         for addr in &config.external_addresses {
             let ma: Multiaddr = addr
@@ -1445,7 +1459,9 @@ impl Actor {
         let Some(peer) = f.current else {
             return self.fail(id, "no peer could supply every blob");
         };
-        if self.per_peer.get(&peer).copied().unwrap_or(0) >= self.config.max_requests_per_peer {
+        if self.per_peer.get(&peer).copied().unwrap_or(0) >= self.config.max_requests_per_peer
+            || !self.download.open(Instant::now())
+        {
             return; // retried on the next tick
         }
         let entry = &f.manifest.entries[f.entry];
@@ -1508,6 +1524,7 @@ impl Actor {
                 }
                 f.buf.extend_from_slice(&data);
                 self.own_metrics.fetched_bytes.inc_by(data.len() as u64);
+                self.download.take(data.len() as u64, Instant::now());
                 if f.buf.len() as u64 == entry.size {
                     let blob = std::mem::take(&mut f.buf);
                     if let Err(e) = check_blob(&entry, &blob) {
@@ -1621,11 +1638,21 @@ impl Actor {
         channel: request_response::ResponseChannel<FetchResponse>,
     ) {
         let FetchRequest::Blob { hash, offset } = request;
+        if !self.upload.open(Instant::now()) {
+            // Over the upload cap: "not here", and the peer asks another.
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .fetch
+                .send_response(channel, FetchResponse::NotFound);
+            return;
+        }
         let read = tokio::task::block_in_place(|| self.store.blob_range(&hash, offset, CHUNK));
         let response = match read {
             Ok(Some((total, data))) => {
                 self.served_chunks += 1;
                 self.own_metrics.served_bytes.inc_by(data.len() as u64);
+                self.upload.take(data.len() as u64, Instant::now());
                 FetchResponse::Chunk {
                     total,
                     offset: offset.min(total),

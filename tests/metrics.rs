@@ -164,7 +164,7 @@ async fn metrics_parse_as_prometheus_text_and_health_answers() {
     assert_eq!(code, 200);
     let samples = parse(&text);
     assert_eq!(
-        samples.get("kolokol_stories_held{publisher=\"metric-news\"}"),
+        samples.get("kolokol_bundles_held{publisher=\"metric-news\"}"),
         Some(&1.0),
         "{text}"
     );

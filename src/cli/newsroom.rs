@@ -139,9 +139,9 @@ pub(super) fn run(cmd: NewsroomCommand, data: &Path) -> Result<ExitCode> {
             // A node running on this data directory announces it at once;
             // otherwise it travels with the next bundle published.
             if let Some(client) = crate::node::control::ControlClient::for_data_dir(data) {
-                let removed = client
-                    .revoke(rev.bytes())
-                    .context("announcing the revocation through the running node")?;
+                let removed = client.revoke(rev.bytes()).context(
+                    "the revocation is saved in the newsroom folder, but announcing it through the running node failed",
+                )?;
                 println!(
                     "announced to the network through the running node ({removed} stored bundles removed)"
                 );

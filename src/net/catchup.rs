@@ -285,7 +285,19 @@ impl Actor {
                     publisher,
                     sequences,
                 } => self.bundles_for(&publisher, &sequences),
-                SyncRequest::Holds { publisher, story } => self.holds(&publisher, &story),
+                SyncRequest::Holds { publisher, story } => {
+                    // A store read each, like a summary: in the same window.
+                    let window = self.sync.served.entry(peer).or_insert((Instant::now(), 0));
+                    if window.0.elapsed() >= SUMMARY_WINDOW {
+                        *window = (Instant::now(), 0);
+                    }
+                    if window.1 >= SUMMARIES_PER_WINDOW {
+                        SyncResponse::Refused
+                    } else {
+                        window.1 += 1;
+                        self.holds(&publisher, &story)
+                    }
+                }
             }
         };
         let _ = self

@@ -59,8 +59,8 @@ impl Metrics {
         );
         r.register("peers", "Connected peers", self.peers.clone());
         r.register(
-            "stories_held",
-            "Bundles held, per publisher",
+            "bundles_held",
+            "Bundles held (every version of a story counts), per publisher",
             self.held.clone(),
         );
         r.register(

@@ -93,6 +93,9 @@ pub enum NetError {
         /// Why.
         reason: String,
     },
+    /// Too much is running already.
+    #[error("busy: {0}")]
+    Busy(String),
     /// A bundle offered for publishing did not verify.
     #[error("the bundle does not verify: {0}")]
     Rejected(String),
@@ -376,7 +379,7 @@ enum Command {
         publisher: PublicKey,
         story: crate::proto::StoryId,
         wait: Duration,
-        reply: oneshot::Sender<Vec<Holding>>,
+        reply: oneshot::Sender<Result<Vec<Holding>, NetError>>,
     },
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -462,6 +465,8 @@ struct Actor {
     reports: report::Reports,
     upload: bandwidth::Bucket,
     download: bandwidth::Bucket,
+    /// When retention and quotas were last applied on the tick.
+    last_limits: Option<Instant>,
 }
 
 fn now() -> Timestamp {
@@ -660,6 +665,7 @@ impl Node {
             reports: report::Reports::default(),
             upload: bandwidth::Bucket::new(config.max_upload_bytes_per_sec, Instant::now()),
             download: bandwidth::Bucket::new(config.max_download_bytes_per_sec, Instant::now()),
+            last_limits: None,
         };
         for addr in &config.external_addresses {
             let ma: Multiaddr = addr
@@ -764,7 +770,7 @@ impl Node {
             wait,
             reply,
         })
-        .await
+        .await?
     }
 
     /// The node's metrics (its own and gossipsub's) in the Prometheus text
@@ -1084,6 +1090,10 @@ impl Actor {
 
     /// Updates the gauges read from the store, then encodes everything.
     fn encode_metrics(&self) -> String {
+        tokio::task::block_in_place(|| self.encode_metrics_now())
+    }
+
+    fn encode_metrics_now(&self) -> String {
         let m = &self.own_metrics;
         m.peers.set(self.swarm.connected_peers().count() as i64);
         let now = now();
@@ -1670,6 +1680,15 @@ impl Actor {
 
     fn tick(&mut self) {
         self.flush_outbox();
+        // Retention and quotas also on a quiet node, and after a change of
+        // settings: once a minute (and at the first tick).
+        if self
+            .last_limits
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+        {
+            self.last_limits = Some(Instant::now());
+            self.enforce_quota();
+        }
         self.sync_tick();
         self.discovery_tick();
         self.finish_reports(true);

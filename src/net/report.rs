@@ -13,15 +13,17 @@ use libp2p::{PeerId, kad};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use super::Actor;
 use super::catchup::Asked;
 use super::wire::{self, MAX_HELD_VERSIONS, SyncRequest, SyncResponse};
+use super::{Actor, NetError};
 use crate::proto::{BundleId, PublicKey, StoryId};
 
 /// Reports running at once; more are refused.
 const MAX_REPORTS: usize = 8;
 /// Peers asked in one report.
 const MAX_ASKED: usize = 256;
+/// Mirrors found in the DHT that one report connects to.
+const MAX_DIALED: usize = 16;
 
 /// What one peer said it holds of a story.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -41,7 +43,7 @@ pub(super) struct Report {
     publisher: PublicKey,
     story: StoryId,
     deadline: Instant,
-    reply: Option<oneshot::Sender<Vec<Holding>>>,
+    reply: Option<oneshot::Sender<Result<Vec<Holding>, NetError>>>,
     asked: HashSet<PeerId>,
     pending: HashSet<OutboundRequestId>,
     /// Mirrors found in the DHT and being connected to.
@@ -73,10 +75,12 @@ impl Actor {
         publisher: PublicKey,
         story: StoryId,
         wait: Duration,
-        reply: oneshot::Sender<Vec<Holding>>,
+        reply: oneshot::Sender<Result<Vec<Holding>, NetError>>,
     ) {
         if self.reports.running.len() >= MAX_REPORTS {
-            let _ = reply.send(Vec::new());
+            let _ = reply.send(Err(NetError::Busy(format!(
+                "{MAX_REPORTS} reports are running; try again when one ends"
+            ))));
             return;
         }
         let id = self.reports.next;
@@ -128,21 +132,60 @@ impl Actor {
     /// ones are asked now, the others when their connection comes up.
     pub(super) fn report_providers(&mut self, id: u64, providers: &HashSet<PeerId>) {
         let me = *self.swarm.local_peer_id();
-        let connected: Vec<PeerId> = providers
+        let found: Vec<(PeerId, bool, bool)> = providers
             .iter()
-            .filter(|p| **p != me && self.swarm.is_connected(p))
-            .copied()
+            .filter(|p| **p != me)
+            .map(|p| (*p, self.swarm.is_connected(p), self.is_banned(p)))
             .collect();
-        if let Some(r) = self.reports.running.get_mut(&id) {
-            for p in providers.iter().filter(|p| **p != me) {
-                r.mirrors.insert(*p);
-                if !self.swarm.is_connected(p) {
-                    r.dialing.insert(*p);
+        let mut connected = Vec::new();
+        let mut to_dial = Vec::new();
+        let Some(r) = self.reports.running.get_mut(&id) else {
+            return;
+        };
+        for (p, is_connected, banned) in found {
+            r.mirrors.insert(p);
+            if is_connected {
+                connected.push(p);
+            } else if !banned
+                && !r.dialing.contains(&p)
+                && !r.results.contains_key(&p)
+                && r.dialing.len() + to_dial.len() < MAX_DIALED
+            {
+                to_dial.push(p);
+            }
+        }
+        for p in to_dial {
+            // The lookup's own addresses for the provider serve while it
+            // runs (kad's pending-dial hook).
+            match self
+                .swarm
+                .dial(libp2p::swarm::dial_opts::DialOpts::peer_id(p).build())
+            {
+                Ok(()) => {
+                    if let Some(r) = self.reports.running.get_mut(&id) {
+                        r.dialing.insert(p);
+                    }
                 }
+                Err(e) => self.report_unreachable_in(id, p, e.to_string()),
             }
         }
         for p in connected {
             self.ask_holds(id, p);
+        }
+    }
+
+    fn report_unreachable_in(&mut self, id: u64, peer: PeerId, error: String) {
+        if let Some(r) = self.reports.running.get_mut(&id) {
+            r.dialing.remove(&peer);
+            r.results.insert(
+                peer,
+                Holding {
+                    peer: peer.to_string(),
+                    mirror: true,
+                    bundles: Vec::new(),
+                    error: Some(format!("unreachable: {error}")),
+                },
+            );
         }
     }
 
@@ -252,6 +295,15 @@ impl Actor {
                     error: Some("could not be reached in time".into()),
                 });
             }
+            // Asked, but no answer by the deadline: listed as such.
+            for p in &r.asked {
+                r.results.entry(*p).or_insert_with(|| Holding {
+                    peer: p.to_string(),
+                    mirror: false,
+                    bundles: Vec::new(),
+                    error: Some("no answer in time".into()),
+                });
+            }
             let mut out: Vec<Holding> = r
                 .results
                 .into_iter()
@@ -262,7 +314,7 @@ impl Actor {
                 .collect();
             out.sort_by(|a, b| (b.mirror, &a.peer).cmp(&(a.mirror, &b.peer)));
             if let Some(reply) = r.reply.take() {
-                let _ = reply.send(out);
+                let _ = reply.send(Ok(out));
             }
         }
     }

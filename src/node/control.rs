@@ -47,6 +47,8 @@ pub(crate) struct ApiState {
     pub(crate) node: Node,
     pub(crate) token: String,
     pub(crate) data_dir: std::path::PathBuf,
+    /// The publishers the node carries, by name; empty for all.
+    pub(crate) carry: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -126,14 +128,19 @@ async fn revoke(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) -> R
     }
 }
 
-async fn report(
-    State(s): State<ApiState>,
-    headers: HeaderMap,
-    axum::Json(req): axum::Json<ReportRequest>,
-) -> Response {
+async fn report(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
     if !authorized(&s, &headers) {
         return error(StatusCode::UNAUTHORIZED, "missing or wrong control token");
     }
+    let req: ReportRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("not a report request: {e}"),
+            );
+        }
+    };
     let Ok(publisher) = req.publisher.parse::<crate::proto::PublicKey>() else {
         return error(StatusCode::BAD_REQUEST, "publisher is not a public key");
     };
@@ -147,14 +154,21 @@ async fn report(
     }
 }
 
-async fn import(
-    State(s): State<ApiState>,
-    headers: HeaderMap,
-    axum::Json(req): axum::Json<ImportRequest>,
-) -> Response {
+async fn import(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
+    // The token first, then the body: nothing about a request is
+    // answered to a caller without it.
     if !authorized(&s, &headers) {
         return error(StatusCode::UNAUTHORIZED, "missing or wrong control token");
     }
+    let req: ImportRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("not an import request: {e}"),
+            );
+        }
+    };
     match s.node.import(req.path.into()).await {
         Ok(report) => axum::Json(report).into_response(),
         Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
@@ -176,6 +190,15 @@ async fn trust(State(s): State<ApiState>, headers: HeaderMap, body: String) -> R
     if let Err(e) = list.add_file(&file) {
         return error(StatusCode::CONFLICT, e);
     }
+    // Trusted, but carried only if the carry list names it (or is empty).
+    if !s.carry.is_empty() && !s.carry.contains(&file.name) {
+        return axum::Json(serde_json::json!({
+            "name": file.name,
+            "root_key": file.root_key.to_string(),
+            "carried": false,
+        }))
+        .into_response();
+    }
     match s.node.trust(file.clone()).await {
         Ok(()) => axum::Json(
             serde_json::json!({ "name": file.name, "root_key": file.root_key.to_string() }),
@@ -191,7 +214,12 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/v1/publish", post(publish))
         .route("/v1/import", post(import))
         .route("/v1/trust", post(trust))
-        .route("/v1/revoke", post(revoke))
+        .route(
+            "/v1/revoke",
+            post(revoke).layer(DefaultBodyLimit::max(
+                crate::proto::limits::MAX_REVOCATION_BYTES,
+            )),
+        )
         .route("/v1/report", post(report))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)

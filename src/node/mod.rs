@@ -199,6 +199,7 @@ pub async fn start(data_dir: &Path, config: Config) -> Result<Running, NodeError
         node: node.clone(),
         token,
         data_dir: data_dir.to_owned(),
+        carry: config.carry.clone(),
     };
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, control::router(state)).await;

@@ -50,12 +50,14 @@ impl Server {
                 }
                 let text = String::from_utf8_lossy(&head);
                 let path = text.split_whitespace().nth(1).unwrap_or("/").to_owned();
-                *h.lock().unwrap().entry(path.clone()).or_default() += 1;
                 let (status, ctype, body) = r.lock().unwrap().get(&path).cloned().unwrap_or((
                     404,
                     "text/plain".into(),
                     b"not found".to_vec(),
                 ));
+                // Counted after the answer is chosen, so a test that saw a hit
+                // knows which answer it got.
+                *h.lock().unwrap().entry(path.clone()).or_default() += 1;
                 let head = format!(
                     "HTTP/1.1 {status} X\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                     body.len()
@@ -568,4 +570,71 @@ fn feed_from_a_file() {
         .collect();
     assert_eq!(media.len(), 2, "{:?}", published[0].0.entries);
     assert!(published[0].1.values().any(|v| *v == png()));
+}
+
+/// Kills the child process if the test ends early.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn watch_retries_after_a_failed_round_and_stops_on_sigterm() {
+    let server = Server::start();
+    server.serve_status("/feed.xml", 503);
+    server.serve("/img/lead.png", "image/png", png());
+    server.serve("/img/inline.png", "image/png", png2());
+    let env = Env::new();
+    let mut child = Child(
+        Command::new(BIN)
+            .args([
+                "publish",
+                "--feed",
+                &server.url("/feed.xml"),
+                "--watch",
+                "10s",
+            ])
+            .env("KOLOKOL_DATA_DIR", env.path("data"))
+            .env("KOLOKOL_NEWSROOM", env.path("newsroom"))
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // The first round fails on the server's error; the watch goes on and
+    // the next round imports the feed once it is back.
+    wait_for("the first round", || server.hits("/feed.xml") >= 1);
+    server.serve(
+        "/feed.xml",
+        "application/rss+xml",
+        rss(&server, "Первая статья"),
+    );
+    wait_for("the second round to publish", || {
+        env.published_files().len() == 2
+    });
+    assert!(child.0.try_wait().unwrap().is_none(), "still watching");
+    let pid = rustix::process::Pid::from_raw(child.0.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let mut status = None;
+    wait_for("exit on SIGTERM", || {
+        status = child.0.try_wait().unwrap();
+        status.is_some()
+    });
+    assert!(status.unwrap().success(), "clean exit: {status:?}");
 }

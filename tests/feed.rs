@@ -638,3 +638,46 @@ fn watch_retries_after_a_failed_round_and_stops_on_sigterm() {
     });
     assert!(status.unwrap().success(), "clean exit: {status:?}");
 }
+
+#[test]
+fn an_item_whose_page_fails_is_reported_and_imported_on_the_next_run() {
+    let server = Server::start();
+    let feed = format!(
+        r#"<?xml version="1.0"?>
+<rss version="2.0"><channel><title>Summaries</title><link>{base}/</link><description>d</description>
+  <item><title>One</title><link>{base}/a/1</link><guid>p-1</guid><description>t1</description></item>
+  <item><title>Two</title><link>{base}/a/2</link><guid>p-2</guid><description>t2</description></item>
+</channel></rss>"#,
+        base = server.base
+    );
+    server.serve("/feed.xml", "application/rss+xml", feed);
+    server.serve("/a/1", "text/html", "<main><p>Page one.</p></main>");
+    server.serve_status("/a/2", 404);
+    let env = Env::new();
+    let url = server.url("/feed.xml");
+
+    let out = env.run(&["publish", "--feed", &url]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("1 of the feed's items could not be imported"),
+        "{stderr}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("skipped") && l.contains("p-2") && l.contains("HTTP 404")),
+        "{stdout}"
+    );
+    assert_eq!(lines_starting(&stdout, "new"), 1, "{stdout}");
+    assert_eq!(env.published_files().len(), 1);
+
+    server.serve("/a/2", "text/html", "<main><p>Page two.</p></main>");
+    let out = env.import(&url);
+    assert_eq!(lines_starting(&out, "new"), 1, "{out}");
+    assert_eq!(lines_starting(&out, "unchanged"), 1, "{out}");
+    let published = env.published();
+    assert_eq!(published.len(), 2);
+    assert!(body(&published[1].1).contains("Page two."));
+}

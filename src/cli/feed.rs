@@ -12,7 +12,7 @@ use super::bundle::CreateArgs;
 use super::newsroom::newsroom_dir;
 use super::store::{open_store, policy, print_report};
 use super::{display, now, printable};
-use crate::newsroom::feed::{self, Change, FeedSource, ImportOptions, Prepared};
+use crate::newsroom::feed::{self, Change, FeedSource, ImportOptions, LatestVersions, Prepared};
 use crate::newsroom::fetch::Fetcher;
 use crate::newsroom::{Newsroom, Published};
 use crate::node::control::ControlClient;
@@ -240,22 +240,25 @@ impl Target {
 }
 
 impl FeedJob {
-    /// Reads the feed, prepares every item, then signs and stores the new
-    /// and changed ones, printing one line per item.
+    /// Reads the whole feed, then item by item prepares, compares, and
+    /// signs and stores the new and changed ones, printing one line each.
     fn round(&self) -> Result<Round> {
         let newsroom = Newsroom::open(&self.newsroom)?;
         let fetcher = Fetcher::default();
-        // Everything is fetched and checked before anything is signed: a
+        // The whole feed is read and parsed before anything is signed: a
         // broken feed publishes nothing.
         let loaded = feed::load(&self.source, &fetcher)?;
         let mut opts =
             ImportOptions::for_newsroom(loaded.url.as_ref(), newsroom.config().homepage.as_deref());
         opts.default_language = self.lang.clone();
         let mut round = Round::default();
-        let mut ready = Vec::new();
-        for item in feed::prepare(&loaded, &newsroom.root_public(), &fetcher, &opts) {
-            match item {
-                Prepared::Ready(item) => ready.push(*item),
+        let latest = LatestVersions::load(&newsroom)?;
+        let mut target = None;
+        // One item at a time: fetched, compared, and signed whole before
+        // the next is fetched.
+        for prepared in feed::prepare(&loaded, &newsroom.root_public(), &fetcher, &opts) {
+            let item = match prepared {
+                Prepared::Ready(item) => *item,
                 Prepared::Skipped {
                     item,
                     reason,
@@ -267,12 +270,11 @@ impl FeedJob {
                     } else {
                         round.skipped += 1;
                     }
+                    continue;
                 }
-            }
-        }
-        let mut target = None;
-        for (item, change) in feed::plan(&newsroom, ready)? {
+            };
             let title = printable(&item.draft.title);
+            let change = latest.change(&item);
             match change {
                 Change::Unchanged { version } => {
                     round.unchanged += 1;

@@ -1,11 +1,13 @@
 //! Importing a newsroom's RSS 2.0, Atom or JSON Feed as stories.
 //!
-//! An import runs in two phases so that a failure never leaves a story
-//! half-published: [`load`] reads and parses the feed, and [`prepare`]
-//! turns every item into a complete [`Draft`] (article pages and images
-//! fetched, HTML cleaned, metadata checked against the manifest's limits);
-//! only then does [`plan`] compare each draft with what the newsroom already
-//! published and the caller signs the new and changed ones, each whole.
+//! An import never leaves a story half-published: [`load`] reads and
+//! parses the whole feed first (a broken feed publishes nothing), then
+//! [`prepare`] turns each item into a complete [`Draft`] (article page and
+//! images fetched, HTML cleaned, metadata checked against the manifest's
+//! limits); each draft is compared with what the newsroom already published
+//! ([`LatestVersions`]) and the caller signs it, whole, if it is new or
+//! changed, before the next item is fetched (so one item's media at most is
+//! held in memory).
 //!
 //! Each item's story id is derived from the newsroom's key and the item's
 //! guid or id (its link when it has neither), so the same item maps to the
@@ -41,6 +43,9 @@ pub const MAX_IMAGE_BYTES: u64 = 16 * 1024 * 1024;
 /// Most images bundled with one story; further ones are left out with a
 /// warning.
 pub const MAX_IMAGES_PER_ITEM: usize = 32;
+/// Most bytes of images bundled with one story; well under the
+/// protocol's bundle limit.
+pub const MAX_MEDIA_BYTES_PER_ITEM: u64 = 128 * 1024 * 1024;
 /// Most items imported from one feed document.
 pub const MAX_ITEMS: usize = 1000;
 
@@ -262,26 +267,30 @@ fn entry_link(entry: &FeedEntry) -> Option<&str> {
         .filter(|h| !h.is_empty())
 }
 
-/// Turns every item of a feed into a draft, fetching article pages (only
-/// from `opts.page_hosts`) and images. Never fails as a whole: items that
-/// cannot be made are returned as skipped, with the reason.
-pub fn prepare(
-    loaded: &LoadedFeed,
-    publisher: &PublicKey,
-    fetcher: &Fetcher,
-    opts: &ImportOptions,
-) -> Vec<Prepared> {
-    let feed = &loaded.feed;
-    let mut out = Vec::new();
+/// Turns the items of a feed into drafts one at a time, fetching article
+/// pages (only from `opts.page_hosts`) and images as each is asked for, so
+/// that only one item's media is held at once. Never fails as a whole:
+/// items that cannot be made come out as skipped, with the reason.
+pub fn prepare<'a>(
+    loaded: &'a LoadedFeed,
+    publisher: &'a PublicKey,
+    fetcher: &'a Fetcher,
+    opts: &'a ImportOptions,
+) -> impl Iterator<Item = Prepared> + 'a {
+    let entries = &loaded.feed.entries;
     let mut seen: HashMap<StoryId, String> = HashMap::new();
-    for (n, entry) in feed.entries.iter().enumerate() {
-        if n >= MAX_ITEMS {
-            out.push(Prepared::Skipped {
-                item: format!("items {} to {}", n + 1, feed.entries.len()),
+    let mut n = 0;
+    std::iter::from_fn(move || {
+        let entry = entries.get(n)?;
+        n += 1;
+        if n > MAX_ITEMS {
+            // One line for all the rest, then the end.
+            n = entries.len();
+            return Some(Prepared::Skipped {
+                item: format!("items {MAX_ITEMS} and later"),
                 reason: format!("only the first {MAX_ITEMS} items of a feed are imported"),
                 failed: false,
             });
-            break;
         }
         let Some(key) = item_key(entry) else {
             let name = entry
@@ -289,41 +298,38 @@ pub fn prepare(
                 .as_ref()
                 .map(text_of)
                 .filter(|t| !t.is_empty())
-                .unwrap_or_else(|| format!("item {}", n + 1));
-            out.push(Prepared::Skipped {
+                .unwrap_or_else(|| format!("item {n}"));
+            return Some(Prepared::Skipped {
                 item: name,
                 reason: "it has no guid, id or link to identify its story".into(),
                 failed: false,
             });
-            continue;
         };
         let story = story_id(publisher, &key);
         if let Some(first) = seen.get(&story) {
-            out.push(Prepared::Skipped {
-                item: key.clone(),
+            return Some(Prepared::Skipped {
+                item: key,
                 reason: format!("the feed lists the same guid/id twice (first as {first:?})"),
                 failed: false,
             });
-            continue;
         }
         seen.insert(story, key.clone());
-        match prepare_item(loaded, entry, fetcher, opts) {
-            Ok(draft) => out.push(Prepared::Ready(Box::new(PreparedItem {
+        Some(match prepare_item(loaded, entry, fetcher, opts) {
+            Ok(draft) => Prepared::Ready(Box::new(PreparedItem {
                 key,
                 story,
                 draft: Draft {
                     story: Some(story),
                     ..draft
                 },
-            }))),
-            Err((reason, failed)) => out.push(Prepared::Skipped {
+            })),
+            Err((reason, failed)) => Prepared::Skipped {
                 item: key,
                 reason,
                 failed,
-            }),
-        }
-    }
-    out
+            },
+        })
+    })
 }
 
 /// Builds one item's draft; on failure, the reason and whether it is a
@@ -390,10 +396,14 @@ fn prepare_item(
         let urls = media
             .content
             .iter()
-            .filter(|c| {
-                c.content_type
-                    .as_ref()
-                    .is_none_or(|t| t.to_string().starts_with("image/"))
+            .filter(|c| match &c.content_type {
+                Some(t) => t.to_string().starts_with("image/"),
+                // Untyped: only what is named like an image, rather than
+                // fetching audio or video just to find out.
+                None => c.url.as_ref().is_some_and(|u| {
+                    super::article::media_type_of(Path::new(u.path()))
+                        .is_some_and(|t| t.starts_with("image/"))
+                }),
             })
             .filter_map(|c| c.url.clone())
             .chain(
@@ -517,36 +527,38 @@ pub enum Change {
     Retracted,
 }
 
-/// Compares each draft with the latest published version of its story.
-pub fn plan(
-    newsroom: &Newsroom,
-    items: Vec<PreparedItem>,
-) -> Result<Vec<(PreparedItem, Change)>, FeedError> {
-    let mut latest: BTreeMap<StoryId, (BundleId, Manifest)> = BTreeMap::new();
-    for (_, id, m) in newsroom.published()? {
-        let newer = latest
-            .get(&m.story)
-            .is_none_or(|(_, old)| m.version > old.version);
-        if newer {
-            latest.insert(m.story, (id, m));
+/// The latest published version of each of a newsroom's stories.
+#[derive(Debug, Default)]
+pub struct LatestVersions(BTreeMap<StoryId, (BundleId, Manifest)>);
+
+impl LatestVersions {
+    /// Reads the manifests in the newsroom's `published/` folder.
+    pub fn load(newsroom: &Newsroom) -> Result<Self, FeedError> {
+        let mut latest: BTreeMap<StoryId, (BundleId, Manifest)> = BTreeMap::new();
+        for (_, id, m) in newsroom.published()? {
+            let newer = latest
+                .get(&m.story)
+                .is_none_or(|(_, old)| m.version > old.version);
+            if newer {
+                latest.insert(m.story, (id, m));
+            }
+        }
+        Ok(Self(latest))
+    }
+
+    /// What publishing `item` would be, given the story's latest version.
+    pub fn change(&self, item: &PreparedItem) -> Change {
+        match self.0.get(&item.story) {
+            None => Change::New,
+            Some((_, m)) if m.kind == Kind::Retraction => Change::Retracted,
+            Some((_, m)) if same_content(m, &item.draft) => {
+                Change::Unchanged { version: m.version }
+            }
+            Some((_, m)) => Change::Updated {
+                version: m.version.saturating_add(1),
+            },
         }
     }
-    Ok(items
-        .into_iter()
-        .map(|item| {
-            let change = match latest.get(&item.story) {
-                None => Change::New,
-                Some((_, m)) if m.kind == Kind::Retraction => Change::Retracted,
-                Some((_, m)) if same_content(m, &item.draft) => {
-                    Change::Unchanged { version: m.version }
-                }
-                Some((_, m)) => Change::Updated {
-                    version: m.version.saturating_add(1),
-                },
-            };
-            (item, change)
-        })
-        .collect())
 }
 
 /// Whether a published manifest lists exactly what `draft` would: the same
@@ -798,6 +810,7 @@ fn attr_span(tag: &str, attr: &str) -> Option<(usize, usize)> {
 struct ImageSet {
     by_url: HashMap<String, Option<String>>,
     media: Vec<MediaFile>,
+    bytes: u64,
 }
 
 impl ImageSet {
@@ -812,11 +825,18 @@ impl ImageSet {
             None
         } else {
             match fetcher.get(url, MAX_IMAGE_BYTES, None) {
+                Ok(f) if self.bytes + f.bytes.len() as u64 > MAX_MEDIA_BYTES_PER_ITEM => {
+                    warn!(
+                        "{url}: image left out: the story's images would pass {MAX_MEDIA_BYTES_PER_ITEM} bytes"
+                    );
+                    None
+                }
                 Ok(f) => match sniff_image(&f.bytes) {
                     Some((ext, media_type)) => {
                         let hash = blake3::hash(&f.bytes);
                         let name = format!("img-{}.{ext}", &hash.to_hex()[..16]);
                         if !self.media.iter().any(|m| m.name == name) {
+                            self.bytes += f.bytes.len() as u64;
                             self.media.push(MediaFile {
                                 name: name.clone(),
                                 media_type: media_type.into(),

@@ -453,7 +453,7 @@ fn summary_only_feed_fetches_article_pages_from_its_own_server() {
         r#"<?xml version="1.0"?>
 <rss version="2.0"><channel><title>Summaries</title><link>{base}/</link><description>d</description>
   <item><title>Page story</title><link>{base}/articles/1.html</link><guid>s-1</guid>
-    <description>Only a teaser.</description></item>
+    <description>&lt;p&gt;Only a &lt;b&gt;teaser&lt;/b&gt;.&lt;/p&gt;</description></item>
   <item><title>Elsewhere</title><link>{other_host}/articles/2.html</link><guid>s-2</guid>
     <description>Teaser two.</description></item>
 </channel></rss>"#,

@@ -348,10 +348,17 @@ fn prepare_item(
         .map(text_of)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ("it has no title".to_owned(), false))?;
+    // RSS descriptions are HTML more often than their type says: a
+    // summary is always read as HTML and kept as plain text.
     let summary = entry
         .summary
         .as_ref()
-        .map(text_of)
+        .map(|t| {
+            html_to_text(&t.content)
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .filter(|s| !s.is_empty())
         .map(|s| truncate(&s, MAX_SUMMARY));
 

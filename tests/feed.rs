@@ -681,3 +681,45 @@ fn an_item_whose_page_fails_is_reported_and_imported_on_the_next_run() {
     assert_eq!(published.len(), 2);
     assert!(body(&published[1].1).contains("Page two."));
 }
+
+#[test]
+fn a_running_node_takes_the_imported_stories() {
+    let server = Server::start();
+    server.serve(
+        "/feed.xml",
+        "application/rss+xml",
+        rss(&server, "Первая статья"),
+    );
+    server.serve("/img/lead.png", "image/png", png());
+    server.serve("/img/inline.png", "image/png", png2());
+    let env = Env::new();
+    let data = env.path("data");
+    let mut node = Child(
+        Command::new(BIN)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["node", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the node to start", || data.join("node.toml").exists());
+
+    let first = env.import(&server.url("/feed.xml"));
+    assert_eq!(lines_starting(&first, "new"), 2, "{first}");
+    let status = || {
+        let out = env.run(&["status"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    wait_for("the node to hold both stories", || {
+        status().contains("stories held: 2")
+    });
+    let again = env.import(&server.url("/feed.xml"));
+    assert_eq!(lines_starting(&again, "unchanged"), 2, "{again}");
+    assert!(status().contains("stories held: 2"), "{}", status());
+
+    let pid = rustix::process::Pid::from_raw(node.0.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    wait_for("the node to stop", || node.0.try_wait().unwrap().is_some());
+}

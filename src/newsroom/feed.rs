@@ -382,7 +382,17 @@ fn prepare_item(
                         let failed = !matches!(e, FetchError::HostNotAllowed { .. });
                         (format!("the feed has only a summary and the article page could not be fetched: {e}"), failed)
                     })?;
-                let html = String::from_utf8_lossy(&page.bytes);
+                let ctype = page.content_type.as_deref().unwrap_or("text/html");
+                let mime = ctype.split(';').next().unwrap_or_default().trim();
+                if !mime.eq_ignore_ascii_case("text/html")
+                    && !mime.eq_ignore_ascii_case("application/xhtml+xml")
+                {
+                    return Err((
+                        format!("the article page {} is {mime}, not HTML", page.url),
+                        false,
+                    ));
+                }
+                let html = decode_page(&page.bytes, page.content_type.as_deref());
                 (extract_article(&html), Some(page.url))
             }
             None => match &summary {
@@ -696,6 +706,32 @@ pub fn extract_article(page: &str) -> String {
         }
     }
     cleaned.trim().to_owned()
+}
+
+/// A page's text in the character set its server or its own `<meta>`
+/// names (Russian and Arabic sites still use windows-1251 and the like),
+/// else UTF-8; undecodable bytes become U+FFFD.
+pub fn decode_page(bytes: &[u8], content_type: Option<&str>) -> String {
+    fn charset_in(text: &str) -> Option<&str> {
+        let lower = text.to_ascii_lowercase();
+        let at = lower.find("charset=")? + "charset=".len();
+        let rest = text[at..].trim_start_matches(['"', '\'', ' ']);
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            .unwrap_or(rest.len());
+        Some(&rest[..end])
+    }
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(2048)]);
+    let encoding = encoding_rs::Encoding::for_bom(bytes)
+        .map(|(e, _)| e)
+        .or_else(|| {
+            content_type
+                .and_then(charset_in)
+                .and_then(|c| encoding_rs::Encoding::for_label(c.as_bytes()))
+        })
+        .or_else(|| charset_in(&head).and_then(|c| encoding_rs::Encoding::for_label(c.as_bytes())))
+        .unwrap_or(encoding_rs::UTF_8);
+    encoding.decode(bytes).0.into_owned()
 }
 
 /// One tag in serialized HTML.
@@ -1048,6 +1084,23 @@ mod tests {
         assert_eq!(o.page_hosts, vec!["news.example", "www.news.example"]);
         let o = ImportOptions::for_newsroom(None, None);
         assert!(o.page_hosts.is_empty());
+    }
+
+    #[test]
+    fn pages_are_decoded_by_their_charset() {
+        // "Мир" in windows-1251.
+        let cp1251 = b"<p>\xcc\xe8\xf0</p>";
+        assert_eq!(
+            decode_page(cp1251, Some("text/html; charset=windows-1251")),
+            "<p>Мир</p>"
+        );
+        let with_meta = [
+            &b"<head><meta charset=\"windows-1251\"></head><p>"[..],
+            &b"\xcc\xe8\xf0</p>"[..],
+        ]
+        .concat();
+        assert!(decode_page(&with_meta, Some("text/html")).ends_with("<p>Мир</p>"));
+        assert_eq!(decode_page("<p>Мир</p>".as_bytes(), None), "<p>Мир</p>");
     }
 
     #[test]

@@ -16,8 +16,16 @@ use tempfile::TempDir;
 const BIN: &str = env!("CARGO_BIN_EXE_kolokol");
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
-/// One served resource: status, content type, body.
-type Resource = (u16, String, Vec<u8>);
+/// One served resource.
+#[derive(Clone)]
+struct Resource {
+    status: u16,
+    /// Header lines besides Content-Length and Connection.
+    headers: Vec<String>,
+    body: Vec<u8>,
+    /// Leave out Content-Length, so only the end of the stream ends the body.
+    no_length: bool,
+}
 
 /// A tiny HTTP/1.1 server on 127.0.0.1:0 answering GETs from a table that
 /// the test may change between runs, and counting requests per path.
@@ -50,36 +58,68 @@ impl Server {
                 }
                 let text = String::from_utf8_lossy(&head);
                 let path = text.split_whitespace().nth(1).unwrap_or("/").to_owned();
-                let (status, ctype, body) = r.lock().unwrap().get(&path).cloned().unwrap_or((
-                    404,
-                    "text/plain".into(),
-                    b"not found".to_vec(),
-                ));
+                let res = r.lock().unwrap().get(&path).cloned().unwrap_or(Resource {
+                    status: 404,
+                    headers: vec!["Content-Type: text/plain".into()],
+                    body: b"not found".to_vec(),
+                    no_length: false,
+                });
                 // Counted after the answer is chosen, so a test that saw a hit
                 // knows which answer it got.
                 *h.lock().unwrap().entry(path.clone()).or_default() += 1;
-                let head = format!(
-                    "HTTP/1.1 {status} X\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
+                let mut head = format!("HTTP/1.1 {} X\r\nConnection: close\r\n", res.status);
+                for line in &res.headers {
+                    head.push_str(line);
+                    head.push_str("\r\n");
+                }
+                if !res.no_length {
+                    head.push_str(&format!("Content-Length: {}\r\n", res.body.len()));
+                }
+                head.push_str("\r\n");
                 let _ = stream.write_all(head.as_bytes());
-                let _ = stream.write_all(&body);
+                let _ = stream.write_all(&res.body);
             }
         });
         Self { base, routes, hits }
     }
 
+    fn put(&self, path: &str, res: Resource) {
+        self.routes.lock().unwrap().insert(path.to_owned(), res);
+    }
+
     fn serve(&self, path: &str, ctype: &str, body: impl Into<Vec<u8>>) {
-        self.routes
-            .lock()
-            .unwrap()
-            .insert(path.to_owned(), (200, ctype.to_owned(), body.into()));
+        self.put(
+            path,
+            Resource {
+                status: 200,
+                headers: vec![format!("Content-Type: {ctype}")],
+                body: body.into(),
+                no_length: false,
+            },
+        );
     }
 
     fn serve_status(&self, path: &str, status: u16) {
-        self.routes.lock().unwrap().insert(
-            path.to_owned(),
-            (status, "text/plain".into(), b"error".to_vec()),
+        self.put(
+            path,
+            Resource {
+                status,
+                headers: vec!["Content-Type: text/plain".into()],
+                body: b"error".to_vec(),
+                no_length: false,
+            },
+        );
+    }
+
+    fn redirect(&self, path: &str, location: &str) {
+        self.put(
+            path,
+            Resource {
+                status: 302,
+                headers: vec![format!("Location: {location}")],
+                body: Vec::new(),
+                no_length: false,
+            },
         );
     }
 
@@ -722,4 +762,82 @@ fn a_running_node_takes_the_imported_stories() {
     let pid = rustix::process::Pid::from_raw(node.0.id() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     wait_for("the node to stop", || node.0.try_wait().unwrap().is_some());
+}
+
+#[test]
+fn fetches_are_bounded() {
+    use kolokol::newsroom::fetch::{FetchError, Fetcher, MAX_REDIRECTS};
+    let server = Server::start();
+    let fetcher = Fetcher::new(Duration::from_secs(2), Duration::from_secs(2));
+    let url = |p: &str| url::Url::parse(&server.url(p)).unwrap();
+    let own = vec!["127.0.0.1".to_owned()];
+
+    // Redirects are followed, and each hop is checked against the hosts.
+    server.serve("/target", "text/plain", "here");
+    server.redirect("/hop", "/target");
+    let got = fetcher.get(&url("/hop"), 100, Some(&own)).unwrap();
+    assert_eq!(got.bytes, b"here");
+    assert_eq!(got.url.path(), "/target");
+    server.redirect(
+        "/away",
+        &server.url("/target").replace("127.0.0.1", "localhost"),
+    );
+    assert!(matches!(
+        fetcher.get(&url("/away"), 100, Some(&own)),
+        Err(FetchError::HostNotAllowed { .. })
+    ));
+    server.redirect("/loop", "/loop");
+    assert!(matches!(
+        fetcher.get(&url("/loop"), 100, None),
+        Err(FetchError::Redirect { .. })
+    ));
+    assert_eq!(server.hits("/loop"), MAX_REDIRECTS + 1);
+    server.redirect("/to-file", "file:///etc/passwd");
+    assert!(matches!(
+        fetcher.get(&url("/to-file"), 100, None),
+        Err(FetchError::Scheme { .. })
+    ));
+
+    // The cap holds while reading, whatever the headers say.
+    server.put(
+        "/unsized",
+        Resource {
+            status: 200,
+            headers: vec!["Content-Type: text/plain".into()],
+            body: vec![b'x'; 1001],
+            no_length: true,
+        },
+    );
+    assert!(matches!(
+        fetcher.get(&url("/unsized"), 1000, None),
+        Err(FetchError::TooLarge { cap: 1000, .. })
+    ));
+    assert_eq!(
+        fetcher
+            .get(&url("/unsized"), 1001, None)
+            .unwrap()
+            .bytes
+            .len(),
+        1001
+    );
+
+    // A server that accepts and never answers runs into the timeout.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = url::Url::parse(&format!("http://{}/", silent.local_addr().unwrap())).unwrap();
+    let holder = std::thread::spawn(move || {
+        let held = silent.accept();
+        std::thread::sleep(Duration::from_secs(4));
+        drop(held);
+    });
+    let start = std::time::Instant::now();
+    assert!(matches!(
+        fetcher.get(&silent_url, 100, None),
+        Err(FetchError::Transport { .. })
+    ));
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
+    holder.join().unwrap();
 }

@@ -2,6 +2,7 @@
 
 mod bundle;
 mod demo;
+mod feed;
 mod newsroom;
 mod node;
 mod store;
@@ -54,8 +55,8 @@ enum Command {
     /// Manage the trust list of publishers.
     #[command(subcommand)]
     Trust(trust::TrustCommand),
-    /// Sign an article and add it to the local store in one step.
-    Publish(bundle::CreateArgs),
+    /// Sign an article, or import a feed (--feed), and add it to the local store in one step.
+    Publish(feed::PublishArgs),
     /// Look after the local store.
     #[command(subcommand)]
     Store(store::StoreCommand),
@@ -180,7 +181,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Verify(args) => bundle::verify(args, &data),
         Command::Inspect(args) => bundle::inspect(args),
         Command::Trust(cmd) => trust::run(cmd, &data),
-        Command::Publish(args) => store::publish(args, &data),
+        Command::Publish(args) => feed::publish(args, &data),
         Command::Store(cmd) => store::run_store(cmd, &data),
         Command::Export(args) => store::export(args, &data),
         Command::Import(args) => store::import(args, &data),

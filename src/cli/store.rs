@@ -81,7 +81,7 @@ pub(crate) fn open_store(data: &Path) -> Result<Store> {
 }
 
 /// The trust list's policy, taught what the store knows.
-fn policy(data: &Path, store: &Store) -> Result<TrustPolicy> {
+pub(super) fn policy(data: &Path, store: &Store) -> Result<TrustPolicy> {
     let mut policy = TrustList::open(data)?.policy()?;
     store.load_trust(&mut policy, now())?;
     Ok(policy)
@@ -267,7 +267,11 @@ impl<R: std::io::Read> std::io::Read for CountingReader<R> {
     }
 }
 
-fn print_report(out: &mut dyn std::io::Write, name: &str, report: &ImportReport) -> bool {
+pub(super) fn print_report(
+    out: &mut dyn std::io::Write,
+    name: &str,
+    report: &ImportReport,
+) -> bool {
     let _ = writeln!(
         out,
         "{name}: {} new, {} duplicate, {} rejected{}",

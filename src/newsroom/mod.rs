@@ -13,6 +13,8 @@
 
 pub mod article;
 pub mod demo;
+pub mod feed;
+pub mod fetch;
 
 use std::fs;
 use std::io::Write;
@@ -707,28 +709,10 @@ impl Newsroom {
             }
         };
 
-        let mut body_html = draft.body_html;
-        let mut entries = Vec::with_capacity(draft.media.len() + 1);
+        let (body_html, entries) = content_entries(&draft.body_html, &draft.media);
         let mut blobs = Vec::with_capacity(draft.media.len() + 1);
-        for media in &draft.media {
-            body_html = article::rewrite_media_refs(&body_html, &media.name);
-        }
-        entries.push(Entry {
-            path: BODY_PATH.into(),
-            media_type: BODY_MEDIA_TYPE.into(),
-            size: body_html.len() as u64,
-            hash: BlobHash::of(body_html.as_bytes()),
-        });
         blobs.push(body_html.into_bytes());
-        for media in draft.media {
-            entries.push(Entry {
-                path: format!("media/{}", media.name),
-                media_type: media.media_type,
-                size: media.bytes.len() as u64,
-                hash: BlobHash::of(&media.bytes),
-            });
-            blobs.push(media.bytes);
-        }
+        blobs.extend(draft.media.into_iter().map(|m| m.bytes));
 
         let published = draft
             .published
@@ -809,6 +793,33 @@ impl Newsroom {
             path,
         })
     }
+}
+
+/// The body as it will be signed (media references pointed at
+/// `media/NAME`) and the entries a bundle of this body and media lists, in
+/// blob order. Feed import compares these with a published version to tell
+/// whether an item changed.
+pub fn content_entries(body_html: &str, media: &[MediaFile]) -> (String, Vec<Entry>) {
+    let mut body_html = body_html.to_owned();
+    for m in media {
+        body_html = article::rewrite_media_refs(&body_html, &m.name);
+    }
+    let mut entries = Vec::with_capacity(media.len() + 1);
+    entries.push(Entry {
+        path: BODY_PATH.into(),
+        media_type: BODY_MEDIA_TYPE.into(),
+        size: body_html.len() as u64,
+        hash: BlobHash::of(body_html.as_bytes()),
+    });
+    for m in media {
+        entries.push(Entry {
+            path: format!("media/{}", m.name),
+            media_type: m.media_type.clone(),
+            size: m.bytes.len() as u64,
+            hash: BlobHash::of(&m.bytes),
+        });
+    }
+    (body_html, entries)
 }
 
 /// Reads only the manifest of a `.kolokol` file, without verifying it.

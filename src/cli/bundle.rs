@@ -90,7 +90,8 @@ pub(super) struct InspectArgs {
 pub(super) fn run_bundle(cmd: BundleCommand, data: &Path) -> Result<ExitCode> {
     match cmd {
         BundleCommand::Create(args) => {
-            let newsroom = Newsroom::open(&newsroom_dir(args.newsroom.clone(), data))?;
+            let newsroom =
+                super::newsroom::open_newsroom(&newsroom_dir(args.newsroom.clone(), data))?;
             let out = args.out.clone();
             let published = create(&newsroom, args)?;
             if let Some(out) = out {

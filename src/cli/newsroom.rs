@@ -1,13 +1,102 @@
 //! `kolokol newsroom`.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
+use zeroize::Zeroizing;
 
-use super::{display, now, parse_duration, parse_time};
-use crate::newsroom::{InitOptions, Newsroom};
+use super::{display, now, parse_duration, parse_time, printable};
+use crate::newsroom::keyfile::{
+    KdfParams, KeyFileError, PassphraseSource, Purpose, check_new_passphrase,
+};
+use crate::newsroom::offline::{self, PENDING_KEY};
+use crate::newsroom::{InitOptions, Newsroom, Unlock};
+
+/// The environment variable a script gives the key passphrase in.
+const PASSPHRASE_ENV: &str = "KOLOKOL_PASSPHRASE";
+/// Hidden: Argon2id cost for newly encrypted key files, as `m=KIB,t=N,p=N`.
+/// Only for tests, which would otherwise spend most of their time in the
+/// key derivation; the defaults are what real keys should use.
+const KDF_COST_ENV: &str = "KOLOKOL_KDF_COST";
+
+/// Passphrases from `KOLOKOL_PASSPHRASE`, or asked on the terminal without
+/// echo. One passphrase serves every key file of a command: the first one
+/// obtained is kept for the rest of the process (in zeroized memory).
+struct CliPassphrase {
+    cached: Mutex<Option<Zeroizing<String>>>,
+}
+
+impl PassphraseSource for CliPassphrase {
+    fn passphrase(&self, path: &Path, purpose: Purpose) -> Result<Zeroizing<String>, KeyFileError> {
+        let mut cached = self
+            .cached
+            .lock()
+            .map_err(|_| KeyFileError::BadPassphrase("passphrase cache poisoned".into()))?;
+        if let Some(p) = cached.as_ref() {
+            return Ok(p.clone());
+        }
+        let passphrase = if let Some(p) = std::env::var_os(PASSPHRASE_ENV) {
+            let p = Zeroizing::new(p.into_string().map_err(|_| {
+                KeyFileError::BadPassphrase(format!("{PASSPHRASE_ENV} is not UTF-8"))
+            })?);
+            if purpose == Purpose::NewKey {
+                check_new_passphrase(&p)?;
+            }
+            p
+        } else if std::io::stdin().is_terminal() {
+            let ask = |prompt: String| {
+                rpassword::prompt_password(prompt)
+                    .map(Zeroizing::new)
+                    .map_err(|source| KeyFileError::Io {
+                        path: path.to_owned(),
+                        source,
+                    })
+            };
+            match purpose {
+                Purpose::Unlock => ask(format!("passphrase for {}: ", path.display()))?,
+                Purpose::NewKey => {
+                    let first = ask("new passphrase for the newsroom's keys: ".into())?;
+                    check_new_passphrase(&first)?;
+                    let again = ask("the same passphrase again: ".into())?;
+                    if *first != *again {
+                        return Err(KeyFileError::BadPassphrase(
+                            "the two passphrases differ".into(),
+                        ));
+                    }
+                    first
+                }
+            }
+        } else {
+            return Err(KeyFileError::NoPassphrase(path.to_owned()));
+        };
+        *cached = Some(passphrase.clone());
+        Ok(passphrase)
+    }
+}
+
+/// How the command line unlocks and seals key files.
+fn cli_unlock() -> Result<Unlock> {
+    let kdf = match std::env::var(KDF_COST_ENV) {
+        Ok(text) => KdfParams::parse(&text).context(KDF_COST_ENV)?,
+        Err(_) => KdfParams::default(),
+    };
+    Ok(Unlock {
+        source: Arc::new(CliPassphrase {
+            cached: Mutex::new(None),
+        }),
+        kdf,
+    })
+}
+
+/// Opens a newsroom folder, able to ask for the passphrase of encrypted
+/// key files.
+pub(super) fn open_newsroom(dir: &Path) -> Result<Newsroom> {
+    Ok(Newsroom::open(dir)?.with_unlock(cli_unlock()?))
+}
 
 #[derive(Debug, Subcommand)]
 pub(super) enum NewsroomCommand {
@@ -31,6 +120,75 @@ pub(super) enum NewsroomCommand {
         /// Limit the signing key to these languages (repeatable).
         #[arg(long = "lang")]
         languages: Vec<String>,
+        /// Encrypt both secret keys under a passphrase (from KOLOKOL_PASSPHRASE, or asked).
+        #[arg(long)]
+        encrypt: bool,
+    },
+    /// Encrypt the newsroom's secret keys under a passphrase (from KOLOKOL_PASSPHRASE, or asked).
+    EncryptKeys {
+        /// Newsroom folder [default: DATA_DIR/newsroom].
+        #[arg(long, env = "KOLOKOL_NEWSROOM")]
+        dir: Option<PathBuf>,
+    },
+    /// Decrypt the newsroom's secret keys back to plain files.
+    DecryptKeys {
+        /// Newsroom folder [default: DATA_DIR/newsroom].
+        #[arg(long, env = "KOLOKOL_NEWSROOM")]
+        dir: Option<PathBuf>,
+    },
+    /// Move root.key out of the newsroom folder into a new folder for an offline machine.
+    ExportRoot {
+        /// Newsroom folder [default: DATA_DIR/newsroom].
+        #[arg(long, env = "KOLOKOL_NEWSROOM")]
+        dir: Option<PathBuf>,
+        /// The new folder (e.g. on a USB stick) to take to the offline machine.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Make a new pending signing key and a certificate request for the offline root.
+    Request {
+        /// Newsroom folder [default: DATA_DIR/newsroom].
+        #[arg(long, env = "KOLOKOL_NEWSROOM")]
+        dir: Option<PathBuf>,
+        /// Where to write the request file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Validity asked for the new key (e.g. 90d).
+        #[arg(long, default_value = "365d")]
+        valid: String,
+        /// Limit the new key to these languages (repeatable) [default: as the current key].
+        #[arg(long = "lang")]
+        languages: Vec<String>,
+    },
+    /// Check a certificate request and sign its certificate (needs the root key).
+    SignRequest {
+        /// The request file.
+        request: PathBuf,
+        /// Newsroom folder holding root.key [default: DATA_DIR/newsroom].
+        #[arg(long, env = "KOLOKOL_NEWSROOM")]
+        dir: Option<PathBuf>,
+        /// Where to write the certificate.
+        #[arg(long)]
+        out: PathBuf,
+        /// Sign without asking for confirmation on the terminal.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Install a certificate signed offline for the pending key and make it current.
+    InstallCert {
+        /// The certificate file.
+        cert: PathBuf,
+        /// Newsroom folder [default: DATA_DIR/newsroom].
+        #[arg(long, env = "KOLOKOL_NEWSROOM")]
+        dir: Option<PathBuf>,
+    },
+    /// Install a revocation made where the root key is.
+    InstallRevocation {
+        /// The revocation file (revocations/KEY.rev of the offline folder).
+        file: PathBuf,
+        /// Newsroom folder [default: DATA_DIR/newsroom].
+        #[arg(long, env = "KOLOKOL_NEWSROOM")]
+        dir: Option<PathBuf>,
     },
     /// Make a new signing key with a fresh certificate (needs the root key).
     Rotate {
@@ -90,6 +248,7 @@ pub(super) fn run(cmd: NewsroomCommand, data: &Path) -> Result<ExitCode> {
             homepage,
             valid_for,
             languages,
+            encrypt,
         } => {
             let dir = newsroom_dir(dir, data);
             let opts = InitOptions {
@@ -99,7 +258,11 @@ pub(super) fn run(cmd: NewsroomCommand, data: &Path) -> Result<ExitCode> {
                 key_validity_secs: parse_duration(&valid_for).context("--valid-for")?,
                 languages,
             };
-            let n = Newsroom::init(&dir, &opts, now())?;
+            let n = if encrypt {
+                Newsroom::init_encrypted(&dir, &opts, now(), cli_unlock()?)?
+            } else {
+                Newsroom::init(&dir, &opts, now())?
+            };
             let cert = n.current_key()?;
             println!("created newsroom {} in {}", n.config().name, display(&dir));
             println!("root key:     {}", n.root_public());
@@ -115,10 +278,134 @@ pub(super) fn run(cmd: NewsroomCommand, data: &Path) -> Result<ExitCode> {
                 "keep {} offline and backed up; it is the newsroom's identity",
                 display(&dir.join("root.key"))
             );
+            if encrypt {
+                println!("both secret keys are encrypted under the passphrase");
+            }
+        }
+        NewsroomCommand::EncryptKeys { dir } => {
+            let n = open_newsroom(&newsroom_dir(dir, data))?;
+            for c in n.encrypt_keys()? {
+                let what = if c.changed {
+                    "encrypted"
+                } else {
+                    "already encrypted"
+                };
+                println!("{}: {what}", c.file);
+            }
+        }
+        NewsroomCommand::DecryptKeys { dir } => {
+            let n = open_newsroom(&newsroom_dir(dir, data))?;
+            for c in n.decrypt_keys()? {
+                let what = if c.changed {
+                    "decrypted"
+                } else {
+                    "already plain"
+                };
+                println!("{}: {what}", c.file);
+            }
+        }
+        NewsroomCommand::ExportRoot { dir, out } => {
+            let n = open_newsroom(&newsroom_dir(dir, data))?;
+            let key = n.export_root(&out)?;
+            println!("moved the root key to {}", display(&key));
+            println!(
+                "take {} to the offline machine; {} no longer holds the root key",
+                display(&out),
+                display(n.dir())
+            );
+            println!(
+                "new signing keys: `newsroom request` here, `newsroom sign-request` there, `newsroom install-cert` here"
+            );
+        }
+        NewsroomCommand::Request {
+            dir,
+            out,
+            valid,
+            languages,
+        } => {
+            let n = open_newsroom(&newsroom_dir(dir, data))?;
+            let validity = parse_duration(&valid).context("--valid")?;
+            let languages = (!languages.is_empty()).then_some(languages);
+            let (key, bytes) = n.request(now(), validity, languages)?;
+            offline::write_carry_file(&out, &bytes)?;
+            println!("new pending signing key {key}");
+            println!(
+                "kept in {}; request written to {}",
+                display(&n.dir().join(PENDING_KEY)),
+                display(&out)
+            );
+            println!(
+                "on the machine with the root key: kolokol newsroom sign-request {} --out CERT",
+                display(&out)
+            );
+        }
+        NewsroomCommand::SignRequest {
+            request,
+            dir,
+            out,
+            yes,
+        } => {
+            let n = open_newsroom(&newsroom_dir(dir, data))?;
+            let bytes = offline::read_request(&request)?;
+            let checked = n.check_request(&bytes, &request, now())?;
+            let c = &checked.certificate;
+            println!(
+                "request from newsroom {} ({})",
+                printable(&checked.request.name),
+                checked.request.publisher
+            );
+            println!("made at      {}", checked.request.created_at);
+            println!("signing key  {}", c.signing_key);
+            println!("serial       {}", c.serial);
+            println!("valid        {} to {}", c.not_before, c.not_after);
+            let langs = if c.scope.languages.is_empty() {
+                "any".to_owned()
+            } else {
+                printable(&c.scope.languages.join(", "))
+            };
+            println!("languages    {langs}");
+            if !yes && std::io::stdin().is_terminal() {
+                eprint!("sign this certificate? [y/N] ");
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer)?;
+                if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                    anyhow::bail!("not signed");
+                }
+            }
+            let cert = n.sign_request(&checked)?;
+            offline::write_carry_file(&out, cert.bytes())?;
+            println!(
+                "certificate #{} written to {}; carry it back and run `kolokol newsroom install-cert`",
+                cert.serial,
+                display(&out)
+            );
+        }
+        NewsroomCommand::InstallCert { cert, dir } => {
+            let n = open_newsroom(&newsroom_dir(dir, data))?;
+            let cert = n.install_cert(&cert)?;
+            println!(
+                "signing key {} is now current (serial {}, valid {} to {})",
+                cert.signing_key, cert.serial, cert.not_before, cert.not_after
+            );
+        }
+        NewsroomCommand::InstallRevocation { file, dir } => {
+            let n = open_newsroom(&newsroom_dir(dir, data))?;
+            match n.install_revocation(&file)? {
+                Some(rev) => {
+                    println!("installed: {} revoked from {}", rev.key, rev.effective_from);
+                    println!("it travels with the next story published");
+                    if n.current_key()?.signing_key == rev.key {
+                        println!(
+                            "this was the current signing key: get a new one with `kolokol newsroom request`"
+                        );
+                    }
+                }
+                None => println!("already known: an equal or earlier revocation is installed"),
+            }
         }
         NewsroomCommand::Rotate { dir, valid_for } => {
             let dir = newsroom_dir(dir, data);
-            let n = Newsroom::open(&dir)?;
+            let n = open_newsroom(&dir)?;
             let cert = n.rotate(now(), parse_duration(&valid_for)?)?;
             println!(
                 "new signing key {} (serial {}, valid {} to {})",
@@ -132,10 +419,14 @@ pub(super) fn run(cmd: NewsroomCommand, data: &Path) -> Result<ExitCode> {
             reason,
         } => {
             let dir = newsroom_dir(dir, data);
-            let n = Newsroom::open(&dir)?;
+            let n = open_newsroom(&dir)?;
             let effective = parse_time(&effective).context("--effective")?;
             let rev = n.revoke(&key, effective, &reason, now())?;
             println!("revoked {} from {}", rev.key, rev.effective_from);
+            println!(
+                "revocation file: {} (for a newsroom folder without the root key: `kolokol newsroom install-revocation FILE`)",
+                display(&n.revocation_path(&rev.key))
+            );
             // A node running on this data directory announces it at once;
             // otherwise it travels with the next bundle published.
             if let Some(client) = crate::node::control::ControlClient::for_data_dir(data) {
@@ -158,14 +449,28 @@ pub(super) fn run(cmd: NewsroomCommand, data: &Path) -> Result<ExitCode> {
         }
         NewsroomCommand::Report { story, dir, wait } => {
             let dir = newsroom_dir(dir, data);
-            let n = Newsroom::open(&dir)?;
+            let n = open_newsroom(&dir)?;
             return report(&n, &story, wait.into(), data);
         }
         NewsroomCommand::Info { dir } => {
             let dir = newsroom_dir(dir, data);
-            let n = Newsroom::open(&dir)?;
+            let n = open_newsroom(&dir)?;
             println!("newsroom:   {}", n.config().name);
             println!("root key:   {}", n.root_public());
+            for (file, what) in [
+                ("root.key", "root secret key"),
+                ("signing.key", "signing secret key"),
+                (PENDING_KEY, "pending signing key"),
+            ] {
+                let state = match n.key_encrypted(file) {
+                    Ok(Some(true)) => "present, encrypted".to_owned(),
+                    Ok(Some(false)) => "present, not encrypted".to_owned(),
+                    Ok(None) if file == "root.key" => "absent (kept offline?)".to_owned(),
+                    Ok(None) => continue,
+                    Err(e) => format!("unreadable: {e}"),
+                };
+                println!("{what}: {state}");
+            }
             let policy = n.policy()?;
             if let Some(p) = policy.publisher(&n.root_public()) {
                 let mut certs: Vec<_> = p.certificates().collect();

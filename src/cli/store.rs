@@ -13,7 +13,6 @@ use super::bundle::{CreateArgs, create};
 use super::newsroom::newsroom_dir;
 use super::{display, now, parse_time, printable};
 use crate::config::Config;
-use crate::newsroom::Newsroom;
 use crate::proto::{BundleId, PublicKey, TrustPolicy};
 use crate::store::Store;
 use crate::store::archive::{self, ExportFilter, ImportReport, Summary, ranges_text};
@@ -341,7 +340,7 @@ pub(super) fn import(args: ImportArgs, data: &Path) -> Result<ExitCode> {
 }
 
 pub(super) fn publish(args: CreateArgs, data: &Path) -> Result<ExitCode> {
-    let newsroom = Newsroom::open(&newsroom_dir(args.newsroom.clone(), data))?;
+    let newsroom = super::newsroom::open_newsroom(&newsroom_dir(args.newsroom.clone(), data))?;
     if let Some(client) = crate::node::control::ControlClient::for_data_dir(data) {
         // The running node stores and announces it at once.
         let text = fs::read_to_string(newsroom.public_file_path())

@@ -3,8 +3,12 @@
 //!
 //! Layout of a newsroom folder:
 //! - `newsroom.toml`: name and root public key.
-//! - `root.key`, `signing.key`: secret keys, mode 0600. `root.key` may be
-//!   moved to an offline machine; only `rotate` and `revoke` need it.
+//! - `root.key`, `signing.key`: secret keys, mode 0600, plain or encrypted
+//!   under a passphrase (see [`keyfile`]). `root.key` may be moved to an
+//!   offline machine (see [`offline`]); only `rotate`, `revoke` and
+//!   `sign-request` need it.
+//! - `signing.key.pending`: a new signing key waiting for its certificate
+//!   from the offline root.
 //! - `state.toml`: the next sequence number and the current certificate.
 //! - `certs/SERIAL.cert`, `revocations/KEY.rev`: signed certificates and
 //!   revocations, carried in every bundle file.
@@ -15,10 +19,16 @@ pub mod article;
 pub mod demo;
 pub mod feed;
 pub mod fetch;
+pub mod keyfile;
+mod keys;
+pub mod offline;
+
+pub use keys::Converted;
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -65,8 +75,13 @@ pub enum NewsroomError {
     )]
     NotANewsroom(PathBuf),
     /// The root key is needed but not present.
-    #[error("{0} is missing: the root key is needed for this (is it kept offline?)")]
+    #[error(
+        "{0} is missing: the root key is needed for this. If it is kept offline, run this command on the offline machine, or get a new signing key with `kolokol newsroom request` here, `sign-request` there and `install-cert` back here"
+    )]
     NoRootKey(PathBuf),
+    /// A secret key file could not be read, written or unlocked.
+    #[error(transparent)]
+    Key(#[from] keyfile::KeyFileError),
     /// Another process holds the newsroom.
     #[error("another kolokol process is using the newsroom at {0}")]
     Busy(PathBuf),
@@ -224,17 +239,54 @@ pub struct Published {
     pub path: PathBuf,
 }
 
+/// How to unlock and seal encrypted key files: where the passphrase comes
+/// from, and the Argon2id cost for files written from now on.
+#[derive(Clone)]
+pub struct Unlock {
+    /// Asked whenever an encrypted key file is read or written.
+    pub source: Arc<dyn keyfile::PassphraseSource>,
+    /// Cost parameters for newly encrypted files.
+    pub kdf: keyfile::KdfParams,
+}
+
+impl std::fmt::Debug for Unlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unlock").field("kdf", &self.kdf).finish()
+    }
+}
+
 /// A newsroom folder.
 #[derive(Debug)]
 pub struct Newsroom {
     dir: PathBuf,
     config: NewsroomConfig,
     root_public: PublicKey,
+    unlock: Option<Unlock>,
 }
 
 /// Writes a secret key file readable only by its owner, refusing to
-/// replace an existing file.
-fn write_secret(path: &Path, key: &SecretKey, role: &str, name: &str) -> Result<(), NewsroomError> {
+/// replace an existing file. With `seal`, the key is encrypted under the
+/// passphrase `seal` gives.
+fn write_secret(
+    path: &Path,
+    key: &SecretKey,
+    role: &str,
+    name: &str,
+    seal: Option<&Unlock>,
+) -> Result<(), NewsroomError> {
+    let text = match seal {
+        Some(u) => {
+            let passphrase = u.source.passphrase(path, keyfile::Purpose::NewKey)?;
+            zeroize::Zeroizing::new(keyfile::encrypted_text(
+                key,
+                passphrase.as_bytes(),
+                u.kdf,
+                role,
+                name,
+            )?)
+        }
+        None => keyfile::plain_text(key, role, name),
+    };
     let mut opts = fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -243,36 +295,8 @@ fn write_secret(path: &Path, key: &SecretKey, role: &str, name: &str) -> Result<
         opts.mode(0o600);
     }
     let mut f = opts.open(path).map_err(io_err(path))?;
-    let text = zeroize::Zeroizing::new(format!(
-        "# Kolokol SECRET {role} key of newsroom {name:?}.\n# Keep it private: never share, upload or commit this file.\nsecret = \"{}\"\n",
-        key.to_hex().as_str()
-    ));
     f.write_all(text.as_bytes()).map_err(io_err(path))?;
     f.sync_all().map_err(io_err(path))
-}
-
-#[derive(Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
-#[serde(deny_unknown_fields)]
-struct SecretFile {
-    secret: String,
-}
-
-fn read_secret(path: &Path) -> Result<SecretKey, NewsroomError> {
-    let text =
-        zeroize::Zeroizing::new(
-            read_bounded(path, 4096).map_err(|e| NewsroomError::Invalid {
-                path: path.to_owned(),
-                reason: e.to_string(),
-            })?,
-        );
-    let file: SecretFile = toml::from_str(&text).map_err(|e| NewsroomError::Invalid {
-        path: path.to_owned(),
-        reason: e.message().to_string(),
-    })?;
-    SecretKey::from_hex(&file.secret).map_err(|e| NewsroomError::Invalid {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })
 }
 
 fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, NewsroomError> {
@@ -322,6 +346,24 @@ impl Newsroom {
         Self::init_with_keys(dir, opts, now, SecretKey::generate(), SecretKey::generate())
     }
 
+    /// [`Newsroom::init`] with both secret keys encrypted under the
+    /// passphrase `unlock` gives.
+    pub fn init_encrypted(
+        dir: &Path,
+        opts: &InitOptions,
+        now: Timestamp,
+        unlock: Unlock,
+    ) -> Result<Self, NewsroomError> {
+        Self::init_inner(
+            dir,
+            opts,
+            now,
+            SecretKey::generate(),
+            SecretKey::generate(),
+            Some(unlock),
+        )
+    }
+
     /// [`Newsroom::init`] with given keys (the demo newsroom and tests).
     pub fn init_with_keys(
         dir: &Path,
@@ -329,6 +371,17 @@ impl Newsroom {
         now: Timestamp,
         root: SecretKey,
         signing: SecretKey,
+    ) -> Result<Self, NewsroomError> {
+        Self::init_inner(dir, opts, now, root, signing, None)
+    }
+
+    fn init_inner(
+        dir: &Path,
+        opts: &InitOptions,
+        now: Timestamp,
+        root: SecretKey,
+        signing: SecretKey,
+        seal: Option<Unlock>,
     ) -> Result<Self, NewsroomError> {
         if !valid_name(&opts.name) {
             return Err(NewsroomError::BadName(opts.name.clone()));
@@ -348,8 +401,20 @@ impl Newsroom {
             let p = dir.join(sub);
             fs::create_dir_all(&p).map_err(io_err(&p))?;
         }
-        write_secret(&dir.join("root.key"), &root, "root", &opts.name)?;
-        write_secret(&dir.join("signing.key"), &signing, "signing", &opts.name)?;
+        write_secret(
+            &dir.join("root.key"),
+            &root,
+            "root",
+            &opts.name,
+            seal.as_ref(),
+        )?;
+        write_secret(
+            &dir.join("signing.key"),
+            &signing,
+            "signing",
+            &opts.name,
+            seal.as_ref(),
+        )?;
         let cert = KeyCertificate {
             format: FORMAT_VERSION,
             publisher: root.public(),
@@ -384,6 +449,7 @@ impl Newsroom {
             dir: dir.to_owned(),
             config,
             root_public: root.public(),
+            unlock: seal,
         };
         let public_path = newsroom.public_file_path();
         write_atomic(&public_path, newsroom.public_file().to_toml().as_bytes())
@@ -409,7 +475,67 @@ impl Newsroom {
             dir: dir.to_owned(),
             config,
             root_public,
+            unlock: None,
         })
+    }
+
+    /// Gives the newsroom a way to unlock (and seal) encrypted key files.
+    /// Without one, an encrypted key file cannot be used.
+    pub fn with_unlock(mut self, unlock: Unlock) -> Self {
+        self.unlock = Some(unlock);
+        self
+    }
+
+    /// Reads a secret key file, asking for the passphrase if it is
+    /// encrypted.
+    fn read_secret(&self, path: &Path) -> Result<SecretKey, NewsroomError> {
+        let file = keyfile::KeyFile::read(path)?;
+        let encrypted = file.is_encrypted();
+        let key = file.unlock(path, self.unlock.as_ref().map(|u| &*u.source))?;
+        tracing::debug!(path = %path.display(), encrypted, "secret key read");
+        Ok(key)
+    }
+
+    /// Whether the key file `name` in the folder is encrypted; `None` when
+    /// it is absent.
+    pub fn key_encrypted(&self, name: &str) -> Result<Option<bool>, NewsroomError> {
+        let path = self.dir.join(name);
+        if !path.exists() {
+            return Ok(None);
+        }
+        Ok(Some(keyfile::KeyFile::read(&path)?.is_encrypted()))
+    }
+
+    /// How a new key file should be written: encrypted when the folder's
+    /// keys are (the signing key, or the root key where no signing key is).
+    fn seal_for_new_key(&self) -> Result<Option<&Unlock>, NewsroomError> {
+        let encrypted = match self.key_encrypted("signing.key")? {
+            Some(e) => e,
+            None => self.key_encrypted("root.key")?.unwrap_or(false),
+        };
+        if !encrypted {
+            return Ok(None);
+        }
+        self.unlock
+            .as_ref()
+            .map(Some)
+            .ok_or_else(|| keyfile::KeyFileError::NoPassphrase(self.dir.join("signing.key")).into())
+    }
+
+    /// Writes `key` to `name` in the folder, replacing any file there
+    /// whole: written beside it, then renamed over it.
+    fn replace_secret(
+        &self,
+        name: &str,
+        key: &SecretKey,
+        role: &str,
+        seal: Option<&Unlock>,
+    ) -> Result<(), NewsroomError> {
+        let path = self.dir.join(name);
+        let tmp = self.dir.join(format!("{name}.new"));
+        let _ = fs::remove_file(&tmp);
+        write_secret(&tmp, key, role, &self.config.name, seal)?;
+        fs::rename(&tmp, &path).map_err(io_err(&path))
     }
 
     /// The folder.
@@ -464,7 +590,7 @@ impl Newsroom {
         if !path.exists() {
             return Err(NewsroomError::NoRootKey(path));
         }
-        read_secret(&path)
+        self.read_secret(&path)
     }
 
     fn state(&self) -> Result<NewsroomState, NewsroomError> {
@@ -552,6 +678,7 @@ impl Newsroom {
     ) -> Result<Verified<KeyCertificate>, NewsroomError> {
         let _lock = self.lock()?;
         let root = self.root_key()?;
+        let seal = self.seal_for_new_key()?;
         let mut state = self.state()?;
         let (_, old) = self.current_certificate(&state)?;
         let signing = SecretKey::generate();
@@ -571,12 +698,8 @@ impl Newsroom {
         let cert_path = self.dir.join("certs").join(format!("{serial:010}.cert"));
         write_atomic(&cert_path, &bytes).map_err(io_err(&cert_path))?;
         // The new key goes in place before the state names its certificate;
-        // the old key file is replaced whole.
-        let key_path = self.dir.join("signing.key");
-        let tmp = self.dir.join("signing.key.new");
-        let _ = fs::remove_file(&tmp);
-        write_secret(&tmp, &signing, "signing", &self.config.name)?;
-        fs::rename(&tmp, &key_path).map_err(io_err(&key_path))?;
+        // the old key file is replaced whole, encrypted if it was.
+        self.replace_secret("signing.key", &signing, "signing", seal)?;
         state.current_serial = serial;
         write_toml(&self.dir.join("state.toml"), &state)?;
         Ok(verified)
@@ -666,7 +789,7 @@ impl Newsroom {
         let _lock = self.lock()?;
         let mut state = self.state()?;
         let (cert_bytes, cert) = self.current_certificate(&state)?;
-        let signing = read_secret(&self.dir.join("signing.key"))?;
+        let signing = self.read_secret(&self.dir.join("signing.key"))?;
         if signing.public() != cert.signing_key {
             return Err(NewsroomError::Invalid {
                 path: self.dir.join("signing.key"),

@@ -124,6 +124,11 @@ impl SecretKey {
         zeroize::Zeroizing::new(hex::encode(self.0.to_bytes()))
     }
 
+    /// The 32-byte seed, for sealing in an encrypted key file.
+    pub fn to_seed(&self) -> zeroize::Zeroizing<[u8; 32]> {
+        zeroize::Zeroizing::new(self.0.to_bytes())
+    }
+
     /// The matching public key.
     pub fn public(&self) -> PublicKey {
         PublicKey(self.0.verifying_key().to_bytes())

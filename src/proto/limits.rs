@@ -14,6 +14,12 @@ pub const MAX_MANIFEST_BYTES: usize = 60 * 1024;
 pub const MAX_CERTIFICATE_BYTES: usize = 4 * 1024;
 /// Largest encoded, signed revocation.
 pub const MAX_REVOCATION_BYTES: usize = 4 * 1024;
+/// Largest encoded, signed certificate request.
+pub const MAX_CERTIFICATE_REQUEST_BYTES: usize = 4 * 1024;
+/// Longest validity a certificate request may ask for: five years.
+pub const MAX_REQUEST_VALIDITY_SECS: u64 = 5 * 366 * 24 * 3600;
+/// Shortest validity a certificate request may ask for: one hour.
+pub const MIN_REQUEST_VALIDITY_SECS: u64 = 3600;
 /// Largest encoded, signed head.
 pub const MAX_HEAD_BYTES: usize = 1024;
 /// Largest single blob (article body or media file).

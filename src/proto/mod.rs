@@ -13,6 +13,7 @@ mod keys;
 pub mod limits;
 mod objects;
 mod policy;
+mod request;
 mod signed;
 mod time;
 
@@ -24,6 +25,7 @@ pub use objects::{
     Metadata, Revocation, Scope, is_bidi_override, is_safe_path,
 };
 pub use policy::{PolicyError, PublisherTrust, TrustPolicy, Verified, VerifiedBundle, check_blob};
+pub use request::CertificateRequest;
 pub use signed::{ObjectKind, SIGNATURE_LEN};
 pub use time::Timestamp;
 
@@ -44,6 +46,9 @@ impl SignedObject for Manifest {
 }
 impl SignedObject for Head {
     const KIND: ObjectKind = ObjectKind::Head;
+}
+impl SignedObject for CertificateRequest {
+    const KIND: ObjectKind = ObjectKind::CertificateRequest;
 }
 
 /// Decodes a signed object **without checking its signature or trust**.

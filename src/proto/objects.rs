@@ -205,7 +205,7 @@ fn check_format(what: &'static str, format: u16) -> Result<(), PolicyError> {
     Ok(())
 }
 
-fn check_language(field: &'static str, lang: &str) -> Result<(), PolicyError> {
+pub(super) fn check_language(field: &'static str, lang: &str) -> Result<(), PolicyError> {
     check_len(field, lang, MAX_LANGUAGE)?;
     if lang.is_empty() || !lang.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
         return Err(invalid(field, "a language tag is letters, digits and '-'"));

@@ -30,6 +30,10 @@ pub enum ObjectKind {
     Manifest,
     /// A head (heartbeat), signed by a certified signing key.
     Head,
+    /// A request for a key certificate, signed by the key to be certified
+    /// (proof of possession). It never travels on the network: it is
+    /// carried to the machine that holds the root key.
+    CertificateRequest,
 }
 
 impl ObjectKind {
@@ -41,6 +45,7 @@ impl ObjectKind {
             ObjectKind::Revocation => "kolokol/v1/revocation",
             ObjectKind::Manifest => "kolokol/v1/manifest",
             ObjectKind::Head => "kolokol/v1/head",
+            ObjectKind::CertificateRequest => "kolokol/v1/certificate-request",
         }
     }
 
@@ -51,6 +56,7 @@ impl ObjectKind {
             ObjectKind::Revocation => limits::MAX_REVOCATION_BYTES,
             ObjectKind::Manifest => limits::MAX_MANIFEST_BYTES,
             ObjectKind::Head => limits::MAX_HEAD_BYTES,
+            ObjectKind::CertificateRequest => limits::MAX_CERTIFICATE_REQUEST_BYTES,
         }
     }
 
@@ -61,6 +67,7 @@ impl ObjectKind {
             ObjectKind::Revocation => "revocation",
             ObjectKind::Manifest => "manifest",
             ObjectKind::Head => "head",
+            ObjectKind::CertificateRequest => "certificate request",
         }
     }
 }

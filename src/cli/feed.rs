@@ -244,7 +244,13 @@ impl FeedJob {
     /// signs and stores the new and changed ones, printing one line each.
     fn round(&self) -> Result<Round> {
         let newsroom = Newsroom::open(&self.newsroom)?;
-        let fetcher = Fetcher::default();
+        // A feed from elsewhere may not make us fetch from this machine or
+        // its network; a feed on one (or a file) may.
+        let local = match &self.source {
+            feed::FeedSource::Url(u) => crate::newsroom::fetch::is_local(u),
+            feed::FeedSource::File(_) => true,
+        };
+        let fetcher = Fetcher::default().allow_local(local);
         // The whole feed is read and parsed before anything is signed: a
         // broken feed publishes nothing.
         let loaded = feed::load(&self.source, &fetcher)?;

@@ -15,8 +15,10 @@ pub(super) struct Bucket {
 }
 
 impl Bucket {
-    /// A full bucket for `rate` bytes per second.
+    /// A full bucket for `rate` bytes per second (0 counts as no cap: a
+    /// node that may send nothing would be no node).
     pub(super) fn new(rate: Option<u64>, now: Instant) -> Self {
+        let rate = rate.filter(|r| *r > 0);
         Self {
             rate,
             tokens: rate.unwrap_or(0) as f64,

@@ -42,28 +42,28 @@ const IN_FLIGHT_PER_PEER: usize = 2;
 /// Ranges waiting to be asked of one peer; beyond, the next round brings
 /// the rest.
 const MAX_QUEUED_RANGES: usize = 16 * 1024;
-/// A peer gets at most [`SUMMARIES_PER_WINDOW`] full summaries (all of a
-/// node's ranges computed afresh, at worst) in this window; pages of one
-/// it asked for are not limited. A node with many publishers asks in
-/// several requests of [`MAX_SYNC_PUBLISHERS`], hence more than one.
+/// A peer gets at most [`SUMMARIES_PER_WINDOW`] summary and holds requests
+/// (each may compute a publisher's ranges afresh, or read a story's
+/// history) in this window. A node with many publishers asks in several
+/// requests of [`MAX_SYNC_PUBLISHERS`], and pages follow, hence more than
+/// one.
 const SUMMARY_WINDOW: Duration = Duration::from_secs(1);
 /// See [`SUMMARY_WINDOW`].
-const SUMMARIES_PER_WINDOW: u32 = 8;
+const SUMMARIES_PER_WINDOW: u32 = 16;
 
 /// Held sequence ranges and their digest.
-type HeldRanges = (Vec<(u64, u64)>, [u8; 32]);
+type HeldRanges = (std::sync::Arc<Vec<(u64, u64)>>, [u8; 32]);
 
 /// What was asked in an outstanding catch-up request.
 pub(super) enum Asked {
-    Summary,
+    /// The publishers asked about, each with the `from` of its page.
+    Summary(HashMap<PublicKey, u64>),
     Bundles {
         publisher: PublicKey,
         sequences: Vec<u64>,
     },
     /// For the report with this number.
-    Holds {
-        report: u64,
-    },
+    Holds { report: u64 },
 }
 
 /// Catch-up with one peer.
@@ -168,6 +168,7 @@ impl Actor {
         let ranges =
             tokio::task::block_in_place(|| self.store.held_ranges(publisher)).unwrap_or_default();
         let digest = ranges_digest(&ranges);
+        let ranges = std::sync::Arc::new(ranges);
         self.sync
             .ranges
             .insert(*publisher, (ranges.clone(), digest));
@@ -220,12 +221,15 @@ impl Actor {
     }
 
     fn send_summary(&mut self, peer: PeerId, publishers: Vec<PublisherQuery>) {
+        let asked = publishers.iter().map(|q| (q.publisher, q.from)).collect();
         let rid = self
             .swarm
             .behaviour_mut()
             .sync
             .send_request(&peer, SyncRequest::Summary { publishers });
-        self.sync.requests.insert(rid, (peer, Asked::Summary));
+        self.sync
+            .requests
+            .insert(rid, (peer, Asked::Summary(asked)));
         self.sync.peers.entry(peer).or_default().summaries_in_flight += 1;
     }
 
@@ -264,15 +268,14 @@ impl Actor {
         } else {
             match request {
                 SyncRequest::Summary { publishers } => {
-                    let full = publishers.iter().any(|q| q.from == 0);
                     let window = self.sync.served.entry(peer).or_insert((Instant::now(), 0));
                     if window.0.elapsed() >= SUMMARY_WINDOW {
                         *window = (Instant::now(), 0);
                     }
-                    if full && window.1 >= SUMMARIES_PER_WINDOW {
+                    if window.1 >= SUMMARIES_PER_WINDOW {
                         SyncResponse::Refused
                     } else {
-                        window.1 += u32::from(full);
+                        window.1 += 1;
                         SyncResponse::Summary {
                             publishers: publishers
                                 .iter()
@@ -440,12 +443,14 @@ impl Actor {
         }
         match asked {
             Asked::Holds { report } => self.report_response(report, rid, peer, response),
-            Asked::Summary => {
+            Asked::Summary(asked) => {
                 if let Some(s) = self.sync.peers.get_mut(&peer) {
                     s.summaries_in_flight = s.summaries_in_flight.saturating_sub(1);
                 }
                 match response {
-                    Ok(SyncResponse::Summary { publishers }) => self.on_summary(peer, publishers),
+                    Ok(SyncResponse::Summary { publishers }) => {
+                        self.on_summary(peer, asked, publishers)
+                    }
                     Ok(_) => debug!(peer = %peer, "catch-up summary refused"),
                     Err(e) => debug!(peer = %peer, "catch-up summary failed: {e}"),
                 }
@@ -482,13 +487,23 @@ impl Actor {
         }
     }
 
-    fn on_summary(&mut self, peer: PeerId, states: Vec<PublisherState>) {
+    fn on_summary(
+        &mut self,
+        peer: PeerId,
+        mut asked: HashMap<PublicKey, u64>,
+        states: Vec<PublisherState>,
+    ) {
         let now = now();
         let mut pages = Vec::new();
         for st in states {
             let publisher = st.publisher;
+            // Each publisher asked about, once: an honest peer answers
+            // nothing else, and a repeat would cost a store scan each.
+            let Some(from) = asked.remove(&publisher) else {
+                return self.ban(peer, "catch-up summary names a publisher not asked".into());
+            };
             if !self.policy.is_trusted(&publisher) {
-                continue; // not asked; ignored
+                continue;
             }
             self.sync
                 .carriers
@@ -510,9 +525,15 @@ impl Actor {
             let Some(ranges) = st.ranges else {
                 continue;
             };
-            if ranges.len() > MAX_RANGES {
-                self.ban(peer, "catch-up summary over its limits".into());
-                return;
+            // At most a page, ascending and disjoint, from where it was
+            // asked; a next page past this one: so paging always moves on.
+            let ordered = ranges.iter().all(|&(a, b)| a <= b && a >= from)
+                && ranges.windows(2).all(|w| w[1].0 > w[0].1);
+            let next_ok = st.more.is_none_or(|m| {
+                ranges.len() == MAX_RANGES && ranges.last().is_some_and(|&(_, b)| m > b)
+            });
+            if ranges.len() > MAX_RANGES || !ordered || !next_ok {
+                return self.ban(peer, "catch-up summary over its limits".into());
             }
             // Only what a signed head vouches for is asked: a peer cannot
             // send us chasing sequence numbers that do not exist.
@@ -538,24 +559,23 @@ impl Actor {
                     .collect();
             }
             let state = self.sync.peers.entry(peer).or_default();
+            // A first page replaces what was queued for the publisher from
+            // this peer: the new summary says what it holds now.
+            if from == 0 {
+                state.queue.retain(|(p, _, _)| *p != publisher);
+            }
             for (a, b) in wanted {
                 if state.queue.len() >= MAX_QUEUED_RANGES {
                     break;
                 }
-                if !state
-                    .queue
-                    .iter()
-                    .any(|(p, qa, qb)| *p == publisher && *qa <= a && b <= *qb)
-                {
-                    state.queue.push_back((publisher, a, b));
-                }
+                state.queue.push_back((publisher, a, b));
             }
-            // A next page must start past this one, so paging ends.
-            if let Some(from) = st.more
-                && ranges.len() == MAX_RANGES
-                && ranges.last().is_some_and(|&(_, b)| from > b)
+            // Pages past the trusted head would bring nothing we ask for.
+            if let Some(next) = st.more
+                && next <= upto
+                && state.queue.len() < MAX_QUEUED_RANGES
             {
-                pages.push((publisher, from));
+                pages.push((publisher, next));
             }
         }
         for (publisher, from) in pages {
@@ -788,6 +808,19 @@ impl Actor {
                     self.enforce_quota();
                 }
                 Err(e) => warn!("storing caught-up bundles failed: {e}"),
+            }
+        }
+        // An honest responder cuts after everything it sent.
+        if let Some(cut) = cut_at {
+            let cut_pos = asked.iter().position(|s| *s == cut);
+            let sent_after = received.iter().any(|s| {
+                asked
+                    .iter()
+                    .position(|x| x == s)
+                    .is_some_and(|p| cut_pos.is_none_or(|c| p >= c))
+            });
+            if cut_pos.is_none() || sent_after {
+                return self.ban(peer, "catch-up cut before what it sent".into());
             }
         }
         if let Some(cut) = cut_at {

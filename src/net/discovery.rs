@@ -330,10 +330,12 @@ impl Actor {
             if self.discovery.reserved.len() >= AUTO_RELAYS {
                 break;
             }
-            let mut addr = direct;
-            if !matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
-                addr.push(Protocol::P2p(relay));
-            }
+            // The peer's own listing may end in any /p2p/: ours decides.
+            let mut addr: Multiaddr = direct
+                .iter()
+                .filter(|p| !matches!(p, Protocol::P2p(_)))
+                .collect();
+            addr.push(Protocol::P2p(relay));
             let addr = addr.with(Protocol::P2pCircuit);
             match self.swarm.listen_on(addr) {
                 Ok(id) => {

@@ -29,6 +29,15 @@ pub enum FetchError {
         /// The URL.
         url: String,
     },
+    /// The host is on this machine or its local network, and the feed is
+    /// not: a feed from elsewhere must not make the importer reach inward.
+    #[error("{url}: {host} is a local or private address, and the feed is not on one")]
+    LocalHost {
+        /// The URL.
+        url: String,
+        /// Its host.
+        host: String,
+    },
     /// The host is not one the caller allows.
     #[error("{url}: {host} is not the newsroom's own server (allowed: {allowed})")]
     HostNotAllowed {
@@ -88,6 +97,8 @@ pub struct Fetched {
 #[derive(Debug, Clone)]
 pub struct Fetcher {
     agent: ureq::Agent,
+    /// Whether hosts on this machine or its local network may be fetched.
+    local_ok: bool,
 }
 
 impl Default for Fetcher {
@@ -111,7 +122,17 @@ impl Fetcher {
                 " (feed import)"
             ))
             .build();
-        Self { agent }
+        Self {
+            agent,
+            local_ok: false,
+        }
+    }
+
+    /// Allows hosts on this machine or its local network (for a feed that
+    /// is itself on one, or read from a file the newsroom wrote).
+    pub fn allow_local(mut self, ok: bool) -> Self {
+        self.local_ok = ok;
+        self
     }
 
     /// Fetches `url`, reading at most `cap` bytes of body. When
@@ -126,6 +147,12 @@ impl Fetcher {
         let mut current = url.clone();
         for _ in 0..=MAX_REDIRECTS {
             check_url(&current, allowed_hosts)?;
+            if !self.local_ok && is_local(&current) {
+                return Err(FetchError::LocalHost {
+                    url: current.to_string(),
+                    host: current.host_str().unwrap_or_default().to_owned(),
+                });
+            }
             let response = match self.agent.request_url("GET", &current).call() {
                 Ok(r) => r,
                 Err(ureq::Error::Status(status, _)) => {
@@ -202,6 +229,43 @@ impl Fetcher {
     }
 }
 
+/// Whether `url`'s host is this machine or a private, link-local or
+/// otherwise non-global address, written as such (`localhost`, an IP
+/// literal). A name that resolves to such an address is not caught here.
+pub fn is_local(url: &Url) -> bool {
+    use std::net::IpAddr;
+    let ip = match url.host() {
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            return d == "localhost" || d.ends_with(".localhost");
+        }
+        Some(url::Host::Ipv4(a)) => IpAddr::V4(a),
+        Some(url::Host::Ipv6(a)) => match a.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(a),
+        },
+        None => return false,
+    };
+    match ip {
+        IpAddr::V4(a) => {
+            let [b0, b1, ..] = a.octets();
+            a.is_loopback()
+                || a.is_private()
+                || a.is_link_local()
+                || a.is_unspecified()
+                || a.is_broadcast()
+                || (b0 == 100 && (64..128).contains(&b1)) // shared, RFC 6598
+        }
+        IpAddr::V6(a) => {
+            let s0 = a.segments()[0];
+            a.is_loopback()
+                || a.is_unspecified()
+                || (s0 & 0xfe00) == 0xfc00 // unique local
+                || (s0 & 0xffc0) == 0xfe80 // link-local
+        }
+    }
+}
+
 /// Checks that `url` is http or https and, when a list is given, on one of
 /// the allowed hosts.
 pub fn check_url(url: &Url, allowed_hosts: Option<&[String]>) -> Result<(), FetchError> {
@@ -230,6 +294,38 @@ pub fn check_url(url: &Url, allowed_hosts: Option<&[String]>) -> Result<(), Fetc
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_and_private_hosts_are_told_apart() {
+        for local in [
+            "http://localhost/x",
+            "http://a.localhost/",
+            "http://127.0.0.1/",
+            "http://10.1.2.3/",
+            "http://192.168.0.1/",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://100.64.0.1/",
+            "http://[::1]/",
+            "http://[fe80::1]/",
+            "http://[fd00::1]/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://0.0.0.0/",
+        ] {
+            assert!(is_local(&Url::parse(local).unwrap()), "{local}");
+        }
+        for global in [
+            "https://example.org/",
+            "http://93.184.216.34/",
+            "http://[2001:db8::1]/",
+        ] {
+            assert!(!is_local(&Url::parse(global).unwrap()), "{global}");
+        }
+        // Refused before any connection is tried.
+        let err = Fetcher::default()
+            .get(&Url::parse("http://169.254.169.254/").unwrap(), 10, None)
+            .unwrap_err();
+        assert!(matches!(err, FetchError::LocalHost { .. }), "{err}");
+    }
 
     #[test]
     fn only_http_and_allowed_hosts() {

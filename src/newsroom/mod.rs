@@ -287,6 +287,18 @@ fn write_secret(
         }
         None => keyfile::plain_text(key, role, name),
     };
+    // Never over an existing key; and whole or not at all: a crash leaves
+    // at most a stray `.partial` file, never a truncated key at `path`.
+    if path.exists() {
+        return Err(io_err(path)(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "a key file is already there",
+        )));
+    }
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let _ = fs::remove_file(&partial);
     let mut opts = fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -294,9 +306,11 @@ fn write_secret(
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts.open(path).map_err(io_err(path))?;
-    f.write_all(text.as_bytes()).map_err(io_err(path))?;
-    f.sync_all().map_err(io_err(path))
+    let mut f = opts.open(&partial).map_err(io_err(&partial))?;
+    f.write_all(text.as_bytes()).map_err(io_err(&partial))?;
+    f.sync_all().map_err(io_err(&partial))?;
+    drop(f);
+    fs::rename(&partial, path).map_err(io_err(path))
 }
 
 fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, NewsroomError> {

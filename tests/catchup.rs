@@ -102,6 +102,7 @@ async fn lying_peer(
     head_seq: u64,
     ranges: Option<Vec<(u64, u64)>>,
     bundle: Option<(Vec<u8>, Vec<Vec<u8>>)>,
+    cut_at: Option<u64>,
 ) -> tokio::task::JoinHandle<()> {
     let mut swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
@@ -158,7 +159,7 @@ async fn lying_peer(
                             blobs: Some(b.clone()),
                         })
                         .collect(),
-                    cut_at: None,
+                    cut_at,
                 },
                 SyncRequest::Holds { .. } => SyncResponse::Refused,
             };
@@ -232,7 +233,7 @@ async fn a_node_stopped_during_three_publications_catches_up_and_refuses_a_rollb
     assert_eq!(reader.store.held_ranges(&p.public()).unwrap(), vec![(1, 4)]);
 
     // A peer offering an older head is refused; the newest stays.
-    let _stale = lying_peer(&p, reader.addr.clone(), 2, None, None).await;
+    let _stale = lying_peer(&p, reader.addr.clone(), 2, None, None, None).await;
     wait_for(&mut reader.events, "the old head refused", |e| {
         matches!(e, NodeEvent::Rejected { reason, .. } if reason.contains("older than the trusted head"))
     })
@@ -315,6 +316,7 @@ async fn a_peer_sending_a_tampered_bundle_in_catch_up_is_banned() {
         5,
         Some(vec![(1, 5)]),
         Some((manifest, blobs)),
+        None,
     )
     .await;
     wait_for(
@@ -375,4 +377,30 @@ async fn catch_up_from_a_peer_under_an_upload_cap_completes_within_the_cap() {
     );
     capped.node.shutdown().await.unwrap();
     fresh.node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_cuts_before_what_it_sent_is_banned() {
+    let p = Publisher::new(1);
+    let store = Arc::new(Store::memory(StoreConfig::default()));
+    fill(&store, &p, 1..=4, 4);
+    let mut reader = spawn_on(&[&p], store.clone(), quiet()).await;
+    // A real bundle for 5, and a cut at 5 too: "the rest from 5 did not
+    // fit", which would have the same asked again without end.
+    let (manifest, blobs) = version(&p, 5, 200).signed();
+    let _liar = lying_peer(
+        &p,
+        reader.addr.clone(),
+        5,
+        Some(vec![(1, 5)]),
+        Some((manifest, blobs)),
+        Some(5),
+    )
+    .await;
+    wait_for(&mut reader.events, "the liar banned", |e| {
+        matches!(e, NodeEvent::Rejected { reason, .. } if reason.contains("cut before what it sent"))
+    })
+    .await;
+    assert_eq!(reader.node.status().await.unwrap().banned, 1);
+    reader.node.shutdown().await.unwrap();
 }

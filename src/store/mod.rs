@@ -1503,29 +1503,17 @@ impl Store {
         let overhead = (disk as f64 / payload as f64).max(1.0);
         let target = (quota as f64 * 0.9 / overhead) as u64;
 
-        // Candidates: (published, publisher, story), oldest first.
-        let mut per_publisher: HashMap<PublicKey, Vec<(Timestamp, StoryId)>> = HashMap::new();
-        for item in self.kv.scan(&[STORY], false) {
-            let (k, v) = item?;
-            let e = StoryEntry::decode(&k, &v)?;
-            per_publisher
-                .entry(e.publisher)
-                .or_default()
-                .push((e.published, e.story));
-        }
-        let mut candidates = Vec::new();
-        for (publisher, mut stories) in per_publisher {
-            stories.sort();
-            let keep_from = stories.len().saturating_sub(self.config.keep_newest);
-            for (published, story) in stories.into_iter().take(keep_from) {
-                if !self
-                    .kv
-                    .contains(&key(PIN, &[publisher.as_bytes(), story.as_bytes()]))?
-                {
-                    candidates.push((published, publisher, story));
-                }
-            }
-        }
+        // Candidates: (published, publisher, story), oldest first across
+        // publishers.
+        let mut candidates: Vec<(Timestamp, PublicKey, StoryId)> = self
+            .eviction_candidates()?
+            .into_iter()
+            .flat_map(|(publisher, stories)| {
+                stories
+                    .into_iter()
+                    .map(move |(published, story)| (published, publisher, story))
+            })
+            .collect();
         candidates.sort();
 
         let mut report = Eviction::default();
@@ -1534,18 +1522,9 @@ impl Store {
             if payload_now <= target {
                 break;
             }
-            let ids: Vec<BundleId> = self
-                .history(&publisher, &story)?
-                .into_iter()
-                .map(|m| m.id)
-                .collect();
-            for id in ids {
-                let freed = self.remove_bundle(&id, SeqState::Evicted)?;
-                payload_now = payload_now.saturating_sub(freed);
-                report.bytes += freed;
-                report.bundles += 1;
-            }
-            report.stories.push((publisher, story));
+            let before = report.bytes;
+            self.evict_story(&publisher, &story, &mut report)?;
+            payload_now = payload_now.saturating_sub(report.bytes - before);
         }
         self.kv.flush()?;
         if report.bundles > 0 {

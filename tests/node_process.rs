@@ -406,6 +406,12 @@ fn a_reader_started_late_catches_up_from_a_mirror_process() {
     reader.wait_until("the story dropped after the revocation", || {
         ok(&b, &["status"]).contains("stories held: 0")
     });
+
+    // Removing the publisher while the node runs reaches the node at once.
+    assert!(ok(&b, &["trust", "remove", "late-news"]).contains("removed late-news"));
+    let status = ok(&b, &["status"]);
+    assert!(!status.contains("publisher late-news"), "{status}");
+    assert!(!ok(&b, &["trust", "list"]).contains("late-news"));
     assert!(reader.terminate().success());
     assert!(mirror.terminate().success());
 }

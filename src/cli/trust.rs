@@ -63,7 +63,12 @@ pub(super) fn run(cmd: TrustCommand, data: &Path) -> Result<ExitCode> {
             }
         }
         TrustCommand::Remove { name } => {
-            list.remove(&name)?;
+            match crate::node::control::ControlClient::for_data_dir(data) {
+                // The running node writes the trust list and stops
+                // carrying the publisher at once.
+                Some(client) => client.untrust(&name)?,
+                None => list.remove(&name)?,
+            }
             println!("removed {name}");
         }
     }

@@ -138,6 +138,15 @@ impl SyncState {
         }
     }
 
+    /// A publisher is no longer trusted: nothing more is asked of it.
+    pub(super) fn forget_publisher(&mut self, publisher: &PublicKey) {
+        self.carriers.remove(publisher);
+        self.ranges.remove(publisher);
+        for p in self.peers.values_mut() {
+            p.queue.retain(|(k, _, _)| k != publisher);
+        }
+    }
+
     /// The store changed: cached ranges are stale.
     pub(super) fn store_changed(&mut self) {
         self.ranges.clear();

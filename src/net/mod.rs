@@ -358,6 +358,10 @@ enum Command {
         file: PublisherFile,
         reply: oneshot::Sender<Result<(), NetError>>,
     },
+    Untrust {
+        publisher: PublicKey,
+        reply: oneshot::Sender<bool>,
+    },
     Status {
         reply: oneshot::Sender<Status>,
     },
@@ -737,6 +741,14 @@ impl Node {
         self.ask(|reply| Command::Trust { file, reply }).await?
     }
 
+    /// Stops trusting, and carrying, a publisher (the caller keeps the
+    /// trust list file); returns whether it was trusted. What the store
+    /// holds of it stays, no longer offered in catch-up.
+    pub async fn untrust(&self, publisher: PublicKey) -> Result<bool, NetError> {
+        self.ask(|reply| Command::Untrust { publisher, reply })
+            .await
+    }
+
     /// The node's status.
     pub async fn status(&self) -> Result<Status, NetError> {
         self.ask(|reply| Command::Status { reply }).await
@@ -813,6 +825,19 @@ impl Actor {
         let _ = self.events.send(e);
     }
 
+    fn untrust(&mut self, publisher: &PublicKey) -> bool {
+        let was = self.policy.untrust(publisher);
+        let topic = IdentTopic::new(wire::topic_name(publisher));
+        if self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic) {
+            self.topics.remove(&topic.hash());
+        }
+        self.sync.forget_publisher(publisher);
+        if was {
+            info!(publisher = %publisher, "no longer trusted or carried");
+        }
+        was
+    }
+
     fn subscribe(&mut self, publisher: &PublicKey) {
         let topic = IdentTopic::new(wire::topic_name(publisher));
         let gs = &mut self.swarm.behaviour_mut().gossipsub;
@@ -883,6 +908,9 @@ impl Actor {
                     self.subscribe(&file.root_key);
                 }
                 let _ = reply.send(result);
+            }
+            Command::Untrust { publisher, reply } => {
+                let _ = reply.send(self.untrust(&publisher));
             }
             Command::Status { reply } => {
                 let _ = reply.send(self.status());

@@ -175,6 +175,36 @@ async fn import(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) -> R
     }
 }
 
+/// Removes a publisher, by its name, from the trust list and the node.
+async fn untrust(State(s): State<ApiState>, headers: HeaderMap, body: String) -> Response {
+    if !authorized(&s, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong control token");
+    }
+    let name = body.trim();
+    let list = match TrustList::open(&s.data_dir) {
+        Ok(l) => l,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
+    let key = match list.list() {
+        Ok(all) => all.into_iter().find(|p| p.name == name).map(|p| p.root_key),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
+    let Some(key) = key else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no trusted publisher is named {name:?}"),
+        );
+    };
+    if let Err(e) = list.remove(name) {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, e);
+    }
+    match s.node.untrust(key).await {
+        Ok(_) => axum::Json(serde_json::json!({ "name": name, "root_key": key.to_string() }))
+            .into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
 async fn trust(State(s): State<ApiState>, headers: HeaderMap, body: String) -> Response {
     if !authorized(&s, &headers) {
         return error(StatusCode::UNAUTHORIZED, "missing or wrong control token");
@@ -214,6 +244,7 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/v1/publish", post(publish))
         .route("/v1/import", post(import))
         .route("/v1/trust", post(trust))
+        .route("/v1/untrust", post(untrust))
         .route(
             "/v1/revoke",
             post(revoke).layer(DefaultBodyLimit::max(
@@ -369,6 +400,13 @@ impl ControlClient {
         .unwrap_or_default();
         let v = self.request("POST", "/v1/report", "application/json", &body)?;
         serde_json::from_value(v).map_err(|e| ControlError::BadReply(e.to_string()))
+    }
+
+    /// Has the node remove a publisher, by name, from the trust list and
+    /// stop carrying it.
+    pub fn untrust(&self, name: &str) -> Result<(), ControlError> {
+        self.request("POST", "/v1/untrust", "text/plain", name.as_bytes())
+            .map(|_| ())
     }
 
     /// Has the node trust a publisher file's publisher.

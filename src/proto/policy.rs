@@ -319,6 +319,12 @@ impl TrustPolicy {
         Ok(())
     }
 
+    /// Stops trusting `root`, with everything learned of it; returns
+    /// whether it was trusted.
+    pub fn untrust(&mut self, root: &PublicKey) -> bool {
+        self.publishers.remove(root).is_some()
+    }
+
     /// Whether `root` is trusted.
     pub fn is_trusted(&self, root: &PublicKey) -> bool {
         self.publishers.contains_key(root)

@@ -143,14 +143,8 @@ pub(crate) async fn style(headers: HeaderMap) -> Response {
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=3600"),
     );
-    if let Ok(v) = HeaderValue::from_str(&ETAG) {
-        h.insert(header::ETAG, v);
-    }
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .is_some_and(|v| v.as_bytes() == ETAG.as_bytes())
-    {
-        return (StatusCode::NOT_MODIFIED, h).into_response();
+    if let Some(not_modified) = etag(&mut h, &headers, &ETAG) {
+        return not_modified;
     }
     (h, STYLE).into_response()
 }
@@ -760,20 +754,14 @@ pub(crate) async fn media(
     else {
         return not_found();
     };
-    let etag = format!("\"{}\"", entry.hash);
+    let tag = format!("\"{}\"", entry.hash);
     let mut h = HeaderMap::new();
     h.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=31536000, immutable"),
     );
-    if let Ok(v) = HeaderValue::from_str(&etag) {
-        h.insert(header::ETAG, v);
-    }
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .is_some_and(|v| v.as_bytes() == etag.as_bytes())
-    {
-        return (StatusCode::NOT_MODIFIED, h).into_response();
+    if let Some(not_modified) = etag(&mut h, &headers, &tag) {
+        return not_modified;
     }
     let media_type = entry.media_type.to_ascii_lowercase();
     let inline = INLINE_TYPES.contains(&media_type.as_str());
@@ -815,4 +803,16 @@ pub(crate) async fn media(
         }
     };
     (h, bytes).into_response()
+}
+
+/// Sets `tag` as the response's ETag; the 304 answer when the request
+/// already has it.
+fn etag(h: &mut HeaderMap, request: &HeaderMap, tag: &str) -> Option<Response> {
+    if let Ok(v) = HeaderValue::from_str(tag) {
+        h.insert(header::ETAG, v);
+    }
+    request
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == tag.as_bytes())
+        .then(|| (StatusCode::NOT_MODIFIED, h.clone()).into_response())
 }

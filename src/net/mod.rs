@@ -1125,31 +1125,16 @@ impl Actor {
         let m = &self.own_metrics;
         m.peers.set(self.swarm.connected_peers().count() as i64);
         let now = now();
-        for (key, trust) in self.policy.publishers() {
-            let label = metrics::PublisherLabel {
-                publisher: trust.name.clone(),
-            };
-            let held: u64 = self
-                .store
-                .held_ranges(key)
-                .unwrap_or_default()
-                .iter()
-                .map(|(a, b)| b - a + 1)
-                .sum();
-            let missing: u64 = self
-                .store
-                .missing(key)
-                .unwrap_or_default()
-                .iter()
-                .map(|(a, b)| b - a + 1)
-                .sum();
-            m.held.get_or_create(&label).set(held as i64);
+        for p in self.publisher_statuses() {
+            let label = metrics::PublisherLabel { publisher: p.name };
+            let missing: u64 = p.missing.iter().map(|(a, b)| b - a + 1).sum();
+            m.held.get_or_create(&label).set(p.held as i64);
             m.missing.get_or_create(&label).set(missing as i64);
-            if let Ok(Some((_, h))) = self.store.head(key) {
-                m.head_sequence.get_or_create(&label).set(h.sequence as i64);
+            if let (Some(seq), Some(at)) = (p.head_sequence, p.head_issued_at) {
+                m.head_sequence.get_or_create(&label).set(seq as i64);
                 m.head_age
                     .get_or_create(&label)
-                    .set(now.since(h.issued_at) as i64);
+                    .set(now.since(Timestamp(at)) as i64);
             }
         }
         if let Ok(t) = self.store.totals() {
@@ -1163,7 +1148,9 @@ impl Actor {
         text
     }
 
-    fn status(&self) -> Status {
+    /// Per trusted publisher, by name: what is held and missing, and its
+    /// newest head (for the status and the metrics alike).
+    fn publisher_statuses(&self) -> Vec<PublisherStatus> {
         let mut publishers = Vec::new();
         for (key, trust) in self.policy.publishers() {
             let held = self
@@ -1186,6 +1173,11 @@ impl Actor {
             });
         }
         publishers.sort_by(|a, b| a.name.cmp(&b.name));
+        publishers
+    }
+
+    fn status(&self) -> Status {
+        let publishers = self.publisher_statuses();
         Status {
             peer_id: self.swarm.local_peer_id().to_string(),
             listen: self.swarm.listeners().map(|a| a.to_string()).collect(),
@@ -1226,6 +1218,17 @@ impl Actor {
         if !delivered && matches!(acceptance, MessageAcceptance::Accept) {
             debug!("a validated message had left the cache before it could be forwarded");
         }
+    }
+
+    /// Accepts (and so forwards) what is new; ignores the rest, at no
+    /// cost to the sender.
+    fn accept_if(&mut self, id: &MessageId, source: &PeerId, new: bool) {
+        let verdict = if new {
+            MessageAcceptance::Accept
+        } else {
+            MessageAcceptance::Ignore
+        };
+        self.report(id, source, verdict);
     }
 
     fn reject(&mut self, id: &MessageId, source: &PeerId, reason: String) {
@@ -1367,15 +1370,7 @@ impl Actor {
                 Ok(c) => {
                     let new = self.store.put_certificate(&c).unwrap_or(false);
                     self.policy.add_certificate(c);
-                    self.report(
-                        &id,
-                        &source,
-                        if new {
-                            MessageAcceptance::Accept
-                        } else {
-                            MessageAcceptance::Ignore
-                        },
-                    );
+                    self.accept_if(&id, &source, new);
                 }
                 Err(e) => self.refuse(&id, &source, "certificate", e),
             },
@@ -1402,15 +1397,7 @@ impl Actor {
                         warn!("storing a revocation failed: {e}");
                     }
                     let accept = !known && stored.is_ok();
-                    self.report(
-                        &id,
-                        &source,
-                        if accept {
-                            MessageAcceptance::Accept
-                        } else {
-                            MessageAcceptance::Ignore
-                        },
-                    );
+                    self.accept_if(&id, &source, accept);
                 }
                 Err(e) => self.refuse(&id, &source, "revocation", e),
             },

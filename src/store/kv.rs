@@ -37,7 +37,26 @@ pub(crate) struct Kv {
 }
 
 fn sled_err(e: sled::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
+    StoreError::Backend(e)
+}
+
+/// Whether another process holds the lock on the database at `path`.
+///
+/// sled takes an exclusive lock on its `db` file but reports a refusal as
+/// an `ErrorKind::Other` with only a message, so after an I/O error at open
+/// the lock is asked about directly. Only asked after sled failed, so the
+/// probe never races with a successful open.
+fn held_elsewhere(path: &Path) -> bool {
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path.join("db"))
+    else {
+        return false;
+    };
+    // The probe's own lock, if it got one, goes with the file when it is
+    // dropped here.
+    matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
 }
 
 /// The first key after every key starting with `prefix`, if any.
@@ -62,12 +81,7 @@ impl Kv {
             .flush_every_ms(Some(500))
             .open()
             .map_err(|e| match e {
-                sled::Error::Io(io)
-                    if io.kind() == std::io::ErrorKind::WouldBlock
-                        || io.to_string().contains("lock") =>
-                {
-                    StoreError::Locked(path.to_owned())
-                }
+                sled::Error::Io(_) if held_elsewhere(path) => StoreError::Locked(path.to_owned()),
                 other => sled_err(other),
             })?;
         let tree = db.open_tree("kolokol").map_err(sled_err)?;

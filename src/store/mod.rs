@@ -92,7 +92,7 @@ pub enum StoreError {
     Locked(PathBuf),
     /// The database reported an error.
     #[error("store backend: {0}")]
-    Backend(String),
+    Backend(sled::Error),
     /// A thread panicked while holding the store.
     #[error("the store's lock was poisoned by a crashed thread")]
     Poisoned,

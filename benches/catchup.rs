@@ -121,7 +121,7 @@ impl Fixture {
         .sign(&self.signing)
         .unwrap();
         let h = self.policy.verify_head(&head, now()).unwrap();
-        store.put_head(&h).unwrap();
+        store.record_head(&h).unwrap();
         bytes
     }
 

@@ -117,7 +117,7 @@ fn fill(store: &Store) -> (PublisherFile, Vec<BundleId>) {
     .sign(&signing)
     .unwrap();
     store
-        .put_head(&policy.verify_head(&head, now).unwrap())
+        .record_head(&policy.verify_head(&head, now).unwrap())
         .unwrap();
     store.flush().unwrap();
     let file = PublisherFile {

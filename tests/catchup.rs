@@ -68,7 +68,7 @@ fn fill(store: &Store, p: &Publisher, seqs: impl Iterator<Item = u64>, head_seq:
     let h = policy
         .verify_head(&head(p, head_seq), now().plus(DAY))
         .unwrap();
-    store.put_head(&h).unwrap();
+    store.record_head(&h).unwrap();
     policy.accept_head(h);
 }
 
@@ -348,7 +348,7 @@ async fn catch_up_from_a_peer_under_an_upload_cap_completes_within_the_cap() {
     full.ingest(&bundles).unwrap();
     let policy = p.policy();
     let h = policy.verify_head(&head(&p, STORIES), now()).unwrap();
-    full.put_head(&h).unwrap();
+    full.record_head(&h).unwrap();
     let capped = spawn_on(
         &[&p],
         full,

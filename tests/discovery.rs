@@ -24,7 +24,7 @@ fn store_with_story(p: &Publisher, n: u8) -> (Arc<Store>, BundleId) {
     let h = policy
         .verify_head(&p.head(1, T0.plus(3600)), now())
         .unwrap();
-    store.put_head(&h).unwrap();
+    store.record_head(&h).unwrap();
     (store, id)
 }
 

@@ -312,7 +312,7 @@ fn hostile_publisher(store: &Store, stories: u8) -> (Publisher, PublisherFile) {
         .unwrap();
     // Its newest head expired long ago: the feed may be frozen.
     let head = policy.verify_head(&p.head(u64::from(stories) + 1, T0.plus(60)), T0.plus(120));
-    store.put_head(&head.unwrap()).unwrap();
+    store.record_head(&head.unwrap()).unwrap();
     let png = include_bytes!("../src/demo/stories/bell.png").to_vec();
     let body = concat!(
         "<h1>Hostile</h1><p onclick=\"steal()\">Text<script>steal()</script></p>",

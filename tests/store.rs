@@ -20,6 +20,16 @@ fn with_cert(store: &Store, p: &Publisher) {
     store.put_certificate(&cert).unwrap();
 }
 
+/// Takes a head as a node does: the policy decides, the store records.
+/// Returns whether it became the trusted head.
+fn accept_head(store: &Store, policy: &mut TrustPolicy, head: &Verified<Head>) -> bool {
+    let accepted = policy.accept_head(head.clone());
+    if accepted {
+        store.record_head(head).unwrap();
+    }
+    accepted
+}
+
 #[test]
 fn ingest_is_idempotent_and_shares_blobs() {
     both(|store| {
@@ -138,7 +148,7 @@ fn held_and_missing_sequence_numbers() {
             .policy()
             .verify_head(&p.head(10, T0.plus(100)), now())
             .unwrap();
-        assert!(store.put_head(&head).unwrap());
+        assert!(accept_head(store, &mut p.policy(), &head));
         assert_eq!(
             store.missing(&p.public()).unwrap(),
             [(4, 4), (6, 7), (9, 10)]
@@ -177,7 +187,7 @@ fn rollback_is_refused_across_a_restart() {
             .policy()
             .verify_head(&p.head(7, T0.plus(10)), now())
             .unwrap();
-        store.put_head(&h).unwrap();
+        store.record_head(&h).unwrap();
         store.flush().unwrap();
     }
     let store = Store::open(&path, StoreConfig::default()).unwrap();
@@ -187,7 +197,7 @@ fn rollback_is_refused_across_a_restart() {
         .verify_head(&p.head(6, T0.plus(20)), now())
         .unwrap();
     assert!(matches!(
-        store.put_head(&older),
+        store.record_head(&older),
         Err(StoreError::HeadRollback {
             stored: 7,
             offered: 6
@@ -219,7 +229,9 @@ fn a_revocation_removes_what_it_covers_and_refuses_later_arrivals() {
         store.ingest(&[early.clone(), late.clone()]).unwrap();
         let rev_bytes = p.revocation(p.signing.public(), T0.plus(3 * 3600));
         let rev = p.policy().verify_revocation(&rev_bytes).unwrap();
-        let purged = store.put_revocation(&rev).unwrap();
+        let purged = store
+            .record_revocation(&p.policy().add_revocation(rev))
+            .unwrap();
         assert_eq!(
             purged,
             [late.id()],
@@ -266,7 +278,7 @@ fn check_finds_and_repairs_damage() {
             .policy()
             .verify_head(&p.head(2, T0.plus(100)), now())
             .unwrap();
-        store.put_head(&head).unwrap();
+        store.record_head(&head).unwrap();
         assert_eq!(store.missing(&p.public()).unwrap(), [(2, 2)]);
         assert_eq!(store.ingest(&[b]).unwrap(), [Ingested::New]);
         let t = store.totals().unwrap();
@@ -375,7 +387,7 @@ fn quota_eviction_follows_the_policy() {
         .policy()
         .verify_head(&p.head(31, T0.plus(100)), now())
         .unwrap();
-    store.put_head(&head).unwrap();
+    store.record_head(&head).unwrap();
     assert_eq!(store.missing(&p.public()).unwrap(), []);
 }
 
@@ -440,7 +452,9 @@ fn a_shared_blob_stays_while_any_bundle_uses_it() {
             .policy()
             .verify_revocation(&p.revocation(p.signing.public(), T0.plus(5 * DAY)))
             .unwrap();
-        let purged = store.put_revocation(&rev).unwrap();
+        let purged = store
+            .record_revocation(&p.policy().add_revocation(rev))
+            .unwrap();
         assert_eq!(purged.len(), 2);
         for size in [5_000usize, 40_000] {
             let image: Vec<u8> = (0..size).map(|i| (i % 241) as u8).collect();
@@ -461,16 +475,18 @@ fn a_revoked_keys_head_stops_being_the_floor() {
     both(|store| {
         let p = Publisher::new(1);
         with_cert(store, &p);
-        let stolen = p
-            .policy()
+        let mut node_policy = p.policy();
+        let stolen = node_policy
             .verify_head(&p.head(1_000_000, T0.plus(5)), now())
             .unwrap();
-        store.put_head(&stolen).unwrap();
+        accept_head(store, &mut node_policy, &stolen);
         let rev = p
             .policy()
             .verify_revocation(&p.revocation(p.signing.public(), T0.plus(100)))
             .unwrap();
-        store.put_revocation(&rev).unwrap();
+        store
+            .record_revocation(&node_policy.add_revocation(rev.clone()))
+            .unwrap();
         assert!(store.head(&p.public()).unwrap().is_none());
         // The newsroom's next key's heads are accepted again.
         let key2 = seed(40);
@@ -490,7 +506,7 @@ fn a_revoked_keys_head_stops_being_the_floor() {
         .sign(&key2)
         .unwrap();
         let h = policy.verify_head(&head, now()).unwrap();
-        assert!(store.put_head(&h).unwrap());
+        assert!(accept_head(store, &mut policy, &h));
     });
 }
 

@@ -597,8 +597,8 @@ impl Actor {
     /// for it.
     fn learn_revocation_bytes(&mut self, peer: PeerId, bytes: &[u8]) -> bool {
         match self.policy.learn_revocation(bytes) {
-            Ok(r) => {
-                match tokio::task::block_in_place(|| self.store.put_revocation(&r)) {
+            Ok(change) => {
+                match tokio::task::block_in_place(|| self.store.record_revocation(&change)) {
                     Ok(removed) if !removed.is_empty() => self.sync.store_changed(),
                     Ok(_) => {}
                     Err(e) => warn!("storing a revocation failed: {e}"),
@@ -638,9 +638,8 @@ impl Actor {
         }
         match self.policy.verify_head(head, now) {
             Ok(h) => {
-                if let Ok(true) = self.store.put_head(&h) {
-                    let (publisher, sequence) = (h.publisher, h.sequence);
-                    self.policy.accept_head(h);
+                let (publisher, sequence) = (h.publisher, h.sequence);
+                if self.policy.accept_head(h.clone()) && self.store.record_head(&h).is_ok() {
                     self.emit(NodeEvent::Head {
                         publisher,
                         sequence,

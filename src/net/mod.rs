@@ -995,8 +995,8 @@ impl Actor {
         }
         for r in &file.revocations {
             match self.policy.learn_revocation(r) {
-                Ok(v) => {
-                    self.store.put_revocation(&v)?;
+                Ok(change) => {
+                    self.store.record_revocation(&change)?;
                 }
                 Err(e) => return Err(NetError::Rejected(format!("revocation: {e}"))),
             }
@@ -1005,11 +1005,12 @@ impl Actor {
     }
 
     fn revoke(&mut self, bytes: Vec<u8>) -> Result<usize, NetError> {
-        let rev = self
+        let change = self
             .policy
             .learn_revocation(&bytes)
             .map_err(|e| NetError::Rejected(format!("revocation: {e}")))?;
-        let removed = tokio::task::block_in_place(|| self.store.put_revocation(&rev))?;
+        let removed = tokio::task::block_in_place(|| self.store.record_revocation(&change))?;
+        let rev = &change.revocation;
         self.sync.store_changed();
         info!(key = %rev.key, removed = removed.len(), "revocation announced");
         self.announce(&rev.publisher, Announcement::Revocation(bytes));
@@ -1049,9 +1050,8 @@ impl Actor {
             },
         );
         for head in verified.heads {
-            if self.store.put_head(&head).unwrap_or(false) {
+            if self.policy.accept_head(head.clone()) && self.store.record_head(&head).is_ok() {
                 let bytes = head.bytes().to_vec();
-                self.policy.accept_head(head);
                 self.announce(
                     &publisher,
                     Announcement::Head {
@@ -1346,18 +1346,19 @@ impl Actor {
                             "a head of another publisher than its topic".into(),
                         )
                     }
-                    Ok(h) => match self.store.put_head(&h) {
-                        Ok(true) => {
-                            let (publisher, sequence) = (h.publisher, h.sequence);
-                            self.policy.accept_head(h);
+                    Ok(h) => {
+                        let (publisher, sequence) = (h.publisher, h.sequence);
+                        if self.policy.accept_head(h.clone()) && self.store.record_head(&h).is_ok()
+                        {
                             self.report(&id, &source, MessageAcceptance::Accept);
                             self.emit(NodeEvent::Head {
                                 publisher,
                                 sequence,
                             });
+                        } else {
+                            self.report(&id, &source, MessageAcceptance::Ignore);
                         }
-                        _ => self.report(&id, &source, MessageAcceptance::Ignore),
-                    },
+                    }
                     Err(e) => self.refuse(&id, &source, "head", e),
                 }
             }
@@ -1381,22 +1382,14 @@ impl Actor {
                     "announcement on another publisher's topic".into(),
                 ),
                 Ok(r) => {
-                    let known = self
-                        .policy
-                        .publisher(&r.publisher)
-                        .and_then(|p| {
-                            p.revocations()
-                                .find(|x| x.key == r.key)
-                                .map(|x| x.effective_from <= r.effective_from)
-                        })
-                        .unwrap_or(false);
-                    self.policy.add_revocation(r.clone());
-                    let stored = tokio::task::block_in_place(|| self.store.put_revocation(&r));
+                    let change = self.policy.add_revocation(r);
+                    let stored =
+                        tokio::task::block_in_place(|| self.store.record_revocation(&change));
                     self.sync.store_changed();
                     if let Err(e) = &stored {
                         warn!("storing a revocation failed: {e}");
                     }
-                    let accept = !known && stored.is_ok();
+                    let accept = change.changed && stored.is_ok();
                     self.accept_if(&id, &source, accept);
                 }
                 Err(e) => self.refuse(&id, &source, "revocation", e),

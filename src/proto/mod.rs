@@ -24,7 +24,10 @@ pub use objects::{
     BODY_MEDIA_TYPE, BODY_PATH, Entry, FORMAT_VERSION, Head, KeyCertificate, Kind, Manifest,
     Metadata, Revocation, Scope, is_bidi_override, is_safe_path,
 };
-pub use policy::{PolicyError, PublisherTrust, TrustPolicy, Verified, VerifiedBundle, check_blob};
+pub use policy::{
+    PolicyError, PublisherTrust, RevocationChange, TrustPolicy, Verified, VerifiedBundle,
+    check_blob, revokes,
+};
 pub use request::CertificateRequest;
 pub use signed::{ObjectKind, SIGNATURE_LEN};
 pub use time::Timestamp;

@@ -6,9 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use ed25519_dalek::VerifyingKey;
-use thiserror::Error;
 
-use super::error::DecodeError;
 use super::ids::{BlobHash, BundleId, CertId};
 use super::keys::{KeyError, PublicKey};
 use super::limits::CLOCK_SKEW_SECS;
@@ -16,149 +14,11 @@ use super::objects::{Entry, Head, KeyCertificate, Manifest, Revocation};
 use super::signed::{self, BatchItem, ObjectKind, Unverified};
 use super::time::Timestamp;
 
-/// Why the trust policy refused an object.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum PolicyError {
-    /// The bytes could not be decoded.
-    #[error(transparent)]
-    Decode(#[from] DecodeError),
-    /// The publisher's root key is not in the trust list.
-    #[error("publisher {publisher} is not in the trust list")]
-    UnknownPublisher {
-        /// The root key named by the object.
-        publisher: PublicKey,
-    },
-    /// The signature does not verify.
-    #[error(
-        "the {what} signature does not verify: the bytes were changed or signed by another key"
-    )]
-    BadSignature {
-        /// The kind of object.
-        what: &'static str,
-    },
-    /// The certificate the object names is not known.
-    #[error(
-        "no certificate {certificate} of this publisher is known; the signing key is not certified"
-    )]
-    UnknownCertificate {
-        /// The certificate id named by the object.
-        certificate: CertId,
-    },
-    /// The certificate belongs to a different publisher than the object.
-    #[error(
-        "certificate {certificate} belongs to publisher {certificate_publisher}, not to {publisher}"
-    )]
-    CertificateFromOtherPublisher {
-        /// The certificate.
-        certificate: CertId,
-        /// The publisher the object claims.
-        publisher: PublicKey,
-        /// The publisher the certificate is for.
-        certificate_publisher: PublicKey,
-    },
-    /// Signed before the signing key's certificate became valid.
-    #[error(
-        "signed at {signed_at}, before the signing key's certificate became valid at {not_before}"
-    )]
-    CertificateNotYetValid {
-        /// When the object was signed.
-        signed_at: Timestamp,
-        /// Start of the certificate's window.
-        not_before: Timestamp,
-    },
-    /// Signed after the signing key's certificate expired.
-    #[error("signed at {signed_at}, after the signing key's certificate expired at {not_after}")]
-    CertificateExpired {
-        /// When the object was signed.
-        signed_at: Timestamp,
-        /// End of the certificate's window.
-        not_after: Timestamp,
-    },
-    /// Signed by a key at or after the time its revocation took effect.
-    #[error("signing key {key} was revoked from {effective_from}; this was signed at {signed_at}")]
-    KeyRevoked {
-        /// The revoked key.
-        key: PublicKey,
-        /// When the revocation took effect.
-        effective_from: Timestamp,
-        /// When the object was signed.
-        signed_at: Timestamp,
-    },
-    /// The signing time lies in the future.
-    #[error("signed at {signed_at}, which is in the future (now {now})")]
-    SignedInFuture {
-        /// When the object claims to be signed.
-        signed_at: Timestamp,
-        /// The verifier's time.
-        now: Timestamp,
-    },
-    /// The signing key's certificate does not cover the story's language.
-    #[error("the signing key is certified for languages {allowed:?}, not {language:?}")]
-    OutOfScope {
-        /// The story's language.
-        language: String,
-        /// The languages the certificate allows.
-        allowed: Vec<String>,
-    },
-    /// A blob's bytes do not hash to the manifest's entry.
-    #[error("blob {path} does not match the manifest: hash {actual} instead of {expected}")]
-    BlobHashMismatch {
-        /// The entry's path.
-        path: String,
-        /// The hash in the manifest.
-        expected: BlobHash,
-        /// The hash of the bytes received.
-        actual: BlobHash,
-    },
-    /// A blob's length differs from the manifest's entry.
-    #[error("blob {path} is {actual} bytes, the manifest says {expected}")]
-    BlobSizeMismatch {
-        /// The entry's path.
-        path: String,
-        /// The size in the manifest.
-        expected: u64,
-        /// The size received.
-        actual: u64,
-    },
-    /// A blob the manifest lists was not supplied.
-    #[error("blob {path} is missing")]
-    MissingBlob {
-        /// The entry's path.
-        path: String,
-    },
-    /// More blobs were supplied than the manifest lists.
-    #[error("{count} blobs were supplied that the manifest does not list")]
-    UnexpectedBlob {
-        /// How many extra blobs.
-        count: usize,
-    },
-    /// A head older than the one already trusted: a rollback attempt.
-    #[error("head with sequence {offered} is older than the trusted head with sequence {trusted}")]
-    HeadRollback {
-        /// The trusted sequence number.
-        trusted: u64,
-        /// The offered sequence number.
-        offered: u64,
-    },
-    /// A field exceeds its documented limit.
-    #[error("{field} is {len}, more than the limit of {max}")]
-    FieldTooLarge {
-        /// The field.
-        field: &'static str,
-        /// Its size (bytes or items).
-        len: usize,
-        /// The limit.
-        max: usize,
-    },
-    /// A field breaks a rule of the format.
-    #[error("{field} is invalid: {reason}")]
-    InvalidField {
-        /// The field.
-        field: &'static str,
-        /// The rule broken.
-        reason: String,
-    },
-}
+mod error;
+#[cfg(test)]
+mod tests;
+
+pub use error::PolicyError;
 
 /// A value that passed the trust policy, with the exact bytes that were
 /// verified. Only this module constructs one.
@@ -266,6 +126,35 @@ impl PublisherTrust {
     pub fn revocations(&self) -> impl Iterator<Item = &Verified<Revocation>> {
         self.revocations.values()
     }
+}
+
+/// What remembering a revocation changed: the policy's verdict, for the
+/// store to record as it is.
+#[derive(Clone, Debug)]
+pub struct RevocationChange {
+    /// The revocation given.
+    pub revocation: Verified<Revocation>,
+    /// New, or widened an earlier one for the same key: something to record.
+    pub changed: bool,
+    /// The known certificates of the revoked key, sorted.
+    pub certificates: Vec<CertId>,
+    /// The trusted head was signed by the revoked key and is no longer a
+    /// floor for rollback checks.
+    pub head_dropped: bool,
+}
+
+impl RevocationChange {
+    /// Whether the revocation takes away something signed under
+    /// `certificate` at `signed_at`.
+    pub fn covers(&self, certificate: &CertId, signed_at: Timestamp) -> bool {
+        self.certificates.contains(certificate) && revokes(&self.revocation, signed_at)
+    }
+}
+
+/// Whether `revocation` takes away what its key signed at `signed_at`:
+/// everything from its effective time on. The one statement of that rule.
+pub fn revokes(revocation: &Revocation, signed_at: Timestamp) -> bool {
+    signed_at >= revocation.effective_from
 }
 
 /// The set of trusted publishers and what is known of their keys.
@@ -392,27 +281,47 @@ impl TrustPolicy {
         }
     }
 
-    /// Remembers a verified revocation; of two for one key, the earlier
-    /// effective time wins, so a revocation can be widened but never narrowed.
-    pub fn add_revocation(&mut self, rev: Verified<Revocation>) {
-        if let Some(p) = self.publishers.get_mut(&rev.publisher) {
-            // A head signed by a revoked key is no longer a floor for
-            // rollback checks: a thief could have signed it with a huge
-            // sequence number to lock out the newsroom's real heads.
-            let head_key = p
-                .head
-                .as_ref()
-                .and_then(|h| p.certificates.get(&h.certificate))
-                .map(|c| c.signing_key);
-            if head_key == Some(rev.key) {
-                p.head = None;
-            }
-            match p.revocations.get(&rev.key) {
-                Some(old) if old.effective_from <= rev.effective_from => {}
-                _ => {
-                    p.revocations.insert(rev.key, rev);
-                }
-            }
+    /// Remembers a verified revocation and says what it changed; of two
+    /// for one key, the earlier effective time wins, so a revocation can be
+    /// widened but never narrowed.
+    pub fn add_revocation(&mut self, rev: Verified<Revocation>) -> RevocationChange {
+        let Some(p) = self.publishers.get_mut(&rev.publisher) else {
+            return RevocationChange {
+                revocation: rev,
+                changed: false,
+                certificates: Vec::new(),
+                head_dropped: false,
+            };
+        };
+        let mut certificates: Vec<CertId> = p
+            .certificates
+            .iter()
+            .filter(|(_, c)| c.signing_key == rev.key)
+            .map(|(id, _)| *id)
+            .collect();
+        certificates.sort();
+        // A head signed by a revoked key is no longer a floor for rollback
+        // checks: a thief could have signed it with a huge sequence number
+        // to lock out the newsroom's real heads.
+        let head_dropped = p
+            .head
+            .as_ref()
+            .is_some_and(|h| certificates.contains(&h.certificate));
+        if head_dropped {
+            p.head = None;
+        }
+        let changed = p
+            .revocations
+            .get(&rev.key)
+            .is_none_or(|old| rev.effective_from < old.effective_from);
+        if changed {
+            p.revocations.insert(rev.key, rev.clone());
+        }
+        RevocationChange {
+            revocation: rev,
+            changed,
+            certificates,
+            head_dropped,
         }
     }
 
@@ -426,11 +335,11 @@ impl TrustPolicy {
         Ok(cert)
     }
 
-    /// Verifies, then remembers, a revocation given as bytes.
-    pub fn learn_revocation(&mut self, bytes: &[u8]) -> Result<Verified<Revocation>, PolicyError> {
+    /// Verifies, then remembers, a revocation given as bytes, and says
+    /// what it changed.
+    pub fn learn_revocation(&mut self, bytes: &[u8]) -> Result<RevocationChange, PolicyError> {
         let rev = self.verify_revocation(bytes)?;
-        self.add_revocation(rev.clone());
-        Ok(rev)
+        Ok(self.add_revocation(rev))
     }
 
     /// Finds the certificate `id` for `publisher` and checks that the key it
@@ -473,7 +382,7 @@ impl TrustPolicy {
             });
         }
         if let Some(rev) = trust.revocations.get(&cert.signing_key)
-            && signed_at >= rev.effective_from
+            && revokes(rev, signed_at)
         {
             return Err(PolicyError::KeyRevoked {
                 key: cert.signing_key,

@@ -422,24 +422,27 @@ pub fn import<R: Read>(
                         Err(e) => imp.reject(at, e),
                     },
                     FrameTag::Revocation => match imp.policy.learn_revocation(&frame.payload) {
-                        Ok(r) => {
+                        Ok(change) => {
                             // Bundles waiting in the batch are checked against it too.
                             imp.process()?;
-                            let purged = imp.store.put_revocation(&r)?;
+                            let purged = imp.store.record_revocation(&change)?;
                             imp.report.revocations += 1;
                             imp.report.purged += purged.len() as u64;
                         }
                         Err(e) => imp.reject(at, e),
                     },
                     FrameTag::Head => match imp.policy.verify_head(&frame.payload, now) {
-                        Ok(h) => match imp.store.put_head(&h) {
-                            Ok(true) => {
-                                imp.policy.accept_head(h);
-                                imp.report.heads += 1;
+                        Ok(h) => {
+                            if imp.policy.accept_head(h.clone()) {
+                                match imp.store.record_head(&h) {
+                                    Ok(()) => imp.report.heads += 1,
+                                    // Only a policy not taught the stored
+                                    // head (`Store::load_trust`) gets here.
+                                    Err(StoreError::HeadRollback { .. }) => {}
+                                    Err(e) => return Err(e),
+                                }
                             }
-                            Ok(false) | Err(StoreError::HeadRollback { .. }) => {}
-                            Err(e) => return Err(e),
-                        },
+                        }
                         // An older head than one already known is no error
                         // in an archive: it is simply not news.
                         Err(PolicyError::HeadRollback { .. }) => {}

@@ -2,7 +2,9 @@
 //! in-memory twin for tests.
 //!
 //! It accepts only values that passed the trust policy (`VerifiedBundle`,
-//! `Verified<…>`), so it never holds anything unchecked. A bundle becomes
+//! `Verified<…>`), so it never holds anything unchecked, and it records the
+//! trust policy's verdicts (`RevocationChange`, `TrustPolicy::accept_head`)
+//! instead of deciding them again. A bundle becomes
 //! visible whole or not at all: its blobs are written and made durable
 //! first, then its manifest and index entries in one atomic batch. Callers learn that bundles are stored only
 //! after a flush, and one flush covers a whole group of bundles.
@@ -44,7 +46,8 @@ use tracing::{debug, info, warn};
 
 use crate::proto::{
     BlobHash, BundleId, CertId, Head, KeyCertificate, Kind, Manifest, PolicyError, PublicKey,
-    Revocation, StoryId, Timestamp, TrustPolicy, Verified, VerifiedBundle, decode_unverified,
+    Revocation, RevocationChange, StoryId, Timestamp, TrustPolicy, Verified, VerifiedBundle,
+    decode_unverified, revokes,
 };
 use blobs::{Blobs, disk_cost};
 use kv::{Kv, Op};
@@ -683,61 +686,51 @@ impl Store {
         Ok(true)
     }
 
-    /// Keeps a verified revocation and removes the bundles it invalidates:
-    /// those signed by the revoked key at or after its effective time. They
-    /// could no longer be verified, so they must not be shown as verified;
-    /// their sequence numbers are marked revoked so they are not fetched
-    /// again. Returns the removed bundles.
-    pub fn put_revocation(&self, rev: &Verified<Revocation>) -> Result<Vec<BundleId>, StoreError> {
-        let _w = self.lock()?;
-        let k = key(REVOCATION, &[rev.publisher.as_bytes(), rev.key.as_bytes()]);
-        if let Some(old) = self.kv.get(&k)?
-            && let Ok(old) = decode_unverified::<Revocation>(&old)
-            && old.effective_from <= rev.effective_from
-        {
+    /// Records what the policy decided a revocation changed
+    /// ([`TrustPolicy::add_revocation`]): keeps the revocation when it is
+    /// new or wider, drops the stored head when the policy dropped its own,
+    /// and removes the bundles the revocation covers. Those could no longer
+    /// be verified, so they must not be shown as verified; their sequence
+    /// numbers are marked revoked so they are not fetched again. Returns
+    /// the removed bundles.
+    pub fn record_revocation(
+        &self,
+        change: &RevocationChange,
+    ) -> Result<Vec<BundleId>, StoreError> {
+        if !change.changed && !change.head_dropped {
             return Ok(Vec::new());
         }
-        self.kv.apply(vec![Op::Put(k, rev.bytes().to_vec())])?;
-        // Which certificates certify the revoked key.
-        let mut certs = HashSet::new();
-        for item in self.kv.scan(&[CERT], false) {
-            let (k, v) = item?;
-            if let Ok(c) = decode_unverified::<KeyCertificate>(&v)
-                && c.publisher == rev.publisher
-                && c.signing_key == rev.key
-            {
-                certs.insert(CertId(
-                    k[1..]
-                        .try_into()
-                        .map_err(|_| StoreError::Corrupt("certificate key".into()))?,
-                ));
-            }
+        let _w = self.lock()?;
+        let rev = &change.revocation;
+        let mut ops = Vec::new();
+        if change.changed {
+            ops.push(Op::Put(
+                key(REVOCATION, &[rev.publisher.as_bytes(), rev.key.as_bytes()]),
+                rev.bytes().to_vec(),
+            ));
         }
-        // A head signed by the revoked key is no longer a floor for rollback
-        // checks: a thief could have signed it with a huge sequence number.
-        let hkey = key(HEAD, &[rev.publisher.as_bytes()]);
-        if let Some(h) = self.kv.get(&hkey)?
-            && decode_unverified::<Head>(&h).is_ok_and(|h| certs.contains(&h.certificate))
-        {
-            self.kv.apply(vec![Op::Delete(hkey)])?;
+        if change.head_dropped {
+            ops.push(Op::Delete(key(HEAD, &[rev.publisher.as_bytes()])));
             warn!(key = %rev.key.short(), "dropped a head signed by a revoked key");
         }
+        self.kv.apply(ops)?;
         let mut doomed = Vec::new();
-        for item in self.kv.scan(&key(SEQ, &[rev.publisher.as_bytes()]), false) {
-            let (_, v) = item?;
-            if v.first() != Some(&(SeqState::Held as u8)) {
-                continue;
+        if change.changed {
+            for item in self.kv.scan(&key(SEQ, &[rev.publisher.as_bytes()]), false) {
+                let (_, v) = item?;
+                if v.first() != Some(&(SeqState::Held as u8)) {
+                    continue;
+                }
+                let id = id_from(&v[1..])?;
+                if let Some(m) = self.manifest(&id)?
+                    && change.covers(&m.manifest.certificate, m.manifest.signed_at)
+                {
+                    doomed.push(id);
+                }
             }
-            let id = id_from(&v[1..])?;
-            if let Some(m) = self.manifest(&id)?
-                && certs.contains(&m.manifest.certificate)
-                && m.manifest.signed_at >= rev.effective_from
-            {
-                doomed.push(id);
+            for id in &doomed {
+                self.remove_bundle(id, SeqState::Revoked)?;
             }
-        }
-        for id in &doomed {
-            self.remove_bundle(id, SeqState::Revoked)?;
         }
         if !doomed.is_empty() {
             warn!(count = doomed.len(), key = %rev.key.short(), "removed bundles signed by a revoked key");
@@ -746,10 +739,12 @@ impl Store {
         Ok(doomed)
     }
 
-    /// Keeps a verified head if it is newer than the stored one; refuses
-    /// one with a lower sequence number, also across restarts. Returns
-    /// whether it replaced the stored head.
-    pub fn put_head(&self, head: &Verified<Head>) -> Result<bool, StoreError> {
+    /// Records a head the policy accepted as its trusted head
+    /// ([`TrustPolicy::accept_head`], which refuses rollbacks and knows the
+    /// stored head through [`Store::load_trust`]). As a defence against a
+    /// caller that skipped the policy, a head with a lower sequence number
+    /// than the stored one is refused, also across restarts.
+    pub fn record_head(&self, head: &Verified<Head>) -> Result<(), StoreError> {
         let _w = self.lock()?;
         let k = key(HEAD, &[head.publisher.as_bytes()]);
         if let Some(old) = self.kv.get(&k)? {
@@ -761,12 +756,8 @@ impl Store {
                     offered: head.sequence,
                 });
             }
-            if (head.sequence, head.issued_at) <= (old.sequence, old.issued_at) {
-                return Ok(false);
-            }
         }
-        self.kv.apply(vec![Op::Put(k, head.bytes().to_vec())])?;
-        Ok(true)
+        self.kv.apply(vec![Op::Put(k, head.bytes().to_vec())])
     }
 
     /// The newest stored head of `publisher`.
@@ -939,7 +930,7 @@ impl Store {
             REVOCATION,
             &[m.publisher.as_bytes(), signing_key.as_bytes()],
         ))? && let Ok(rev) = decode_unverified::<Revocation>(&rev)
-            && m.signed_at >= rev.effective_from
+            && revokes(&rev, m.signed_at)
         {
             return Ok(Ingested::Revoked);
         }

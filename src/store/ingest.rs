@@ -1,0 +1,245 @@
+//! Ingest: verified bundles made visible whole or not at all, and the
+//! removal of one bundle that eviction, revocation and repair share.
+
+use std::collections::HashMap;
+
+use tracing::debug;
+
+use super::blobs::disk_cost;
+use super::tables::{
+    CERT, INLINE_BLOB_MAX, MANIFEST, REVOCATION, SEQ, SeqState, StoryEntry, bundle_bytes, id_from,
+    key, story_key,
+};
+use super::tx::{Tx, ref_count, set_ref_count};
+use super::{Store, StoreError};
+use crate::proto::{
+    BlobHash, BundleId, CertId, KeyCertificate, PublicKey, Revocation, VerifiedBundle,
+    decode_unverified, revokes,
+};
+
+/// What happened to one bundle given to [`Store::ingest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingested {
+    /// Stored now.
+    New,
+    /// Already held.
+    Duplicate,
+    /// Another bundle holds this publisher's sequence number: a sign that
+    /// the signing key made two different bundles for one number.
+    SequenceConflict {
+        /// The bundle already stored under the number.
+        existing: BundleId,
+    },
+    /// Refused: the key that signed it was revoked for its signing time.
+    Revoked,
+}
+
+impl Store {
+    /// Stores bundles, each whole or not at all, then flushes once for all
+    /// of them (group commit). Every `New` outcome is durable when this
+    /// returns. The whole group is one atomic batch: a crash loses the
+    /// group, none of which was reported stored, or nothing.
+    pub fn ingest(&self, bundles: &[VerifiedBundle]) -> Result<Vec<Ingested>, StoreError> {
+        let _w = self.lock()?;
+        // Large blobs first, made durable together; only then the batch
+        // that makes the bundles visible. A crash in between leaves only
+        // files nothing refers to, which the next open removes.
+        let mut wrote = false;
+        for b in bundles {
+            if self.kv.contains(&key(MANIFEST, &[b.id().as_bytes()]))? {
+                continue;
+            }
+            for (entry, data) in b.blobs() {
+                if entry.size > INLINE_BLOB_MAX {
+                    wrote |= self.blobs.write(&entry.hash, data)?;
+                }
+            }
+        }
+        if wrote {
+            self.blobs.sync()?;
+        }
+        let mut tx = Tx::new(&self.kv);
+        let mut out = Vec::with_capacity(bundles.len());
+        for b in bundles {
+            out.push(self.ingest_one(&mut tx, b)?);
+        }
+        tx.commit()?;
+        if out.contains(&Ingested::New) {
+            self.kv.flush()?;
+        }
+        Ok(out)
+    }
+
+    /// The signing key a stored certificate certifies, cached: every
+    /// bundle's revocation check needs it.
+    fn signing_key_of(&self, tx: &Tx<'_>, cert: &CertId) -> Result<Option<PublicKey>, StoreError> {
+        if let Some(k) = self
+            .cert_keys
+            .lock()
+            .map_err(|_| StoreError::Poisoned)?
+            .get(cert)
+        {
+            return Ok(Some(*k));
+        }
+        let Some(bytes) = tx.get(&key(CERT, &[cert.as_bytes()]))? else {
+            return Ok(None);
+        };
+        let c = decode_unverified::<KeyCertificate>(&bytes)
+            .map_err(|e| StoreError::Corrupt(format!("certificate {cert}: {e}")))?;
+        self.cert_keys
+            .lock()
+            .map_err(|_| StoreError::Poisoned)?
+            .insert(*cert, c.signing_key);
+        Ok(Some(c.signing_key))
+    }
+
+    fn ingest_one(&self, tx: &mut Tx<'_>, b: &VerifiedBundle) -> Result<Ingested, StoreError> {
+        let id = b.id();
+        let m = b.manifest();
+        let mkey = key(MANIFEST, &[id.as_bytes()]);
+        if tx.contains(&mkey)? {
+            return Ok(Ingested::Duplicate);
+        }
+        let Some(signing_key) = self.signing_key_of(tx, &m.certificate)? else {
+            return Err(StoreError::MissingCertificate(m.certificate));
+        };
+        let seq_key = key(SEQ, &[m.publisher.as_bytes(), &m.sequence.to_be_bytes()]);
+        if let Some(v) = tx.get(&seq_key)? {
+            let existing = id_from(&v[1..])?;
+            match SeqState::from_u8(v[0]) {
+                _ if existing != id => return Ok(Ingested::SequenceConflict { existing }),
+                Some(SeqState::Revoked) => return Ok(Ingested::Revoked),
+                // An evicted bundle offered again (for example after a pin)
+                // is stored again.
+                _ => {}
+            }
+        }
+        // A revocation stored earlier applies to bundles arriving later.
+        if let Some(rev) = tx.get(&key(
+            REVOCATION,
+            &[m.publisher.as_bytes(), signing_key.as_bytes()],
+        ))? && let Ok(rev) = decode_unverified::<Revocation>(&rev)
+            && revokes(&rev, m.signed_at)
+        {
+            return Ok(Ingested::Revoked);
+        }
+
+        tx.put(mkey, m.bytes().to_vec());
+        tx.payload += m.bytes().len() as i64;
+        let mut increments: HashMap<BlobHash, (u32, &[u8])> = HashMap::new();
+        for (entry, data) in b.blobs() {
+            increments.entry(entry.hash).or_insert((0, data)).0 += 1;
+        }
+        for (hash, (inc, data)) in increments {
+            let count = ref_count(tx, &hash)?;
+            if count == 0 {
+                if data.len() as u64 > INLINE_BLOB_MAX {
+                    if !self.blobs.contains(&hash)? {
+                        return Err(StoreError::Corrupt(format!(
+                            "blob {hash} vanished before its bundle was stored"
+                        )));
+                    }
+                    tx.blob_disk += disk_cost(data.len() as u64) as i64;
+                }
+                tx.payload += data.len() as i64;
+                tx.blobs += 1;
+            }
+            set_ref_count(
+                tx,
+                &hash,
+                count + inc,
+                data.len() as u64 <= INLINE_BLOB_MAX,
+                Some(data),
+            )?;
+        }
+        let mut seq_val = vec![SeqState::Held as u8];
+        seq_val.extend_from_slice(id.as_bytes());
+        tx.put(seq_key, seq_val);
+        // The story's entry names its newest version; a version arriving
+        // after a newer one leaves it alone.
+        let skey = story_key(&m.publisher, &m.story);
+        let newer = match tx.get(&skey)? {
+            Some(v) => {
+                let cur = StoryEntry::decode(&skey, &v)?;
+                (m.version, id) > (cur.version, cur.id)
+            }
+            None => true,
+        };
+        if newer {
+            tx.put(skey, StoryEntry::of(m, id).encode());
+        }
+        tx.bundles += 1;
+        *tx.per_publisher.entry(m.publisher).or_default() += bundle_bytes(m.bytes(), m) as i64;
+        debug!(bundle = %id.short(), seq = m.sequence, "stored");
+        Ok(Ingested::New)
+    }
+
+    /// Removes one bundle and its index entries, leaves `state` in its
+    /// sequence slot, and points the story's lists at the next newest
+    /// version, in one atomic batch. Caller holds the write lock.
+    pub(super) fn remove_bundle(&self, id: &BundleId, state: SeqState) -> Result<u64, StoreError> {
+        let mut tx = Tx::new(&self.kv);
+        let Some(sm) = self.manifest_in(&tx, id)? else {
+            return Ok(0);
+        };
+        let m = &sm.manifest;
+        tx.delete(key(MANIFEST, &[id.as_bytes()]));
+        let mut removed = sm.bytes.len() as u64;
+        let mut unlink = Vec::new();
+        let mut decrements: HashMap<BlobHash, u32> = HashMap::new();
+        for e in &m.entries {
+            *decrements.entry(e.hash).or_default() += 1;
+        }
+        for (hash, dec) in decrements {
+            let count = ref_count(&tx, &hash)?;
+            let size = m
+                .entries
+                .iter()
+                .find(|e| e.hash == hash)
+                .map_or(0, |e| e.size);
+            let inline = size <= INLINE_BLOB_MAX;
+            if count <= dec {
+                removed += size;
+                if !inline {
+                    tx.blob_disk -= disk_cost(size) as i64;
+                    unlink.push(hash);
+                }
+                tx.blobs -= 1;
+            }
+            set_ref_count(&mut tx, &hash, count.saturating_sub(dec), inline, None)?;
+        }
+        let mut seq_val = vec![state as u8];
+        seq_val.extend_from_slice(id.as_bytes());
+        tx.put(
+            key(SEQ, &[m.publisher.as_bytes(), &m.sequence.to_be_bytes()]),
+            seq_val,
+        );
+        // If this was the story's newest version, the entry falls back to
+        // the version it superseded, when that is stored.
+        let skey = story_key(&m.publisher, &m.story);
+        if let Some(v) = tx.get(&skey)?
+            && StoryEntry::decode(&skey, &v)?.id == *id
+        {
+            match m
+                .supersedes
+                .map(|prev| self.manifest_in(&tx, &prev))
+                .transpose()?
+                .flatten()
+            {
+                Some(prev) if prev.manifest.story == m.story => {
+                    tx.put(skey, StoryEntry::of(&prev.manifest, prev.id).encode());
+                }
+                _ => tx.delete(skey),
+            }
+        }
+        tx.payload -= removed as i64;
+        tx.bundles -= 1;
+        *tx.per_publisher.entry(m.publisher).or_default() -= bundle_bytes(&sm.bytes, m) as i64;
+        tx.commit()?;
+        // Files go after the index no longer names them.
+        for hash in unlink {
+            self.blobs.remove(&hash)?;
+        }
+        Ok(removed)
+    }
+}

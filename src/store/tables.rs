@@ -1,0 +1,191 @@
+//! The key layout: what each one-byte prefix holds, and the encodings of
+//! keys and index values.
+//!
+//! Keys, all in one sled tree (sled 0.34 makes a batch atomic within one
+//! tree only), by one-byte prefix:
+//!
+//! | prefix | key after it | value |
+//! |---|---|---|
+//! | `M` | name | meta: schema version, counters |
+//! | `m` | bundle id | signed manifest |
+//! | `b` | blob hash | for blobs up to 16 KiB: use count (u32 BE), then the bytes |
+//! | `r` | blob hash | for larger blobs, kept as files: use count (u32 BE) |
+//! | `s` | publisher, sequence (u64 BE) | state byte, bundle id |
+//! | `t` | publisher, story | the newest version: number, bundle id, first publication, language, section |
+//! | `h` | publisher | the newest signed head |
+//! | `c` | certificate id | signed certificate |
+//! | `x` | publisher, revoked key | signed revocation |
+//! | `p` | publisher, story | empty: the story is pinned |
+//!
+//! Blobs up to [`INLINE_BLOB_MAX`] are values under `b`; larger ones are
+//! files beside the database (see `blobs`), made durable before the
+//! batch that makes their bundle visible. A story's older versions are
+//! found by following `supersedes` back from its newest. Every bundle
+//! costs four writes (manifest, blob with its use count, sequence slot,
+//! story entry): the indices are kept to what sync, lists and eviction need.
+
+use super::StoreError;
+use crate::proto::{BundleId, Manifest, PublicKey, StoryId, Timestamp};
+
+/// Version of this key layout; a store of another version is refused.
+pub const SCHEMA_VERSION: u32 = 1;
+
+pub(super) const META: u8 = b'M';
+pub(super) const MANIFEST: u8 = b'm';
+pub(super) const BLOB: u8 = b'b';
+
+pub(super) const REFS: u8 = b'r';
+pub(super) const SEQ: u8 = b's';
+pub(super) const STORY: u8 = b't';
+pub(super) const HEAD: u8 = b'h';
+pub(super) const CERT: u8 = b'c';
+pub(super) const REVOCATION: u8 = b'x';
+pub(super) const PIN: u8 = b'p';
+
+/// Blobs up to this size are kept in the index database, in the same
+/// batch as their bundle; larger ones are files (see `blobs`). Small values
+/// are cheap in sled and their space is reused; a file per small blob
+/// would cost more in file-system operations than the blob itself.
+pub const INLINE_BLOB_MAX: u64 = 16 * 1024;
+
+pub(super) const META_SCHEMA: &[u8] = b"schema";
+pub(super) const META_PAYLOAD: &[u8] = b"payload";
+pub(super) const META_BUNDLES: &[u8] = b"bundles";
+/// Followed by a publisher's key: the bytes of its bundles (manifests and
+/// blobs, each bundle counted whole, shared blobs in each).
+pub(super) const META_PUBLISHER: &[u8] = b"publisher-bytes/";
+/// Present once the per-publisher byte counters are complete (stores made
+/// before they existed get them counted at open).
+pub(super) const META_PUBLISHER_COUNTED: &[u8] = b"publisher-bytes-counted";
+pub(super) const META_BLOBS: &[u8] = b"blobs";
+pub(super) const META_BLOB_DISK: &[u8] = b"blobdisk";
+
+/// What a sequence number's index entry says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeqState {
+    /// The bundle is stored.
+    Held = 0,
+    /// It was stored and evicted under the quota; not fetched again.
+    Evicted = 1,
+    /// It was removed because its signing key was revoked for that time.
+    Revoked = 2,
+}
+
+impl SeqState {
+    pub(super) fn from_u8(b: u8) -> Option<Self> {
+        Some(match b {
+            0 => Self::Held,
+            1 => Self::Evicted,
+            2 => Self::Revoked,
+            _ => return None,
+        })
+    }
+}
+
+pub(super) fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + parts.iter().map(|p| p.len()).sum::<usize>());
+    k.push(prefix);
+    for p in parts {
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+/// A bundle's bytes as counted per publisher: its manifest and every blob.
+pub(super) fn bundle_bytes(manifest_bytes: &[u8], m: &Manifest) -> u64 {
+    manifest_bytes.len() as u64 + m.entries.iter().map(|e| e.size).sum::<u64>()
+}
+
+pub(super) fn id_from(bytes: &[u8]) -> Result<BundleId, StoreError> {
+    let arr: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("an index entry is not a bundle id".into()))?;
+    Ok(BundleId(arr))
+}
+
+pub(super) fn u64_of(v: Option<Vec<u8>>) -> u64 {
+    v.and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0)
+}
+
+pub(super) fn story_key(publisher: &PublicKey, story: &StoryId) -> Vec<u8> {
+    key(STORY, &[publisher.as_bytes(), story.as_bytes()])
+}
+
+/// What the store keeps of a story's newest version, so lists need not
+/// decode manifests: the value of its `t` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoryEntry {
+    /// The publisher.
+    pub publisher: PublicKey,
+    /// The story.
+    pub story: StoryId,
+    /// Its newest stored version.
+    pub version: u32,
+    /// That version's bundle.
+    pub id: BundleId,
+    /// First publication of the story.
+    pub published: Timestamp,
+    /// Language of the newest version.
+    pub language: String,
+    /// Section of the newest version, if any.
+    pub section: Option<String>,
+}
+
+impl StoryEntry {
+    pub(super) fn of(m: &Manifest, id: BundleId) -> Self {
+        Self {
+            publisher: m.publisher,
+            story: m.story,
+            version: m.version,
+            id,
+            published: m.metadata.published,
+            language: m.metadata.language.to_ascii_lowercase(),
+            section: m.metadata.section.clone(),
+        }
+    }
+
+    pub(super) fn encode(&self) -> Vec<u8> {
+        let section = self.section.as_deref().unwrap_or("");
+        let mut v = Vec::with_capacity(48 + self.language.len() + section.len());
+        v.extend_from_slice(&self.version.to_be_bytes());
+        v.extend_from_slice(self.id.as_bytes());
+        v.extend_from_slice(&self.published.0.to_be_bytes());
+        // Both are bounded by the manifest limits (35 and 128 bytes).
+        v.push(self.language.len() as u8);
+        v.extend_from_slice(self.language.as_bytes());
+        v.push(section.len() as u8);
+        v.extend_from_slice(section.as_bytes());
+        v
+    }
+
+    pub(super) fn decode(k: &[u8], v: &[u8]) -> Result<Self, StoreError> {
+        let bad = || StoreError::Corrupt("story entry".into());
+        if k.len() != 1 + 32 + 16 || v.len() < 4 + 32 + 8 + 2 {
+            return Err(bad());
+        }
+        let publisher = PublicKey(k[1..33].try_into().map_err(|_| bad())?);
+        let story = StoryId(k[33..49].try_into().map_err(|_| bad())?);
+        let version = u32::from_be_bytes(v[0..4].try_into().map_err(|_| bad())?);
+        let id = BundleId(v[4..36].try_into().map_err(|_| bad())?);
+        let published = Timestamp(u64::from_be_bytes(v[36..44].try_into().map_err(|_| bad())?));
+        let ll = v[44] as usize;
+        let language = std::str::from_utf8(v.get(45..45 + ll).ok_or_else(bad)?)
+            .map_err(|_| bad())?
+            .to_owned();
+        let sl = *v.get(45 + ll).ok_or_else(bad)? as usize;
+        let section = std::str::from_utf8(v.get(46 + ll..46 + ll + sl).ok_or_else(bad)?)
+            .map_err(|_| bad())?;
+        let section = (!section.is_empty()).then(|| section.to_owned());
+        Ok(Self {
+            publisher,
+            story,
+            version,
+            id,
+            published,
+            language,
+            section,
+        })
+    }
+}

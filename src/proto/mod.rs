@@ -13,6 +13,7 @@ mod keys;
 pub mod limits;
 mod objects;
 mod policy;
+pub mod ranges;
 mod request;
 mod signed;
 mod time;

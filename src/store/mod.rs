@@ -21,7 +21,6 @@ mod check;
 mod ingest;
 mod kv;
 mod limits;
-mod ranges;
 mod read;
 mod tables;
 mod trust;
@@ -39,10 +38,11 @@ use blobs::Blobs;
 use kv::{Kv, Op};
 use tables::{META, META_SCHEMA, key};
 
+/// Range arithmetic is the protocol's: the store uses the same.
+pub use crate::proto::ranges::{gaps, to_ranges};
 pub use check::CheckReport;
 pub use ingest::Ingested;
 pub use limits::Eviction;
-pub use ranges::{gaps, to_ranges};
 pub use read::{StoredManifest, Totals};
 pub use tables::{INLINE_BLOB_MAX, SCHEMA_VERSION, SeqState, StoryEntry};
 

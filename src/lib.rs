@@ -20,4 +20,5 @@ pub mod newsroom;
 pub mod node;
 pub mod proto;
 pub mod store;
+pub mod sync;
 pub mod trust;

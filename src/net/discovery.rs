@@ -17,7 +17,8 @@ use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::{Multiaddr, PeerId, StreamProtocol, autonat, identify, kad, relay};
 use tracing::{debug, info, warn};
 
-use super::{Actor, RelayLimits, wire};
+use super::actor::Actor;
+use super::{RelayLimits, wire};
 use crate::proto::PublicKey;
 
 /// Providers dialed per batch of a lookup's results.
@@ -189,7 +190,8 @@ impl Actor {
 
     /// Puts a provider record for every publisher this mirror carries.
     fn provide_all(&mut self) {
-        let publishers: Vec<PublicKey> = self.policy.publishers().map(|(k, _)| *k).collect();
+        let publishers: Vec<PublicKey> =
+            self.state.policy().publishers().map(|(k, _)| *k).collect();
         for p in publishers {
             let key = kad::RecordKey::new(&wire::mirror_key(&p));
             if let Err(e) = self.swarm.behaviour_mut().kad.start_providing(key) {
@@ -231,13 +233,11 @@ impl Actor {
             return;
         }
         self.discovery.last_lookup = Some(Instant::now());
-        let publishers: Vec<PublicKey> = self.policy.publishers().map(|(k, _)| *k).collect();
+        let publishers: Vec<PublicKey> =
+            self.state.policy().publishers().map(|(k, _)| *k).collect();
         for p in publishers {
-            let lacking = !self.sync.carried(&p)
-                || (!self.sync.busy_with(&p)
-                    && !tokio::task::block_in_place(|| self.store.missing(&p))
-                        .unwrap_or_default()
-                        .is_empty());
+            let lacking = !self.state.carried(&p)
+                || (!self.state.busy_with(&p) && !self.state.missing(&p).is_empty());
             if lacking {
                 let key = kad::RecordKey::new(&wire::mirror_key(&p));
                 let q = self.swarm.behaviour_mut().kad.get_providers(key);

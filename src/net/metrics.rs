@@ -11,6 +11,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::sync::Kind;
+
 /// A publisher, by its name in the trust list.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct PublisherLabel {
@@ -90,49 +92,12 @@ impl Metrics {
         );
     }
 
-    /// Counts one refusal, by the kind its reason names.
-    pub(super) fn reject(&self, reason: &str) {
+    /// Counts one refusal, by its kind.
+    pub(super) fn reject(&self, kind: Kind) {
         self.rejected
             .get_or_create(&ReasonLabel {
-                reason: kind(reason),
+                reason: kind.label(),
             })
             .inc();
-    }
-}
-
-/// The kind of a refusal, from a small fixed set.
-pub(super) fn kind(reason: &str) -> &'static str {
-    let r = reason.to_ascii_lowercase();
-    if r.contains("signature") {
-        "bad_signature"
-    } else if r.contains("topic") {
-        "wrong_topic"
-    } else if r.contains("undecodable") || r.contains("decode") {
-        "undecodable"
-    } else if r.contains("tampered") || r.contains("blob") {
-        "false_blob"
-    } else if r.contains("malformed") {
-        "malformed"
-    } else if r.contains("limit") || r.contains("oversized") || r.contains("too large") {
-        "over_limits"
-    } else if r.contains("older than") || r.contains("rollback") {
-        "rollback"
-    } else if r.contains("not asked") {
-        "unasked"
-    } else {
-        "invalid"
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::kind;
-
-    #[test]
-    fn reasons_fall_into_few_kinds() {
-        assert_eq!(kind("manifest: bad signature on manifest"), "bad_signature");
-        assert_eq!(kind("tampered blob: hash"), "false_blob");
-        assert_eq!(kind("catch-up summary over its limits"), "over_limits");
-        assert_eq!(kind("something new"), "invalid");
     }
 }

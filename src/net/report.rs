@@ -13,9 +13,9 @@ use libp2p::{PeerId, kad};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use super::catchup::Asked;
+use super::NetError;
+use super::actor::{Actor, Asker};
 use super::wire::{self, MAX_HELD_VERSIONS, SyncRequest, SyncResponse};
-use super::{Actor, NetError};
 use crate::proto::{BundleId, PublicKey, StoryId};
 
 /// Reports running at once; more are refused.
@@ -125,7 +125,7 @@ impl Actor {
         };
         let rid = self.swarm.behaviour_mut().sync.send_request(&peer, request);
         r.pending.insert(rid);
-        self.sync_asked(rid, peer, Asked::Holds { report: id });
+        self.sync_requests.insert(rid, Asker::Report(id));
     }
 
     /// Mirrors of the report's publisher found in the DHT: the connected
@@ -316,19 +316,6 @@ impl Actor {
             if let Some(reply) = r.reply.take() {
                 let _ = reply.send(Ok(out));
             }
-        }
-    }
-
-    /// Answers a peer's question about a story.
-    pub(super) fn holds(&self, publisher: &PublicKey, story: &StoryId) -> SyncResponse {
-        if !self.policy.is_trusted(publisher) {
-            return SyncResponse::Refused;
-        }
-        let history = tokio::task::block_in_place(|| self.store.history(publisher, story))
-            .unwrap_or_default();
-        let skip = history.len().saturating_sub(MAX_HELD_VERSIONS);
-        SyncResponse::Holds {
-            bundles: history.into_iter().skip(skip).map(|m| m.id).collect(),
         }
     }
 }

@@ -3,21 +3,21 @@
 //! the bucket in debt (a chunk or a batch is never cut); nothing more goes
 //! out, or is asked for, until the debt is paid back.
 
-use std::time::Instant;
+use super::Time;
 
 /// One direction's cap.
 #[derive(Debug)]
-pub(super) struct Bucket {
+pub struct Bucket {
     /// Bytes per second; `None` for no cap.
     rate: Option<u64>,
     tokens: f64,
-    last: Instant,
+    last: Time,
 }
 
 impl Bucket {
     /// A full bucket for `rate` bytes per second (0 counts as no cap: a
     /// node that may send nothing would be no node).
-    pub(super) fn new(rate: Option<u64>, now: Instant) -> Self {
+    pub fn new(rate: Option<u64>, now: Time) -> Self {
         let rate = rate.filter(|r| *r > 0);
         Self {
             rate,
@@ -26,22 +26,22 @@ impl Bucket {
         }
     }
 
-    fn refill(&mut self, now: Instant) {
+    fn refill(&mut self, now: Time) {
         if let Some(rate) = self.rate {
-            let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+            let elapsed = now.since(self.last).as_secs_f64();
             self.tokens = (self.tokens + elapsed * rate as f64).min(rate as f64);
         }
         self.last = now;
     }
 
     /// Whether anything may go now.
-    pub(super) fn open(&mut self, now: Instant) -> bool {
+    pub fn open(&mut self, now: Time) -> bool {
         self.refill(now);
         self.rate.is_none() || self.tokens > 0.0
     }
 
     /// Bytes that may go now without debt (`usize::MAX` with no cap).
-    pub(super) fn allowance(&mut self, now: Instant) -> usize {
+    pub fn allowance(&mut self, now: Time) -> usize {
         self.refill(now);
         match self.rate {
             None => usize::MAX,
@@ -50,7 +50,7 @@ impl Bucket {
     }
 
     /// Counts `bytes` that went.
-    pub(super) fn take(&mut self, bytes: u64, now: Instant) {
+    pub fn take(&mut self, bytes: u64, now: Time) {
         self.refill(now);
         if self.rate.is_some() {
             self.tokens -= bytes as f64;
@@ -60,12 +60,12 @@ impl Bucket {
 
 #[cfg(test)]
 mod tests {
-    use super::Bucket;
-    use std::time::{Duration, Instant};
+    use super::{Bucket, Time};
+    use std::time::Duration;
 
     #[test]
     fn a_bucket_holds_a_second_and_pays_back_debt() {
-        let t0 = Instant::now();
+        let t0 = Time::ZERO;
         let mut b = Bucket::new(Some(1000), t0);
         assert!(b.open(t0));
         assert_eq!(b.allowance(t0), 1000);

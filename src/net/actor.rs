@@ -1,0 +1,759 @@
+//! The actor: one task that owns the swarm and the network's decisions
+//! ([`State`]), carries out the decisions' actions, and hands store work to
+//! the store thread. The loop is `select!` with commands first, then the
+//! store's results, the swarm, and a periodic tick (which also keeps
+//! gossipsub's heartbeat going on a quiet network).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId, TopicHash};
+use libp2p::request_response::OutboundRequestId;
+use libp2p::{Multiaddr, PeerId, Swarm};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use super::discovery::DiscoveryState;
+use super::handle::Command;
+use super::report::Reports;
+use super::swarm::{Behaviour, build_swarm};
+use super::wire::{self, Announcement, SyncCodec};
+use super::worker::{self, Done, GossipOrigin, Job, Publication};
+use super::{NetConfig, NetError, NodeEvent, TICK, metrics};
+use crate::proto::bundle::{BundleFile, verify_bundle_file};
+use crate::proto::{BundleId, PublicKey, Timestamp, TrustPolicy};
+use crate::store::{Ingested, Store};
+use crate::sync::fetch::FetchLimits;
+use crate::sync::outbox::{Outbox, Sent};
+use crate::sync::{Action, Config, Now, Refusal, State, Time, Token, Verdict};
+
+/// Who waits for a catch-up response.
+pub(super) enum Asker {
+    /// The core, under this token.
+    Core(Token),
+    /// The report with this number.
+    Report(u64),
+}
+
+/// The actor's state.
+pub(super) struct Actor {
+    pub(super) swarm: Swarm<Behaviour>,
+    /// The network's decisions, and the trust policy.
+    pub(super) state: State<PeerId, MessageId>,
+    pub(super) config: NetConfig,
+    /// Where the core's clock starts.
+    origin: Instant,
+    commands: mpsc::Receiver<Command>,
+    events: broadcast::Sender<NodeEvent>,
+    jobs: mpsc::Sender<Job>,
+    done: mpsc::Receiver<Done>,
+    /// The node's own store jobs that did not fit the queue yet.
+    backlog: VecDeque<Job>,
+    fetch_requests: HashMap<OutboundRequestId, Token>,
+    pub(super) sync_requests: HashMap<OutboundRequestId, Asker>,
+    outbox: Outbox,
+    pub(super) topics: HashSet<TopicHash>,
+    pub(super) rejected: u64,
+    pub(super) served_chunks: u64,
+    /// Gossipsub's own counters (received messages with and without
+    /// duplicates, among others) and the node's, in one registry.
+    pub(super) registry: prometheus_client::registry::Registry,
+    /// Catch-up traffic, counted by the codec.
+    pub(super) sync_counters: Arc<wire::SyncCounters>,
+    pub(super) metrics: metrics::Metrics,
+    pub(super) discovery: DiscoveryState,
+    pub(super) reports: Reports,
+    /// When retention and quotas were last applied on the tick.
+    last_limits: Option<Instant>,
+    /// Revocations made here waiting for the store to say what they removed.
+    revokes: HashMap<(PublicKey, PublicKey), oneshot::Sender<Result<usize, NetError>>>,
+}
+
+impl Actor {
+    /// Builds the swarm and the store thread, listens, subscribes and dials:
+    /// everything but running the loop.
+    pub(super) async fn start(
+        config: NetConfig,
+        keypair: libp2p::identity::Keypair,
+        store: Arc<Store>,
+        policy: TrustPolicy,
+        commands: mpsc::Receiver<Command>,
+        events: broadcast::Sender<NodeEvent>,
+    ) -> Result<Actor, NetError> {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let sync_codec = SyncCodec::default();
+        let sync_counters = sync_codec.counters.clone();
+        let mut swarm = build_swarm(keypair, &config, &mut registry, sync_codec).await?;
+        let own_metrics = metrics::Metrics::default();
+        own_metrics.register(&mut registry);
+        for addr in &config.listen {
+            let ma: Multiaddr = addr
+                .parse()
+                .map_err(|_| NetError::BadAddress(addr.clone()))?;
+            swarm.listen_on(ma).map_err(|e| NetError::Listen {
+                addr: addr.clone(),
+                reason: e.to_string(),
+            })?;
+        }
+        // What the store holds, read before the loop starts, off the
+        // runtime's threads.
+        let publishers: Vec<PublicKey> = policy.publishers().map(|(k, _)| *k).collect();
+        let reader = store.clone();
+        let ranges = tokio::task::spawn_blocking(move || worker::ranges_of(&reader, publishers))
+            .await
+            .map_err(|e| NetError::Setup(format!("reading the store: {e}")))??;
+        let (jobs, done) = worker::spawn(store)?;
+        let origin = Instant::now();
+        let core = Config {
+            fetch: FetchLimits {
+                max_fetches: config.max_fetches,
+                max_requests_per_peer: config.max_requests_per_peer,
+                deadline: Duration::from_secs(config.fetch_deadline_secs),
+            },
+            sync_interval: Duration::from_secs(config.sync_interval_secs),
+            upload_rate: config.max_upload_bytes_per_sec,
+            download_rate: config.max_download_bytes_per_sec,
+        };
+        let mut state = State::new(core, policy, Time::ZERO);
+        for (p, held, known) in ranges {
+            state.set_ranges(p, held, known);
+        }
+        let mut actor = Actor {
+            swarm,
+            state,
+            config: config.clone(),
+            origin,
+            commands,
+            events,
+            jobs,
+            done,
+            backlog: VecDeque::new(),
+            fetch_requests: HashMap::new(),
+            sync_requests: HashMap::new(),
+            outbox: Outbox::default(),
+            topics: HashSet::new(),
+            rejected: 0,
+            served_chunks: 0,
+            registry,
+            sync_counters,
+            metrics: own_metrics,
+            discovery: DiscoveryState::default(),
+            reports: Reports::default(),
+            last_limits: None,
+            revokes: HashMap::new(),
+        };
+        for addr in &config.external_addresses {
+            let ma: Multiaddr = addr
+                .parse()
+                .map_err(|_| NetError::BadAddress(addr.clone()))?;
+            actor.swarm.add_external_address(ma);
+        }
+        actor.listen_via_relays();
+        let publishers: Vec<PublicKey> =
+            actor.state.policy().publishers().map(|(k, _)| *k).collect();
+        for p in publishers {
+            actor.subscribe(&p);
+        }
+        for addr in &config.bootstrap {
+            let ma: Multiaddr = addr
+                .parse()
+                .map_err(|_| NetError::BadAddress(addr.clone()))?;
+            if let Err(e) = actor.swarm.dial(ma) {
+                warn!("cannot dial bootstrap peer {addr}: {e}");
+            }
+        }
+        Ok(actor)
+    }
+
+    /// The time now, for the core: the one place the network reads a clock.
+    pub(super) fn now(&self) -> Now {
+        Now {
+            at: Time::after(self.origin.elapsed()),
+            wall: Timestamp::from_system(std::time::SystemTime::now()),
+        }
+    }
+
+    pub(super) fn emit(&self, e: NodeEvent) {
+        let _ = self.events.send(e);
+    }
+
+    pub(super) fn is_banned(&self, peer: &PeerId) -> bool {
+        self.state.is_banned(peer, self.now().at)
+    }
+
+    /// Runs the loop until shutdown or the last handle is dropped.
+    pub(super) async fn run(mut self) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                cmd = self.commands.recv() => match cmd {
+                    Some(Command::Shutdown { reply }) => {
+                        self.shutdown().await;
+                        let _ = reply.send(());
+                        return;
+                    }
+                    Some(cmd) => self.command(cmd),
+                    None => {
+                        self.shutdown().await;
+                        return;
+                    }
+                },
+                Some(done) = self.done.recv() => self.store_done(done),
+                event = futures::StreamExt::select_next_some(&mut self.swarm) => self.swarm_event(event),
+                _ = tick.tick() => self.tick(),
+            }
+            self.execute();
+        }
+    }
+
+    /// Drops the fetches; waits for the store thread to finish what it was
+    /// given and flush.
+    async fn shutdown(&mut self) {
+        let dropped = self.state.shutdown();
+        while let Some(job) = self.backlog.pop_front() {
+            if self.jobs.send(job).await.is_err() {
+                break;
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        if self.jobs.send(Job::Flush(tx)).await.is_ok() {
+            // Results that come back meanwhile are not waited for.
+            let drain = async {
+                loop {
+                    if self.done.recv().await.is_none() {
+                        break;
+                    }
+                }
+            };
+            tokio::select! {
+                _ = rx => {}
+                _ = drain => {}
+            }
+        }
+        info!(dropped_fetches = dropped, "node stopped");
+    }
+
+    // ---- store jobs ----
+
+    /// Hands a job of the node's own to the store thread, or keeps it for
+    /// later when the queue is full.
+    pub(super) fn job(&mut self, job: Job) {
+        if !self.backlog.is_empty() {
+            self.backlog.push_back(job);
+            return;
+        }
+        if let Err(mpsc::error::TrySendError::Full(job)) = self.jobs.try_send(job) {
+            self.backlog.push_back(job);
+        }
+    }
+
+    /// Hands a peer's request to the store thread; gives it back when the
+    /// queue is full, for the caller to refuse.
+    pub(super) fn peer_job(&mut self, job: Job) -> Option<Job> {
+        match self.jobs.try_send(job) {
+            Ok(()) => None,
+            Err(mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job)) => {
+                Some(job)
+            }
+        }
+    }
+
+    fn drain_backlog(&mut self) {
+        while let Some(job) = self.backlog.pop_front() {
+            match self.jobs.try_send(job) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(job)) => {
+                    self.backlog.push_front(job);
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.backlog.clear();
+                    return;
+                }
+            }
+        }
+    }
+
+    // ---- the core's actions ----
+
+    /// Carries out what the core decided.
+    pub(super) fn execute(&mut self) {
+        while let Some(action) = self.state.poll_action() {
+            match action {
+                Action::Fetch {
+                    peer,
+                    token,
+                    request,
+                } => {
+                    let rid = self
+                        .swarm
+                        .behaviour_mut()
+                        .fetch
+                        .send_request(&peer, request);
+                    self.fetch_requests.insert(rid, token);
+                }
+                Action::Sync {
+                    peer,
+                    token,
+                    request,
+                } => {
+                    let rid = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+                    self.sync_requests.insert(rid, Asker::Core(token));
+                }
+                Action::Verdict { origin, verdict } => self.report(origin, verdict),
+                Action::Refused { peer, refusal } => {
+                    self.rejected += 1;
+                    self.noted(peer, refusal);
+                }
+                Action::Noted { peer, refusal } => self.noted(peer, refusal),
+                Action::Ban { peer, refusal } => {
+                    self.rejected += 1;
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                    self.noted(peer, refusal);
+                }
+                Action::Received(bytes) => {
+                    self.metrics.fetched_bytes.inc_by(bytes);
+                }
+                Action::Store {
+                    manifest,
+                    blobs,
+                    origin,
+                } => self.job(Job::Store {
+                    manifest,
+                    blobs,
+                    origin,
+                }),
+                Action::StoreBatch { bundles } => self.job(Job::StoreBatch { bundles }),
+                Action::Record(r) => self.job(Job::Record(r)),
+                Action::Head {
+                    publisher,
+                    sequence,
+                } => self.emit(NodeEvent::Head {
+                    publisher,
+                    sequence,
+                }),
+            }
+        }
+        self.drain_backlog();
+    }
+
+    fn noted(&mut self, peer: PeerId, refusal: Refusal) {
+        self.metrics.reject(refusal.kind);
+        self.emit(NodeEvent::Rejected {
+            peer,
+            reason: refusal.text,
+        });
+    }
+
+    fn report(&mut self, origin: GossipOrigin, verdict: Verdict) {
+        let acceptance = match verdict {
+            Verdict::Accept => MessageAcceptance::Accept,
+            Verdict::Ignore => MessageAcceptance::Ignore,
+            Verdict::Reject => MessageAcceptance::Reject,
+        };
+        let delivered = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(&origin.message, &origin.source, acceptance);
+        if !delivered && verdict == Verdict::Accept {
+            debug!("a validated message had left the cache before it could be forwarded");
+        }
+    }
+
+    /// A fetch request was answered or failed.
+    pub(super) fn fetch_response(
+        &mut self,
+        rid: OutboundRequestId,
+        response: Result<wire::FetchResponse, String>,
+    ) {
+        if let Some(token) = self.fetch_requests.remove(&rid) {
+            let now = self.now();
+            self.state.fetch_response(token, response, now);
+        }
+    }
+
+    // ---- topics and announcements ----
+
+    pub(super) fn subscribe(&mut self, publisher: &PublicKey) {
+        let topic = IdentTopic::new(wire::topic_name(publisher));
+        let gs = &mut self.swarm.behaviour_mut().gossipsub;
+        // Refused messages on a topic cost their sender: the P4 penalty.
+        let params = gossipsub::TopicScoreParams {
+            invalid_message_deliveries_weight: -100.0,
+            invalid_message_deliveries_decay: 0.9,
+            ..Default::default()
+        };
+        if let Err(e) = gs.set_topic_params(topic.clone(), params) {
+            warn!("topic score parameters refused: {e}");
+        }
+        match gs.subscribe(&topic) {
+            Ok(_) => {
+                self.topics.insert(topic.hash());
+            }
+            Err(e) => warn!("cannot subscribe to {topic}: {e}"),
+        }
+    }
+
+    fn untrust(&mut self, publisher: &PublicKey) -> bool {
+        let was = self.state.untrust(publisher);
+        let topic = IdentTopic::new(wire::topic_name(publisher));
+        if self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic) {
+            self.topics.remove(&topic.hash());
+        }
+        if was {
+            info!(publisher = %publisher, "no longer trusted or carried");
+        }
+        was
+    }
+
+    pub(super) fn announce(&mut self, publisher: &PublicKey, a: Announcement) {
+        let now = self.now().at;
+        if !self
+            .outbox
+            .push(wire::topic_name(publisher), a.encode(), now)
+        {
+            warn!("announcement queue full; dropped the oldest (catch-up will carry it)");
+        }
+        self.flush_outbox();
+    }
+
+    /// Publishes what waits; an announcement with no subscribed peer yet
+    /// waits for one.
+    pub(super) fn flush_outbox(&mut self) {
+        let now = self.now().at;
+        let gs = &mut self.swarm.behaviour_mut().gossipsub;
+        self.outbox.flush(now, |topic, data| {
+            match gs.publish(IdentTopic::new(topic), data.to_vec()) {
+                Ok(_) | Err(gossipsub::PublishError::Duplicate) => Sent::Done,
+                Err(gossipsub::PublishError::NoPeersSubscribedToTopic)
+                | Err(gossipsub::PublishError::AllQueuesFull(_)) => Sent::Later,
+                Err(e) => {
+                    warn!("cannot publish on {topic}: {e}");
+                    Sent::Failed
+                }
+            }
+        });
+    }
+
+    // ---- commands ----
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Publish { file, reply } => self.publish(*file, reply),
+            Command::Import { path, reply } => {
+                let policy = Box::new(self.state.policy().clone());
+                self.job(Job::Import {
+                    path,
+                    policy,
+                    reply,
+                });
+            }
+            Command::Trust { file, reply } => {
+                let result = self
+                    .state
+                    .trust(file.root_key, file.name.clone())
+                    .map_err(|e| NetError::Rejected(e.to_string()));
+                if result.is_ok() {
+                    self.subscribe(&file.root_key);
+                    self.job(Job::Ranges(vec![file.root_key]));
+                }
+                let _ = reply.send(result);
+            }
+            Command::Untrust { publisher, reply } => {
+                let _ = reply.send(self.untrust(&publisher));
+            }
+            Command::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+            Command::Dial { addr, reply } => {
+                let result = self.swarm.dial(addr.clone()).map_err(|e| NetError::Dial {
+                    addr: addr.to_string(),
+                    reason: e.to_string(),
+                });
+                let _ = reply.send(result);
+            }
+            Command::Report {
+                publisher,
+                story,
+                wait,
+                reply,
+            } => self.start_report(publisher, story, wait, reply),
+            Command::Revoke { revocation, reply } => self.revoke(revocation, reply),
+            Command::Metrics { reply } => self.job(Job::Totals { reply }),
+            Command::Listeners { reply } => {
+                let _ = reply.send(self.swarm.listeners().cloned().collect());
+            }
+            Command::Shutdown { .. } => {}
+        }
+    }
+
+    fn revoke(&mut self, bytes: Vec<u8>, reply: oneshot::Sender<Result<usize, NetError>>) {
+        let change = match self.state.learn_revocation(&bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = reply.send(Err(NetError::Rejected(format!("revocation: {e}"))));
+                return;
+            }
+        };
+        let rev = &change.revocation;
+        info!(key = %rev.key, "revocation announced");
+        self.announce(&rev.publisher, Announcement::Revocation(bytes));
+        if change.changed || change.head_dropped {
+            // The store says what it removed.
+            self.revokes.insert((rev.publisher, rev.key), reply);
+        } else {
+            let _ = reply.send(Ok(0));
+        }
+    }
+
+    fn publish(&mut self, file: BundleFile, reply: oneshot::Sender<Result<BundleId, NetError>>) {
+        for c in &file.certificates {
+            if let Err(e) = self.state.learn_certificate(c) {
+                let _ = reply.send(Err(NetError::Rejected(format!("certificate: {e}"))));
+                return;
+            }
+        }
+        for r in &file.revocations {
+            if let Err(e) = self.state.learn_revocation(r) {
+                let _ = reply.send(Err(NetError::Rejected(format!("revocation: {e}"))));
+                return;
+            }
+        }
+        let verified = match verify_bundle_file(self.state.policy(), file, self.now().wall) {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = reply.send(Err(NetError::Rejected(e.to_string())));
+                return;
+            }
+        };
+        // The trust objects go to the store before the bundle that needs them.
+        self.execute();
+        self.job(Job::Publish(Box::new(Publication {
+            bundle: verified.bundle,
+            heads: verified.heads,
+            certificate: verified.certificate.bytes().to_vec(),
+            reply,
+        })));
+    }
+
+    /// A published bundle is stored: it is announced, with the
+    /// publisher's revocations and any newer head.
+    fn published(&mut self, p: Publication, result: Result<Ingested, crate::store::StoreError>) {
+        let ingested = match result {
+            Ok(i @ (Ingested::New | Ingested::Duplicate)) => i,
+            Ok(other) => {
+                let _ = p.reply.send(Err(NetError::Rejected(format!("{other:?}"))));
+                return;
+            }
+            Err(e) => {
+                let _ = p.reply.send(Err(e.into()));
+                return;
+            }
+        };
+        let manifest = p.bundle.manifest();
+        let (publisher, id) = (manifest.publisher, p.bundle.id());
+        if ingested == Ingested::New {
+            let now = self.now();
+            self.state
+                .stored_batch(&[(publisher, manifest.sequence, id)], now);
+        }
+        // Revocations travel too, so every node refuses the revoked key.
+        let revocations: Vec<Vec<u8>> = self
+            .state
+            .policy()
+            .publisher(&publisher)
+            .map(|t| t.revocations().map(|r| r.bytes().to_vec()).collect())
+            .unwrap_or_default();
+        for r in revocations {
+            self.announce(&publisher, Announcement::Revocation(r));
+        }
+        self.announce(
+            &publisher,
+            Announcement::Bundle {
+                certificate: p.certificate.clone(),
+                manifest: manifest.bytes().to_vec(),
+            },
+        );
+        for head in p.heads {
+            let bytes = head.bytes().to_vec();
+            if self.state.accept_head(head) {
+                self.announce(
+                    &publisher,
+                    Announcement::Head {
+                        certificate: p.certificate.clone(),
+                        head: bytes,
+                    },
+                );
+            }
+        }
+        self.emit(NodeEvent::Stored(id));
+        info!(bundle = %id.short(), "published");
+        let _ = p.reply.send(Ok(id));
+    }
+
+    // ---- store results ----
+
+    fn store_done(&mut self, done: Done) {
+        let now = self.now();
+        match done {
+            Done::Stored {
+                publisher,
+                sequence,
+                id,
+                result,
+                origin,
+            } => {
+                if matches!(
+                    result,
+                    crate::sync::Stored::New | crate::sync::Stored::Duplicate
+                ) {
+                    self.emit(NodeEvent::Stored(id));
+                    debug!(bundle = %id.short(), "fetched and stored");
+                }
+                self.state
+                    .stored(publisher, sequence, id, result, origin, now);
+            }
+            Done::Batch(stored) => {
+                self.state.stored_batch(&stored, now);
+                for (_, _, id) in stored {
+                    self.emit(NodeEvent::Stored(id));
+                }
+            }
+            Done::Revoked {
+                publisher,
+                key,
+                removed,
+            } => {
+                if let Some(reply) = self.revokes.remove(&(publisher, key)) {
+                    let _ = reply.send(Ok(removed));
+                }
+            }
+            Done::Published {
+                publication,
+                result,
+            } => self.published(*publication, result),
+            Done::Imported {
+                report,
+                announce,
+                policy,
+                reply,
+            } => {
+                self.absorb(&policy);
+                for (publisher, id, manifest, m) in announce {
+                    let cert = policy
+                        .publisher(&publisher)
+                        .and_then(|t| t.certificates().find(|c| c.id() == m.certificate))
+                        .map(|c| c.bytes().to_vec());
+                    if let Some(certificate) = cert {
+                        self.announce(
+                            &publisher,
+                            Announcement::Bundle {
+                                certificate,
+                                manifest,
+                            },
+                        );
+                        self.emit(NodeEvent::Stored(id));
+                    }
+                }
+                let _ = reply.send(Ok(report));
+            }
+            Done::Blob {
+                channel,
+                response,
+                bytes,
+            } => {
+                if matches!(response, wire::FetchResponse::Chunk { .. }) {
+                    self.served_chunks += 1;
+                }
+                self.served(bytes);
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .fetch
+                    .send_response(channel, response);
+            }
+            Done::Sync {
+                channel,
+                response,
+                bytes,
+            } => {
+                self.served(bytes);
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_response(channel, response);
+            }
+            Done::Totals { totals, reply } => {
+                let _ = reply.send(self.encode_metrics(totals));
+            }
+            Done::Ranges(ranges) => {
+                for (p, held, known) in ranges {
+                    if self.state.policy().is_trusted(&p) {
+                        self.state.set_ranges(p, held, known);
+                    }
+                }
+            }
+            Done::Failed { what, error } => {
+                // The policy keeps what it decided; the store is asked for
+                // its own view of what it holds, so the two meet again.
+                warn!("store: {what} failed: {error}");
+                let publishers = self.state.policy().publishers().map(|(k, _)| *k).collect();
+                self.job(Job::Ranges(publishers));
+            }
+        }
+    }
+
+    fn served(&mut self, bytes: u64) {
+        if bytes > 0 {
+            self.metrics.served_bytes.inc_by(bytes);
+            let now = self.now().at;
+            self.state.uploaded(bytes, now);
+        }
+    }
+
+    /// Learns what an archive import taught a copy of the policy, so the
+    /// node's own policy is in step with the store again.
+    fn absorb(&mut self, learned: &TrustPolicy) {
+        let now = self.now();
+        for (key, trust) in learned.publishers() {
+            if !self.state.policy().is_trusted(key) {
+                continue;
+            }
+            for c in trust.certificates() {
+                let _ = self.state.learn_certificate(c.bytes());
+            }
+            for r in trust.revocations() {
+                let _ = self.state.learn_revocation(r.bytes());
+            }
+            if let Some(h) = trust.head()
+                && let Ok(h) = self.state.policy().verify_head(h.bytes(), now.wall)
+            {
+                self.state.accept_head(h);
+            }
+        }
+    }
+
+    // ---- time ----
+
+    fn tick(&mut self) {
+        self.flush_outbox();
+        // Retention and quotas also on a quiet node, and after a change of
+        // settings: once a minute (and at the first tick).
+        if self
+            .last_limits
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+        {
+            self.last_limits = Some(Instant::now());
+            self.job(Job::Limits);
+        }
+        let now = self.now();
+        self.state.tick(now);
+        self.discovery_tick();
+        self.finish_reports(true);
+    }
+}

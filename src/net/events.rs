@@ -1,0 +1,251 @@
+//! What the swarm reports, and peers' requests: each goes to the core, to
+//! the store thread, or to discovery and reports.
+
+use libp2p::gossipsub;
+use libp2p::request_response::{self, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{PeerId, identify, mdns, relay};
+use tracing::{debug, info, warn};
+
+use super::NodeEvent;
+use super::actor::{Actor, Asker};
+use super::swarm::BehaviourEvent;
+use super::wire::{FetchRequest, FetchResponse, SyncRequest, SyncResponse};
+use super::worker::Job;
+use crate::sync::Origin;
+
+impl Actor {
+    /// A peer asked for a piece of a blob.
+    fn serve_blob(&mut self, request: FetchRequest, channel: ResponseChannel<FetchResponse>) {
+        let FetchRequest::Blob { hash, offset } = request;
+        let now = self.now().at;
+        // Over the upload cap: "not here", and the peer asks another.
+        let job = Job::ServeBlob {
+            hash,
+            offset,
+            channel,
+        };
+        let refused = if self.state.upload_open(now) {
+            self.peer_job(job)
+        } else {
+            Some(job)
+        };
+        if let Some(Job::ServeBlob { channel, .. }) = refused {
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .fetch
+                .send_response(channel, FetchResponse::NotFound);
+        }
+    }
+
+    /// A peer asked a catch-up question.
+    fn serve_sync(
+        &mut self,
+        peer: PeerId,
+        request: SyncRequest,
+        channel: ResponseChannel<SyncResponse>,
+    ) {
+        let now = self.now();
+        let job = match request {
+            SyncRequest::Summary { publishers } => {
+                let response = self.state.serve_summary(peer, &publishers, now);
+                return self.answer(channel, response);
+            }
+            SyncRequest::Bundles {
+                publisher,
+                sequences,
+            } => match self.state.plan_bundles(peer, publisher, sequences, now.at) {
+                Ok(plan) => Job::ServeBundles { plan, channel },
+                Err(response) => return self.answer(channel, response),
+            },
+            SyncRequest::Holds { publisher, story } => {
+                if !self.state.allow_holds(peer, &publisher, now.at) {
+                    return self.answer(channel, SyncResponse::Refused);
+                }
+                Job::ServeHolds {
+                    publisher,
+                    story,
+                    channel,
+                }
+            }
+        };
+        // A full store queue: refused, the peer asks again later.
+        if let Some(Job::ServeBundles { channel, .. } | Job::ServeHolds { channel, .. }) =
+            self.peer_job(job)
+        {
+            self.answer(channel, SyncResponse::Refused);
+        }
+    }
+
+    fn answer(&mut self, channel: ResponseChannel<SyncResponse>, response: SyncResponse) {
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .sync
+            .send_response(channel, response);
+    }
+
+    fn sync_response(
+        &mut self,
+        peer: PeerId,
+        rid: request_response::OutboundRequestId,
+        response: Result<SyncResponse, String>,
+        unsupported: bool,
+    ) {
+        match self.sync_requests.remove(&rid) {
+            Some(Asker::Core(token)) => {
+                let now = self.now();
+                self.state.sync_response(token, response, unsupported, now);
+            }
+            Some(Asker::Report(id)) => self.report_response(id, rid, peer, response),
+            None => {}
+        }
+    }
+
+    /// Something happened in the swarm.
+    pub(super) fn swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!("listening on {address}");
+                // A mirror is run where it can be reached: what it listens
+                // on is what it tells peers (and relay clients) to use,
+                // unless addresses to announce are configured.
+                if self.config.mirror
+                    && self.config.external_addresses.is_empty()
+                    && !address
+                        .iter()
+                        .any(|p| p == libp2p::multiaddr::Protocol::P2pCircuit)
+                {
+                    self.swarm.add_external_address(address.clone());
+                }
+                self.emit(NodeEvent::Listening(address));
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                addresses,
+                reason,
+            } => {
+                if let Err(e) = reason {
+                    warn!("stopped listening on {addresses:?}: {e}");
+                }
+                self.listener_closed(listener_id);
+            }
+            SwarmEvent::ListenerError { error, .. } => warn!("listener error: {error}"),
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(
+                relay::client::Event::ReservationReqAccepted { relay_peer_id, .. },
+            )) => info!(relay = %relay_peer_id, "reachable through a relay"),
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(e)) => debug!("relay: {e:?}"),
+            SwarmEvent::ConnectionEstablished { peer_id, .. } if self.is_banned(&peer_id) => {
+                let _ = self.swarm.disconnect_peer_id(peer_id);
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                endpoint,
+                ..
+            } => {
+                debug!(peer = %peer_id, address = %endpoint.get_remote_address(), "connected");
+                self.emit(NodeEvent::Connected(peer_id));
+                if num_established.get() == 1 {
+                    let now = self.now();
+                    if !self.state.peer_up(peer_id, now) {
+                        let _ = self.swarm.disconnect_peer_id(peer_id);
+                    }
+                    self.report_connected(peer_id);
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                error,
+                ..
+            } => self.report_unreachable(peer, error.to_string()),
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.state.peer_down(&peer_id);
+                self.discovery.peer_gone(&peer_id);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
+                peer,
+                message,
+                ..
+            })) => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => self.serve_sync(peer, request, channel),
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => self.sync_response(peer, request_id, Ok(response), false),
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(
+                request_response::Event::OutboundFailure {
+                    peer,
+                    request_id,
+                    error,
+                    ..
+                },
+            )) => {
+                let unsupported = matches!(
+                    error,
+                    request_response::OutboundFailure::UnsupportedProtocols
+                );
+                self.sync_response(peer, request_id, Err(error.to_string()), unsupported)
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.kad_event(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(e)) => self.autonat_event(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => {
+                let now = self.now();
+                let origin = Origin {
+                    message: message_id,
+                    source: propagation_source,
+                };
+                self.state
+                    .gossip(origin, message.topic.as_str(), &message.data, now);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed {
+                ..
+            })) => self.flush_outbox(),
+            SwarmEvent::Behaviour(BehaviourEvent::Fetch(request_response::Event::Message {
+                message,
+                ..
+            })) => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => self.serve_blob(request, channel),
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => self.fetch_response(request_id, Ok(response)),
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Fetch(
+                request_response::Event::OutboundFailure {
+                    request_id, error, ..
+                },
+            )) => self.fetch_response(request_id, Err(error.to_string())),
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(list))) => {
+                for (peer, addr) in list {
+                    if !self.swarm.is_connected(&peer) && !self.is_banned(&peer) {
+                        let _ = self.swarm.dial(addr);
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                debug!(peer = %peer_id, agent = %info.agent_version, "identified");
+                self.identified(peer_id, info);
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! Building the swarm: transports, and the behaviours with the limits and
+//! scoring the node runs with.
+
+use std::time::Duration;
+
+use libp2p::gossipsub::{self, MessageId};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{
+    StreamProtocol, Swarm, autonat, connection_limits, dcutr, identify, kad, mdns,
+    memory_connection_limits, noise, ping, relay, tcp, yamux,
+};
+
+use super::wire::{self, FetchCodec, SyncCodec};
+use super::{NetConfig, NetError, discovery};
+
+/// Every behaviour of the node's swarm.
+#[derive(NetworkBehaviour)]
+pub(super) struct Behaviour {
+    pub(super) limits: connection_limits::Behaviour,
+    pub(super) memory: memory_connection_limits::Behaviour,
+    pub(super) identify: identify::Behaviour,
+    pub(super) ping: ping::Behaviour,
+    pub(super) gossipsub: gossipsub::Behaviour,
+    pub(super) fetch: request_response::Behaviour<FetchCodec>,
+    pub(super) sync: request_response::Behaviour<SyncCodec>,
+    pub(super) kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub(super) relay_client: relay::client::Behaviour,
+    pub(super) relay: Toggle<relay::Behaviour>,
+    pub(super) dcutr: dcutr::Behaviour,
+    pub(super) autonat: autonat::Behaviour,
+    pub(super) mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+/// Heartbeats a message stays in gossipsub's cache: at least 200, and
+/// always longer than the fetch deadline, so a verdict given at the
+/// deadline still finds its message.
+fn history_length(config: &NetConfig) -> usize {
+    let deadline_beats = (config.fetch_deadline_secs * 1000).div_ceil(config.heartbeat_ms.max(1));
+    (deadline_beats as usize + 20).max(200)
+}
+
+/// Builds the swarm: every transport, and the behaviours within the
+/// node's limits.
+pub(super) async fn build_swarm(
+    keypair: libp2p::identity::Keypair,
+    config: &NetConfig,
+    registry: &mut prometheus_client::registry::Registry,
+    sync_codec: SyncCodec,
+) -> Result<Swarm<Behaviour>, NetError> {
+    let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
+    let gossip_config = gossipsub::ConfigBuilder::default()
+        .heartbeat_interval(Duration::from_millis(config.heartbeat_ms))
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .message_id_fn(|m: &gossipsub::Message| {
+            MessageId::from(blake3::hash(&m.data).as_bytes().to_vec())
+        })
+        .max_transmit_size(wire::MAX_GOSSIP + 1024)
+        // Bundle announcements wait in the cache while their blobs are
+        // fetched; the cache (200 heartbeats, 140 s by default) must outlast
+        // a fetch's deadline (120 s), or a late verdict could not forward.
+        .history_length(history_length(config))
+        .history_gossip(3)
+        .duplicate_cache_time(Duration::from_secs(300))
+        .build()
+        .map_err(|e| setup(&e))?;
+    let mut score = gossipsub::PeerScoreParams::default();
+    if config.same_ip_ok {
+        score.ip_colocation_factor_weight = 0.0;
+    }
+    let thresholds = gossipsub::PeerScoreThresholds {
+        gossip_threshold: -10.0,
+        publish_threshold: -50.0,
+        graylist_threshold: -80.0,
+        accept_px_threshold: 10.0,
+        opportunistic_graft_threshold: 20.0,
+    };
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(config.max_connections))
+        .with_max_established_per_peer(Some(config.max_connections_per_peer))
+        .with_max_pending_incoming(Some(config.max_pending_incoming))
+        .with_max_pending_outgoing(Some(config.max_pending_incoming));
+    let fetch_config = request_response::Config::default()
+        .with_request_timeout(Duration::from_secs(config.request_timeout_secs))
+        .with_max_concurrent_streams(64);
+    let mdns_on = config.mdns && !config.mirror;
+    let mirror = config.mirror;
+    let relay_limits = config.relay.clone();
+    let probe = Duration::from_secs(config.autonat_probe_secs.max(1));
+    let autonat_config = autonat::Config {
+        boot_delay: probe.min(Duration::from_secs(15)),
+        retry_interval: probe,
+        throttle_server_period: probe,
+        only_global_ips: config.autonat_global_only,
+        ..Default::default()
+    };
+    let sync_config = request_response::Config::default()
+        .with_request_timeout(Duration::from_secs(config.request_timeout_secs.max(30)))
+        .with_max_concurrent_streams(16);
+    let memory_fraction = config.max_memory_fraction;
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| setup(&e))?
+        .with_quic()
+        .with_dns()
+        .map_err(|e| setup(&e))?
+        .with_websocket(noise::Config::new, yamux::Config::default)
+        .await
+        .map_err(|e| setup(&e))?
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| setup(&e))?
+        .with_behaviour(move |key, relay_client| {
+            let peer_id = key.public().to_peer_id();
+            let mut gossipsub = gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Signed(key.clone()),
+                gossip_config,
+            )?;
+            gossipsub.with_peer_score(score, thresholds)?;
+            gossipsub = gossipsub.with_metrics(
+                registry.sub_registry_with_prefix("gossipsub"),
+                Default::default(),
+            );
+            let mdns = if mdns_on {
+                Some(mdns::tokio::Behaviour::new(
+                    mdns::Config::default(),
+                    key.public().to_peer_id(),
+                )?)
+            } else {
+                None
+            };
+            Ok(Behaviour {
+                limits: connection_limits::Behaviour::new(limits),
+                memory: memory_connection_limits::Behaviour::with_max_percentage(memory_fraction),
+                identify: identify::Behaviour::new(
+                    identify::Config::new("/kolokol/1.0.0".into(), key.public())
+                        .with_agent_version(format!("kolokol/{}", env!("CARGO_PKG_VERSION"))),
+                ),
+                ping: ping::Behaviour::default(),
+                gossipsub,
+                fetch: request_response::Behaviour::with_codec(
+                    FetchCodec,
+                    [(
+                        StreamProtocol::new(wire::FETCH_PROTOCOL),
+                        ProtocolSupport::Full,
+                    )],
+                    fetch_config,
+                ),
+                sync: request_response::Behaviour::with_codec(
+                    sync_codec,
+                    [(
+                        StreamProtocol::new(wire::SYNC_PROTOCOL),
+                        ProtocolSupport::Full,
+                    )],
+                    sync_config,
+                ),
+                kad: discovery::kademlia(peer_id, mirror),
+                relay_client,
+                relay: Toggle::from(
+                    mirror.then(|| discovery::relay_server(peer_id, &relay_limits)),
+                ),
+                dcutr: dcutr::Behaviour::new(peer_id),
+                autonat: autonat::Behaviour::new(peer_id, autonat_config),
+                mdns: Toggle::from(mdns),
+            })
+        })
+        .map_err(|e| setup(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build();
+    Ok(swarm)
+}

@@ -1,0 +1,481 @@
+//! The store's side of the node: one thread that carries out store jobs in
+//! the order they were given, so that serving and ingest never stall
+//! gossip or connection handling on the network task. Each job's result
+//! comes back to the actor as a [`Done`].
+//!
+//! The actor sends jobs without waiting: peers' requests are refused when
+//! the queue is full (they ask elsewhere); the node's own jobs (storing
+//! what it verified, recording what its policy learned) wait in the
+//! actor's backlog, bounded by the fetches and requests that produce them.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use libp2p::PeerId;
+use libp2p::gossipsub::MessageId;
+use libp2p::request_response::ResponseChannel;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, warn};
+
+use super::NetError;
+use super::wire::{CHUNK, FetchResponse, MAX_HELD_VERSIONS, SyncResponse};
+use crate::proto::{
+    BlobHash, BundleId, Head, Manifest, PublicKey, StoryId, Timestamp, TrustPolicy, Verified,
+    VerifiedBundle,
+};
+use crate::store::archive::{self, ImportReport};
+use crate::store::{Ingested, Store, StoreError, Totals};
+use crate::sync::{BundlesPlan, Origin, Packer, Record, Stored};
+
+/// Jobs waiting for the store thread.
+pub const JOB_QUEUE: usize = 1024;
+/// Results waiting for the actor.
+pub const DONE_QUEUE: usize = 1024;
+
+/// Held and known sequence ranges of one publisher.
+pub(super) type PublisherRanges = (PublicKey, Vec<(u64, u64)>, Vec<(u64, u64)>);
+
+/// A gossip message waiting for its verdict.
+pub(super) type GossipOrigin = Origin<PeerId, MessageId>;
+
+/// A bundle this node publishes, verified, with what goes out with it.
+pub(super) struct Publication {
+    pub(super) bundle: VerifiedBundle,
+    pub(super) heads: Vec<Verified<Head>>,
+    pub(super) certificate: Vec<u8>,
+    pub(super) reply: oneshot::Sender<Result<BundleId, NetError>>,
+}
+
+/// Something for the store to do.
+pub(super) enum Job {
+    /// Check a fetched bundle's blobs, store it, apply the limits.
+    Store {
+        manifest: Box<Verified<Manifest>>,
+        blobs: Vec<Vec<u8>>,
+        origin: Option<GossipOrigin>,
+    },
+    /// Store bundles that came whole from catch-up.
+    StoreBatch { bundles: Vec<VerifiedBundle> },
+    /// Record what the policy learned.
+    Record(Record),
+    /// Store a bundle published here.
+    Publish(Box<Publication>),
+    /// Import an archive, checking it against a copy of the policy.
+    Import {
+        path: PathBuf,
+        policy: Box<TrustPolicy>,
+        reply: oneshot::Sender<Result<ImportReport, NetError>>,
+    },
+    /// A piece of a blob for a peer.
+    ServeBlob {
+        hash: BlobHash,
+        offset: u64,
+        channel: ResponseChannel<FetchResponse>,
+    },
+    /// Bundles for a peer, packed within the plan's budget.
+    ServeBundles {
+        plan: BundlesPlan,
+        channel: ResponseChannel<SyncResponse>,
+    },
+    /// The versions of a story held, for a peer.
+    ServeHolds {
+        publisher: PublicKey,
+        story: StoryId,
+        channel: ResponseChannel<SyncResponse>,
+    },
+    /// Retention and quotas.
+    Limits,
+    /// The store's totals, for the metrics.
+    Totals { reply: oneshot::Sender<String> },
+    /// Held and known ranges of these publishers.
+    Ranges(Vec<PublicKey>),
+    /// Everything before this is done and flushed.
+    Flush(oneshot::Sender<()>),
+}
+
+/// What a job came to.
+pub(super) enum Done {
+    /// A fetched bundle was stored, or not.
+    Stored {
+        publisher: PublicKey,
+        sequence: u64,
+        id: BundleId,
+        result: Stored,
+        origin: Option<GossipOrigin>,
+    },
+    /// Bundles from catch-up stored now.
+    Batch(Vec<(PublicKey, u64, BundleId)>),
+    /// A revocation was recorded: these bundles were removed.
+    Revoked {
+        publisher: PublicKey,
+        key: PublicKey,
+        removed: usize,
+    },
+    /// A published bundle was stored, or refused.
+    Published {
+        publication: Box<Publication>,
+        result: Result<Ingested, StoreError>,
+    },
+    /// An archive was imported: the bundles stored, to announce, and the
+    /// policy that checked them, to learn from.
+    Imported {
+        report: ImportReport,
+        announce: Vec<(PublicKey, BundleId, Vec<u8>, Manifest)>,
+        policy: Box<TrustPolicy>,
+        reply: oneshot::Sender<Result<ImportReport, NetError>>,
+    },
+    /// An answer for a peer's fetch request, with the blob bytes in it.
+    Blob {
+        channel: ResponseChannel<FetchResponse>,
+        response: FetchResponse,
+        bytes: u64,
+    },
+    /// An answer for a peer's catch-up request, with the blob bytes in it.
+    Sync {
+        channel: ResponseChannel<SyncResponse>,
+        response: SyncResponse,
+        bytes: u64,
+    },
+    /// The store's totals, for the metrics that wait for them.
+    Totals {
+        totals: Option<Totals>,
+        reply: oneshot::Sender<String>,
+    },
+    /// Held and known ranges of publishers, as the store has them now.
+    Ranges(Vec<PublisherRanges>),
+    /// A store call failed: the one way a failure is reported.
+    Failed {
+        what: &'static str,
+        error: StoreError,
+    },
+}
+
+/// Starts the store thread. It ends when the job sender is dropped.
+pub(super) fn spawn(
+    store: Arc<Store>,
+) -> Result<(mpsc::Sender<Job>, mpsc::Receiver<Done>), NetError> {
+    let (jobs, mut rx) = mpsc::channel::<Job>(JOB_QUEUE);
+    let (done, done_rx) = mpsc::channel::<Done>(DONE_QUEUE);
+    std::thread::Builder::new()
+        .name("kolokol-store".into())
+        .spawn(move || {
+            let w = Worker { store, done };
+            while let Some(job) = rx.blocking_recv() {
+                if !w.run(job) {
+                    break;
+                }
+            }
+            if let Err(e) = w.store.flush() {
+                warn!("store flush at stop failed: {e}");
+            }
+        })
+        .map_err(|e| NetError::Setup(format!("cannot start the store thread: {e}")))?;
+    Ok((jobs, done_rx))
+}
+
+/// Held and known ranges of each publisher.
+pub(super) fn ranges_of(
+    store: &Store,
+    publishers: impl IntoIterator<Item = PublicKey>,
+) -> Result<Vec<PublisherRanges>, StoreError> {
+    publishers
+        .into_iter()
+        .map(|p| Ok((p, store.held_ranges(&p)?, store.known_ranges(&p)?)))
+        .collect()
+}
+
+fn wall() -> Timestamp {
+    Timestamp::from_system(std::time::SystemTime::now())
+}
+
+struct Worker {
+    store: Arc<Store>,
+    done: mpsc::Sender<Done>,
+}
+
+impl Worker {
+    /// Sends a result; false when the actor is gone.
+    fn send(&self, d: Done) -> bool {
+        self.done.blocking_send(d).is_ok()
+    }
+
+    fn failed(&self, what: &'static str, error: StoreError) -> bool {
+        self.send(Done::Failed { what, error })
+    }
+
+    /// Sends fresh ranges of `publishers`.
+    fn ranges(&self, publishers: impl IntoIterator<Item = PublicKey>) -> bool {
+        match ranges_of(&self.store, publishers) {
+            Ok(r) if r.is_empty() => true,
+            Ok(r) => self.send(Done::Ranges(r)),
+            Err(e) => self.failed("reading held ranges", e),
+        }
+    }
+
+    /// Applies retention and quotas; the publishers whose stories went
+    /// get fresh ranges.
+    fn limits(&self) -> bool {
+        match self.store.enforce_limits(wall()) {
+            Ok(e) if e.stories.is_empty() => true,
+            Ok(e) => {
+                let touched: BTreeSet<PublicKey> = e.stories.iter().map(|(p, _)| *p).collect();
+                self.ranges(touched)
+            }
+            Err(e) => self.failed("applying retention and quotas", e),
+        }
+    }
+
+    fn run(&self, job: Job) -> bool {
+        match job {
+            Job::Store {
+                manifest,
+                blobs,
+                origin,
+            } => {
+                let (publisher, sequence, id) =
+                    (manifest.publisher, manifest.sequence, manifest.id());
+                // Blob checks need no trust state: any policy checks them.
+                let result = match TrustPolicy::new().verify_bundle(*manifest, blobs) {
+                    Err(e) => Stored::Failed(e.to_string()),
+                    Ok(b) => match self.store.ingest(std::slice::from_ref(&b)) {
+                        Ok(o) => match o.first() {
+                            Some(Ingested::New) => Stored::New,
+                            Some(Ingested::Duplicate) => Stored::Duplicate,
+                            other => {
+                                debug!(bundle = %id.short(), "fetched bundle refused by the store: {other:?}");
+                                Stored::Refused
+                            }
+                        },
+                        Err(e) => {
+                            warn!(bundle = %id.short(), "fetched bundle not stored: {e}");
+                            Stored::Failed(e.to_string())
+                        }
+                    },
+                };
+                let new = result == Stored::New;
+                self.send(Done::Stored {
+                    publisher,
+                    sequence,
+                    id,
+                    result,
+                    origin,
+                }) && (!new || self.limits())
+            }
+            Job::StoreBatch { bundles } => {
+                let keys: Vec<(PublicKey, u64, BundleId)> = bundles
+                    .iter()
+                    .map(|b| (b.manifest().publisher, b.manifest().sequence, b.id()))
+                    .collect();
+                match self.store.ingest(&bundles) {
+                    Ok(outcome) => {
+                        let stored: Vec<_> = keys
+                            .into_iter()
+                            .zip(outcome)
+                            .filter(|(_, o)| *o == Ingested::New)
+                            .map(|(k, _)| k)
+                            .collect();
+                        let any = !stored.is_empty();
+                        self.send(Done::Batch(stored)) && (!any || self.limits())
+                    }
+                    Err(e) => {
+                        let publishers: BTreeSet<PublicKey> = keys.iter().map(|k| k.0).collect();
+                        self.send(Done::Batch(Vec::new()))
+                            && self.failed("storing caught-up bundles", e)
+                            && self.ranges(publishers)
+                    }
+                }
+            }
+            Job::Record(record) => self.record(record),
+            Job::Publish(publication) => {
+                let result = self
+                    .store
+                    .ingest(std::slice::from_ref(&publication.bundle))
+                    .map(|o| o.into_iter().next().unwrap_or(Ingested::Duplicate));
+                let new = matches!(result, Ok(Ingested::New));
+                self.send(Done::Published {
+                    publication,
+                    result,
+                }) && (!new || self.limits())
+            }
+            Job::Import {
+                path,
+                mut policy,
+                reply,
+            } => self.import(path, &mut policy, reply),
+            Job::ServeBlob {
+                hash,
+                offset,
+                channel,
+            } => {
+                let (response, bytes) = match self.store.blob_range(&hash, offset, CHUNK) {
+                    Ok(Some((total, data))) => {
+                        let bytes = data.len() as u64;
+                        let response = FetchResponse::Chunk {
+                            total,
+                            offset: offset.min(total),
+                            data,
+                        };
+                        (response, bytes)
+                    }
+                    _ => (FetchResponse::NotFound, 0),
+                };
+                self.send(Done::Blob {
+                    channel,
+                    response,
+                    bytes,
+                })
+            }
+            Job::ServeBundles { plan, channel } => {
+                let (response, bytes) = self.pack(&plan);
+                self.send(Done::Sync {
+                    channel,
+                    response,
+                    bytes,
+                })
+            }
+            Job::ServeHolds {
+                publisher,
+                story,
+                channel,
+            } => {
+                let history = self.store.history(&publisher, &story).unwrap_or_default();
+                let skip = history.len().saturating_sub(MAX_HELD_VERSIONS);
+                let response = SyncResponse::Holds {
+                    bundles: history.into_iter().skip(skip).map(|m| m.id).collect(),
+                };
+                self.send(Done::Sync {
+                    channel,
+                    response,
+                    bytes: 0,
+                })
+            }
+            Job::Limits => self.limits(),
+            Job::Totals { reply } => self.send(Done::Totals {
+                totals: self.store.totals().ok(),
+                reply,
+            }),
+            Job::Ranges(publishers) => self.ranges(publishers),
+            Job::Flush(reply) => {
+                if let Err(e) = self.store.flush() {
+                    warn!("store flush failed: {e}");
+                }
+                let _ = reply.send(());
+                true
+            }
+        }
+    }
+
+    fn record(&self, record: Record) -> bool {
+        match record {
+            Record::Certificate(c) => match self.store.put_certificate(&c) {
+                Ok(_) => true,
+                Err(e) => self.failed("recording a certificate", e),
+            },
+            Record::Head(h) => match self.store.record_head(&h) {
+                Ok(_) => true,
+                Err(e) => self.failed("recording a head", e),
+            },
+            Record::Revocation(change) => {
+                let (publisher, key) = (change.revocation.publisher, change.revocation.key);
+                match self.store.record_revocation(&change) {
+                    Ok(removed) => {
+                        self.send(Done::Revoked {
+                            publisher,
+                            key,
+                            removed: removed.len(),
+                        }) && (removed.is_empty() || self.ranges([publisher]))
+                    }
+                    Err(e) => {
+                        self.send(Done::Revoked {
+                            publisher,
+                            key,
+                            removed: 0,
+                        }) && self.failed("recording a revocation", e)
+                            && self.ranges([publisher])
+                    }
+                }
+            }
+        }
+    }
+
+    fn import(
+        &self,
+        path: PathBuf,
+        policy: &mut TrustPolicy,
+        reply: oneshot::Sender<Result<ImportReport, NetError>>,
+    ) -> bool {
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(source) => {
+                let _ = reply.send(Err(NetError::Store(StoreError::Io { path, source })));
+                return true;
+            }
+        };
+        let mut stored = Vec::new();
+        let result = archive::import(
+            &self.store,
+            policy,
+            std::io::BufReader::new(file),
+            wall(),
+            &mut |id| stored.push(*id),
+        );
+        let report = match result {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = reply.send(Err(e.into()));
+                return self.ranges(policy.publishers().map(|(k, _)| *k).collect::<Vec<_>>());
+            }
+        };
+        let mut announce = Vec::new();
+        for id in stored {
+            if let Ok(Some(m)) = self.store.manifest(&id) {
+                announce.push((m.manifest.publisher, id, m.bytes, m.manifest));
+            }
+        }
+        let publishers: Vec<PublicKey> = policy.publishers().map(|(k, _)| *k).collect();
+        self.send(Done::Imported {
+            report,
+            announce,
+            policy: Box::new(std::mem::take(policy)),
+            reply,
+        }) && self.ranges(publishers)
+            && self.limits()
+    }
+
+    /// Reads the bundles asked, in order, into a response within budget.
+    fn pack(&self, plan: &BundlesPlan) -> (SyncResponse, u64) {
+        let mut packer = Packer::new(plan.budget);
+        let mut bytes = 0;
+        for &seq in &plan.sequences {
+            let Ok(Some(id)) = self.store.held_at(&plan.publisher, seq) else {
+                continue;
+            };
+            let Ok(Some(m)) = self.store.manifest(&id) else {
+                continue;
+            };
+            let blob_bytes: u64 = m.manifest.entries.iter().map(|e| e.size).sum();
+            if !packer.fits(seq, m.bytes.len(), blob_bytes) {
+                break;
+            }
+            let blobs = if Packer::inline(blob_bytes) {
+                let mut out = Vec::with_capacity(m.manifest.entries.len());
+                for e in &m.manifest.entries {
+                    match self.store.blob(&e.hash) {
+                        Ok(Some(b)) => out.push(b),
+                        _ => break,
+                    }
+                }
+                (out.len() == m.manifest.entries.len()).then_some(out)
+            } else {
+                None
+            };
+            let cert = plan
+                .certificates
+                .get(&m.manifest.certificate)
+                .map(|c| (m.manifest.certificate, c.as_slice()));
+            bytes += packer.push(m.bytes, blob_bytes, cert, blobs);
+        }
+        (packer.finish(), bytes)
+    }
+}

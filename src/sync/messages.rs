@@ -1,0 +1,274 @@
+//! What nodes say to each other: gossip announcements, the fetch and
+//! catch-up messages, their limits and digests. Only the formats live
+//! here; the network's codecs (`net::wire`) frame them on streams, with
+//! the size of every message bounded before it is read.
+
+use serde::{Deserialize, Serialize};
+
+use crate::proto::{BlobHash, PublicKey, limits};
+
+/// Protocol name of blob fetching.
+pub const FETCH_PROTOCOL: &str = "/kolokol/fetch/1";
+/// Bytes of a blob sent in one fetch response.
+pub const CHUNK: u64 = 256 * 1024;
+/// Largest fetch request read.
+pub const MAX_REQUEST: usize = 1024;
+/// Largest fetch response read: one chunk and its framing.
+pub const MAX_RESPONSE: usize = CHUNK as usize + 1024;
+/// Largest gossip message: a manifest and its certificate, with framing.
+pub const MAX_GOSSIP: usize = limits::MAX_MANIFEST_BYTES + limits::MAX_CERTIFICATE_BYTES + 64;
+
+/// The gossip topic of a publisher.
+pub fn topic_name(publisher: &PublicKey) -> String {
+    format!("kolokol/v1/publisher/{}", hex::encode(publisher.as_bytes()))
+}
+
+/// A gossip message. Each carries the certificate its signature needs, so
+/// a node that has not seen the certificate yet can still verify it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Announcement {
+    /// A new bundle: its signing key's certificate and its manifest. The
+    /// blobs are fetched separately.
+    Bundle {
+        /// Signed key certificate.
+        certificate: Vec<u8>,
+        /// Signed manifest.
+        manifest: Vec<u8>,
+    },
+    /// The publisher's heartbeat.
+    Head {
+        /// Signed key certificate.
+        certificate: Vec<u8>,
+        /// Signed head.
+        head: Vec<u8>,
+    },
+    /// A new signing key.
+    Certificate(Vec<u8>),
+    /// A revoked signing key.
+    Revocation(Vec<u8>),
+}
+
+impl Announcement {
+    /// The encoded message.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    /// Decodes a message already bounded by gossipsub's transmit limit.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() > MAX_GOSSIP {
+            return None;
+        }
+        match postcard::take_from_bytes::<Self>(bytes) {
+            Ok((a, [])) => Some(a),
+            _ => None,
+        }
+    }
+}
+
+/// A fetch request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FetchRequest {
+    /// Up to [`CHUNK`] bytes of a blob from `offset`.
+    Blob {
+        /// The blob.
+        hash: BlobHash,
+        /// Where to start.
+        offset: u64,
+    },
+}
+
+/// A fetch response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FetchResponse {
+    /// A piece of the blob.
+    Chunk {
+        /// The blob's whole size.
+        total: u64,
+        /// Where this piece starts.
+        offset: u64,
+        /// The piece, at most [`CHUNK`] bytes.
+        data: Vec<u8>,
+    },
+    /// The peer does not hold the blob.
+    NotFound,
+}
+
+/// Protocol name of catch-up.
+pub const SYNC_PROTOCOL: &str = "/kolokol/sync/1";
+/// Publishers asked about in one summary request.
+pub const MAX_SYNC_PUBLISHERS: usize = 32;
+/// Sequence ranges of one publisher in one summary response; more are
+/// paged with [`PublisherState::more`].
+pub const MAX_RANGES: usize = 1024;
+/// Revocations of one publisher in one summary response.
+pub const MAX_SYNC_REVOCATIONS: usize = 16;
+/// Bundles asked for in one request.
+pub const MAX_SYNC_SEQS: usize = 64;
+/// Bytes of manifests and inline blobs a responder puts in one bundles
+/// response before it stops (the asker asks again for the rest).
+pub const SYNC_BUDGET: usize = 2 * 1024 * 1024;
+/// A bundle whose blobs together stay under this travels inline in a
+/// bundles response; larger ones are fetched blob by blob.
+pub const INLINE_BUNDLE: u64 = 256 * 1024;
+/// Largest catch-up request read.
+pub const MAX_SYNC_REQUEST: usize = 16 * 1024;
+/// Largest catch-up response read: the budget, one oversized last manifest
+/// and its certificates, or a full summary page, with framing.
+pub const MAX_SYNC_RESPONSE: usize = 8 * 1024 * 1024;
+
+/// What a node asks a peer during catch-up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncRequest {
+    /// "Here is what I hold of these publishers; what do you hold?"
+    Summary {
+        /// At most [`MAX_SYNC_PUBLISHERS`].
+        publishers: Vec<PublisherQuery>,
+    },
+    /// "Send me these bundles of one publisher."
+    Bundles {
+        /// The publisher.
+        publisher: PublicKey,
+        /// Sequence numbers, at most [`MAX_SYNC_SEQS`].
+        sequences: Vec<u64>,
+    },
+    /// "Which versions of this story do you hold?" (a newsroom's report).
+    Holds {
+        /// The publisher.
+        publisher: PublicKey,
+        /// The story.
+        story: crate::proto::StoryId,
+    },
+}
+
+/// Versions of one story listed in a [`SyncResponse::Holds`].
+pub const MAX_HELD_VERSIONS: usize = 64;
+
+/// The asker's side of one publisher in a summary request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublisherQuery {
+    /// The publisher.
+    pub publisher: PublicKey,
+    /// The sequence number of the asker's newest head (0: none).
+    pub head: u64,
+    /// [`revocations_digest`] of the revocations of this publisher the
+    /// asker knows: when the peer's differs, it sends its own.
+    pub revocations: [u8; 32],
+    /// [`ranges_digest`] of the sequence numbers the asker holds: when the
+    /// peer's is the same, it sends no ranges.
+    pub digest: [u8; 32],
+    /// Send ranges from this sequence number on (paging).
+    pub from: u64,
+}
+
+/// The responder's side of one publisher in a summary response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublisherState {
+    /// The publisher.
+    pub publisher: PublicKey,
+    /// The responder's newest head and its signing certificate, when it is
+    /// newer than the asker's.
+    pub head: Option<(Vec<u8>, Vec<u8>)>,
+    /// The responder's revocations, newest first and at most
+    /// [`MAX_SYNC_REVOCATIONS`], when its digest differs from the asker's.
+    pub revocations: Vec<Vec<u8>>,
+    /// The sequence ranges it holds from `from` on; `None` when its digest
+    /// equals the asker's.
+    pub ranges: Option<Vec<(u64, u64)>>,
+    /// Where the next page starts, if `ranges` was cut at [`MAX_RANGES`].
+    pub more: Option<u64>,
+}
+
+/// One bundle in a bundles response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncBundle {
+    /// Its signed manifest.
+    pub manifest: Vec<u8>,
+    /// Its blobs in manifest order, when small enough to travel inline.
+    pub blobs: Option<Vec<Vec<u8>>>,
+}
+
+/// A catch-up response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncResponse {
+    /// One entry per asked publisher the responder carries.
+    Summary {
+        /// The publishers' states.
+        publishers: Vec<PublisherState>,
+    },
+    /// Bundles asked for, in the order asked, skipping those not held.
+    Bundles {
+        /// Certificates the manifests need (each once).
+        certificates: Vec<Vec<u8>>,
+        /// The bundles.
+        bundles: Vec<SyncBundle>,
+        /// The first asked sequence number left out for lack of room
+        /// (asked again later); `None` when every held one was sent.
+        cut_at: Option<u64>,
+    },
+    /// The request was refused: the asker is banned, asked for bundles of
+    /// a publisher not carried, or asked for full summaries too often.
+    /// (A request over its limits gets no response: its stream is reset.)
+    Refused,
+    /// The bundle ids of the versions of the story held, oldest first, at
+    /// most [`MAX_HELD_VERSIONS`] (the newest ones).
+    Holds {
+        /// The bundles held.
+        bundles: Vec<crate::proto::BundleId>,
+    },
+}
+
+/// The digest of a set of sequence ranges, compared instead of the ranges.
+pub fn ranges_digest(ranges: &[(u64, u64)]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key("kolokol/v1/sync-ranges");
+    for (a, b) in ranges {
+        h.update(&a.to_le_bytes());
+        h.update(&b.to_le_bytes());
+    }
+    *h.finalize().as_bytes()
+}
+
+/// The digest of a publisher's revocations (their signed bytes, in any
+/// order), compared instead of the revocations.
+pub fn revocations_digest<'a>(revocations: impl IntoIterator<Item = &'a [u8]>) -> [u8; 32] {
+    let mut ids: Vec<[u8; 32]> = revocations
+        .into_iter()
+        .map(|r| *blake3::hash(r).as_bytes())
+        .collect();
+    ids.sort_unstable();
+    let mut h = blake3::Hasher::new_derive_key("kolokol/v1/sync-revocations");
+    for id in &ids {
+        h.update(id);
+    }
+    *h.finalize().as_bytes()
+}
+
+/// The Kademlia protocol name: our own, so the network's DHT holds only
+/// Kolokol nodes.
+pub const KAD_PROTOCOL: &str = "/kolokol/kad/1";
+
+/// The DHT key under which mirrors of `publisher` put provider records.
+pub fn mirror_key(publisher: &PublicKey) -> Vec<u8> {
+    let mut h = blake3::Hasher::new_derive_key("kolokol/v1/mirrors");
+    h.update(publisher.as_bytes());
+    h.finalize().as_bytes().to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn announcements_round_trip_and_refuse_trailing_bytes() {
+        let a = Announcement::Bundle {
+            certificate: vec![1, 2],
+            manifest: vec![3; 10],
+        };
+        let bytes = a.encode();
+        assert_eq!(Announcement::decode(&bytes), Some(a));
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(Announcement::decode(&longer), None);
+        assert_eq!(Announcement::decode(&vec![0; MAX_GOSSIP + 1]), None);
+    }
+}

@@ -9,6 +9,8 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+
 use crate::proto::{BundleId, Manifest, Timestamp};
 
 /// Escapes text for HTML element content and quoted attribute values.
@@ -33,17 +35,21 @@ pub(crate) fn esc(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// What a query parameter value keeps as is: the unreserved characters
+/// of RFC 3986.
+const PARAM: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// What an entry path in a media URL keeps as is: as [`PARAM`], and `/`
+/// between its parts.
+const MEDIA_PATH: &AsciiSet = &PARAM.remove(b'/');
+
 /// Percent-encodes a query parameter value.
 pub(crate) fn url_param(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    utf8_percent_encode(s, PARAM).to_string()
 }
 
 /// Languages written right to left, by primary subtag.
@@ -190,35 +196,16 @@ pub(crate) fn media_urls(id: &BundleId, manifest: &Manifest) -> HashMap<String, 
 /// relative paths (checked when the manifest was verified), so only
 /// non-ASCII needs encoding.
 pub(crate) fn media_url(id: &BundleId, path: &str) -> String {
-    let mut out = format!("/media/{id}/");
-    for b in path.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    format!("/media/{id}/{}", utf8_percent_encode(path, MEDIA_PATH))
 }
 
-/// Decodes `%XX` escapes; `None` when the result is not UTF-8.
+/// Decodes `%XX` escapes (a `%` not followed by two hex digits stays as
+/// it is); `None` when the result is not UTF-8.
 pub(crate) fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(h) = bytes.get(i + 1..i + 3)
-            && let Ok(v) = u8::from_str_radix(std::str::from_utf8(h).ok()?, 16)
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8(out).ok()
+    percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(Cow::into_owned)
 }
 
 /// Makes an article body safe to serve: removes scripts, styles, forms,

@@ -11,8 +11,10 @@
 //!   and [`serve`] run it on a socket until a shutdown future completes.
 //! - `catalog`: an in-memory list of the newest version of every story,
 //!   rebuilt when the store changes, for lists, search and feeds.
-//! - `pages`, `api`, `feed`: the HTML pages, the JSON API and Atom feeds.
-//! - `html`: escaping, the page layout and the article sanitizer.
+//! - `pages`, `api`, `feed`: the HTML pages (built with maud, which
+//!   escapes by default), the JSON API and Atom feeds.
+//! - `html`: URLs on this node, time and direction helpers, and the
+//!   article sanitizer.
 //! - `story`: one story as every view shows it, with its cached body.
 //! - [`NodeView`]: all the gateway sees of the node it runs in.
 

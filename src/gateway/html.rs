@@ -240,4 +240,14 @@ mod tests {
         assert_eq!(percent_decode("a%2").as_deref(), Some("a%2"));
         assert_eq!(percent_decode("%FF"), None);
     }
+
+    #[test]
+    fn percent_encoding() {
+        assert_eq!(url_param("a b&c=ф~"), "a%20b%26c%3D%D1%84~");
+        let id = BundleId([0; 32]);
+        assert_eq!(
+            media_url(&id, "media/ф a.png"),
+            format!("/media/{id}/media/%D1%84%20a.png")
+        );
+    }
 }

@@ -132,6 +132,10 @@ mod tests {
         assert!(out.contains("value=\"&quot;&gt;&lt;script&gt;\""), "{out}");
         assert!(out.contains("<p>&lt;i&gt;</p>"), "{out}");
         assert!(
+            out.contains("Every story here was checked against its newsroom's key before"),
+            "{out}"
+        );
+        assert!(
             out.starts_with("<!DOCTYPE html>\n<html lang=\"en\" dir=\"ltr\">"),
             "{out}"
         );

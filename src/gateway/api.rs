@@ -344,13 +344,13 @@ pub(crate) async fn status(State(state): State<GatewayState>) -> Response {
             "the store could not be read",
         );
     };
-    let network = match state.node_handle() {
-        Some(node) => match tokio::time::timeout(STATUS_TIMEOUT, node.status()).await {
+    let network = match state.node_view() {
+        Some(node) => match tokio::time::timeout(STATUS_TIMEOUT, node.network()).await {
             Ok(Ok(s)) => serde_json::json!({
                 "peer_id": s.peer_id,
                 "listen": s.listen,
-                "peers": s.peers.len(),
-                "topics": s.topics.len(),
+                "peers": s.peers,
+                "topics": s.topics,
                 "fetching": s.fetching,
                 "rejected": s.rejected,
                 "banned": s.banned,

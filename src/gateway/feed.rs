@@ -3,15 +3,18 @@
 //! node. Entries carry the sanitized body (the notice, for a retracted
 //! story); their links point at this node.
 
-use std::fmt::Write;
+use std::borrow::Cow;
+use std::io;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use quick_xml::Writer;
+use quick_xml::events::{BytesDecl, BytesText, Event};
 
 use super::GatewayState;
 use super::catalog::{Filter, Item};
-use super::html::{esc, lang_attr, rfc3339};
+use super::html::{lang_attr, rfc3339};
 use super::pages::error_page;
 use crate::proto::Timestamp;
 use crate::trust::PublisherFile;
@@ -19,19 +22,49 @@ use crate::trust::PublisherFile;
 /// Entries in a feed.
 pub(crate) const FEED_ENTRIES: usize = 50;
 
-/// Text fit for XML 1.0: characters XML cannot carry are dropped, then
-/// markup is escaped.
-fn xml(s: &str) -> String {
-    let clean: String = s
-        .chars()
-        .filter(|&c| {
-            matches!(c, '\t' | '\n' | '\r')
-                || ('\u{20}'..='\u{D7FF}').contains(&c)
-                || ('\u{E000}'..='\u{FFFD}').contains(&c)
-                || c >= '\u{10000}'
-        })
-        .collect();
-    esc(&clean).into_owned()
+/// Text fit for XML 1.0: characters XML cannot carry are dropped (the
+/// writer escapes markup).
+fn xml_chars(s: &str) -> Cow<'_, str> {
+    let fits = |c: char| {
+        matches!(c, '\t' | '\n' | '\r')
+            || ('\u{20}'..='\u{D7FF}').contains(&c)
+            || ('\u{E000}'..='\u{FFFD}').contains(&c)
+            || c >= '\u{10000}'
+    };
+    if s.chars().all(fits) {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(s.chars().filter(|&c| fits(c)).collect())
+    }
+}
+
+/// The feed being written.
+type Xml = Writer<Vec<u8>>;
+
+/// `<name>text</name>`, the text escaped by the writer.
+fn text_element(w: &mut Xml, name: &str, text: &str) -> io::Result<()> {
+    w.create_element(name)
+        .write_text_content(BytesText::new(&xml_chars(text)))?;
+    Ok(())
+}
+
+/// `<author><name>name</name></author>`.
+fn author(w: &mut Xml, name: &str) -> io::Result<()> {
+    w.create_element("author")
+        .write_inner_content(|w| text_element(w, "name", name))?;
+    Ok(())
+}
+
+/// An empty `<link>` to `href` (relative to the feed's `xml:base`).
+fn link(w: &mut Xml, rel: &str, media_type: &str, href: &str) -> io::Result<()> {
+    w.create_element("link")
+        .with_attributes([
+            ("rel", rel),
+            ("type", media_type),
+            ("href", &xml_chars(href)),
+        ])
+        .write_empty()?;
+    Ok(())
 }
 
 /// `http://HOST` for links in a feed, from the request's `Host` (checked
@@ -53,7 +86,12 @@ fn base_url(state: &GatewayState, headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
-fn entry(out: &mut String, state: &GatewayState, item: &Item, publisher: &PublisherFile) {
+fn entry(
+    w: &mut Xml,
+    state: &GatewayState,
+    item: &Item,
+    publisher: &PublisherFile,
+) -> io::Result<()> {
     let body = state
         .store()
         .manifest(&item.id)
@@ -63,42 +101,46 @@ fn entry(out: &mut String, state: &GatewayState, item: &Item, publisher: &Publis
             // For a retraction, the notice is the newest version's own body.
             state.body(&item.id, &m.manifest).ok()
         });
-    let lang = lang_attr(&item.language);
-    let _ = write!(
-        out,
-        "<entry xml:lang=\"{lang}\"><id>urn:kolokol:story:{}:{}</id><title>{}</title>\
-         <updated>{}</updated><published>{}</published>\
-         <link rel=\"alternate\" type=\"text/html\" href=\"story/{}\"/>",
-        hex_key(publisher),
-        item.story,
-        xml(&item.title),
-        rfc3339(item.signed_at),
-        rfc3339(item.published),
-        item.id
-    );
-    if item.authors.is_empty() {
-        let _ = write!(
-            out,
-            "<author><name>{}</name></author>",
-            xml(publisher.shown_name())
-        );
-    }
-    for a in &item.authors {
-        let _ = write!(out, "<author><name>{}</name></author>", xml(a));
-    }
-    if let Some(s) = &item.section {
-        let _ = write!(out, "<category term=\"{}\"/>", xml(s));
-    }
-    if item.retracted() {
-        out.push_str("<category term=\"retracted\"/>");
-    }
-    if let Some(s) = &item.summary {
-        let _ = write!(out, "<summary>{}</summary>", xml(s));
-    }
-    if let Some(b) = body {
-        let _ = write!(out, "<content type=\"html\">{}</content>", xml(&b));
-    }
-    out.push_str("</entry>");
+    w.create_element("entry")
+        .with_attribute(("xml:lang", lang_attr(&item.language)))
+        .write_inner_content(|w| {
+            text_element(
+                w,
+                "id",
+                &format!("urn:kolokol:story:{}:{}", hex_key(publisher), item.story),
+            )?;
+            text_element(w, "title", &item.title)?;
+            text_element(w, "updated", &rfc3339(item.signed_at))?;
+            text_element(w, "published", &rfc3339(item.published))?;
+            link(w, "alternate", "text/html", &format!("story/{}", item.id))?;
+            if item.authors.is_empty() {
+                author(w, publisher.shown_name())?;
+            }
+            for a in &item.authors {
+                author(w, a)?;
+            }
+            if let Some(s) = &item.section {
+                w.create_element("category")
+                    .with_attribute(("term", &*xml_chars(s)))
+                    .write_empty()?;
+            }
+            if item.retracted() {
+                w.create_element("category")
+                    .with_attribute(("term", "retracted"))
+                    .write_empty()?;
+            }
+            if let Some(s) = &item.summary {
+                text_element(w, "summary", s)?;
+            }
+            if let Some(b) = body {
+                // The sanitized body travels as text, escaped like any other.
+                w.create_element("content")
+                    .with_attribute(("type", "html"))
+                    .write_text_content(BytesText::new(&xml_chars(&b)))?;
+            }
+            Ok(())
+        })?;
+    Ok(())
 }
 
 fn hex_key(p: &PublisherFile) -> String {
@@ -151,34 +193,50 @@ async fn feed(
         .map(|i| i.signed_at)
         .max()
         .unwrap_or(Timestamp(0));
-    let mut out = String::with_capacity(64 * 1024);
-    let _ = write!(
-        out,
-        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n\
-         <feed xmlns=\"http://www.w3.org/2005/Atom\" xml:base=\"{}/\">\
-         <id>{}</id><title>{}</title><updated>{}</updated>\
-         <link rel=\"self\" type=\"application/atom+xml\" href=\"{}\"/>\
-         <link rel=\"alternate\" type=\"text/html\" href=\"{}\"/>\
-         <generator>Kolokol</generator>",
-        xml(&base),
-        id,
-        xml(&title),
-        rfc3339(updated),
-        self_path,
-        publisher
-            .as_ref()
-            .map_or(String::new(), |p| format!("p/{}", p.name))
-    );
-    if let Some(p) = &publisher {
-        let _ = write!(out, "<author><name>{}</name></author>", xml(p.shown_name()));
-    }
-    for item in items {
-        if let Some(p) = trusted.by_key(&item.publisher) {
-            entry(&mut out, &state, item, p);
+    let alternate = publisher
+        .as_ref()
+        .map_or(String::new(), |p| format!("p/{}", p.name));
+    let mut w = Writer::new(Vec::with_capacity(64 * 1024));
+    let written = (|| -> io::Result<()> {
+        w.write_event(Event::Decl(BytesDecl::new("1.0", Some("utf-8"), None)))?;
+        w.write_event(Event::Text(BytesText::new("\n")))?;
+        w.create_element("feed")
+            .with_attributes([
+                ("xmlns", "http://www.w3.org/2005/Atom"),
+                ("xml:base", &format!("{}/", xml_chars(&base))),
+            ])
+            .write_inner_content(|w| {
+                text_element(w, "id", &id)?;
+                text_element(w, "title", &title)?;
+                text_element(w, "updated", &rfc3339(updated))?;
+                link(w, "self", "application/atom+xml", &self_path)?;
+                link(w, "alternate", "text/html", &alternate)?;
+                text_element(w, "generator", "Kolokol")?;
+                if let Some(p) = &publisher {
+                    author(w, p.shown_name())?;
+                }
+                for item in items {
+                    if let Some(p) = trusted.by_key(&item.publisher) {
+                        entry(w, &state, item, p)?;
+                    }
+                }
+                Ok(())
+            })?;
+        w.write_event(Event::Text(BytesText::new("\n")))
+    })();
+    let text = written
+        .map_err(|e| e.to_string())
+        .and_then(|()| String::from_utf8(w.into_inner()).map_err(|e| e.to_string()));
+    match text {
+        Ok(text) => atom(text),
+        Err(e) => {
+            tracing::warn!("gateway: cannot write a feed: {e}");
+            error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The feed could not be written.",
+            )
         }
     }
-    out.push_str("</feed>\n");
-    atom(out)
 }
 
 /// `GET /feed.atom`: the newest stories of every trusted publisher.

@@ -1,49 +1,32 @@
-//! HTML building blocks: escaping, the shared page layout, time and
+//! What pages, feeds and the API share: URLs on this node, time and
 //! direction helpers, and the sanitizer for article bodies.
 //!
-//! Pages are plain strings built here. Every value that did not come from
-//! this file goes through [`esc`] (text and attribute values alike), except
-//! article bodies, which go through [`sanitize_body`].
+//! Pages are built with maud's `html!`, which escapes every value it is
+//! given; the one markup passed through as it is is an article body, and
+//! only after [`sanitize_body`] has cleaned it.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
-use std::fmt::Write;
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 use crate::proto::{BundleId, Manifest, Timestamp};
 
-/// Escapes text for HTML element content and quoted attribute values.
-pub(crate) fn esc(s: &str) -> Cow<'_, str> {
-    if !s
-        .bytes()
-        .any(|b| matches!(b, b'&' | b'<' | b'>' | b'"' | b'\''))
-    {
-        return Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 16);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    Cow::Owned(out)
-}
+/// What a query parameter value keeps as is: the unreserved characters
+/// of RFC 3986.
+const PARAM: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// What an entry path in a media URL keeps as is: as [`PARAM`], and `/`
+/// between its parts.
+const MEDIA_PATH: &AsciiSet = &PARAM.remove(b'/');
 
 /// Percent-encodes a query parameter value.
 pub(crate) fn url_param(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    utf8_percent_encode(s, PARAM).to_string()
 }
 
 /// Languages written right to left, by primary subtag.
@@ -126,55 +109,6 @@ pub(crate) fn display_url(url: &str) -> &str {
         .unwrap_or(url)
 }
 
-/// What the shared layout needs besides the content.
-pub(crate) struct Page<'a> {
-    /// The `<title>`.
-    pub(crate) title: &'a str,
-    /// A feed to advertise in `<head>`, as a path on this node.
-    pub(crate) feed: Option<&'a str>,
-    /// The search box's current text.
-    pub(crate) query: &'a str,
-}
-
-/// Wraps `content` in the page layout shared by every HTML page. The page
-/// chrome is English and left-to-right; each story carries its own `lang`
-/// and `dir`.
-pub(crate) fn layout(page: &Page<'_>, content: &str) -> String {
-    let mut out = String::with_capacity(content.len() + 1536);
-    out.push_str(
-        "<!DOCTYPE html>\n<html lang=\"en\" dir=\"ltr\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <meta name=\"referrer\" content=\"no-referrer\">",
-    );
-    let _ = write!(out, "<title>{} · Kolokol</title>", esc(page.title));
-    out.push_str(
-        "<link rel=\"stylesheet\" href=\"/static/style.css\">\
-         <link rel=\"icon\" type=\"image/png\" href=\"/static/icon.png\">",
-    );
-    let feed = page.feed.unwrap_or("/feed.atom");
-    let _ = write!(
-        out,
-        "<link rel=\"alternate\" type=\"application/atom+xml\" title=\"Atom feed\" href=\"{}\">",
-        esc(feed)
-    );
-    out.push_str(
-        "</head><body><header class=\"top\"><a class=\"brand\" href=\"/\">Kolokol</a>\
-         <form class=\"search\" action=\"/search\" method=\"get\" role=\"search\">\
-         <input type=\"search\" name=\"q\" aria-label=\"Search titles and summaries\" \
-         placeholder=\"Search\" dir=\"auto\" maxlength=\"200\"",
-    );
-    let _ = write!(out, " value=\"{}\">", esc(page.query));
-    out.push_str("<button type=\"submit\">Search</button></form></header><main>");
-    out.push_str(content);
-    out.push_str(
-        "</main><footer><p>Served by your own Kolokol node. Every story here was \
-         checked against its newsroom's key before it was stored. \
-         <a href=\"/feed.atom\">Atom feed</a> · <a href=\"/api/v1/status\">API</a></p>\
-         </footer></body></html>",
-    );
-    out
-}
-
 /// How a bundle's body refers to its media: the paths of its entries
 /// (other than the body), mapped to their URLs on this node.
 pub(crate) fn media_urls(id: &BundleId, manifest: &Manifest) -> HashMap<String, String> {
@@ -190,35 +124,16 @@ pub(crate) fn media_urls(id: &BundleId, manifest: &Manifest) -> HashMap<String, 
 /// relative paths (checked when the manifest was verified), so only
 /// non-ASCII needs encoding.
 pub(crate) fn media_url(id: &BundleId, path: &str) -> String {
-    let mut out = format!("/media/{id}/");
-    for b in path.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    format!("/media/{id}/{}", utf8_percent_encode(path, MEDIA_PATH))
 }
 
-/// Decodes `%XX` escapes; `None` when the result is not UTF-8.
+/// Decodes `%XX` escapes (a `%` not followed by two hex digits stays as
+/// it is); `None` when the result is not UTF-8.
 pub(crate) fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(h) = bytes.get(i + 1..i + 3)
-            && let Ok(v) = u8::from_str_radix(std::str::from_utf8(h).ok()?, 16)
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8(out).ok()
+    percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(Cow::into_owned)
 }
 
 /// Makes an article body safe to serve: removes scripts, styles, forms,
@@ -261,12 +176,6 @@ impl<'a> ammonia::UrlRelativeEvaluate<'a> for MediaRefs {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escapes_markup_and_quotes() {
-        assert_eq!(esc("a<b>&\"'"), "a&lt;b&gt;&amp;&quot;&#39;");
-        assert!(matches!(esc("plain"), Cow::Borrowed(_)));
-    }
 
     #[test]
     fn directions() {
@@ -330,5 +239,15 @@ mod tests {
         );
         assert_eq!(percent_decode("a%2").as_deref(), Some("a%2"));
         assert_eq!(percent_decode("%FF"), None);
+    }
+
+    #[test]
+    fn percent_encoding() {
+        assert_eq!(url_param("a b&c=ф~"), "a%20b%26c%3D%D1%84~");
+        let id = BundleId([0; 32]);
+        assert_eq!(
+            media_url(&id, "media/ф a.png"),
+            format!("/media/{id}/media/%D1%84%20a.png")
+        );
     }
 }

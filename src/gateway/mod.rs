@@ -11,8 +11,12 @@
 //!   and [`serve`] run it on a socket until a shutdown future completes.
 //! - `catalog`: an in-memory list of the newest version of every story,
 //!   rebuilt when the store changes, for lists, search and feeds.
-//! - `pages`, `api`, `feed`: the HTML pages, the JSON API and Atom feeds.
-//! - `html`: escaping, the page layout and the article sanitizer.
+//! - `pages`, `api`, `feed`: the HTML pages (built with maud, which
+//!   escapes by default), the JSON API and Atom feeds.
+//! - `html`: URLs on this node, time and direction helpers, and the
+//!   article sanitizer.
+//! - `story`: one story as every view shows it, with its cached body.
+//! - [`NodeView`]: all the gateway sees of the node it runs in.
 
 mod api;
 mod catalog;
@@ -20,6 +24,7 @@ mod feed;
 mod html;
 mod pages;
 mod story;
+mod view;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -37,11 +42,11 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tracing::warn;
 
-use crate::net::Node;
 use crate::proto::{PublicKey, Timestamp};
 use crate::store::Store;
 use crate::trust::{PublisherFile, TrustList};
 use catalog::Catalog;
+pub use view::{NetworkFigures, NodeView, ViewError};
 
 /// The gateway's default address: loopback only.
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8080";
@@ -253,7 +258,7 @@ impl Trusted {
 struct Inner {
     store: Arc<Store>,
     publishers: Publishers,
-    node: OnceLock<Node>,
+    node: OnceLock<Arc<dyn NodeView>>,
     public: AtomicBool,
     local: OnceLock<SocketAddr>,
     catalog: RwLock<Option<Arc<Catalog>>>,
@@ -262,7 +267,8 @@ struct Inner {
 }
 
 /// What the gateway serves from: the store, the trusted publishers and,
-/// when it runs inside a node, the node for its status. Cheap to clone.
+/// when it runs inside a node, a view of the node for its status. Cheap
+/// to clone.
 #[derive(Clone)]
 pub struct GatewayState {
     inner: Arc<Inner>,
@@ -302,9 +308,9 @@ impl GatewayState {
     }
 
     /// Adds the node whose status the gateway reports (the first one
-    /// given stays).
-    pub fn node(self, node: Node) -> Self {
-        let _ = self.inner.node.set(node);
+    /// given stays). The gateway sees only what [`NodeView`] shows.
+    pub fn node(self, node: impl NodeView + 'static) -> Self {
+        let _ = self.inner.node.set(Arc::new(node));
         self
     }
 
@@ -320,8 +326,8 @@ impl GatewayState {
         &self.inner.store
     }
 
-    pub(crate) fn node_handle(&self) -> Option<&Node> {
-        self.inner.node.get()
+    pub(crate) fn node_view(&self) -> Option<&dyn NodeView> {
+        self.inner.node.get().map(|n| &**n)
     }
 
     pub(crate) fn bodies(&self) -> &story::BodyCache {

@@ -3,6 +3,7 @@
 
 pub mod control;
 mod metrics;
+mod view;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,163 @@
+//! What pages load besides themselves: the stylesheet, the icon, and the
+//! media files of bundles.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::layout::error_page;
+use crate::gateway::GatewayState;
+use crate::proto::BundleId;
+
+/// The stylesheet, built in so that no page needs anything from elsewhere.
+const STYLE: &str = include_str!("../style.css");
+/// The bell, the project's emblem, as the pages' icon.
+const ICON: &[u8] = include_bytes!("../../demo/stories/bell.png");
+
+/// The stylesheet: the only one pages use, served by the node itself.
+pub(crate) async fn style(headers: HeaderMap) -> Response {
+    static ETAG: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!("\"{}\"", &blake3::hash(STYLE.as_bytes()).to_hex()[..16])
+    });
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/css; charset=utf-8"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    if let Some(not_modified) = etag(&mut h, &headers, &ETAG) {
+        return not_modified;
+    }
+    (h, STYLE).into_response()
+}
+
+/// The pages' icon, also at `/favicon.ico` where browsers look for it
+/// unasked.
+pub(crate) async fn icon() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("image/png")),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=86400"),
+            ),
+        ],
+        ICON,
+    )
+        .into_response()
+}
+
+/// Media types served for display in the page; anything else is offered
+/// as a download only.
+const INLINE_TYPES: &[&str] = &[
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "image/avif",
+    "audio/mpeg",
+    "audio/ogg",
+    "video/mp4",
+    "video/webm",
+];
+
+/// A media file of a bundle, with its type from the signed manifest and
+/// cached for good: its URL names its bundle, and bundles never change.
+pub(crate) async fn media(
+    State(state): State<GatewayState>,
+    Path((id, path)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let not_found = || error_page(StatusCode::NOT_FOUND, "No such media file.");
+    let Ok(id) = id.parse::<BundleId>() else {
+        return not_found();
+    };
+    let stored = match state.store().manifest(&id) {
+        Ok(Some(m)) => m,
+        Ok(None) => return not_found(),
+        Err(e) => {
+            tracing::warn!("gateway: {e}");
+            return error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The store could not be read.",
+            );
+        }
+    };
+    if state.trusted().by_key(&stored.manifest.publisher).is_none() {
+        return not_found();
+    }
+    // The body (entry 0) is shown only sanitized, in its page.
+    let Some(entry) = stored
+        .manifest
+        .entries
+        .iter()
+        .skip(1)
+        .find(|e| e.path == path)
+    else {
+        return not_found();
+    };
+    let tag = format!("\"{}\"", entry.hash);
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
+    if let Some(not_modified) = etag(&mut h, &headers, &tag) {
+        return not_modified;
+    }
+    let media_type = entry.media_type.to_ascii_lowercase();
+    let inline = INLINE_TYPES.contains(&media_type.as_str());
+    let content_type = if inline {
+        HeaderValue::from_str(&media_type)
+            .unwrap_or(HeaderValue::from_static("application/octet-stream"))
+    } else {
+        HeaderValue::from_static("application/octet-stream")
+    };
+    h.insert(header::CONTENT_TYPE, content_type);
+    if !inline {
+        h.insert(
+            header::CONTENT_DISPOSITION,
+            HeaderValue::from_static("attachment"),
+        );
+    }
+    // Opened on its own, a media file runs nothing.
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; sandbox"),
+    );
+    let hash = entry.hash;
+    let store_state = state.clone();
+    let bytes = match tokio::task::spawn_blocking(move || store_state.store().blob(&hash)).await {
+        Ok(Ok(Some(b))) => b,
+        Ok(Ok(None)) => return not_found(),
+        Ok(Err(e)) => {
+            tracing::warn!("gateway: {e}");
+            return error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The store could not be read.",
+            );
+        }
+        Err(_) => {
+            return error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The store could not be read.",
+            );
+        }
+    };
+    (h, bytes).into_response()
+}
+
+/// Sets `tag` as the response's ETag; the 304 answer when the request
+/// already has it.
+fn etag(h: &mut HeaderMap, request: &HeaderMap, tag: &str) -> Option<Response> {
+    if let Ok(v) = HeaderValue::from_str(tag) {
+        h.insert(header::ETAG, v);
+    }
+    request
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == tag.as_bytes())
+        .then(|| (StatusCode::NOT_MODIFIED, h.clone()).into_response())
+}

@@ -1,0 +1,21 @@
+//! The HTML pages: the shared layout, lists (home, a publisher's stories),
+//! search, a story with its verification panel, and what pages load (the
+//! stylesheet, the icon, media).
+//!
+//! Every page is built with maud's `html!`, which escapes each value it
+//! is given, text and attribute alike. The only markup let through as it
+//! is is an article body after the sanitizer.
+
+mod assets;
+mod layout;
+mod lists;
+mod query;
+mod search;
+mod story_page;
+
+pub(crate) use assets::{icon, media, style};
+pub(crate) use layout::{error_page, not_found};
+pub(crate) use lists::{home, publisher};
+pub(crate) use query::ListQuery;
+pub(crate) use search::search;
+pub(crate) use story_page::story;

@@ -1,0 +1,66 @@
+//! Search over the titles and summaries of the newest versions.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use maud::html;
+
+use super::layout::{Page, error_page, html_page};
+use super::lists::{list_item, page_params, pager};
+use super::query::{ListQuery, PAGE_SIZE};
+use crate::gateway::GatewayState;
+use crate::gateway::catalog::Filter;
+use crate::gateway::html::url_param;
+
+/// The search page: the form's answer, or what to type when empty.
+pub(crate) async fn search(
+    State(state): State<GatewayState>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Response {
+    let params = match page_params(query) {
+        Ok(p) => p,
+        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e),
+    };
+    let q = params.q.clone().unwrap_or_default();
+    let results = if q.is_empty() {
+        None
+    } else {
+        let catalog = match state.catalog().await {
+            Ok(c) => c,
+            Err(s) => return error_page(s, "The store could not be read."),
+        };
+        let trusted = state.trusted();
+        let filter = Filter {
+            query: Some(&q),
+            language: params.lang.as_deref(),
+            ..Default::default()
+        };
+        let (total, items) = catalog.page(&filter, params.page, PAGE_SIZE);
+        let base = format!("/search?q={}&", url_param(&q));
+        Some(html! {
+            p class="meta" { (total) " stories match " q dir="auto" { (q) } "." }
+            ol class="stories" {
+                @for i in &items {
+                    (list_item(i, &trusted, true))
+                }
+            }
+            (pager(&base, params.page, PAGE_SIZE, total))
+        })
+    };
+    let content = html! {
+        h1 { "Search" }
+        @match results {
+            Some(r) => { (r) }
+            None => { p { "Type words to find in the titles and summaries of stories." } }
+        }
+    };
+    html_page(
+        &Page {
+            title: "Search",
+            feed: None,
+            query: &q,
+        },
+        content,
+    )
+}

@@ -241,10 +241,11 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), FilesError> {
 }
 
 fn create(path: &Path, bytes: &[u8], private: bool) -> Result<(), FilesError> {
+    let exists = || FilesError::AlreadyExists {
+        path: path.to_owned(),
+    };
     if fs::symlink_metadata(path).is_ok() {
-        return Err(FilesError::AlreadyExists {
-            path: path.to_owned(),
-        });
+        return Err(exists());
     }
     let tmp = write_temp(path, bytes, private)?;
     // A hard link, unlike a rename, never replaces its target.
@@ -252,13 +253,38 @@ fn create(path: &Path, bytes: &[u8], private: bool) -> Result<(), FilesError> {
     let _ = fs::remove_file(&tmp);
     match linked {
         Ok(()) => sync_parent(path),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(FilesError::AlreadyExists {
-            path: path.to_owned(),
-        }),
-        Err(source) => Err(FilesError::Io {
-            path: path.to_owned(),
-            source,
-        }),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(exists()),
+        // File systems without hard links (FAT on a USB stick, where an
+        // exported root key may go): create the file itself, exclusively,
+        // and remove it again if it cannot be written whole.
+        Err(_) => {
+            let mut opts = fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            if private {
+                use std::os::unix::fs::OpenOptionsExt;
+                opts.mode(0o600);
+            }
+            let mut f = match opts.open(path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(exists()),
+                Err(source) => {
+                    return Err(FilesError::Io {
+                        path: path.to_owned(),
+                        source,
+                    });
+                }
+            };
+            if let Err(source) = f.write_all(bytes).and_then(|()| f.sync_all()) {
+                drop(f);
+                let _ = fs::remove_file(path);
+                return Err(FilesError::Io {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+            sync_parent(path)
+        }
     }
 }
 

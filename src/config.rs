@@ -69,7 +69,7 @@ impl Config {
             reason,
         };
         let text =
-            crate::trust::read_bounded(&path, 1024 * 1024).map_err(|e| err(e.to_string()))?;
+            crate::files::read_bounded_text(&path, 1024 * 1024).map_err(|e| err(e.to_string()))?;
         toml::from_str(&text).map_err(|e| err(e.message().to_string()))
     }
 }

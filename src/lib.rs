@@ -3,6 +3,7 @@
 //! Layers, with dependencies running one way, down:
 //! - [`proto`]: formats and rules (ids, keys, signed objects, the trust
 //!   policy). Pure: no clock, file or socket.
+//! - [`files`]: bounded reads, atomic writes and private files.
 //! - [`trust`]: the trust list of publisher files on disk.
 //! - [`newsroom`]: a newsroom's keys and state on disk, and turning
 //!   articles into signed bundles.
@@ -14,6 +15,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod files;
 pub mod gateway;
 pub mod net;
 pub mod newsroom;

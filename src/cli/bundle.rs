@@ -4,17 +4,16 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
 use super::newsroom::newsroom_dir;
 use super::{display, now, printable};
-use crate::newsroom::article::{self, Format};
-use crate::newsroom::{Draft, MediaFile, Newsroom, Relation, read_manifest};
+use crate::newsroom::{ArticleDraft, Newsroom, Published};
 use crate::proto::bundle::{BundleFile, FrameReader, FrameTag, verify_bundle_file};
-use crate::proto::limits::MAX_BLOB_BYTES;
+use crate::proto::limits::MAX_REVOCATION_BYTES;
 use crate::proto::{
-    BundleId, Head, KeyCertificate, Manifest, Revocation, StoryId, TrustPolicy, VerifiedBundle,
+    BundleId, Head, KeyCertificate, Manifest, Revocation, TrustPolicy, VerifiedBundle,
     decode_unverified,
 };
 use crate::trust::TrustList;
@@ -95,7 +94,7 @@ pub(super) fn run_bundle(cmd: BundleCommand, data: &Path) -> Result<ExitCode> {
             let out = args.out.clone();
             let published = create(&newsroom, args)?;
             if let Some(out) = out {
-                crate::trust::write_atomic(&out, &published.bytes)
+                crate::files::write_atomic(&out, &published.bytes)
                     .with_context(|| format!("writing {}", display(&out)))?;
                 eprintln!("wrote {}", display(&out));
             }
@@ -111,108 +110,29 @@ pub(super) fn run_bundle(cmd: BundleCommand, data: &Path) -> Result<ExitCode> {
     }
 }
 
-fn resolve_bundle(newsroom: &Newsroom, text: &str) -> Result<BundleId> {
-    if let Ok(id) = text.parse::<BundleId>() {
-        return Ok(id);
-    }
-    let path = Path::new(text);
-    if path.exists() {
-        return Ok(read_manifest(path)?.0);
-    }
-    let matches: Vec<BundleId> = newsroom
-        .published()?
-        .into_iter()
-        .map(|(_, id, _)| id)
-        .filter(|id| text.len() >= 8 && id.to_string().starts_with(text))
-        .collect();
-    match matches.as_slice() {
-        [one] => Ok(*one),
-        [] => bail!(
-            "{text:?} is neither a bundle id, a bundle id prefix of this newsroom, nor a .kolokol file"
-        ),
-        _ => bail!("{text:?} matches several bundles; give more digits"),
+impl CreateArgs {
+    /// What the flags say about the article.
+    fn article_draft(self) -> ArticleDraft {
+        ArticleDraft {
+            title: self.title,
+            lang: self.lang,
+            authors: self.authors,
+            section: self.section,
+            url: self.url,
+            summary: self.summary,
+            date: self.date,
+            story: self.story,
+            images: self.images,
+            correction_of: self.correction_of,
+            retraction_of: self.retract,
+        }
     }
 }
 
-/// Reads the article and media and signs the bundle.
-pub(crate) fn create(newsroom: &Newsroom, args: CreateArgs) -> Result<crate::newsroom::Published> {
-    let text = fs::read_to_string(&args.article).with_context(|| {
-        format!(
-            "{}: cannot read the article as UTF-8 text",
-            display(&args.article)
-        )
-    })?;
-    let art = article::parse(&text, Format::from_path(&args.article))
-        .with_context(|| display(&args.article))?;
-    let front = art.front;
-    let title = args
-        .title
-        .or(front.title)
-        .or(art.body_title)
-        .ok_or_else(|| {
-            anyhow!(
-                "{}: no title: pass --title or put `title:` in the front matter",
-                display(&args.article)
-            )
-        })?;
-    let mut authors = args.authors;
-    if authors.is_empty() {
-        authors = front.authors;
-        authors.extend(front.author);
-    }
-    let published = match args.date.or(front.date) {
-        Some(d) => Some(article::parse_date("date", &d).with_context(|| display(&args.article))?),
-        None => None,
-    };
-    let story = args.story.or(front.story).map(|s| {
-        s.parse::<StoryId>()
-            .unwrap_or_else(|_| StoryId::derive(&newsroom.root_public(), &s))
-    });
-    let mut media = Vec::new();
-    for path in &args.images {
-        let media_type = article::media_type_of(path)
-            .ok_or_else(|| anyhow!("{}: unsupported media type (png, jpeg, gif, webp, avif, svg, mp3, ogg, mp4, webm, pdf)", display(path)))?;
-        let meta = fs::metadata(path).with_context(|| display(path))?;
-        if meta.len() > MAX_BLOB_BYTES {
-            bail!(
-                "{}: {} bytes, more than the limit of {MAX_BLOB_BYTES} per file",
-                display(path),
-                meta.len()
-            );
-        }
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .filter(|n| crate::proto::is_safe_path(n))
-            .ok_or_else(|| anyhow!("{}: the file name is not usable in a bundle", display(path)))?
-            .to_owned();
-        if media.iter().any(|m: &MediaFile| m.name == name) {
-            bail!("{}: two media files are named {name}", display(path));
-        }
-        media.push(MediaFile {
-            name,
-            media_type: media_type.into(),
-            bytes: fs::read(path).with_context(|| display(path))?,
-        });
-    }
-    let relation = match (args.correction_of, args.retract) {
-        (Some(id), _) => Relation::CorrectionOf(resolve_bundle(newsroom, &id)?),
-        (None, Some(id)) => Relation::RetractionOf(resolve_bundle(newsroom, &id)?),
-        (None, None) => Relation::Story,
-    };
-    let draft = Draft {
-        title,
-        language: args.lang.or(front.lang).unwrap_or_else(|| "und".into()),
-        authors,
-        section: args.section.or(front.section),
-        original_url: args.url.or(front.url),
-        summary: args.summary.or(front.summary),
-        published,
-        body_html: art.html,
-        media,
-        story,
-        relation,
-    };
+/// Builds the article's draft and signs it.
+pub(crate) fn create(newsroom: &Newsroom, args: CreateArgs) -> Result<Published> {
+    let path = args.article.clone();
+    let draft = newsroom.article_draft(&path, &args.article_draft())?;
     Ok(newsroom.publish(draft, now())?)
 }
 
@@ -255,7 +175,7 @@ pub(super) fn verify(args: VerifyArgs, data: &Path) -> Result<ExitCode> {
         .collect();
     let mut policy: TrustPolicy = trust.policy()?;
     for path in &args.revocations {
-        let bytes = fs::read(path).with_context(|| display(path))?;
+        let bytes = crate::files::read_bounded(path, MAX_REVOCATION_BYTES as u64)?;
         policy
             .learn_revocation(&bytes)
             .with_context(|| format!("{}: revocation rejected", display(path)))?;

@@ -10,7 +10,7 @@ use clap::{Arg, ArgGroup, ArgMatches, Args, FromArgMatches};
 
 use super::bundle::CreateArgs;
 use super::newsroom::newsroom_dir;
-use super::store::{open_store, policy, print_report};
+use super::store::{open_store, policy, print_report, trust_at_node};
 use super::{display, now, printable};
 use crate::newsroom::feed::{self, Change, FeedSource, ImportOptions, LatestVersions, Prepared};
 use crate::newsroom::fetch::Fetcher;
@@ -186,13 +186,7 @@ impl Target {
     /// either way the newsroom is trusted first, as `kolokol publish` does.
     fn open(newsroom: &Newsroom, data: &Path) -> Result<Self> {
         if let Some(client) = ControlClient::for_data_dir(data) {
-            let path = newsroom.public_file_path();
-            let text = std::fs::read_to_string(&path).with_context(|| display(&path))?;
-            match client.trust(&text) {
-                Ok(()) => {}
-                Err(e) if e.to_string().contains("already trusted") => {}
-                Err(e) => return Err(e).context("adding the newsroom to the node's trust list"),
-            }
+            trust_at_node(&client, newsroom, data)?;
             return Ok(Target::Node(client));
         }
         let store = open_store(data)?;

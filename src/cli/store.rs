@@ -1,7 +1,7 @@
 //! `kolokol store`, `kolokol export`, `kolokol import`, `kolokol publish`.
 
 use std::fs;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -13,10 +13,12 @@ use super::bundle::{CreateArgs, create};
 use super::newsroom::newsroom_dir;
 use super::{display, now, parse_time, printable};
 use crate::config::Config;
+use crate::newsroom::Newsroom;
+use crate::node::control::ControlClient;
 use crate::proto::{BundleId, PublicKey, TrustPolicy};
 use crate::store::Store;
 use crate::store::archive::{self, ExportFilter, ImportReport, Summary, ranges_text};
-use crate::trust::TrustList;
+use crate::trust::{MAX_PUBLISHER_FILE, PublisherFile, TrustList};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum StoreCommand {
@@ -177,7 +179,7 @@ pub(super) fn run_store(cmd: StoreCommand, data: &Path) -> Result<ExitCode> {
         }
         StoreCommand::Summary { out } => {
             let summary = Summary::of(&store)?;
-            crate::trust::write_atomic(&out, summary.to_toml().as_bytes())
+            crate::files::write_atomic(&out, summary.to_toml().as_bytes())
                 .with_context(|| display(&out))?;
             println!(
                 "wrote {} ({} publishers)",
@@ -224,21 +226,15 @@ pub(super) fn export(args: ExportArgs, data: &Path) -> Result<ExitCode> {
     if let Some(have) = &args.have {
         filter.have = Some(Summary::load(have).with_context(|| display(have))?);
     }
-    let tmp = args.out.with_extension("partial");
-    let file = fs::File::create(&tmp).with_context(|| display(&tmp))?;
     let bar = progress(None, "exporting");
-    let result = archive::export(&store, &filter, std::io::BufWriter::new(file), &mut |n| {
-        bar.set_position(n)
+    let result = crate::files::write_atomic_with(&args.out, |file| -> Result<_> {
+        let mut out = std::io::BufWriter::new(file);
+        let report = archive::export(&store, &filter, &mut out, &mut |n| bar.set_position(n))?;
+        out.flush().with_context(|| display(&args.out))?;
+        Ok(report)
     });
     bar.finish_and_clear();
-    let report = match result {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = fs::remove_file(&tmp);
-            return Err(e).with_context(|| display(&args.out));
-        }
-    };
-    fs::rename(&tmp, &args.out).with_context(|| display(&args.out))?;
+    let report = result.with_context(|| display(&args.out))?;
     println!(
         "wrote {}: {} bundles, {} bytes{}",
         display(&args.out),
@@ -339,21 +335,36 @@ pub(super) fn import(args: ImportArgs, data: &Path) -> Result<ExitCode> {
     })
 }
 
+/// Has the running node on `data` trust `newsroom`, as a local publish
+/// would. Left alone when the node's trust list names the newsroom's name
+/// with another key, or its key under another name: publishing then says
+/// what is wrong.
+pub(super) fn trust_at_node(
+    client: &ControlClient,
+    newsroom: &Newsroom,
+    data: &Path,
+) -> Result<()> {
+    let path = newsroom.public_file_path();
+    let text = crate::files::read_bounded_text(&path, MAX_PUBLISHER_FILE)?;
+    let file = PublisherFile::parse(&text, &path)?;
+    match TrustList::open(data)?.check_add(&file) {
+        Ok(()) => client
+            .trust(&text)
+            .context("adding the newsroom to the node's trust list"),
+        Err(e) if e.is_already_trusted() => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub(super) fn publish(args: CreateArgs, data: &Path) -> Result<ExitCode> {
     let newsroom = super::newsroom::open_newsroom(&newsroom_dir(args.newsroom.clone(), data))?;
-    if let Some(client) = crate::node::control::ControlClient::for_data_dir(data) {
+    if let Some(client) = ControlClient::for_data_dir(data) {
         // The running node stores and announces it at once.
-        let text = fs::read_to_string(newsroom.public_file_path())
-            .with_context(|| display(&newsroom.public_file_path()))?;
-        match client.trust(&text) {
-            Ok(()) => {}
-            Err(e) if e.to_string().contains("already trusted") => {}
-            Err(e) => return Err(e).context("adding the newsroom to the node's trust list"),
-        }
+        trust_at_node(&client, &newsroom, data)?;
         let out = args.out.clone();
         let published = create(&newsroom, args)?;
         if let Some(out) = out {
-            crate::trust::write_atomic(&out, &published.bytes).with_context(|| display(&out))?;
+            crate::files::write_atomic(&out, &published.bytes).with_context(|| display(&out))?;
         }
         let id = client.publish(&published.bytes)?;
         eprintln!("stored and announced by the running node");
@@ -370,7 +381,7 @@ pub(super) fn publish(args: CreateArgs, data: &Path) -> Result<ExitCode> {
     let out = args.out.clone();
     let published = create(&newsroom, args)?;
     if let Some(out) = out {
-        crate::trust::write_atomic(&out, &published.bytes).with_context(|| display(&out))?;
+        crate::files::write_atomic(&out, &published.bytes).with_context(|| display(&out))?;
     }
     let mut policy = policy(data, &store)?;
     let report = archive::import(

@@ -31,7 +31,10 @@ pub(super) fn run(cmd: TrustCommand, data: &Path) -> Result<ExitCode> {
             let p = crate::trust::PublisherFile::load(&file)?;
             match crate::node::control::ControlClient::for_data_dir(data) {
                 // The running node writes the trust list and subscribes.
-                Some(client) => client.trust(&std::fs::read_to_string(&file)?)?,
+                Some(client) => client.trust(&crate::files::read_bounded_text(
+                    &file,
+                    crate::trust::MAX_PUBLISHER_FILE,
+                )?)?,
                 None => list.add_file(&p)?,
             }
             if p.is_demo() {

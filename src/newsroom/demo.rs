@@ -4,9 +4,11 @@
 
 use std::path::Path;
 
-use super::article::{self, Format};
-use super::{Draft, InitOptions, MediaFile, Newsroom, NewsroomError, Published, Relation};
-use crate::proto::{SecretKey, StoryId, Timestamp};
+use super::{
+    ArticleDraft, Draft, DraftBuilder, InitOptions, MediaFile, Newsroom, NewsroomError, Published,
+    Relation,
+};
+use crate::proto::{SecretKey, Timestamp};
 
 /// Name of the demo newsroom.
 pub const DEMO_NAME: &str = "kolokol-demo";
@@ -89,46 +91,22 @@ fn sample(name: &str) -> &'static [u8] {
 }
 
 fn draft(name: &str, relation: Relation, with_image: bool) -> Result<Draft, NewsroomError> {
-    let invalid = |reason: String| NewsroomError::Invalid {
-        path: Path::new("demo").join(name),
-        reason,
-    };
-    let text = std::str::from_utf8(sample(name)).map_err(|e| invalid(e.to_string()))?;
-    let art = article::parse(text, Format::Markdown).map_err(|e| invalid(e.to_string()))?;
-    let front = art.front;
-    let published = match front.date {
-        Some(d) => Some(article::parse_date("date", &d).map_err(|e| invalid(e.to_string()))?),
-        None => None,
-    };
-    let title = front
-        .title
-        .or(art.body_title)
-        .ok_or_else(|| invalid("no title".into()))?;
-    let story = front
-        .story
-        .map(|s| StoryId::derive(&root_key().public(), &s));
-    let media = if with_image {
-        vec![MediaFile {
+    let path = Path::new("demo").join(name);
+    let text = std::str::from_utf8(sample(name)).map_err(|e| NewsroomError::Invalid {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    let mut builder =
+        DraftBuilder::from_article(&path, text, &ArticleDraft::default(), &root_key().public())?;
+    if with_image {
+        builder.media.push(MediaFile {
             name: "bell.png".into(),
             media_type: "image/png".into(),
             bytes: sample("bell.png").to_vec(),
-        }]
-    } else {
-        Vec::new()
-    };
-    Ok(Draft {
-        title,
-        language: front.lang.unwrap_or_else(|| "und".into()),
-        authors: front.authors,
-        section: front.section,
-        original_url: front.url,
-        summary: front.summary,
-        published,
-        body_html: art.html,
-        media,
-        story,
-        relation,
-    })
+        });
+    }
+    builder.relation = relation;
+    Ok(builder.build()?)
 }
 
 /// Signs the sample stories as the demo newsroom: a story with an image,
@@ -156,4 +134,14 @@ pub fn publish_samples(
         now,
     )?);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_trust_list_knows_the_demo_root_key() {
+        assert_eq!(root_key().public(), crate::trust::DEMO_ROOT_KEY);
+    }
 }

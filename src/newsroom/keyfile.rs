@@ -66,6 +66,9 @@ pub enum KeyFileError {
         #[source]
         source: std::io::Error,
     },
+    /// The file could not be read or written whole, or is too large.
+    #[error(transparent)]
+    File(#[from] crate::files::FilesError),
     /// The file is not a key file this version can read.
     #[error("{path}: {reason}")]
     Invalid {
@@ -284,29 +287,7 @@ fn associated_data(params: &KdfParams, salt: &[u8; SALT_LEN]) -> Vec<u8> {
 impl KeyFile {
     /// Reads and parses a key file, checking its size before reading it.
     pub fn read(path: &Path) -> Result<Self, KeyFileError> {
-        let io = |source| KeyFileError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let len = std::fs::metadata(path).map_err(io)?.len();
-        if len > MAX_KEY_FILE_BYTES {
-            return Err(invalid(
-                path,
-                format!("{len} bytes is more than a key file's limit of {MAX_KEY_FILE_BYTES}"),
-            ));
-        }
-        let mut bytes = Zeroizing::new(Vec::with_capacity(len as usize));
-        {
-            use std::io::Read;
-            let f = std::fs::File::open(path).map_err(io)?;
-            // The file may grow between the size check and the read.
-            f.take(MAX_KEY_FILE_BYTES + 1)
-                .read_to_end(&mut bytes)
-                .map_err(io)?;
-        }
-        if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
-            return Err(invalid(path, "the file grew past the key file limit"));
-        }
+        let bytes = crate::files::read_bounded_secret(path, MAX_KEY_FILE_BYTES)?;
         let text = std::str::from_utf8(&bytes).map_err(|_| invalid(path, "not UTF-8 text"))?;
         Self::parse(path, text)
     }

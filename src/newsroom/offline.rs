@@ -16,17 +16,18 @@
 //! [`Newsroom::install_revocation`].
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::keyfile::KeyFile;
-use super::{Newsroom, NewsroomError, io_err, read_dir_sorted};
+use super::folder::{read_dir_sorted, write_toml};
+use super::keyfile::{KeyFile, MAX_KEY_FILE_BYTES};
+use super::{Newsroom, NewsroomError, io_err};
+use crate::files;
 use crate::proto::limits::{MAX_CERTIFICATE_BYTES, MAX_REVOCATION_BYTES};
 use crate::proto::{
     CertificateRequest, FORMAT_VERSION, KeyCertificate, PublicKey, Revocation, Scope, SecretKey,
     Timestamp, Verified, decode_unverified,
 };
-use crate::trust::write_atomic;
+use crate::trust::MAX_PUBLISHER_FILE;
 
 /// The file name of a signing key waiting for its certificate.
 pub const PENDING_KEY: &str = "signing.key.pending";
@@ -34,27 +35,7 @@ pub const PENDING_KEY: &str = "signing.key.pending";
 /// Reads a small binary file, refusing one larger than `max` before
 /// reading it.
 fn read_small(path: &Path, max: usize) -> Result<Vec<u8>, NewsroomError> {
-    let len = fs::metadata(path).map_err(io_err(path))?.len();
-    if len > max as u64 {
-        return Err(NewsroomError::Invalid {
-            path: path.to_owned(),
-            reason: format!("{len} bytes is more than the limit of {max}"),
-        });
-    }
-    use std::io::Read;
-    let mut bytes = Vec::with_capacity(len as usize);
-    fs::File::open(path)
-        .map_err(io_err(path))?
-        .take(max as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io_err(path))?;
-    if bytes.len() > max {
-        return Err(NewsroomError::Invalid {
-            path: path.to_owned(),
-            reason: format!("more than the limit of {max} bytes"),
-        });
-    }
-    Ok(bytes)
+    Ok(files::read_bounded(path, max as u64)?)
 }
 
 fn invalid(path: &Path, reason: impl Into<String>) -> NewsroomError {
@@ -62,17 +43,6 @@ fn invalid(path: &Path, reason: impl Into<String>) -> NewsroomError {
         path: path.to_owned(),
         reason: reason.into(),
     }
-}
-
-/// Writes `bytes` to a new file, refusing to replace one.
-fn write_new(path: &Path, bytes: &[u8]) -> Result<(), NewsroomError> {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(io_err(path))?;
-    f.write_all(bytes).map_err(io_err(path))?;
-    f.sync_all().map_err(io_err(path))
 }
 
 /// A request that passed [`Newsroom::check_request`], with the certificate
@@ -120,36 +90,26 @@ impl Newsroom {
             let p = out.join(sub);
             fs::create_dir_all(&p).map_err(io_err(&p))?;
         }
-        for (sub, ext) in [("certs", "cert"), ("revocations", "rev")] {
+        for (sub, ext, max) in [
+            ("certs", "cert", MAX_CERTIFICATE_BYTES),
+            ("revocations", "rev", MAX_REVOCATION_BYTES),
+        ] {
             for p in read_dir_sorted(&self.dir.join(sub), ext)? {
                 let Some(name) = p.file_name() else { continue };
-                let bytes = fs::read(&p).map_err(io_err(&p))?;
-                let to = out.join(sub).join(name);
-                write_atomic(&to, &bytes).map_err(io_err(&to))?;
+                let bytes = read_small(&p, max)?;
+                files::write_atomic(&out.join(sub).join(name), &bytes)?;
             }
         }
         let public = self.public_file_path();
         for p in [self.dir.join("state.toml"), public] {
             let Some(name) = p.file_name() else { continue };
-            let bytes = fs::read(&p).map_err(io_err(&p))?;
-            let to = out.join(name);
-            write_atomic(&to, &bytes).map_err(io_err(&to))?;
+            let bytes = files::read_bounded(&p, MAX_PUBLISHER_FILE)?;
+            files::write_atomic(&out.join(name), &bytes)?;
         }
-        let key_bytes = zeroize::Zeroizing::new(fs::read(&root_path).map_err(io_err(&root_path))?);
+        let key_bytes = files::read_bounded_secret(&root_path, MAX_KEY_FILE_BYTES)?;
         let to = out.join("root.key");
-        {
-            let mut opts = fs::OpenOptions::new();
-            opts.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                opts.mode(0o600);
-            }
-            let mut f = opts.open(&to).map_err(io_err(&to))?;
-            f.write_all(&key_bytes).map_err(io_err(&to))?;
-            f.sync_all().map_err(io_err(&to))?;
-        }
-        let copied = zeroize::Zeroizing::new(fs::read(&to).map_err(io_err(&to))?);
+        files::write_private_new(&to, &key_bytes)?;
+        let copied = files::read_bounded_secret(&to, MAX_KEY_FILE_BYTES)?;
         if *copied != *key_bytes {
             return Err(invalid(
                 &to,
@@ -158,9 +118,8 @@ impl Newsroom {
         }
         // Last, so that a failure anywhere above leaves the folder whole.
         let config = self.dir.join("newsroom.toml");
-        let config_bytes = fs::read(&config).map_err(io_err(&config))?;
-        let out_config = out.join("newsroom.toml");
-        write_atomic(&out_config, &config_bytes).map_err(io_err(&out_config))?;
+        let config_bytes = files::read_bounded(&config, MAX_PUBLISHER_FILE)?;
+        files::write_atomic(&out.join("newsroom.toml"), &config_bytes)?;
         fs::remove_file(&root_path).map_err(io_err(&root_path))?;
         tracing::info!(to = %out.display(), "root key moved out of the newsroom folder");
         Ok(to)
@@ -270,7 +229,7 @@ impl Newsroom {
         }
         let bytes = cert.sign(&root)?;
         let verified = self.policy()?.verify_certificate(&bytes)?;
-        write_atomic(&cert_path, &bytes).map_err(io_err(&cert_path))?;
+        files::write_atomic(&cert_path, &bytes)?;
         tracing::info!(serial = cert.serial, key = %cert.signing_key.short(), "certificate signed");
         Ok(verified)
     }
@@ -323,13 +282,14 @@ impl Newsroom {
             .dir
             .join("certs")
             .join(format!("{:010}.cert", verified.serial));
-        write_atomic(&cert_path, &bytes).map_err(io_err(&cert_path))?;
+        files::write_atomic(&cert_path, &bytes)?;
         // As in `rotate`: the key goes in place, then the state names it.
         let key_path = self.dir.join("signing.key");
         fs::rename(&pending_path, &key_path).map_err(io_err(&key_path))?;
+        files::sync_parent(&key_path)?;
         let mut state = self.state()?;
         state.current_serial = verified.serial;
-        super::write_toml(&self.dir.join("state.toml"), &state)?;
+        write_toml(&self.dir.join("state.toml"), &state)?;
         tracing::info!(serial = verified.serial, "certificate installed");
         Ok(verified)
     }
@@ -368,7 +328,7 @@ impl Newsroom {
             .dir
             .join("revocations")
             .join(format!("{}.rev", hex::encode(rev.key.as_bytes())));
-        write_atomic(&to, &bytes).map_err(io_err(&to))?;
+        files::write_atomic(&to, &bytes)?;
         tracing::info!(key = %rev.key.short(), "revocation installed");
         Ok(Some(rev))
     }
@@ -384,7 +344,7 @@ impl Newsroom {
 /// Writes a request or certificate for carrying to the other machine,
 /// refusing to replace an existing file.
 pub fn write_carry_file(path: &Path, bytes: &[u8]) -> Result<(), NewsroomError> {
-    write_new(path, bytes)
+    Ok(files::write_new(path, bytes)?)
 }
 
 /// Reads a request file, bounded by the request size limit.

@@ -38,6 +38,9 @@ pub enum NodeError {
     /// `carry` names a publisher the trust list does not have.
     #[error("carry names {0:?}, which is not in the trust list (kolokol trust list)")]
     NotTrusted(String),
+    /// A file of the node could not be read or written.
+    #[error(transparent)]
+    File(#[from] crate::files::FilesError),
     /// A file of the node could not be written.
     #[error("{path}: {source}")]
     Io {
@@ -79,32 +82,21 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> NodeError + '_ {
     }
 }
 
-/// The control token: kept across restarts, created (mode 0600) if absent.
+/// Largest control token file read; a token is 64 hex digits.
+const MAX_TOKEN_FILE: u64 = 4096;
+
+/// The control token: kept across restarts, created (mode 0600) if absent
+/// or unusable.
 fn control_token(data_dir: &Path) -> Result<String, NodeError> {
     let path = data_dir.join("control.token");
-    if let Ok(t) = std::fs::read_to_string(&path) {
+    if let Ok(t) = crate::files::read_bounded_text(&path, MAX_TOKEN_FILE) {
         let t = t.trim().to_owned();
         if t.len() >= 32 {
             return Ok(t);
         }
     }
     let token = hex::encode(rand::random::<[u8; 32]>());
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    use std::io::Write;
-    let mut f = opts.open(&path).map_err(io(&path))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(io(&path))?;
-    }
-    f.write_all(token.as_bytes()).map_err(io(&path))?;
+    crate::files::write_private(&path, token.as_bytes())?;
     Ok(token)
 }
 
@@ -245,8 +237,7 @@ pub async fn start(data_dir: &Path, config: Config) -> Result<Running, NodeError
         metrics: metrics.map(|a| a.to_string()),
     };
     let path = data_dir.join("node.toml");
-    crate::trust::write_atomic(&path, toml::to_string(&file).unwrap_or_default().as_bytes())
-        .map_err(io(&path))?;
+    crate::files::write_atomic(&path, toml::to_string(&file).unwrap_or_default().as_bytes())?;
     info!(peer_id = %node.peer_id(), %control, ?gateway, "node running");
     Ok(Running {
         node,

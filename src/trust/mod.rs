@@ -8,12 +8,12 @@
 //! own throwaway data directory.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::files::{self, FilesError};
 use crate::proto::{PublicKey, TrustPolicy};
 
 include!(concat!(env!("OUT_DIR"), "/bundled_keys.rs"));
@@ -22,6 +22,15 @@ include!(concat!(env!("OUT_DIR"), "/bundled_keys.rs"));
 pub const MAX_PUBLISHER_FILE: u64 = 64 * 1024;
 /// Most bootstrap addresses in one publisher file.
 pub const MAX_BOOTSTRAP: usize = 32;
+
+/// The demo newsroom's root public key. Its secret key is public
+/// knowledge (derived in `newsroom::demo`, whose tests check the two
+/// agree), so a publisher file with this key is the demo newsroom whatever
+/// its flag says.
+pub const DEMO_ROOT_KEY: PublicKey = PublicKey([
+    0xaf, 0x62, 0x40, 0x2f, 0x9e, 0xca, 0xa6, 0x5f, 0x73, 0xcd, 0x63, 0x7a, 0xc6, 0xa7, 0xaf, 0xc9,
+    0xbc, 0x15, 0x99, 0x6e, 0x65, 0xf3, 0xe8, 0xa0, 0x3c, 0x0a, 0x9c, 0x84, 0x24, 0xad, 0x3f, 0xde,
+]);
 
 /// Why the trust list could not be read or changed.
 #[derive(Debug, Error)]
@@ -62,6 +71,17 @@ pub enum TrustError {
     /// No publisher of that name.
     #[error("no trusted publisher is named {0:?}")]
     NotFound(String),
+    /// A publisher file could not be read or written.
+    #[error(transparent)]
+    File(#[from] FilesError),
+}
+
+impl TrustError {
+    /// Whether adding was refused because the name or the root key is
+    /// already trusted (the other way round).
+    pub fn is_already_trusted(&self) -> bool {
+        matches!(self, Self::Conflict { .. } | Self::DuplicateKey { .. })
+    }
 }
 
 /// One publisher as described in a `keys/*.toml` file.
@@ -137,7 +157,7 @@ impl PublisherFile {
 
     /// Reads and checks a publisher file.
     pub fn load(path: &Path) -> Result<Self, TrustError> {
-        let text = read_bounded(path, MAX_PUBLISHER_FILE)?;
+        let text = files::read_bounded_text(path, MAX_PUBLISHER_FILE)?;
         Self::parse(&text, path)
     }
 
@@ -154,48 +174,13 @@ impl PublisherFile {
     /// Whether this is the demo newsroom, by its flag or by its key (a copy
     /// with the flag removed is still the demo newsroom).
     pub fn is_demo(&self) -> bool {
-        self.demo || self.root_key == crate::newsroom::demo::root_key().public()
+        self.demo || self.root_key == DEMO_ROOT_KEY
     }
 
     /// The name for readers.
     pub fn shown_name(&self) -> &str {
         self.display_name.as_deref().unwrap_or(&self.name)
     }
-}
-
-/// Reads a UTF-8 file of at most `max` bytes.
-pub(crate) fn read_bounded(path: &Path, max: u64) -> Result<String, TrustError> {
-    let io = |source| TrustError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let meta = fs::metadata(path).map_err(io)?;
-    if meta.len() > max {
-        return Err(TrustError::Invalid {
-            path: path.to_owned(),
-            reason: format!(
-                "the file is {} bytes, more than the limit of {max}",
-                meta.len()
-            ),
-        });
-    }
-    let bytes = fs::read(path).map_err(io)?;
-    String::from_utf8(bytes).map_err(|_| TrustError::Invalid {
-        path: path.to_owned(),
-        reason: "not UTF-8 text".into(),
-    })
-}
-
-/// Writes `contents` to `path` through a temporary file and a rename, so
-/// readers see the old file or the new one, never half of one.
-pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)
 }
 
 /// The trust list in a data directory.
@@ -221,8 +206,7 @@ impl TrustList {
                     continue;
                 }
                 let path = dir.join(format!("{}.toml", file.name));
-                write_atomic(&path, text.as_bytes())
-                    .map_err(|source| TrustError::Io { path, source })?;
+                files::write_atomic(&path, text.as_bytes())?;
             }
         }
         Ok(Self { dir })
@@ -265,10 +249,21 @@ impl TrustList {
 
     /// Adds a publisher file already read; same rules as [`TrustList::add`].
     pub fn add_file(&self, file: &PublisherFile) -> Result<(), TrustError> {
-        let file = file.clone();
+        self.check_add(file)?;
+        let dest = self.dir.join(format!("{}.toml", file.name));
+        files::write_atomic(&dest, file.to_toml().as_bytes())?;
+        Ok(())
+    }
+
+    /// Whether [`TrustList::add_file`] would take `file`, without adding
+    /// it: refused ([`TrustError::is_already_trusted`]) when another key is
+    /// trusted under its name or its key under another name.
+    pub fn check_add(&self, file: &PublisherFile) -> Result<(), TrustError> {
         for existing in self.list()? {
             if existing.name == file.name && existing.root_key != file.root_key {
-                return Err(TrustError::Conflict { name: file.name });
+                return Err(TrustError::Conflict {
+                    name: file.name.clone(),
+                });
             }
             if existing.root_key == file.root_key && existing.name != file.name {
                 return Err(TrustError::DuplicateKey {
@@ -277,9 +272,6 @@ impl TrustList {
                 });
             }
         }
-        let dest = self.dir.join(format!("{}.toml", file.name));
-        write_atomic(&dest, file.to_toml().as_bytes())
-            .map_err(|source| TrustError::Io { path: dest, source })?;
         Ok(())
     }
 

@@ -1,0 +1,100 @@
+//! Rotating and revoking the newsroom's signing keys with the root key.
+
+use super::{Newsroom, NewsroomError, folder::write_toml};
+use crate::files;
+use crate::proto::{
+    FORMAT_VERSION, KeyCertificate, Revocation, SecretKey, Timestamp, Verified, decode_unverified,
+};
+
+impl Newsroom {
+    /// Makes a new signing key with a certificate valid from `now` for
+    /// `validity_secs`, and makes it current. Needs the root key.
+    pub fn rotate(
+        &self,
+        now: Timestamp,
+        validity_secs: u64,
+    ) -> Result<Verified<KeyCertificate>, NewsroomError> {
+        let _lock = self.lock()?;
+        let root = self.root_key()?;
+        let seal = self.seal_for_new_key()?;
+        let mut state = self.state()?;
+        let (_, old) = self.current_certificate(&state)?;
+        let signing = SecretKey::generate();
+        let serial = state.current_serial + 1;
+        let cert = KeyCertificate {
+            format: FORMAT_VERSION,
+            publisher: self.root_public,
+            signing_key: signing.public(),
+            serial,
+            not_before: now,
+            not_after: now.plus(validity_secs),
+            scope: old.scope,
+        };
+        cert.validate()?;
+        let bytes = cert.sign(&root)?;
+        let verified = self.policy()?.verify_certificate(&bytes)?;
+        let cert_path = self.dir.join("certs").join(format!("{serial:010}.cert"));
+        files::write_atomic(&cert_path, &bytes)?;
+        // The new key goes in place before the state names its certificate;
+        // the old key file is replaced whole, encrypted if it was.
+        self.replace_secret("signing.key", &signing, "signing", seal)?;
+        state.current_serial = serial;
+        write_toml(&self.dir.join("state.toml"), &state)?;
+        Ok(verified)
+    }
+
+    /// Revokes a signing key (given as its public key text, or its
+    /// certificate serial) for everything signed from `effective_from` on.
+    /// Needs the root key.
+    pub fn revoke(
+        &self,
+        key: &str,
+        effective_from: Timestamp,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Verified<Revocation>, NewsroomError> {
+        let _lock = self.lock()?;
+        let root = self.root_key()?;
+        let certs: Vec<KeyCertificate> = self
+            .certificates()?
+            .iter()
+            .filter_map(|b| decode_unverified::<KeyCertificate>(b).ok())
+            .collect();
+        let target = certs
+            .iter()
+            .find(|c| c.signing_key.to_string() == key.trim() || c.serial.to_string() == key.trim())
+            .ok_or_else(|| NewsroomError::UnknownKey(key.to_owned()))?;
+        // Readers keep the earliest effective time they have seen, so a
+        // later one would be ignored by some and obeyed by others.
+        let existing = self
+            .revocations()?
+            .iter()
+            .filter_map(|b| decode_unverified::<Revocation>(b).ok())
+            .find(|r| r.key == target.signing_key);
+        if let Some(old) = existing
+            && old.effective_from <= effective_from
+        {
+            return Err(NewsroomError::AlreadyRevoked {
+                key: old.key.to_string(),
+                effective_from: old.effective_from,
+            });
+        }
+        let rev = Revocation {
+            format: FORMAT_VERSION,
+            publisher: self.root_public,
+            key: target.signing_key,
+            effective_from,
+            issued_at: now,
+            reason: reason.to_owned(),
+        };
+        rev.validate()?;
+        let bytes = rev.sign(&root)?;
+        let verified = self.policy()?.verify_revocation(&bytes)?;
+        let path = self.dir.join("revocations").join(format!(
+            "{}.rev",
+            hex::encode(target.signing_key.as_bytes())
+        ));
+        files::write_atomic(&path, &bytes)?;
+        Ok(verified)
+    }
+}

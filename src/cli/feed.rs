@@ -190,7 +190,7 @@ impl Target {
             let text = std::fs::read_to_string(&path).with_context(|| display(&path))?;
             match client.trust(&text) {
                 Ok(()) => {}
-                Err(e) if e.to_string().contains("already trusted") => {}
+                Err(e) if e.is_conflict() => {}
                 Err(e) => return Err(e).context("adding the newsroom to the node's trust list"),
             }
             return Ok(Target::Node(client));

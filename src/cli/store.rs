@@ -347,7 +347,7 @@ pub(super) fn publish(args: CreateArgs, data: &Path) -> Result<ExitCode> {
             .with_context(|| display(&newsroom.public_file_path()))?;
         match client.trust(&text) {
             Ok(()) => {}
-            Err(e) if e.to_string().contains("already trusted") => {}
+            Err(e) if e.is_conflict() => {}
             Err(e) => return Err(e).context("adding the newsroom to the node's trust list"),
         }
         let out = args.out.clone();

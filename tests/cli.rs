@@ -1,11 +1,13 @@
 //! End-to-end tests of the built `kolokol` binary.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::process::{BIN, s};
 use tempfile::TempDir;
 
-const BIN: &str = env!("CARGO_BIN_EXE_kolokol");
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
 struct Env {
@@ -73,10 +75,6 @@ impl Env {
             format!("---\ntitle: {title}\nlang: en\n---\nBody of {title}.\n").as_bytes(),
         )
     }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 #[test]

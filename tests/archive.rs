@@ -2,9 +2,7 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output};
-
+use common::process::kolokol;
 use common::*;
 use kolokol::proto::*;
 use kolokol::store::archive::{self, ExportFilter, Summary};
@@ -198,18 +196,6 @@ fn an_untrusted_publishers_archive_is_rejected_whole() {
 }
 
 // ---- the command line ----
-
-const BIN: &str = env!("CARGO_BIN_EXE_kolokol");
-
-fn kolokol(data: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .env_remove("KOLOKOL_NEWSROOM")
-        .output()
-        .unwrap()
-}
 
 fn data_dir_trusting(dir: &TempDir, name: &str, p: &Publisher) -> std::path::PathBuf {
     let data = dir.path().join(name);

@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use common::net::{DEADLINE, TestNode, connect, spawn_on, wait_for};
+use common::net::{DEADLINE, TestNode, connect, memory_store, poll, spawn_on, wait_for};
 use common::*;
 use futures::StreamExt;
 use kolokol::net::wire::{PublisherState, SyncBundle, SyncCodec, SyncRequest, SyncResponse};
@@ -44,23 +44,13 @@ fn head(p: &Publisher, seq: u64) -> Vec<u8> {
 }
 
 fn bundle_file(p: &Publisher, seq: u64) -> (BundleFile, BundleId) {
-    let (manifest, blobs) = version(p, seq, 200).signed();
-    let id = BundleId::of(&manifest);
-    let file = BundleFile {
-        certificates: vec![p.cert.clone()],
-        revocations: vec![],
-        heads: vec![head(p, seq)],
-        manifest,
-        blobs,
-    };
-    (file, id)
+    version(p, seq, 200).bundle_file(vec![head(p, seq)])
 }
 
 /// Puts `seqs` and a head for `head_seq` straight into a store.
 fn fill(store: &Store, p: &Publisher, seqs: impl Iterator<Item = u64>, head_seq: u64) {
     let mut policy = p.policy();
-    let cert = policy.verify_certificate(&p.cert).unwrap();
-    store.put_certificate(&cert).unwrap();
+    store_certificate(store, p);
     let bundles: Vec<VerifiedBundle> = seqs.map(|s| version(p, s, 200).verified()).collect();
     for chunk in bundles.chunks(256) {
         store.ingest(chunk).unwrap();
@@ -73,17 +63,11 @@ fn fill(store: &Store, p: &Publisher, seqs: impl Iterator<Item = u64>, head_seq:
 }
 
 async fn wait_held(n: &TestNode, count: u64) {
-    timeout(DEADLINE, async {
-        loop {
-            let s = n.node.status().await.unwrap();
-            if s.publishers.iter().map(|p| p.held).sum::<u64>() >= count {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+    poll(&format!("{count} stories"), async || {
+        let s = n.node.status().await.unwrap();
+        (s.publishers.iter().map(|p| p.held).sum::<u64>() >= count).then_some(())
     })
     .await
-    .unwrap_or_else(|_| panic!("timed out waiting for {count} stories"));
 }
 
 fn quiet() -> NetConfig {
@@ -173,12 +157,7 @@ async fn a_node_stopped_during_three_publications_catches_up_and_refuses_a_rollb
     let p = Publisher::new(1);
     let dir = tempfile::tempdir().unwrap();
     let open = || Arc::new(Store::open(dir.path(), StoreConfig::default()).unwrap());
-    let mut newsroom = spawn_on(
-        &[&p],
-        Arc::new(Store::memory(StoreConfig::default())),
-        quiet(),
-    )
-    .await;
+    let mut newsroom = spawn_on(&[&p], memory_store(), quiet()).await;
     let mut reader = spawn_on(&[&p], open(), quiet()).await;
     connect(&mut reader, &newsroom).await;
     let (file, first) = bundle_file(&p, 1);
@@ -250,8 +229,8 @@ async fn a_node_stopped_during_three_publications_catches_up_and_refuses_a_rollb
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_halves_of_1000_stories_make_a_whole_and_a_settled_pair_costs_little() {
     let p = Publisher::new(1);
-    let odd = Arc::new(Store::memory(StoreConfig::default()));
-    let even = Arc::new(Store::memory(StoreConfig::default()));
+    let odd = memory_store();
+    let even = memory_store();
     fill(&odd, &p, (1..=1000).filter(|s| s % 2 == 1), 1000);
     fill(&even, &p, (1..=1000).filter(|s| s % 2 == 0), 1000);
     let mut a = spawn_on(&[&p], odd.clone(), quiet()).await;
@@ -302,7 +281,7 @@ async fn two_halves_of_1000_stories_make_a_whole_and_a_settled_pair_costs_little
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_sending_a_tampered_bundle_in_catch_up_is_banned() {
     let p = Publisher::new(1);
-    let store = Arc::new(Store::memory(StoreConfig::default()));
+    let store = memory_store();
     fill(&store, &p, 1..=4, 4);
     let mut reader = spawn_on(&[&p], store.clone(), quiet()).await;
     // A real manifest for sequence 5, with a body that is not the one it
@@ -339,9 +318,8 @@ async fn catch_up_from_a_peer_under_an_upload_cap_completes_within_the_cap() {
     const STORIES: u64 = 20;
     const LEN: usize = 20 * 1024;
     let p = Publisher::new(1);
-    let full = Arc::new(Store::memory(StoreConfig::default()));
-    let cert = p.policy().verify_certificate(&p.cert).unwrap();
-    full.put_certificate(&cert).unwrap();
+    let full = memory_store();
+    store_certificate(&full, &p);
     let bundles: Vec<VerifiedBundle> = (1..=STORIES)
         .map(|s| version(&p, s, LEN).verified())
         .collect();
@@ -358,12 +336,7 @@ async fn catch_up_from_a_peer_under_an_upload_cap_completes_within_the_cap() {
         },
     )
     .await;
-    let mut fresh = spawn_on(
-        &[&p],
-        Arc::new(Store::memory(StoreConfig::default())),
-        quiet(),
-    )
-    .await;
+    let mut fresh = spawn_on(&[&p], memory_store(), quiet()).await;
     let start = std::time::Instant::now();
     connect(&mut fresh, &capped).await;
     wait_held(&fresh, STORIES).await;
@@ -382,7 +355,7 @@ async fn catch_up_from_a_peer_under_an_upload_cap_completes_within_the_cap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_cuts_before_what_it_sent_is_banned() {
     let p = Publisher::new(1);
-    let store = Arc::new(Store::memory(StoreConfig::default()));
+    let store = memory_store();
     fill(&store, &p, 1..=4, 4);
     let mut reader = spawn_on(&[&p], store.clone(), quiet()).await;
     // A real bundle for 5, and a cut at 5 too: "the rest from 5 did not

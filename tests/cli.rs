@@ -1,11 +1,13 @@
 //! End-to-end tests of the built `kolokol` binary.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::process::{BIN, s};
 use tempfile::TempDir;
 
-const BIN: &str = env!("CARGO_BIN_EXE_kolokol");
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
 struct Env {
@@ -73,10 +75,6 @@ impl Env {
             format!("---\ntitle: {title}\nlang: en\n---\nBody of {title}.\n").as_bytes(),
         )
     }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 #[test]
@@ -375,24 +373,45 @@ fn the_demo_newsroom_is_trusted_only_when_added() {
 
 #[test]
 fn every_command_has_help() {
+    use clap::CommandFactory;
+    // clap's own consistency checks (names, conflicts, defaults).
+    kolokol::cli::Cli::command().debug_assert();
+    // Every command in the tree, found by walking it, so a new command is
+    // covered without being listed here.
     let env = Env::new();
-    for args in [
-        vec!["--help"],
-        vec!["demo", "--help"],
-        vec!["newsroom", "init", "--help"],
-        vec!["newsroom", "rotate", "--help"],
-        vec!["newsroom", "revoke", "--help"],
-        vec!["newsroom", "info", "--help"],
-        vec!["bundle", "create", "--help"],
-        vec!["verify", "--help"],
-        vec!["inspect", "--help"],
-        vec!["trust", "add", "--help"],
-        vec!["trust", "list", "--help"],
-        vec!["trust", "remove", "--help"],
-    ] {
+    let mut pending = vec![(Vec::<String>::new(), kolokol::cli::Cli::command())];
+    let mut walked = 0;
+    while let Some((path, cmd)) = pending.pop() {
+        let name = [vec!["kolokol".to_owned()], path.clone()]
+            .concat()
+            .join(" ");
+        assert!(
+            cmd.get_about()
+                .is_some_and(|a| !a.to_string().trim().is_empty()),
+            "{name} has no help text"
+        );
+        for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+            assert!(
+                arg.get_help()
+                    .is_some_and(|h| !h.to_string().trim().is_empty()),
+                "{name}: {} has no help text",
+                arg.get_id()
+            );
+        }
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+        args.push("--help");
         let out = env.ok(&args);
         assert!(out.contains("Usage"), "{args:?}");
+        walked += 1;
+        for sub in cmd.get_subcommands() {
+            let mut sub_path = path.clone();
+            sub_path.push(sub.get_name().to_owned());
+            pending.push((sub_path, sub.clone()));
+        }
     }
+    // The root, its commands and theirs: more than the top level alone.
+    let top = kolokol::cli::Cli::command().get_subcommands().count();
+    assert!(walked > top + 1, "walked only {walked} commands");
 }
 
 #[test]

@@ -8,13 +8,13 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::process::BIN;
 use common::*;
 use kolokol::proto::*;
 use kolokol::store::{Store, StoreConfig};
 use rand::{Rng, SeedableRng};
 use tempfile::TempDir;
 
-const BIN: &str = env!("CARGO_BIN_EXE_kolokol");
 const BUNDLES: u64 = 3000;
 const KILLS: usize = 20;
 

@@ -5,19 +5,18 @@ mod common;
 
 use std::sync::Arc;
 
-use common::net::{DEADLINE, connect, spawn_on, wait_for};
+use common::net::{DEADLINE, connect, memory_store, spawn_on, wait_for};
 use common::*;
 use kolokol::net::{NetConfig, NodeEvent};
 use kolokol::proto::*;
-use kolokol::store::{Store, StoreConfig};
+use kolokol::store::Store;
 use libp2p::multiaddr::Protocol;
 
 /// A store holding one story of `p` (sequence 1) and its head.
 fn store_with_story(p: &Publisher, n: u8) -> (Arc<Store>, BundleId) {
-    let store = Arc::new(Store::memory(StoreConfig::default()));
+    let store = memory_store();
     let policy = p.policy();
-    let cert = policy.verify_certificate(&p.cert).unwrap();
-    store.put_certificate(&cert).unwrap();
+    store_certificate(&store, p);
     let bundle = story(p, 1, n, format!("<p>Story of publisher {n}</p>").as_bytes()).verified();
     let id = bundle.id();
     store.ingest(&[bundle]).unwrap();
@@ -26,10 +25,6 @@ fn store_with_story(p: &Publisher, n: u8) -> (Arc<Store>, BundleId) {
         .unwrap();
     store.record_head(&h).unwrap();
     (store, id)
-}
-
-fn empty() -> Arc<Store> {
-    Arc::new(Store::memory(StoreConfig::default()))
 }
 
 fn mirror() -> NetConfig {
@@ -45,13 +40,13 @@ async fn a_fresh_node_finds_a_second_mirror_through_the_dht() {
     let p2 = Publisher::new(11);
     // The first mirror carries only P1; the second carries both and holds
     // a story of P2. The second knows the first.
-    let first = spawn_on(&[&p1], empty(), mirror()).await;
+    let first = spawn_on(&[&p1], memory_store(), mirror()).await;
     let (store, story) = store_with_story(&p2, 2);
     let mut second = spawn_on(&[&p1, &p2], store, mirror()).await;
     connect(&mut second, &first).await;
 
     // A reader of P2 that knows only the first mirror.
-    let mut reader = spawn_on(&[&p1, &p2], empty(), NetConfig::for_tests()).await;
+    let mut reader = spawn_on(&[&p1, &p2], memory_store(), NetConfig::for_tests()).await;
     connect(&mut reader, &first).await;
     let second_id = second.node.peer_id();
     wait_for(
@@ -79,7 +74,7 @@ async fn a_node_with_no_open_port_is_reached_through_a_relay() {
     // The relay carries another publisher only: the story can reach the
     // reader through the circuit and no other way.
     let other = Publisher::new(21);
-    let relay = spawn_on(&[&other], empty(), mirror()).await;
+    let relay = spawn_on(&[&other], memory_store(), mirror()).await;
     // Listens on no address of its own: only through the relay.
     let (store, story) = store_with_story(&p, 3);
     let mut hidden = spawn_on(
@@ -116,7 +111,7 @@ async fn a_node_with_no_open_port_is_reached_through_a_relay() {
     );
 
     // Another node dials it by its relayed address and gets its story.
-    let mut reader = spawn_on(&[&p], empty(), NetConfig::for_tests()).await;
+    let mut reader = spawn_on(&[&p], memory_store(), NetConfig::for_tests()).await;
     let addr = relay
         .addr
         .clone()
@@ -134,19 +129,9 @@ async fn a_node_with_no_open_port_is_reached_through_a_relay() {
     assert!(reader.store.has_bundle(&story).unwrap());
     assert!(!relay.store.has_bundle(&story).unwrap());
     // And the other way: a story published by the reader reaches it.
-    let (manifest, blobs) = common::story(&p, 2, 4, b"<p>Back the other way</p>").signed();
-    let back = BundleId::of(&manifest);
-    reader
-        .node
-        .publish(kolokol::proto::bundle::BundleFile {
-            certificates: vec![p.cert.clone()],
-            revocations: vec![],
-            heads: vec![p.head(2, T0.plus(7200))],
-            manifest,
-            blobs,
-        })
-        .await
-        .unwrap();
+    let (file, back) = common::story(&p, 2, 4, b"<p>Back the other way</p>")
+        .bundle_file(vec![p.head(2, T0.plus(7200))]);
+    reader.node.publish(file).await.unwrap();
     wait_for(&mut hidden.events, "the reader's story", |e| {
         *e == NodeEvent::Stored(back)
     })
@@ -167,7 +152,7 @@ async fn a_node_that_finds_itself_private_reserves_on_a_mirror_by_itself() {
         autonat_global_only: false,
         ..c
     };
-    let relay = spawn_on(&[&other], empty(), probing(mirror())).await;
+    let relay = spawn_on(&[&other], memory_store(), probing(mirror())).await;
     // No address of its own and no relay named: it connects to the mirror,
     // learns it cannot be dialed back, and listens through it.
     let (store, story) = store_with_story(&p, 5);
@@ -199,7 +184,7 @@ async fn a_node_that_finds_itself_private_reserves_on_a_mirror_by_itself() {
     assert_eq!(status.reachability.as_deref(), Some("private"));
 
     // Reached at the relayed address it now listens on.
-    let mut reader = spawn_on(&[&p], empty(), NetConfig::for_tests()).await;
+    let mut reader = spawn_on(&[&p], memory_store(), NetConfig::for_tests()).await;
     reader.node.dial(circuit).await.unwrap();
     wait_for(&mut reader.events, "the story through the relay", |e| {
         *e == NodeEvent::Stored(story)
@@ -214,28 +199,18 @@ async fn a_node_that_finds_itself_private_reserves_on_a_mirror_by_itself() {
 async fn a_newsroom_report_lists_peers_and_mirrors_found_in_the_dht() {
     let p = Publisher::new(1);
     let other = Publisher::new(21);
-    let mut newsroom = spawn_on(&[&p], empty(), NetConfig::for_tests()).await;
-    let near = spawn_on(&[&p], empty(), mirror()).await;
-    let mut far = spawn_on(&[&p], empty(), mirror()).await;
+    let mut newsroom = spawn_on(&[&p], memory_store(), NetConfig::for_tests()).await;
+    let near = spawn_on(&[&p], memory_store(), mirror()).await;
+    let mut far = spawn_on(&[&p], memory_store(), mirror()).await;
     // Carries another publisher only: it holds nothing of ours.
-    let stranger = spawn_on(&[&other], empty(), NetConfig::for_tests()).await;
+    let stranger = spawn_on(&[&other], memory_store(), NetConfig::for_tests()).await;
     connect(&mut newsroom, &near).await;
     connect(&mut far, &near).await;
     connect(&mut newsroom, &stranger).await;
 
-    let (manifest, blobs) = common::story(&p, 1, 7, b"<p>Reported</p>").signed();
-    let id = BundleId::of(&manifest);
-    newsroom
-        .node
-        .publish(kolokol::proto::bundle::BundleFile {
-            certificates: vec![p.cert.clone()],
-            revocations: vec![],
-            heads: vec![p.head(1, T0.plus(3600))],
-            manifest,
-            blobs,
-        })
-        .await
-        .unwrap();
+    let (file, id) =
+        common::story(&p, 1, 7, b"<p>Reported</p>").bundle_file(vec![p.head(1, T0.plus(3600))]);
+    newsroom.node.publish(file).await.unwrap();
     wait_for(&mut far.events, "the story at the far mirror", |e| {
         *e == NodeEvent::Stored(id)
     })

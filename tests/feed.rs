@@ -1,6 +1,8 @@
 //! `kolokol publish --feed`: feeds served by a small HTTP server inside the
 //! test, on loopback, imported by the built binary.
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -9,11 +11,11 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::process::{BIN, NodeProcess, wait_until};
 use kolokol::proto::Manifest;
 use kolokol::proto::bundle::BundleFile;
 use tempfile::TempDir;
 
-const BIN: &str = env!("CARGO_BIN_EXE_kolokol");
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
 /// One served resource.
@@ -622,17 +624,6 @@ impl Drop for Child {
     }
 }
 
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = std::time::Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn watch_retries_after_a_failed_round_and_stops_on_sigterm() {
     let server = Server::start();
@@ -659,20 +650,20 @@ fn watch_retries_after_a_failed_round_and_stops_on_sigterm() {
     );
     // The first round fails on the server's error; the watch goes on and
     // the next round imports the feed once it is back.
-    wait_for("the first round", || server.hits("/feed.xml") >= 1);
+    wait_until("the first round", || server.hits("/feed.xml") >= 1);
     server.serve(
         "/feed.xml",
         "application/rss+xml",
         rss(&server, "Первая статья"),
     );
-    wait_for("the second round to publish", || {
+    wait_until("the second round to publish", || {
         env.published_files().len() == 2
     });
     assert!(child.0.try_wait().unwrap().is_none(), "still watching");
     let pid = rustix::process::Pid::from_raw(child.0.id() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     let mut status = None;
-    wait_for("exit on SIGTERM", || {
+    wait_until("exit on SIGTERM", || {
         status = child.0.try_wait().unwrap();
         status.is_some()
     });
@@ -734,17 +725,7 @@ fn a_running_node_takes_the_imported_stories() {
     server.serve("/img/inline.png", "image/png", png2());
     let env = Env::new();
     let data = env.path("data");
-    let mut node = Child(
-        Command::new(BIN)
-            .arg("--data-dir")
-            .arg(&data)
-            .args(["node", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for("the node to start", || data.join("node.toml").exists());
+    let mut node = NodeProcess::start(&data, &[]);
 
     let first = env.import(&server.url("/feed.xml"));
     assert_eq!(lines_starting(&first, "new"), 2, "{first}");
@@ -752,16 +733,14 @@ fn a_running_node_takes_the_imported_stories() {
         let out = env.run(&["status"]);
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    wait_for("the node to hold both stories", || {
+    wait_until("the node to hold both stories", || {
         status().contains("stories held: 2")
     });
     let again = env.import(&server.url("/feed.xml"));
     assert_eq!(lines_starting(&again, "unchanged"), 2, "{again}");
     assert!(status().contains("stories held: 2"), "{}", status());
 
-    let pid = rustix::process::Pid::from_raw(node.0.id() as i32).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-    wait_for("the node to stop", || node.0.try_wait().unwrap().is_some());
+    node.terminate();
 }
 
 #[test]

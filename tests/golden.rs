@@ -8,10 +8,6 @@ use common::*;
 use kolokol::proto::bundle::BundleFile;
 use kolokol::proto::*;
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 const BODY: &[u8] = b"<p>golden</p>";
 
 fn golden_manifest(p: &Publisher) -> Manifest {
@@ -34,7 +30,7 @@ fn keys_from_fixed_seeds() {
 #[test]
 fn certificate_bytes_and_id() {
     let p = Publisher::new(1);
-    assert_eq!(hex(&p.cert), GOLDEN_CERT);
+    assert_eq!(hex::encode(&p.cert), GOLDEN_CERT);
     assert_eq!(p.cert_id().to_string(), GOLDEN_CERT_ID);
 }
 
@@ -43,8 +39,8 @@ fn manifest_bytes_id_and_signature() {
     let p = Publisher::new(1);
     let bytes = golden_manifest(&p).sign(&p.signing).unwrap();
     let (body, sig) = bytes.split_at(bytes.len() - SIGNATURE_LEN);
-    assert_eq!(hex(body), GOLDEN_MANIFEST_BODY);
-    assert_eq!(hex(sig), GOLDEN_MANIFEST_SIG);
+    assert_eq!(hex::encode(body), GOLDEN_MANIFEST_BODY);
+    assert_eq!(hex::encode(sig), GOLDEN_MANIFEST_SIG);
     assert_eq!(BundleId::of(&bytes).to_string(), GOLDEN_BUNDLE_ID);
     // And it verifies, with the id the policy computes.
     let v = p.policy().verify_manifest(&bytes, now()).unwrap();
@@ -54,7 +50,7 @@ fn manifest_bytes_id_and_signature() {
 #[test]
 fn head_bytes() {
     let p = Publisher::new(1);
-    assert_eq!(hex(&p.head(3, T0)), GOLDEN_HEAD);
+    assert_eq!(hex::encode(p.head(3, T0)), GOLDEN_HEAD);
 }
 
 #[test]

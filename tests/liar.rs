@@ -250,8 +250,7 @@ fn real_bundle(p: &Publisher, seq: u64, holder: &Store) -> (BundleId, Vec<u8>, V
     s.blobs.push(image);
     let (manifest, blobs) = s.signed();
     let policy = p.policy();
-    let cert = policy.verify_certificate(&p.cert).unwrap();
-    holder.put_certificate(&cert).unwrap();
+    store_certificate(holder, p);
     let vb = policy
         .verify_bundle(
             policy.verify_manifest(&manifest, now()).unwrap(),

@@ -5,48 +5,18 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 
 use common::*;
 use kolokol::config::Config;
 use kolokol::net::NetConfig;
-use kolokol::proto::bundle::BundleFile;
 use kolokol::trust::{PublisherFile, TrustList};
 use tempfile::TempDir;
 
 /// A GET on `addr`: the status code and the body.
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut reply = String::new();
-    s.read_to_string(&mut reply).unwrap();
-    let (head, body) = reply.split_once("\r\n\r\n").unwrap();
-    let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    // The body may be chunked; the test bodies are small text.
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        let mut out = String::new();
-        let mut rest = body;
-        while let Some((len, tail)) = rest.split_once("\r\n") {
-            let n = usize::from_str_radix(len.trim(), 16).unwrap();
-            if n == 0 {
-                break;
-            }
-            out.push_str(&tail[..n]);
-            rest = &tail[n + 2..];
-        }
-        out
-    } else {
-        body.to_owned()
-    };
-    (code, body)
+async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let r = common::gateway::get(addr, path).await;
+    (r.status, r.text())
 }
 
 /// Parses the text exposition format strictly: `# HELP`, `# TYPE`,
@@ -145,22 +115,10 @@ async fn metrics_parse_as_prometheus_text_and_health_answers() {
     let running = kolokol::node::start(&data, config.clone()).await.unwrap();
     let addr = running.metrics.expect("metrics served");
 
-    let (manifest, blobs) = story(&p, 1, 1, b"<p>Counted</p>").signed();
-    running
-        .node
-        .publish(BundleFile {
-            certificates: vec![p.cert.clone()],
-            revocations: vec![],
-            heads: vec![p.head(1, T0.plus(3600))],
-            manifest,
-            blobs,
-        })
-        .await
-        .unwrap();
+    let (file, _) = story(&p, 1, 1, b"<p>Counted</p>").bundle_file(vec![p.head(1, T0.plus(3600))]);
+    running.node.publish(file).await.unwrap();
 
-    let (code, text) = tokio::task::spawn_blocking(move || get(addr, "/metrics"))
-        .await
-        .unwrap();
+    let (code, text) = get(addr, "/metrics").await;
     assert_eq!(code, 200);
     let samples = parse(&text);
     assert_eq!(
@@ -182,9 +140,7 @@ async fn metrics_parse_as_prometheus_text_and_health_answers() {
         "{text}"
     );
 
-    let (code, body) = tokio::task::spawn_blocking(move || get(addr, "/healthz"))
-        .await
-        .unwrap();
+    let (code, body) = get(addr, "/healthz").await;
     assert_eq!(code, 200);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["status"], "ok");

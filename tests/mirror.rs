@@ -6,11 +6,9 @@ mod common;
 
 use std::sync::Arc;
 
-use common::net::{DEADLINE, connect, spawn_on, wait_for};
+use common::net::{DEADLINE, connect, memory_store, spawn_on, wait_for};
 use common::*;
 use kolokol::net::{NetConfig, NodeEvent};
-use kolokol::proto::bundle::BundleFile;
-use kolokol::proto::*;
 use kolokol::store::{SeqState, Store, StoreConfig};
 
 const STORIES: u64 = 30;
@@ -22,7 +20,7 @@ async fn a_mirrors_quota_holds_under_a_stream_of_stories() {
     let p = Publisher::new(1);
     let mut newsroom = spawn_on(
         &[&p],
-        Arc::new(Store::memory(StoreConfig::default())),
+        memory_store(),
         NetConfig {
             sync_interval_secs: 1,
             ..NetConfig::for_tests()
@@ -52,19 +50,8 @@ async fn a_mirrors_quota_holds_under_a_stream_of_stories() {
         body.resize(BODY, b'.');
         let mut s = story(&p, seq, seq as u8, &body);
         s.published = T0.plus(seq * 3600);
-        let (manifest, blobs) = s.signed();
-        let id = BundleId::of(&manifest);
-        newsroom
-            .node
-            .publish(BundleFile {
-                certificates: vec![p.cert.clone()],
-                revocations: vec![],
-                heads: vec![p.head(seq, T0.plus(seq * 3600 + 60))],
-                manifest,
-                blobs,
-            })
-            .await
-            .unwrap();
+        let (file, id) = s.bundle_file(vec![p.head(seq, T0.plus(seq * 3600 + 60))]);
+        newsroom.node.publish(file).await.unwrap();
         wait_for(&mut mirror.events, "the story at the mirror", |e| {
             *e == NodeEvent::Stored(id)
         })

@@ -1,11 +1,13 @@
 //! Encrypted key files and the offline-root flow, through the built binary.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
+use common::process::{BIN, s};
 use tempfile::TempDir;
 
-const BIN: &str = env!("CARGO_BIN_EXE_kolokol");
 const PASS: &str = "a passphrase for tests";
 /// Cheap Argon2id cost: these tests are about the files, not the cost.
 const CHEAP_KDF: &str = "m=64,t=1,p=1";
@@ -89,10 +91,6 @@ impl Env {
         names.sort();
         names
     }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// The public key a line `LABEL ed25519:...` names.

@@ -16,16 +16,7 @@ fn bundle_file(p: &Publisher, seq: u64) -> (BundleFile, BundleId) {
     let mut s = story(p, seq, seq as u8, format!("<p>Story {seq}</p>").as_bytes());
     s.published = now().minus(3600);
     s.blobs.push(image);
-    let (manifest, blobs) = s.signed();
-    let id = BundleId::of(&manifest);
-    let file = BundleFile {
-        certificates: vec![p.cert.clone()],
-        revocations: vec![],
-        heads: vec![p.head(seq, now().minus(60))],
-        manifest,
-        blobs,
-    };
-    (file, id)
+    s.bundle_file(vec![p.head(seq, now().minus(60))])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,102 +1,12 @@
 //! Two processes of the real binary on 127.0.0.1: a newsroom's node and a
 //! reader's node bootstrapped from it.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
+use common::process::{NodeProcess, kolokol, ok, wait_until};
 use tempfile::TempDir;
-
-const BIN: &str = env!("CARGO_BIN_EXE_kolokol");
-const DEADLINE: Duration = Duration::from_secs(60);
-
-fn kolokol(data: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .env_remove("KOLOKOL_NEWSROOM")
-        .output()
-        .unwrap()
-}
-
-fn ok(data: &Path, args: &[&str]) -> String {
-    let out = kolokol(data, args);
-    assert!(
-        out.status.success(),
-        "kolokol {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// A running `kolokol node`, stopped with SIGTERM when dropped.
-struct NodeProcess {
-    child: Child,
-    data: PathBuf,
-}
-
-impl NodeProcess {
-    fn start(data: &Path, extra: &[&str]) -> Self {
-        let _ = std::fs::remove_file(data.join("node.toml"));
-        let child = Command::new(BIN)
-            .arg("--data-dir")
-            .arg(data)
-            .args(["node", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
-            // Tests never take the default gateway port.
-            .args(["--gateway", "127.0.0.1:0"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let n = Self {
-            child,
-            data: data.to_owned(),
-        };
-        n.wait_until("node.toml to appear", || data.join("node.toml").exists());
-        n
-    }
-
-    fn wait_until(&self, what: &str, mut cond: impl FnMut() -> bool) {
-        let start = Instant::now();
-        while !cond() {
-            assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// The address others can dial, with the peer id.
-    fn addr(&self) -> String {
-        let text = std::fs::read_to_string(self.data.join("node.toml")).unwrap();
-        let file: kolokol::node::control::NodeFile = toml::from_str(&text).unwrap();
-        format!("{}/p2p/{}", file.listen[0], file.peer_id)
-    }
-
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        }
-        let start = Instant::now();
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "the node did not stop on SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Data directories `a` (with a newsroom `name`) and `b` (trusting it),
 /// and the newsroom's folder.
@@ -133,7 +43,7 @@ fn newsroom_and_reader(dir: &TempDir, a: &str, b: &str, name: &str) -> (PathBuf,
 fn connected_pair(a: &Path, b: &Path) -> (NodeProcess, NodeProcess) {
     let node_a = NodeProcess::start(a, &[]);
     let node_b = NodeProcess::start(b, &["--bootstrap", &node_a.addr()]);
-    node_b.wait_until("the nodes to connect", || {
+    wait_until("the nodes to connect", || {
         ok(b, &["status"]).contains("peers:     1")
     });
     (node_a, node_b)
@@ -164,7 +74,7 @@ fn a_story_published_into_one_process_reaches_the_other() {
     assert_eq!(id.len(), 64);
 
     // The story shows in the second node's status, then in its store.
-    node_b.wait_until("the story at the reader's node", || {
+    wait_until("the story at the reader's node", || {
         ok(&b, &["status"]).contains("stories held: 1")
     });
     let status = ok(&b, &["status"]);
@@ -227,7 +137,7 @@ fn sigterm_during_a_fetch_leaves_no_partial_bundle() {
     ok(&a, &args);
     // Usually this lands mid-fetch; on a fast machine the fetch may be done
     // already, and the checks below hold either way.
-    node_b.wait_until("the fetch to start", || {
+    wait_until("the fetch to start", || {
         let s = ok(&b, &["status"]);
         s.contains("fetching:  1") || s.contains("stories held: 1")
     });
@@ -316,7 +226,7 @@ fn a_publisher_files_bootstrap_addresses_are_dialed() {
     .unwrap();
     ok(&b, &["trust", "add", with_bootstrap.to_str().unwrap()]);
     let mut reader = NodeProcess::start(&b, &[]);
-    reader.wait_until("the reader to reach the mirror", || {
+    wait_until("the reader to reach the mirror", || {
         ok(&b, &["status"]).contains("peers:     1")
     });
     assert!(reader.terminate().success());
@@ -348,7 +258,7 @@ fn a_reader_started_late_catches_up_from_a_mirror_process() {
     // The reader starts after the publication: gossip is long gone, and
     // catch-up brings the story and the head.
     let mut reader = NodeProcess::start(&b, &["--bootstrap", &mirror.addr()]);
-    reader.wait_until("the story caught up", || {
+    wait_until("the story caught up", || {
         ok(&b, &["status"]).contains("stories held: 1")
     });
     let status = ok(&b, &["status"]);
@@ -403,7 +313,7 @@ fn a_reader_started_late_catches_up_from_a_mirror_process() {
         ),
         "{out}"
     );
-    reader.wait_until("the story dropped after the revocation", || {
+    wait_until("the story dropped after the revocation", || {
         ok(&b, &["status"]).contains("stories held: 0")
     });
 

@@ -468,12 +468,8 @@ fn weak_keys_are_refused() {
     // The identity point, a small-order key.
     let mut id = [0u8; 32];
     id[0] = 1;
-    let text = format!("ed25519:{}", hex_encode(&id));
+    let text = format!("ed25519:{}", hex::encode(id));
     assert_eq!(text.parse::<PublicKey>(), Err(KeyError::Weak));
-}
-
-fn hex_encode(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 #[test]
@@ -487,7 +483,7 @@ fn mixed_order_keys_are_refused() {
     t2[31] = 0x7f;
     let t = CompressedEdwardsY(t2).decompress().unwrap();
     let mixed = (a + t).compress().to_bytes();
-    let text = format!("ed25519:{}", hex_encode(&mixed));
+    let text = format!("ed25519:{}", hex::encode(mixed));
     assert_eq!(text.parse::<PublicKey>(), Err(KeyError::Weak));
     assert!(honest.to_string().parse::<PublicKey>().is_ok());
 }

@@ -5,54 +5,31 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use common::net::{DEADLINE, TestNode, connect, spawn_on, wait_for};
+use common::net::{TestNode, connect, memory_store, poll, spawn, spawn_on, wait_for};
 use common::*;
 use kolokol::net::{NetConfig, NodeEvent};
 use kolokol::proto::bundle::BundleFile;
 use kolokol::proto::*;
-use kolokol::store::{Store, StoreConfig};
 
 /// Story `n` (sequence `n`), signed `n` hours after T0, as a bundle file.
 fn file(p: &Publisher, n: u8) -> (BundleFile, BundleId) {
-    let (manifest, blobs) = story(p, n as u64, n, format!("<p>Story {n}</p>").as_bytes()).signed();
-    let id = BundleId::of(&manifest);
-    let f = BundleFile {
-        certificates: vec![p.cert.clone()],
-        revocations: vec![],
-        heads: vec![],
-        manifest,
-        blobs,
-    };
-    (f, id)
-}
-
-async fn node(p: &Publisher) -> TestNode {
-    spawn_on(
-        &[p],
-        Arc::new(Store::memory(StoreConfig::default())),
-        NetConfig::for_tests(),
-    )
-    .await
+    story(p, n as u64, n, format!("<p>Story {n}</p>").as_bytes()).bundle_file(vec![])
 }
 
 async fn wait_gone(n: &TestNode, id: &BundleId) {
-    tokio::time::timeout(DEADLINE, async {
-        while n.store.has_bundle(id).unwrap() {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    })
+    poll(
+        &format!("bundle {} to be dropped", id.short()),
+        async || (!n.store.has_bundle(id).unwrap()).then_some(()),
+    )
     .await
-    .unwrap_or_else(|_| panic!("bundle {} still held", id.short()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_reaches_three_nodes_and_every_one_refuses_the_key() {
     let p = Publisher::new(1);
-    let mut newsroom = node(&p).await;
-    let mut b = node(&p).await;
-    let mut c = node(&p).await;
+    let mut newsroom = spawn(&p).await;
+    let mut b = spawn(&p).await;
+    let mut c = spawn(&p).await;
     connect(&mut newsroom, &b).await;
     connect(&mut b, &c).await;
 
@@ -86,11 +63,9 @@ async fn a_revocation_reaches_three_nodes_and_every_one_refuses_the_key() {
 
     // A node that was away, holding the thief's story, joins: it learns
     // the revocation in catch-up and drops the story.
-    let store = Arc::new(Store::memory(StoreConfig::default()));
+    let store = memory_store();
     let policy = p.policy();
-    store
-        .put_certificate(&policy.verify_certificate(&p.cert).unwrap())
-        .unwrap();
+    store_certificate(&store, &p);
     let (m, blobs) = story(&p, 4, 4, b"<p>Story 4</p>").signed();
     let vm = policy.verify_manifest(&m, now()).unwrap();
     store

@@ -15,11 +15,6 @@ fn both(test: impl Fn(&Store)) {
     test(&Store::open(&dir.path().join("store"), StoreConfig::default()).unwrap());
 }
 
-fn with_cert(store: &Store, p: &Publisher) {
-    let cert = p.policy().verify_certificate(&p.cert).unwrap();
-    store.put_certificate(&cert).unwrap();
-}
-
 /// Takes a head as a node does: the policy decides, the store records.
 /// Returns whether it became the trusted head.
 fn accept_head(store: &Store, policy: &mut TrustPolicy, head: &Verified<Head>) -> bool {
@@ -34,7 +29,7 @@ fn accept_head(store: &Store, policy: &mut TrustPolicy, head: &Verified<Head>) -
 fn ingest_is_idempotent_and_shares_blobs() {
     both(|store| {
         let p = Publisher::new(1);
-        with_cert(store, &p);
+        store_certificate(store, &p);
         let image = vec![9u8; 5000];
         let mut a = story(&p, 1, 1, b"<p>one</p>");
         a.blobs.push(image.clone());
@@ -72,7 +67,7 @@ fn a_bundle_needs_its_certificate_stored_first() {
 fn versions_latest_lists_and_languages() {
     both(|store| {
         let p = Publisher::new(1);
-        with_cert(store, &p);
+        store_certificate(store, &p);
         let v1 = story(&p, 1, 1, b"<p>first</p>").verified();
         let other = {
             let mut s = story(&p, 2, 2, b"<p>other</p>");
@@ -132,7 +127,7 @@ fn versions_latest_lists_and_languages() {
 fn held_and_missing_sequence_numbers() {
     both(|store| {
         let p = Publisher::new(1);
-        with_cert(store, &p);
+        store_certificate(store, &p);
         let bundles: Vec<_> = [1u64, 2, 3, 5, 8]
             .iter()
             .map(|&s| story(&p, s, s as u8, format!("<p>{s}</p>").as_bytes()).verified())
@@ -164,7 +159,7 @@ fn held_and_missing_sequence_numbers() {
 fn a_second_bundle_for_one_sequence_number_is_a_conflict() {
     both(|store| {
         let p = Publisher::new(1);
-        with_cert(store, &p);
+        store_certificate(store, &p);
         let a = story(&p, 1, 1, b"<p>a</p>").verified();
         let b = story(&p, 1, 2, b"<p>b</p>").verified();
         store.ingest(std::slice::from_ref(&a)).unwrap();
@@ -182,7 +177,7 @@ fn rollback_is_refused_across_a_restart() {
     let p = Publisher::new(1);
     {
         let store = Store::open(&path, StoreConfig::default()).unwrap();
-        with_cert(&store, &p);
+        store_certificate(&store, &p);
         let h = p
             .policy()
             .verify_head(&p.head(7, T0.plus(10)), now())
@@ -222,7 +217,7 @@ fn rollback_is_refused_across_a_restart() {
 fn a_revocation_removes_what_it_covers_and_refuses_later_arrivals() {
     both(|store| {
         let p = Publisher::new(1);
-        with_cert(store, &p);
+        store_certificate(store, &p);
         // Signed at T0 + 1h + 1s and T0 + 5h + 1s.
         let early = story(&p, 1, 1, b"<p>early</p>").verified();
         let late = story(&p, 2, 5, b"<p>late</p>").verified();
@@ -254,7 +249,7 @@ fn a_revocation_removes_what_it_covers_and_refuses_later_arrivals() {
 fn check_finds_and_repairs_damage() {
     both(|store| {
         let p = Publisher::new(1);
-        with_cert(store, &p);
+        store_certificate(store, &p);
         let a = story(&p, 1, 1, b"<p>a</p>").verified();
         let b = story(&p, 2, 2, b"<p>b</p>").verified();
         store.ingest(&[a.clone(), b.clone()]).unwrap();
@@ -315,8 +310,8 @@ fn quota_eviction_follows_the_policy() {
     let store = Store::open(&dir.path().join("store"), config).unwrap();
     let p = Publisher::new(1);
     let q = Publisher::new(20);
-    with_cert(&store, &p);
-    with_cert(&store, &q);
+    store_certificate(&store, &p);
+    store_certificate(&store, &q);
     let body = |n: u8| vec![n; 100 * 1024];
     // Publisher p: stories 1..=30 (story 2 pinned, story 1 corrected);
     // publisher q: 3 stories, its newest 3, never evicted.
@@ -402,7 +397,7 @@ fn the_quota_holds_under_a_stream_of_stories() {
     };
     let store = Store::open(&dir.path().join("store"), config).unwrap();
     let p = Publisher::new(1);
-    with_cert(&store, &p);
+    store_certificate(&store, &p);
     let story_size = 60 * 1024;
     for n in 1..=120u64 {
         let body: Vec<u8> = (0..story_size).map(|i| (i as u64 * 31 + n) as u8).collect();
@@ -423,7 +418,7 @@ fn the_quota_holds_under_a_stream_of_stories() {
 fn a_shared_blob_stays_while_any_bundle_uses_it() {
     both(|store| {
         let p = Publisher::new(1);
-        with_cert(store, &p);
+        store_certificate(store, &p);
         for size in [5_000usize, 40_000] {
             // Small blobs live in the index, large ones in files: both counted.
             let image: Vec<u8> = (0..size).map(|i| (i % 241) as u8).collect();
@@ -474,7 +469,7 @@ fn a_shared_blob_stays_while_any_bundle_uses_it() {
 fn a_revoked_keys_head_stops_being_the_floor() {
     both(|store| {
         let p = Publisher::new(1);
-        with_cert(store, &p);
+        store_certificate(store, &p);
         let mut node_policy = p.policy();
         let stolen = node_policy
             .verify_head(&p.head(1_000_000, T0.plus(5)), now())
@@ -522,8 +517,8 @@ fn retention_and_the_per_publisher_quota_evict_only_what_they_must() {
     let store = Store::open(&dir.path().join("store"), config.clone()).unwrap();
     let p = Publisher::new(1);
     let q = Publisher::new(20);
-    with_cert(&store, &p);
-    with_cert(&store, &q);
+    store_certificate(&store, &p);
+    store_certificate(&store, &q);
     // p: 12 stories of 2 KiB published hourly from T0 + 1 h: well over its
     // 10 KiB quota. q: 5 small stories published from T0 + 30 h.
     for n in 1..=12u8 {

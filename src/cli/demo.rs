@@ -115,22 +115,44 @@ async fn wait_connected(
     .context("the demo nodes did not connect in time")?
 }
 
+/// The most of the gateway's home page the demo reads.
+const MAX_PAGE: u64 = 4 * 1024 * 1024;
+
 /// Asks the gateway for its home page over loopback, as a browser would.
 async fn gateway_answers(addr: std::net::SocketAddr) -> Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(format!("GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
-        .await?;
-    let mut reply = Vec::new();
-    s.take(4 * 1024 * 1024).read_to_end(&mut reply).await?;
-    let text = String::from_utf8_lossy(&reply);
-    if !text.starts_with("HTTP/1.1 200") {
-        bail!(
-            "the gateway answered: {}",
-            text.lines().next().unwrap_or("")
-        );
-    }
-    Ok(())
+    tokio::task::spawn_blocking(move || {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(5))
+            .timeout(DEADLINE)
+            .redirects(0)
+            .build();
+        let response = match agent.get(&format!("http://{addr}/")).call() {
+            Ok(r) => r,
+            Err(ureq::Error::Status(status, r)) => {
+                bail!("the gateway answered: {status} {}", r.status_text())
+            }
+            Err(ureq::Error::Transport(t)) => {
+                return Err(t).context("the gateway did not answer");
+            }
+        };
+        if response.status() != 200 {
+            bail!(
+                "the gateway answered: {} {}",
+                response.status(),
+                response.status_text()
+            );
+        }
+        // Read the page whole, as a browser would, so a page that breaks
+        // off midway counts as no answer.
+        std::io::copy(
+            &mut std::io::Read::take(response.into_reader(), MAX_PAGE),
+            &mut std::io::sink(),
+        )
+        .context("reading the gateway's home page")?;
+        Ok(())
+    })
+    .await
+    .context("asking the gateway")?
 }
 
 pub(super) fn run(args: DemoArgs) -> Result<ExitCode> {

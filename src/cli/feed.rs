@@ -186,7 +186,7 @@ impl Target {
     /// either way the newsroom is trusted first, as `kolokol publish` does.
     fn open(newsroom: &Newsroom, data: &Path) -> Result<Self> {
         if let Some(client) = ControlClient::for_data_dir(data) {
-            trust_at_node(&client, newsroom, data)?;
+            trust_at_node(&client, newsroom)?;
             return Ok(Target::Node(client));
         }
         let store = open_store(data)?;

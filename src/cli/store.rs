@@ -18,7 +18,7 @@ use crate::node::control::ControlClient;
 use crate::proto::{BundleId, PublicKey, TrustPolicy};
 use crate::store::Store;
 use crate::store::archive::{self, ExportFilter, ImportReport, Summary, ranges_text};
-use crate::trust::{MAX_PUBLISHER_FILE, PublisherFile, TrustList};
+use crate::trust::{MAX_PUBLISHER_FILE, TrustList};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum StoreCommand {
@@ -335,24 +335,17 @@ pub(super) fn import(args: ImportArgs, data: &Path) -> Result<ExitCode> {
     })
 }
 
-/// Has the running node on `data` trust `newsroom`, as a local publish
-/// would. Left alone when the node's trust list names the newsroom's name
-/// with another key, or its key under another name: publishing then says
-/// what is wrong.
-pub(super) fn trust_at_node(
-    client: &ControlClient,
-    newsroom: &Newsroom,
-    data: &Path,
-) -> Result<()> {
+/// Has the running node trust `newsroom`, as a local publish would. The
+/// node's refusal because the newsroom's name or key is already in its
+/// trust list (under this name, or another) is no error here: publishing
+/// then says what is wrong, if anything is.
+pub(super) fn trust_at_node(client: &ControlClient, newsroom: &Newsroom) -> Result<()> {
     let path = newsroom.public_file_path();
     let text = crate::files::read_bounded_text(&path, MAX_PUBLISHER_FILE)?;
-    let file = PublisherFile::parse(&text, &path)?;
-    match TrustList::open(data)?.check_add(&file) {
-        Ok(()) => client
-            .trust(&text)
-            .context("adding the newsroom to the node's trust list"),
-        Err(e) if e.is_already_trusted() => Ok(()),
-        Err(e) => Err(e.into()),
+    match client.trust(&text) {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_conflict() => Ok(()),
+        Err(e) => Err(e).context("adding the newsroom to the node's trust list"),
     }
 }
 
@@ -360,7 +353,7 @@ pub(super) fn publish(args: CreateArgs, data: &Path) -> Result<ExitCode> {
     let newsroom = super::newsroom::open_newsroom(&newsroom_dir(args.newsroom.clone(), data))?;
     if let Some(client) = ControlClient::for_data_dir(data) {
         // The running node stores and announces it at once.
-        trust_at_node(&client, &newsroom, data)?;
+        trust_at_node(&client, &newsroom)?;
         let out = args.out.clone();
         let published = create(&newsroom, args)?;
         if let Some(out) = out {

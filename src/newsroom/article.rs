@@ -186,15 +186,13 @@ pub fn parse(text: &str, format: Format) -> Result<Article, ArticleError> {
 /// Percent-encodes what a Markdown renderer encodes in a link target:
 /// everything but ASCII letters, digits and `-._~/`.
 fn percent_encode(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for b in name.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    const LINK: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~')
+        .remove(b'/');
+    percent_encoding::utf8_percent_encode(name, LINK).to_string()
 }
 
 /// Points references to a media file at its place in the bundle

@@ -3,7 +3,7 @@
 //! it holds the store, so `kolokol publish`, `import`, `trust add` and
 //! `status` come through here.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::Duration;
@@ -218,7 +218,14 @@ async fn trust(State(s): State<ApiState>, headers: HeaderMap, body: String) -> R
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
     if let Err(e) = list.add_file(&file) {
-        return error(StatusCode::CONFLICT, e);
+        // 409 means only "clashes with a publisher already trusted", so
+        // that a client can tell it from a failure by the status alone.
+        let status = if e.is_already_trusted() {
+            StatusCode::CONFLICT
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        return error(status, e);
     }
     // Trusted, but carried only if the carry list names it (or is empty).
     if !s.carry.is_empty() && !s.carry.contains(&file.name) {
@@ -268,18 +275,49 @@ pub enum ControlError {
         reason: String,
     },
     /// The node answered with an error.
-    #[error("the node refused: {0}")]
-    Refused(String),
+    #[error("the node refused: {message}")]
+    Refused {
+        /// The HTTP status it answered with.
+        status: u16,
+        /// What it said.
+        message: String,
+    },
     /// The answer was not understood.
     #[error("unexpected answer from the node: {0}")]
     BadReply(String),
 }
 
+impl ControlError {
+    /// Whether the node refused because what was asked clashes with what
+    /// it already holds (a publisher already trusted under another name or
+    /// key), so a caller that only wants it present can go on.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::Refused { status: 409, .. })
+    }
+}
+
+/// How long the client waits to connect to the node.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one read or write may stall: an import of a large file
+/// answers only when it is done.
+const IO_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// A client of a running node's control API.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ControlClient {
     addr: SocketAddr,
     token: String,
+    agent: ureq::Agent,
+}
+
+impl std::fmt::Debug for ControlClient {
+    // The token is the API's only secret: never in logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlClient")
+            .field("addr", &self.addr)
+            .field("token", &"<redacted>")
+            .finish_non_exhaustive()
+    }
 }
 
 impl ControlClient {
@@ -293,8 +331,21 @@ impl ControlClient {
             .trim()
             .to_owned();
         let addr: SocketAddr = file.control.parse().ok()?;
+        // A node that stopped without removing its node.toml leaves an
+        // address nobody listens on: only one that accepts counts.
         TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-        Some(Self { addr, token })
+        Some(Self::new(addr, token))
+    }
+
+    fn new(addr: SocketAddr, token: String) -> Self {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(CONNECT_TIMEOUT)
+            .timeout_read(IO_TIMEOUT)
+            .timeout_write(IO_TIMEOUT)
+            // The API never redirects; an answer that does is not its own.
+            .redirects(0)
+            .build();
+        Self { addr, token, agent }
     }
 
     fn request(
@@ -304,44 +355,42 @@ impl ControlClient {
         content_type: &str,
         body: &[u8],
     ) -> Result<serde_json::Value, ControlError> {
-        let unreachable = |e: std::io::Error| ControlError::Unreachable {
+        let unreachable = |reason: String| ControlError::Unreachable {
             addr: self.addr.to_string(),
-            reason: e.to_string(),
+            reason,
         };
-        let mut s =
-            TcpStream::connect_timeout(&self.addr, Duration::from_secs(5)).map_err(unreachable)?;
-        s.set_read_timeout(Some(Duration::from_secs(600)))
-            .map_err(unreachable)?;
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            self.addr,
-            self.token,
-            body.len()
-        );
-        s.write_all(head.as_bytes()).map_err(unreachable)?;
-        s.write_all(body).map_err(unreachable)?;
+        let request = self
+            .agent
+            .request(method, &format!("http://{}{path}", self.addr))
+            .set("Authorization", &format!("Bearer {}", self.token))
+            .set("Content-Type", content_type);
+        let response = match request.send_bytes(body) {
+            Ok(r) => r,
+            // An error status still carries the node's JSON explanation.
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(ureq::Error::Transport(t)) => return Err(unreachable(t.to_string())),
+        };
+        let status = response.status();
         let mut reply = Vec::new();
-        s.take(MAX_REPLY as u64)
+        response
+            .into_reader()
+            .take(MAX_REPLY as u64 + 1)
             .read_to_end(&mut reply)
-            .map_err(unreachable)?;
-        let text = String::from_utf8_lossy(&reply);
-        let (head, body) = text
-            .split_once("\r\n\r\n")
-            .ok_or_else(|| ControlError::BadReply("no header end".into()))?;
-        let code: u16 = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| ControlError::BadReply("no status code".into()))?;
+            .map_err(|e| unreachable(e.to_string()))?;
+        if reply.len() > MAX_REPLY {
+            return Err(ControlError::BadReply(format!(
+                "the answer is over {MAX_REPLY} bytes"
+            )));
+        }
         let value: serde_json::Value =
-            serde_json::from_str(body).map_err(|e| ControlError::BadReply(e.to_string()))?;
-        if code != 200 {
-            let msg = value
+            serde_json::from_slice(&reply).map_err(|e| ControlError::BadReply(e.to_string()))?;
+        if status != 200 {
+            let message = value
                 .get("error")
                 .and_then(|e| e.as_str())
                 .unwrap_or("unknown error")
                 .to_owned();
-            return Err(ControlError::Refused(msg));
+            return Err(ControlError::Refused { status, message });
         }
         Ok(value)
     }
@@ -413,5 +462,122 @@ impl ControlClient {
     pub fn trust(&self, publisher_toml: &str) -> Result<(), ControlError> {
         self.request("POST", "/v1/trust", "text/plain", publisher_toml.as_bytes())
             .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::net::TcpListener;
+
+    use super::*;
+
+    /// A server on loopback that reads one request and answers `reply`
+    /// whole; returns a client of it and the request it got.
+    fn answering(reply: Vec<u8>) -> (ControlClient, std::thread::JoinHandle<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            let head_end = loop {
+                let n = s.read(&mut buf).unwrap();
+                got.extend_from_slice(&buf[..n]);
+                if let Some(p) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break p + 4;
+                }
+                assert!(n > 0, "the request ended inside its head");
+            };
+            let head = String::from_utf8_lossy(&got[..head_end]).to_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            while got.len() < head_end + len {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "the request ended inside its body");
+                got.extend_from_slice(&buf[..n]);
+            }
+            // A client that stops reading at its cap closes early.
+            let _ = s.write_all(&reply);
+            String::from_utf8_lossy(&got).into_owned()
+        });
+        (ControlClient::new(addr, "secret".into()), server)
+    }
+
+    fn reply(status: &str, body: &[u8]) -> Vec<u8> {
+        let mut r = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        r.extend_from_slice(body);
+        r
+    }
+
+    #[test]
+    fn a_request_carries_the_token_and_an_answer_is_read() {
+        let (client, server) = answering(reply("200 OK", br#"{"id":"abc"}"#));
+        assert_eq!(client.publish(b"bundle").unwrap(), "abc");
+        let request = server.join().unwrap();
+        assert!(
+            request.starts_with("POST /v1/publish HTTP/1.1\r\n"),
+            "{request}"
+        );
+        assert!(
+            request.contains("Authorization: Bearer secret\r\n"),
+            "{request}"
+        );
+        assert!(request.ends_with("\r\n\r\nbundle"), "{request}");
+    }
+
+    #[test]
+    fn a_refusal_keeps_its_status_and_message() {
+        let (client, server) = answering(reply(
+            "409 Conflict",
+            br#"{"error":"root key is already trusted as \"x\""}"#,
+        ));
+        let err = client.trust("name = \"y\"").unwrap_err();
+        server.join().unwrap();
+        assert!(err.is_conflict(), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "the node refused: root key is already trusted as \"x\""
+        );
+
+        let (client, server) = answering(reply(
+            "401 Unauthorized",
+            br#"{"error":"missing or wrong control token"}"#,
+        ));
+        let err = client.untrust("y").unwrap_err();
+        server.join().unwrap();
+        assert!(
+            matches!(&err, ControlError::Refused { status: 401, message } if message == "missing or wrong control token"),
+            "{err:?}"
+        );
+        assert!(!err.is_conflict());
+    }
+
+    #[test]
+    fn an_answer_over_the_cap_or_not_json_is_refused() {
+        let mut big = br#"{"id":""#.to_vec();
+        big.resize(MAX_REPLY + 10, b'a');
+        big.extend_from_slice(br#""}"#);
+        let (client, server) = answering(reply("200 OK", &big));
+        let err = client.publish(b"bundle").unwrap_err();
+        server.join().unwrap();
+        assert!(matches!(err, ControlError::BadReply(_)), "{err:?}");
+
+        let (client, server) = answering(reply("200 OK", b"<html>"));
+        let err = client.status().unwrap_err();
+        server.join().unwrap();
+        assert!(matches!(err, ControlError::BadReply(_)), "{err:?}");
+    }
+
+    #[test]
+    fn the_token_stays_out_of_debug_output() {
+        let client = ControlClient::new("127.0.0.1:1".parse().unwrap(), "secret".into());
+        assert!(!format!("{client:?}").contains("secret"));
     }
 }

@@ -4,9 +4,11 @@
 
 pub mod gateway;
 pub mod net;
+pub mod process;
 
 use kolokol::proto::bundle::BundleFile;
 use kolokol::proto::*;
+use kolokol::store::Store;
 
 pub const T0: Timestamp = Timestamp(1_750_000_000);
 pub const DAY: u64 = 86_400;
@@ -201,6 +203,30 @@ impl StoryVersion<'_> {
         let vm = policy.verify_manifest(&m, now().plus(400 * DAY)).unwrap();
         policy.verify_bundle(vm, blobs).unwrap()
     }
+}
+
+impl StoryVersion<'_> {
+    /// This version as a bundle file carrying the publisher's certificate
+    /// and `heads`, with the bundle's id.
+    pub fn bundle_file(&self, heads: Vec<Vec<u8>>) -> (BundleFile, BundleId) {
+        let (manifest, blobs) = self.signed();
+        let id = BundleId::of(&manifest);
+        let file = BundleFile {
+            certificates: vec![self.publisher.cert.clone()],
+            revocations: vec![],
+            heads,
+            manifest,
+            blobs,
+        };
+        (file, id)
+    }
+}
+
+/// Puts `p`'s certificate, verified, into `store`, so that bundles its
+/// signing key signed can be ingested.
+pub fn store_certificate(store: &Store, p: &Publisher) {
+    let cert = p.policy().verify_certificate(&p.cert).unwrap();
+    store.put_certificate(&cert).unwrap();
 }
 
 /// Version 1 of story `n`, with sequence `seq`, published at T0 + n hours.

@@ -22,10 +22,14 @@ pub struct TestNode {
     pub events: broadcast::Receiver<NodeEvent>,
 }
 
+/// An empty in-memory store.
+pub fn memory_store() -> Arc<Store> {
+    Arc::new(Store::memory(StoreConfig::default()))
+}
+
 /// A node trusting `p`, with an in-memory store, listening on loopback.
 pub async fn spawn(p: &Publisher) -> TestNode {
-    let store = Arc::new(Store::memory(StoreConfig::default()));
-    spawn_on(&[p], store, NetConfig::for_tests()).await
+    spawn_on(&[p], memory_store(), NetConfig::for_tests()).await
 }
 
 /// A node trusting `publishers`, on `store`, with `config`.
@@ -79,6 +83,20 @@ pub async fn connect(a: &mut TestNode, b: &TestNode) {
         *e == NodeEvent::Connected(peer)
     })
     .await;
+}
+
+/// Polls `check` until it gives a value, failing after [`DEADLINE`].
+pub async fn poll<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    timeout(DEADLINE, async {
+        loop {
+            if let Some(v) = check().await {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
 /// Waits for an event `want` accepts, failing after [`DEADLINE`].

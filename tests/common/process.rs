@@ -1,0 +1,114 @@
+//! The built `kolokol` binary: running commands on a data directory,
+//! running a node process, and waiting on what they do with a deadline.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_kolokol");
+
+/// How long any one wait on a process may take.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A path as the `&str` an argument list takes.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Runs kolokol on the data directory `data`, outside any newsroom folder
+/// the environment names.
+pub fn kolokol(data: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env_remove("KOLOKOL_NEWSROOM")
+        .output()
+        .unwrap()
+}
+
+/// Runs kolokol like [`kolokol`], expects success, and returns standard
+/// output.
+pub fn ok(data: &Path, args: &[&str]) -> String {
+    let out = kolokol(data, args);
+    assert!(
+        out.status.success(),
+        "kolokol {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Polls `cond` until it holds, failing after [`DEADLINE`].
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A running `kolokol node`, killed when dropped.
+pub struct NodeProcess {
+    pub child: Child,
+    data: PathBuf,
+}
+
+impl NodeProcess {
+    /// Starts a node on `data`, listening on loopback TCP with no mDNS and
+    /// its gateway on a free port, plus `extra` arguments, and waits until
+    /// it has written its `node.toml`.
+    pub fn start(data: &Path, extra: &[&str]) -> Self {
+        let _ = std::fs::remove_file(data.join("node.toml"));
+        let child = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(data)
+            .args(["node", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+            // Tests never take the default gateway port.
+            .args(["--gateway", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let n = Self {
+            child,
+            data: data.to_owned(),
+        };
+        wait_until("node.toml to appear", || data.join("node.toml").exists());
+        n
+    }
+
+    /// The address others can dial, with the peer id.
+    pub fn addr(&self) -> String {
+        let text = std::fs::read_to_string(self.data.join("node.toml")).unwrap();
+        let file: kolokol::node::control::NodeFile = toml::from_str(&text).unwrap();
+        format!("{}/p2p/{}", file.listen[0], file.peer_id)
+    }
+
+    /// Sends SIGTERM and waits for the node to stop.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "the node did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

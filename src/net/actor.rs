@@ -19,11 +19,10 @@ use super::handle::Command;
 use super::report::Reports;
 use super::swarm::{Behaviour, build_swarm};
 use super::wire::{self, Announcement, SyncCodec};
-use super::worker::{self, Done, GossipOrigin, Job, Publication};
+use super::worker::{self, Done, GossipOrigin, Job};
 use super::{NetConfig, NetError, NodeEvent, TICK, metrics};
-use crate::proto::bundle::{BundleFile, verify_bundle_file};
-use crate::proto::{BundleId, PublicKey, Timestamp, TrustPolicy};
-use crate::store::{Ingested, Store};
+use crate::proto::{PublicKey, Timestamp, TrustPolicy};
+use crate::store::Store;
 use crate::sync::fetch::FetchLimits;
 use crate::sync::outbox::{Outbox, Sent};
 use crate::sync::{Action, Config, Now, Refusal, State, Time, Token, Verdict};
@@ -67,7 +66,7 @@ pub(super) struct Actor {
     /// When retention and quotas were last applied on the tick.
     last_limits: Option<Instant>,
     /// Revocations made here waiting for the store to say what they removed.
-    revokes: HashMap<(PublicKey, PublicKey), oneshot::Sender<Result<usize, NetError>>>,
+    pub(super) revokes: HashMap<(PublicKey, PublicKey), oneshot::Sender<Result<usize, NetError>>>,
 }
 
 impl Actor {
@@ -398,7 +397,7 @@ impl Actor {
         }
     }
 
-    fn untrust(&mut self, publisher: &PublicKey) -> bool {
+    pub(super) fn untrust(&mut self, publisher: &PublicKey) -> bool {
         let was = self.state.untrust(publisher);
         let topic = IdentTopic::new(wire::topic_name(publisher));
         if self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic) {
@@ -437,305 +436,6 @@ impl Actor {
                 }
             }
         });
-    }
-
-    // ---- commands ----
-
-    fn command(&mut self, cmd: Command) {
-        match cmd {
-            Command::Publish { file, reply } => self.publish(*file, reply),
-            Command::Import { path, reply } => {
-                let policy = Box::new(self.state.policy().clone());
-                self.job(Job::Import {
-                    path,
-                    policy,
-                    reply,
-                });
-            }
-            Command::Trust { file, reply } => {
-                let result = self
-                    .state
-                    .trust(file.root_key, file.name.clone())
-                    .map_err(|e| NetError::Rejected(e.to_string()));
-                if result.is_ok() {
-                    self.subscribe(&file.root_key);
-                    self.job(Job::Ranges(vec![file.root_key]));
-                }
-                let _ = reply.send(result);
-            }
-            Command::Untrust { publisher, reply } => {
-                let _ = reply.send(self.untrust(&publisher));
-            }
-            Command::Status { reply } => {
-                let _ = reply.send(self.status());
-            }
-            Command::Dial { addr, reply } => {
-                let result = self.swarm.dial(addr.clone()).map_err(|e| NetError::Dial {
-                    addr: addr.to_string(),
-                    reason: e.to_string(),
-                });
-                let _ = reply.send(result);
-            }
-            Command::Report {
-                publisher,
-                story,
-                wait,
-                reply,
-            } => self.start_report(publisher, story, wait, reply),
-            Command::Revoke { revocation, reply } => self.revoke(revocation, reply),
-            Command::Metrics { reply } => self.job(Job::Totals { reply }),
-            Command::Listeners { reply } => {
-                let _ = reply.send(self.swarm.listeners().cloned().collect());
-            }
-            Command::Shutdown { .. } => {}
-        }
-    }
-
-    fn revoke(&mut self, bytes: Vec<u8>, reply: oneshot::Sender<Result<usize, NetError>>) {
-        let change = match self.state.learn_revocation(&bytes) {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = reply.send(Err(NetError::Rejected(format!("revocation: {e}"))));
-                return;
-            }
-        };
-        let rev = &change.revocation;
-        info!(key = %rev.key, "revocation announced");
-        self.announce(&rev.publisher, Announcement::Revocation(bytes));
-        if change.changed || change.head_dropped {
-            // The store says what it removed.
-            self.revokes.insert((rev.publisher, rev.key), reply);
-        } else {
-            let _ = reply.send(Ok(0));
-        }
-    }
-
-    fn publish(&mut self, file: BundleFile, reply: oneshot::Sender<Result<BundleId, NetError>>) {
-        for c in &file.certificates {
-            if let Err(e) = self.state.learn_certificate(c) {
-                let _ = reply.send(Err(NetError::Rejected(format!("certificate: {e}"))));
-                return;
-            }
-        }
-        for r in &file.revocations {
-            if let Err(e) = self.state.learn_revocation(r) {
-                let _ = reply.send(Err(NetError::Rejected(format!("revocation: {e}"))));
-                return;
-            }
-        }
-        let verified = match verify_bundle_file(self.state.policy(), file, self.now().wall) {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = reply.send(Err(NetError::Rejected(e.to_string())));
-                return;
-            }
-        };
-        // The trust objects go to the store before the bundle that needs them.
-        self.execute();
-        self.job(Job::Publish(Box::new(Publication {
-            bundle: verified.bundle,
-            heads: verified.heads,
-            certificate: verified.certificate.bytes().to_vec(),
-            reply,
-        })));
-    }
-
-    /// A published bundle is stored: it is announced, with the
-    /// publisher's revocations and any newer head.
-    fn published(&mut self, p: Publication, result: Result<Ingested, crate::store::StoreError>) {
-        let ingested = match result {
-            Ok(i @ (Ingested::New | Ingested::Duplicate)) => i,
-            Ok(other) => {
-                let _ = p.reply.send(Err(NetError::Rejected(format!("{other:?}"))));
-                return;
-            }
-            Err(e) => {
-                let _ = p.reply.send(Err(e.into()));
-                return;
-            }
-        };
-        let manifest = p.bundle.manifest();
-        let (publisher, id) = (manifest.publisher, p.bundle.id());
-        if ingested == Ingested::New {
-            let now = self.now();
-            self.state
-                .stored_batch(&[(publisher, manifest.sequence, id)], now);
-        }
-        // Revocations travel too, so every node refuses the revoked key.
-        let revocations: Vec<Vec<u8>> = self
-            .state
-            .policy()
-            .publisher(&publisher)
-            .map(|t| t.revocations().map(|r| r.bytes().to_vec()).collect())
-            .unwrap_or_default();
-        for r in revocations {
-            self.announce(&publisher, Announcement::Revocation(r));
-        }
-        self.announce(
-            &publisher,
-            Announcement::Bundle {
-                certificate: p.certificate.clone(),
-                manifest: manifest.bytes().to_vec(),
-            },
-        );
-        for head in p.heads {
-            let bytes = head.bytes().to_vec();
-            if self.state.accept_head(head) {
-                self.announce(
-                    &publisher,
-                    Announcement::Head {
-                        certificate: p.certificate.clone(),
-                        head: bytes,
-                    },
-                );
-            }
-        }
-        self.emit(NodeEvent::Stored(id));
-        info!(bundle = %id.short(), "published");
-        let _ = p.reply.send(Ok(id));
-    }
-
-    // ---- store results ----
-
-    fn store_done(&mut self, done: Done) {
-        let now = self.now();
-        match done {
-            Done::Stored {
-                publisher,
-                sequence,
-                id,
-                result,
-                origin,
-            } => {
-                if matches!(
-                    result,
-                    crate::sync::Stored::New | crate::sync::Stored::Duplicate
-                ) {
-                    self.emit(NodeEvent::Stored(id));
-                    debug!(bundle = %id.short(), "fetched and stored");
-                }
-                self.state
-                    .stored(publisher, sequence, id, result, origin, now);
-            }
-            Done::Batch(stored) => {
-                self.state.stored_batch(&stored, now);
-                for (_, _, id) in stored {
-                    self.emit(NodeEvent::Stored(id));
-                }
-            }
-            Done::Revoked {
-                publisher,
-                key,
-                removed,
-            } => {
-                if let Some(reply) = self.revokes.remove(&(publisher, key)) {
-                    let _ = reply.send(Ok(removed));
-                }
-            }
-            Done::Published {
-                publication,
-                result,
-            } => self.published(*publication, result),
-            Done::Imported {
-                report,
-                announce,
-                policy,
-                reply,
-            } => {
-                self.absorb(&policy);
-                for (publisher, id, manifest, m) in announce {
-                    let cert = policy
-                        .publisher(&publisher)
-                        .and_then(|t| t.certificates().find(|c| c.id() == m.certificate))
-                        .map(|c| c.bytes().to_vec());
-                    if let Some(certificate) = cert {
-                        self.announce(
-                            &publisher,
-                            Announcement::Bundle {
-                                certificate,
-                                manifest,
-                            },
-                        );
-                        self.emit(NodeEvent::Stored(id));
-                    }
-                }
-                let _ = reply.send(Ok(report));
-            }
-            Done::Blob {
-                channel,
-                response,
-                bytes,
-            } => {
-                if matches!(response, wire::FetchResponse::Chunk { .. }) {
-                    self.served_chunks += 1;
-                }
-                self.served(bytes);
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .fetch
-                    .send_response(channel, response);
-            }
-            Done::Sync {
-                channel,
-                response,
-                bytes,
-            } => {
-                self.served(bytes);
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .sync
-                    .send_response(channel, response);
-            }
-            Done::Totals { totals, reply } => {
-                let _ = reply.send(self.encode_metrics(totals));
-            }
-            Done::Ranges(ranges) => {
-                for (p, held, known) in ranges {
-                    if self.state.policy().is_trusted(&p) {
-                        self.state.set_ranges(p, held, known);
-                    }
-                }
-            }
-            Done::Failed { what, error } => {
-                // The policy keeps what it decided; the store is asked for
-                // its own view of what it holds, so the two meet again.
-                warn!("store: {what} failed: {error}");
-                let publishers = self.state.policy().publishers().map(|(k, _)| *k).collect();
-                self.job(Job::Ranges(publishers));
-            }
-        }
-    }
-
-    fn served(&mut self, bytes: u64) {
-        if bytes > 0 {
-            self.metrics.served_bytes.inc_by(bytes);
-            let now = self.now().at;
-            self.state.uploaded(bytes, now);
-        }
-    }
-
-    /// Learns what an archive import taught a copy of the policy, so the
-    /// node's own policy is in step with the store again.
-    fn absorb(&mut self, learned: &TrustPolicy) {
-        let now = self.now();
-        for (key, trust) in learned.publishers() {
-            if !self.state.policy().is_trusted(key) {
-                continue;
-            }
-            for c in trust.certificates() {
-                let _ = self.state.learn_certificate(c.bytes());
-            }
-            for r in trust.revocations() {
-                let _ = self.state.learn_revocation(r.bytes());
-            }
-            if let Some(h) = trust.head()
-                && let Ok(h) = self.state.policy().verify_head(h.bytes(), now.wall)
-            {
-                self.state.accept_head(h);
-            }
-        }
     }
 
     // ---- time ----

@@ -20,6 +20,7 @@
 //! `discovery`, `report`, `metrics`, `wire` (the codecs).
 
 mod actor;
+mod commands;
 mod discovery;
 mod events;
 mod handle;

@@ -88,6 +88,9 @@ pub enum NetError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A file of the node's could not be read or written.
+    #[error(transparent)]
+    File(#[from] crate::files::FilesError),
 }
 
 /// Network settings, with defaults for a reader's node.
@@ -333,26 +336,15 @@ pub struct SyncTraffic {
 
 /// Reads or creates the node's persistent libp2p identity (mode 0600).
 pub fn load_identity(path: &std::path::Path) -> Result<libp2p::identity::Keypair, NetError> {
-    let io = |e: std::io::Error| NetError::Setup(format!("{}: {e}", path.display()));
-    if path.exists() {
-        let bytes = std::fs::read(path).map_err(io)?;
-        return libp2p::identity::Keypair::from_protobuf_encoding(&bytes)
-            .map_err(|e| NetError::Setup(format!("{}: not a node identity: {e}", path.display())));
-    }
-    let key = libp2p::identity::Keypair::generate_ed25519();
-    let bytes = key
-        .to_protobuf_encoding()
-        .map_err(|e| NetError::Setup(e.to_string()))?;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    use std::io::Write;
-    let mut f = opts.open(path).map_err(io)?;
-    f.write_all(&bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    Ok(key)
+    let bytes = crate::files::read_or_create_private(path, MAX_IDENTITY_FILE, || {
+        libp2p::identity::Keypair::generate_ed25519()
+            .to_protobuf_encoding()
+            .map_err(|e| NetError::Setup(e.to_string()))
+    })?;
+    libp2p::identity::Keypair::from_protobuf_encoding(&bytes)
+        .map_err(|e| NetError::Setup(format!("{}: not a node identity: {e}", path.display())))
 }
+
+/// Largest identity file read: an ed25519 key in libp2p's encoding is
+/// under a hundred bytes.
+const MAX_IDENTITY_FILE: u64 = 4096;

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kolokol::net::{NetConfig, Node, NodeEvent, SyncTraffic};
+use kolokol::net::{NetConfig, Network, NodeEvent, SyncTraffic};
 use kolokol::proto::*;
 use kolokol::store::{Store, StoreConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -125,7 +125,7 @@ impl Fixture {
         bytes
     }
 
-    async fn node(&self, store: Arc<Store>) -> (Node, libp2p::Multiaddr) {
+    async fn node(&self, store: Arc<Store>) -> (Network, libp2p::Multiaddr) {
         let mut policy = TrustPolicy::new();
         policy.trust(self.root.public(), "bench").unwrap();
         store.load_trust(&mut policy, now()).unwrap();
@@ -133,7 +133,7 @@ impl Fixture {
             sync_interval_secs: 3600,
             ..NetConfig::for_tests()
         };
-        let node = Node::spawn(
+        let node = Network::spawn(
             config,
             libp2p::identity::Keypair::generate_ed25519(),
             store,
@@ -196,7 +196,7 @@ async fn wait_stored(events: &mut tokio::sync::broadcast::Receiver<NodeEvent>, n
     true
 }
 
-async fn traffic(node: &Node) -> SyncTraffic {
+async fn traffic(node: &Network) -> SyncTraffic {
     node.status().await.unwrap().sync
 }
 

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kolokol::net::{NetConfig, Node, NodeEvent};
+use kolokol::net::{NetConfig, Network, NodeEvent};
 use kolokol::proto::bundle::BundleFile;
 use kolokol::proto::*;
 use kolokol::store::{Store, StoreConfig};
@@ -94,7 +94,7 @@ fn main() {
             let store = Arc::new(Store::memory(StoreConfig::default()));
             let mut policy = TrustPolicy::new();
             policy.trust(root.public(), "bench").unwrap();
-            let node = Node::spawn(NetConfig::for_tests(), libp2p::identity::Keypair::generate_ed25519(), store, policy)
+            let node = Network::spawn(NetConfig::for_tests(), libp2p::identity::Keypair::generate_ed25519(), store, policy)
                 .await
                 .unwrap();
             let addr = node.wait_listening(1, Duration::from_secs(10)).await.unwrap().pop().unwrap();

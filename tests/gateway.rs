@@ -550,7 +550,7 @@ async fn a_node_serves_its_gateway_and_says_where() {
     let status = json(&get(addr, "/api/v1/status").await);
     assert_eq!(
         status["network"]["peer_id"],
-        running.node.peer_id().to_string()
+        running.network.peer_id().to_string()
     );
 
     // A publisher trusted while the node runs appears at once.

@@ -116,7 +116,7 @@ async fn metrics_parse_as_prometheus_text_and_health_answers() {
     let addr = running.metrics.expect("metrics served");
 
     let (file, _) = story(&p, 1, 1, b"<p>Counted</p>").bundle_file(vec![p.head(1, T0.plus(3600))]);
-    running.node.publish(file).await.unwrap();
+    running.network.publish(file).await.unwrap();
 
     let (code, text) = get(addr, "/metrics").await;
     assert_eq!(code, 200);

@@ -17,7 +17,7 @@ use tokio::sync::broadcast;
 
 use super::{display, now};
 use crate::gateway::{GatewayConfig, GatewayState};
-use crate::net::{NetConfig, Node, NodeEvent};
+use crate::net::{NetConfig, Network, NodeEvent};
 use crate::newsroom::demo;
 use crate::proto::BundleId;
 use crate::proto::bundle::BundleFile;
@@ -45,7 +45,7 @@ const DEADLINE: Duration = Duration::from_secs(60);
 
 struct DemoNode {
     name: &'static str,
-    node: Node,
+    node: Network,
     store: Arc<Store>,
     addr: libp2p::Multiaddr,
 }
@@ -76,7 +76,7 @@ async fn spawn_node(
     );
     let mut policy = crate::trust::policy_of(std::slice::from_ref(publisher))?;
     store.load_trust(&mut policy, now())?;
-    let node = Node::spawn(
+    let node = Network::spawn(
         demo_net_config(),
         libp2p::identity::Keypair::generate_ed25519(),
         store.clone(),

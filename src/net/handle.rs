@@ -79,14 +79,14 @@ impl Drop for AbortOnDrop {
 
 /// A handle to a running node's network.
 #[derive(Clone)]
-pub struct Node {
+pub struct Network {
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<NodeEvent>,
     peer_id: PeerId,
     _task: Arc<AbortOnDrop>,
 }
 
-impl Node {
+impl Network {
     /// Starts a node: builds the swarm, listens, subscribes to every trusted
     /// publisher's topic and dials the bootstrap peers. `policy` should
     /// already know what the store holds (`Store::load_trust`).
@@ -95,13 +95,13 @@ impl Node {
         keypair: libp2p::identity::Keypair,
         store: Arc<Store>,
         policy: TrustPolicy,
-    ) -> Result<Node, NetError> {
+    ) -> Result<Network, NetError> {
         let peer_id = keypair.public().to_peer_id();
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let (events, _) = broadcast::channel(EVENT_QUEUE);
         let actor = Actor::start(config, keypair, store, policy, rx, events.clone()).await?;
         let task = tokio::spawn(actor.run());
-        Ok(Node {
+        Ok(Network {
             commands: tx,
             events,
             peer_id,

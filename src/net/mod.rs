@@ -1,7 +1,7 @@
 //! The libp2p network: the driver of the decisions in [`crate::sync`].
 //!
 //! One actor task owns the swarm and the core's [`State`](crate::sync::State)
-//! (and with it the trust policy); [`Node`] is its cheap, cloneable handle,
+//! (and with it the trust policy); [`Network`] is its cheap, cloneable handle,
 //! talking to it over a bounded channel with a oneshot reply per command.
 //! Store work runs on a store thread of its own (`worker`), its results
 //! fed back to the actor as events, so a heavy store call never stalls the
@@ -39,7 +39,7 @@ use thiserror::Error;
 pub use crate::sync::bans::{BAN_TIME, MAX_BANNED};
 pub use crate::sync::fetch::MAX_CANDIDATES;
 pub use crate::sync::outbox::{OUTBOX, OUTBOX_TTL};
-pub use handle::{COMMAND_QUEUE, EVENT_QUEUE, Node};
+pub use handle::{COMMAND_QUEUE, EVENT_QUEUE, Network};
 pub use report::Holding;
 pub use worker::{DONE_QUEUE, JOB_QUEUE};
 

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
-use crate::net::Node;
+use crate::net::Network;
 use crate::proto::bundle::BundleFile;
 use crate::trust::{PublisherFile, TrustList};
 
@@ -44,7 +44,7 @@ pub struct NodeFile {
 
 #[derive(Clone)]
 pub(crate) struct ApiState {
-    pub(crate) node: Node,
+    pub(crate) node: Network,
     pub(crate) token: String,
     pub(crate) data_dir: std::path::PathBuf,
     /// The publishers the node carries, by name; empty for all.

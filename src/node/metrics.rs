@@ -9,12 +9,12 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::net::Node;
+use crate::net::Network;
 
 /// How long `/healthz` waits for the node to answer.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
-async fn metrics(State(node): State<Node>) -> Response {
+async fn metrics(State(node): State<Network>) -> Response {
     match tokio::time::timeout(HEALTH_TIMEOUT, node.metrics()).await {
         Ok(Ok(text)) => (
             [(
@@ -34,7 +34,7 @@ async fn metrics(State(node): State<Node>) -> Response {
 
 /// 200 while the node's actor answers within [`HEALTH_TIMEOUT`], with its
 /// peer count; 503 otherwise.
-async fn healthz(State(node): State<Node>) -> Response {
+async fn healthz(State(node): State<Network>) -> Response {
     match tokio::time::timeout(HEALTH_TIMEOUT, node.status()).await {
         Ok(Ok(st)) => axum::Json(serde_json::json!({
             "status": "ok",
@@ -51,7 +51,7 @@ async fn healthz(State(node): State<Node>) -> Response {
 }
 
 /// The router of the operator's endpoints.
-pub(crate) fn router(node: Node) -> Router {
+pub(crate) fn router(node: Network) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))

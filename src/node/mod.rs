@@ -14,7 +14,7 @@ use thiserror::Error;
 use tracing::info;
 
 use crate::config::Config;
-use crate::net::{NetError, Node, load_identity};
+use crate::net::{NetError, Network, load_identity};
 use crate::proto::Timestamp;
 use crate::store::{Store, StoreError};
 use crate::trust::{TrustError, TrustList};
@@ -53,9 +53,9 @@ pub enum NodeError {
 }
 
 /// A running node and what it was started with.
-pub struct Running {
+pub struct RunningNode {
     /// The network handle.
-    pub node: Node,
+    pub network: Network,
     /// The node's store.
     pub store: Arc<Store>,
     /// The control API's address.
@@ -103,7 +103,7 @@ fn control_token(data_dir: &Path) -> Result<String, NodeError> {
 /// Starts a node on `data_dir`: opens the store (holding its lock), loads
 /// the trust list and what the store knows, starts the network and the
 /// control API, and writes `node.toml` with its peer id and addresses.
-pub async fn start(data_dir: &Path, config: Config) -> Result<Running, NodeError> {
+pub async fn start(data_dir: &Path, config: Config) -> Result<RunningNode, NodeError> {
     // The token travels in clear text: the control API stays on loopback.
     let loopback = config
         .control
@@ -171,7 +171,7 @@ pub async fn start(data_dir: &Path, config: Config) -> Result<Running, NodeError
         Timestamp::from_system(std::time::SystemTime::now()),
     )?;
     let keypair = load_identity(&data_dir.join("node.key"))?;
-    let node = Node::spawn(config.net.clone(), keypair, store.clone(), policy).await?;
+    let node = Network::spawn(config.net.clone(), keypair, store.clone(), policy).await?;
 
     // Wait briefly for the listeners to come up, so they can be reported.
     let listen: Vec<String> = node
@@ -239,8 +239,8 @@ pub async fn start(data_dir: &Path, config: Config) -> Result<Running, NodeError
     let path = data_dir.join("node.toml");
     crate::files::write_atomic(&path, toml::to_string(&file).unwrap_or_default().as_bytes())?;
     info!(peer_id = %node.peer_id(), %control, ?gateway, "node running");
-    Ok(Running {
-        node,
+    Ok(RunningNode {
+        network: node,
         store,
         control,
         listen,
@@ -253,7 +253,7 @@ pub async fn start(data_dir: &Path, config: Config) -> Result<Running, NodeError
     })
 }
 
-impl Running {
+impl RunningNode {
     /// Stops the gateway, the control API and the network, flushes the store and removes
     /// `node.toml`.
     pub async fn stop(self) -> Result<(), NodeError> {
@@ -272,7 +272,7 @@ impl Running {
                 abort.abort();
             }
         }
-        let _ = self.node.shutdown().await;
+        let _ = self.network.shutdown().await;
         self.store.flush()?;
         let _ = std::fs::remove_file(self.data_dir.join("node.toml"));
         Ok(())
@@ -286,9 +286,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), NodeError> {
     let running = start(data_dir, config).await?;
-    println!("peer id: {}", running.node.peer_id());
+    println!("peer id: {}", running.network.peer_id());
     for a in &running.listen {
-        println!("listening on {a}/p2p/{}", running.node.peer_id());
+        println!("listening on {a}/p2p/{}", running.network.peer_id());
     }
     println!("control API on {}", running.control);
     if let Some(g) = running.gateway {

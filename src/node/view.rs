@@ -5,12 +5,12 @@
 use futures::future::BoxFuture;
 
 use crate::gateway::{NetworkFigures, NodeView, ViewError};
-use crate::net::Node;
+use crate::net::Network;
 
-impl NodeView for Node {
+impl NodeView for Network {
     fn network(&self) -> BoxFuture<'_, Result<NetworkFigures, ViewError>> {
         Box::pin(async move {
-            let s = Node::status(self).await?;
+            let s = Network::status(self).await?;
             Ok(NetworkFigures {
                 peer_id: s.peer_id,
                 listen: s.listen,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kolokol::net::{NetConfig, Node, NodeEvent};
+use kolokol::net::{NetConfig, Network, NodeEvent};
 use kolokol::store::{Store, StoreConfig};
 use libp2p::Multiaddr;
 use tokio::sync::broadcast;
@@ -16,7 +16,7 @@ use super::{Publisher, bare_policy, now};
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
 pub struct TestNode {
-    pub node: Node,
+    pub node: Network,
     pub store: Arc<Store>,
     pub addr: Multiaddr,
     pub events: broadcast::Receiver<NodeEvent>,
@@ -41,7 +41,7 @@ pub async fn spawn_on(publishers: &[&Publisher], store: Arc<Store>, config: NetC
     }
     store.load_trust(&mut policy, now()).unwrap();
     let listens = !config.listen.is_empty();
-    let node = Node::spawn(
+    let node = Network::spawn(
         config,
         libp2p::identity::Keypair::generate_ed25519(),
         store.clone(),

@@ -1,17 +1,34 @@
 //! Kolokol: a censorship-resilient mirror for signed news stories.
 //!
-//! Layers, with dependencies running one way, down:
-//! - [`proto`]: formats and rules (ids, keys, signed objects, the trust
-//!   policy). Pure: no clock, file or socket.
-//! - [`files`]: bounded reads, atomic writes and private files.
+//! The layers, with dependencies running one way, down (drawn, with where
+//! new things go, in `docs/architecture.md`):
+//! - [`cli`]: the `kolokol` command line; thin, and the only place besides
+//!   `main.rs` where `anyhow` is used.
+//! - [`node`]: a running node put together ([`node::RunningNode`]): store,
+//!   trust list, network, gateway, and the local control API other commands
+//!   use while the node holds the store.
+//! - [`gateway`]: the reader's web gateway, feeds and JSON API, read-only
+//!   over the store; it sees the node through its own [`gateway::NodeView`].
+//! - [`newsroom`]: a newsroom's keys and state on disk, and turning articles
+//!   and feed items (through one draft builder) into signed bundles.
+//! - [`net`]: the driver of the network: the swarm, owned by one actor task
+//!   behind the cloneable [`net::Network`] handle, and a store thread that
+//!   runs every store call of the network off the actor.
+//! - [`sync`]: what the network decides, as an IO-less state machine
+//!   ([`sync::State`]): fetches, catch-up, gossip verdicts, bans, the
+//!   outbox; tested on virtual time ([`sync::sim`]).
+//! - [`store`]: the sled store, blob files and archives.
 //! - [`trust`]: the trust list of publisher files on disk.
-//! - [`newsroom`]: a newsroom's keys and state on disk, and turning
-//!   articles into signed bundles.
-//! - [`store`]: the sled store and archives.
-//! - [`net`]: the libp2p network actor and its handle.
-//! - [`gateway`]: the reader's web gateway, feeds and JSON API over the store.
-//! - [`node`]: a running node (network, store, control API, gateway).
-//! - [`cli`]: the `kolokol` command line.
+//! - [`proto`]: formats and rules (ids, keys, signed objects, sequence
+//!   ranges, the trust policy, the one owner of trust decisions).
+//! - [`files`]: bounded reads, atomic writes and private files, for every
+//!   layer that touches the disk.
+//! - [`config`]: the node's settings file.
+//!
+//! [`proto`] and [`sync`] are pure: no tokio, libp2p, sled, file system or
+//! clock; what depends on time takes it as an argument.
+
+#![warn(missing_docs, clippy::unwrap_used)]
 
 pub mod cli;
 pub mod config;

@@ -22,7 +22,7 @@ use super::NetError;
 use super::wire::{CHUNK, FetchResponse, MAX_HELD_VERSIONS, SyncResponse};
 use crate::proto::{
     BlobHash, BundleId, Head, Manifest, PublicKey, StoryId, Timestamp, TrustPolicy, Verified,
-    VerifiedBundle,
+    VerifiedBundle, check_bundle,
 };
 use crate::store::archive::{self, ImportReport};
 use crate::store::{Ingested, Store, StoreError, Totals};
@@ -235,8 +235,7 @@ impl Worker {
             } => {
                 let (publisher, sequence, id) =
                     (manifest.publisher, manifest.sequence, manifest.id());
-                // Blob checks need no trust state: any policy checks them.
-                let result = match TrustPolicy::new().verify_bundle(*manifest, blobs) {
+                let result = match check_bundle(*manifest, blobs) {
                     Err(e) => Stored::Failed(e.to_string()),
                     Ok(b) => match self.store.ingest(std::slice::from_ref(&b)) {
                         Ok(o) => match o.first() {

@@ -27,7 +27,7 @@ pub use objects::{
 };
 pub use policy::{
     PolicyError, PublisherTrust, RevocationChange, TrustPolicy, Verified, VerifiedBundle,
-    check_blob, revokes,
+    check_blob, check_bundle, revokes,
 };
 pub use request::CertificateRequest;
 pub use signed::{ObjectKind, SIGNATURE_LEN};

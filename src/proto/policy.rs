@@ -165,6 +165,33 @@ pub struct TrustPolicy {
     publishers: HashMap<PublicKey, PublisherTrust>,
 }
 
+/// Checks every blob of a verified manifest and returns the whole bundle.
+/// The manifest's signature was checked already; blobs only need to match
+/// it, so this needs no trust state and may run anywhere (a store thread).
+pub fn check_bundle(
+    manifest: Verified<Manifest>,
+    blobs: Vec<Vec<u8>>,
+) -> Result<VerifiedBundle, PolicyError> {
+    if blobs.len() > manifest.entries.len() {
+        return Err(PolicyError::UnexpectedBlob {
+            count: blobs.len() - manifest.entries.len(),
+        });
+    }
+    if let Some(missing) = manifest.entries.get(blobs.len()) {
+        return Err(PolicyError::MissingBlob {
+            path: missing.path.clone(),
+        });
+    }
+    for (entry, bytes) in manifest.entries.iter().zip(&blobs) {
+        check_blob(entry, bytes)?;
+    }
+    Ok(VerifiedBundle {
+        manifest,
+        // Bytes takes over each Vec without copying it.
+        blobs: blobs.into_iter().map(Bytes::from).collect(),
+    })
+}
+
 /// Checks a blob against its manifest entry.
 pub fn check_blob(entry: &Entry, bytes: &[u8]) -> Result<(), PolicyError> {
     if bytes.len() as u64 != entry.size {
@@ -466,30 +493,14 @@ impl TrustPolicy {
         out
     }
 
-    /// Checks every blob against the manifest and returns the whole bundle.
+    /// Checks every blob against the manifest and returns the whole bundle
+    /// (the same as [`check_bundle`]: blobs need no trust state).
     pub fn verify_bundle(
         &self,
         manifest: Verified<Manifest>,
         blobs: Vec<Vec<u8>>,
     ) -> Result<VerifiedBundle, PolicyError> {
-        if blobs.len() > manifest.entries.len() {
-            return Err(PolicyError::UnexpectedBlob {
-                count: blobs.len() - manifest.entries.len(),
-            });
-        }
-        if let Some(missing) = manifest.entries.get(blobs.len()) {
-            return Err(PolicyError::MissingBlob {
-                path: missing.path.clone(),
-            });
-        }
-        for (entry, bytes) in manifest.entries.iter().zip(&blobs) {
-            check_blob(entry, bytes)?;
-        }
-        Ok(VerifiedBundle {
-            manifest,
-            // Bytes takes over each Vec without copying it.
-            blobs: blobs.into_iter().map(Bytes::from).collect(),
-        })
+        check_bundle(manifest, blobs)
     }
 
     /// Verifies a head: signature, certificate and revocation at its issue

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::world::{Ev, Node, TICK};
 use super::{Lie, Sim, message_id};
-use crate::proto::TrustPolicy;
+use crate::proto::check_bundle;
 use crate::sync::messages::{
     Announcement, CHUNK, FetchRequest, FetchResponse, SyncBundle, SyncRequest, SyncResponse,
     topic_name,
@@ -346,7 +346,7 @@ impl Sim {
                 } => {
                     let (publisher, sequence, id) =
                         (manifest.publisher, manifest.sequence, manifest.id());
-                    let result = match TrustPolicy::new().verify_bundle(*manifest, blobs) {
+                    let result = match check_bundle(*manifest, blobs) {
                         Ok(b) if self.nodes[i as usize].store.put(&b) => Stored::New,
                         Ok(_) => Stored::Duplicate,
                         Err(e) => Stored::Failed(e.to_string()),

@@ -26,7 +26,7 @@ use crate::proto::{
 };
 use crate::store::archive::{self, ImportReport};
 use crate::store::{Ingested, Store, StoreError, Totals};
-use crate::sync::{BundlesPlan, Origin, Packer, Record, Stored};
+use crate::sync::{BundlesPlan, Origin, Record, Stored};
 
 /// Jobs waiting for the store thread.
 pub const JOB_QUEUE: usize = 1024;
@@ -444,37 +444,14 @@ impl Worker {
 
     /// Reads the bundles asked, in order, into a response within budget.
     fn pack(&self, plan: &BundlesPlan) -> (SyncResponse, u64) {
-        let mut packer = Packer::new(plan.budget);
-        let mut bytes = 0;
-        for &seq in &plan.sequences {
-            let Ok(Some(id)) = self.store.held_at(&plan.publisher, seq) else {
-                continue;
-            };
-            let Ok(Some(m)) = self.store.manifest(&id) else {
-                continue;
-            };
-            let blob_bytes: u64 = m.manifest.entries.iter().map(|e| e.size).sum();
-            if !packer.fits(seq, m.bytes.len(), blob_bytes) {
-                break;
-            }
-            let blobs = if Packer::inline(blob_bytes) {
-                let mut out = Vec::with_capacity(m.manifest.entries.len());
-                for e in &m.manifest.entries {
-                    match self.store.blob(&e.hash) {
-                        Ok(Some(b)) => out.push(b),
-                        _ => break,
-                    }
-                }
-                (out.len() == m.manifest.entries.len()).then_some(out)
-            } else {
-                None
-            };
-            let cert = plan
-                .certificates
-                .get(&m.manifest.certificate)
-                .map(|c| (m.manifest.certificate, c.as_slice()));
-            bytes += packer.push(m.bytes, blob_bytes, cert, blobs);
-        }
-        (packer.finish(), bytes)
+        let store = &self.store;
+        plan.pack(
+            |seq| {
+                let id = store.held_at(&plan.publisher, seq).ok()??;
+                let m = store.manifest(&id).ok()??;
+                Some((m.bytes, m.manifest))
+            },
+            |hash| store.blob(hash).ok().flatten(),
+        )
     }
 }

@@ -8,7 +8,7 @@ use super::messages::{
     SyncBundle, SyncResponse, revocations_digest,
 };
 use super::{Now, Peer, State, Time};
-use crate::proto::{CertId, PublicKey};
+use crate::proto::{BlobHash, CertId, Manifest, PublicKey};
 
 /// What a bundles response may hold: the driver reads the store and packs
 /// it with a [`Packer`].
@@ -22,6 +22,41 @@ pub struct BundlesPlan {
     pub budget: usize,
     /// The publisher's certificates, by id, for the manifests that need one.
     pub certificates: HashMap<CertId, Vec<u8>>,
+}
+
+impl BundlesPlan {
+    /// Packs the response in the order asked, reading each bundle held
+    /// with `manifest` (its signed bytes and decoded manifest) and each blob
+    /// with `blob`; a small bundle whose blobs are not all there goes
+    /// without them. Returns the response and the blob bytes it carries.
+    pub fn pack(
+        &self,
+        mut manifest: impl FnMut(u64) -> Option<(Vec<u8>, Manifest)>,
+        mut blob: impl FnMut(&BlobHash) -> Option<Vec<u8>>,
+    ) -> (SyncResponse, u64) {
+        let mut packer = Packer::new(self.budget);
+        let mut bytes = 0;
+        for &seq in &self.sequences {
+            let Some((signed, m)) = manifest(seq) else {
+                continue;
+            };
+            let blob_bytes: u64 = m.entries.iter().map(|e| e.size).sum();
+            if !packer.fits(seq, signed.len(), blob_bytes) {
+                break;
+            }
+            let blobs = if Packer::inline(blob_bytes) {
+                m.entries.iter().map(|e| blob(&e.hash)).collect()
+            } else {
+                None
+            };
+            let cert = self
+                .certificates
+                .get(&m.certificate)
+                .map(|c| (m.certificate, c.as_slice()));
+            bytes += packer.push(signed, blob_bytes, cert, blobs);
+        }
+        (packer.finish(), bytes)
+    }
 }
 
 /// Packs a bundles response in the order asked, within a budget: the first

@@ -10,7 +10,7 @@ use crate::sync::messages::{
     Announcement, CHUNK, FetchRequest, FetchResponse, SyncBundle, SyncRequest, SyncResponse,
     topic_name,
 };
-use crate::sync::{Action, Origin, Packer, Stored, Verdict};
+use crate::sync::{Action, Origin, Stored, Verdict};
 
 impl Sim {
     pub(super) fn event(&mut self, ev: Ev) {
@@ -240,33 +240,17 @@ impl Sim {
                     Ok(p) => p,
                     Err(r) => return r,
                 };
-                let mut packer = Packer::new(plan.budget);
-                for &seq in &plan.sequences {
-                    let Some(id) = node.store.by_seq.get(&seq) else {
-                        continue;
-                    };
-                    let (Some(bytes), Some(m)) =
-                        (node.store.manifests.get(id), node.store.manifest_of.get(id))
-                    else {
-                        continue;
-                    };
-                    let blob_bytes: u64 = m.entries.iter().map(|e| e.size).sum();
-                    if !packer.fits(seq, bytes.len(), blob_bytes) {
-                        break;
-                    }
-                    let blobs = Packer::inline(blob_bytes).then(|| {
-                        m.entries
-                            .iter()
-                            .filter_map(|e| node.store.blobs.get(&e.hash).cloned())
-                            .collect()
-                    });
-                    let cert = plan
-                        .certificates
-                        .get(&m.certificate)
-                        .map(|c| (m.certificate, c.as_slice()));
-                    packer.push(bytes.clone(), blob_bytes, cert, blobs);
-                }
-                let mut r = packer.finish();
+                let store = &node.store;
+                let (mut r, _) = plan.pack(
+                    |seq| {
+                        let id = store.by_seq.get(&seq)?;
+                        Some((
+                            store.manifests.get(id)?.clone(),
+                            store.manifest_of.get(id)?.clone(),
+                        ))
+                    },
+                    |hash| store.blobs.get(hash).cloned(),
+                );
                 if lie == Some(Lie::Unasked)
                     && let SyncResponse::Bundles { bundles, .. } = &mut r
                     && let Some((_, id)) = node.store.by_seq.iter().next_back()

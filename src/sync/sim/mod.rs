@@ -101,6 +101,8 @@ pub struct SimReport {
     pub steps: u64,
 }
 
+#[cfg(test)]
+mod core_tests;
 mod step;
 mod world;
 

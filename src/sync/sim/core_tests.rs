@@ -1,0 +1,259 @@
+//! One node's core driven by hand on virtual time: each test feeds inputs
+//! and checks the actions that come out.
+
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use super::world::{Newsroom, T0, newsroom};
+use crate::proto::{PublicKey, SecretKey, Timestamp, TrustPolicy};
+use crate::sync::fetch::FetchLimits;
+use crate::sync::messages::{
+    Announcement, FetchRequest, FetchResponse, PublisherState, SyncRequest, SyncResponse,
+    topic_name,
+};
+use crate::sync::{Action, Config, Kind, Now, Origin, State, Stored, Time, Verdict};
+
+fn fixture() -> (State<u32, u64>, Newsroom) {
+    let mut rng = StdRng::seed_from_u64(7);
+    let news = newsroom(6, 1000, &mut rng).expect("the newsroom signs");
+    let mut policy = TrustPolicy::new();
+    policy.trust(news.root, "test").expect("a valid name");
+    let config = Config {
+        fetch: FetchLimits {
+            max_fetches: 8,
+            max_requests_per_peer: 4,
+            deadline: Duration::from_secs(30),
+        },
+        sync_interval: Duration::from_secs(300),
+        upload_rate: None,
+        download_rate: None,
+    };
+    (State::new(config, policy, Time::ZERO), news)
+}
+
+fn at(secs: u64) -> Now {
+    Now {
+        at: Time::after(Duration::from_secs(secs)),
+        wall: Timestamp(T0.0 + 86_400 + secs),
+    }
+}
+
+fn drain(s: &mut State<u32, u64>) -> Vec<Action<u32, u64>> {
+    std::iter::from_fn(|| s.poll_action()).collect()
+}
+
+fn announce(s: &mut State<u32, u64>, news: &Newsroom, story: usize, from: u32, now: Now) {
+    let (bundle, _) = &news.bundles[story];
+    let data = Announcement::Bundle {
+        certificate: news.cert.clone(),
+        manifest: bundle.manifest().bytes().to_vec(),
+    }
+    .encode();
+    let origin = Origin {
+        message: story as u64,
+        source: from,
+    };
+    s.gossip(origin, &topic_name(&news.root), &data, now);
+}
+
+fn verdicts(actions: &[Action<u32, u64>]) -> Vec<(u64, Verdict)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Verdict { origin, verdict } => Some((origin.message, *verdict)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_fetch_nobody_answers_gives_up_at_its_deadline() {
+    let (mut s, news) = fixture();
+    announce(&mut s, &news, 0, 7, at(0));
+    let out = drain(&mut s);
+    assert!(
+        out.iter()
+            .any(|a| matches!(a, Action::Fetch { peer: 7, .. })),
+        "{out:?}"
+    );
+    s.tick(at(29));
+    assert!(
+        verdicts(&drain(&mut s)).is_empty(),
+        "not before the deadline"
+    );
+    s.tick(at(31));
+    assert_eq!(verdicts(&drain(&mut s)), vec![(0, Verdict::Ignore)]);
+    assert_eq!(s.fetching(), 0);
+}
+
+#[test]
+fn a_tampered_chunk_bans_its_sender_and_the_next_peer_is_asked() {
+    let (mut s, news) = fixture();
+    s.peer_up(7, at(0));
+    s.peer_up(8, at(0));
+    drain(&mut s);
+    announce(&mut s, &news, 0, 7, at(1));
+    let found = drain(&mut s).into_iter().find_map(|a| match a {
+        Action::Fetch {
+            peer: 7,
+            token,
+            request: FetchRequest::Blob { hash, .. },
+        } => Some((token, hash)),
+        _ => None,
+    });
+    let Some((token, hash)) = found else {
+        panic!("no fetch from the announcer")
+    };
+    let (bundle, _) = &news.bundles[0];
+    let body = bundle
+        .blobs()
+        .find(|(e, _)| e.hash == hash)
+        .map(|(_, b)| b.to_vec())
+        .expect("the body");
+    let mut false_body = body.clone();
+    false_body[0] ^= 1;
+    let chunk = |data: Vec<u8>| FetchResponse::Chunk {
+        total: data.len() as u64,
+        offset: 0,
+        data,
+    };
+    s.fetch_response(token, Ok(chunk(false_body)), at(1));
+    let out = drain(&mut s);
+    assert!(
+        out.iter().any(|a| matches!(
+            a,
+            Action::Ban { peer: 7, refusal } if refusal.kind == Kind::FalseBlob
+        )),
+        "{out:?}"
+    );
+    assert!(s.is_banned(&7, at(2).at));
+    let token = out
+        .iter()
+        .find_map(|a| match a {
+            Action::Fetch { peer: 8, token, .. } => Some(*token),
+            _ => None,
+        })
+        .expect("the next candidate is asked");
+    s.fetch_response(token, Ok(chunk(body)), at(2));
+    let out = drain(&mut s);
+    let Some(Action::Store {
+        manifest, origin, ..
+    }) = out.into_iter().find(|a| matches!(a, Action::Store { .. }))
+    else {
+        panic!("the bundle goes to the store")
+    };
+    assert!(
+        s.busy_with_bundle(&manifest.id()),
+        "not fetched twice meanwhile"
+    );
+    s.stored(
+        manifest.publisher,
+        manifest.sequence,
+        manifest.id(),
+        Stored::New,
+        origin,
+        at(2),
+    );
+    assert_eq!(verdicts(&drain(&mut s)), vec![(0, Verdict::Accept)]);
+    assert!(s.knows(&news.root, manifest.sequence));
+    // Announced again: held, so ignored without a fetch.
+    announce(&mut s, &news, 0, 8, at(3));
+    let out = drain(&mut s);
+    assert_eq!(verdicts(&out), vec![(0, Verdict::Ignore)]);
+    assert!(!out.iter().any(|a| matches!(a, Action::Fetch { .. })));
+}
+
+#[test]
+fn catch_up_asks_only_what_the_trusted_head_vouches_for() {
+    let (mut s, news) = fixture();
+    // The head of story 3 arrives by gossip.
+    let (_, head) = &news.bundles[2];
+    let data = Announcement::Head {
+        certificate: news.cert.clone(),
+        head: head.clone(),
+    }
+    .encode();
+    s.gossip(
+        Origin {
+            message: 99,
+            source: 7,
+        },
+        &topic_name(&news.root),
+        &data,
+        at(0),
+    );
+    let out = drain(&mut s);
+    assert_eq!(verdicts(&out), vec![(99, Verdict::Accept)]);
+    assert_eq!(s.head_sequence(&news.root), 3);
+    s.peer_up(7, at(1));
+    let token = drain(&mut s)
+        .into_iter()
+        .find_map(|a| match a {
+            Action::Sync {
+                peer: 7,
+                token,
+                request: SyncRequest::Summary { .. },
+            } => Some(token),
+            _ => None,
+        })
+        .expect("a summary on connect");
+    // The peer says it holds 1 to 10: only 1 to 3 are asked.
+    let summary = SyncResponse::Summary {
+        publishers: vec![PublisherState {
+            publisher: news.root,
+            head: None,
+            revocations: vec![],
+            ranges: Some(vec![(1, 10)]),
+            more: None,
+        }],
+    };
+    s.sync_response(token, Ok(summary), false, at(1));
+    let asked: Vec<Vec<u64>> = drain(&mut s)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Sync {
+                request: SyncRequest::Bundles { sequences, .. },
+                ..
+            } => Some(sequences),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(asked, vec![vec![1, 2, 3]]);
+}
+
+#[test]
+fn a_summary_about_a_publisher_not_asked_bans_its_sender() {
+    let (mut s, _news) = fixture();
+    s.peer_up(7, at(0));
+    let token = drain(&mut s)
+        .into_iter()
+        .find_map(|a| match a {
+            Action::Sync { token, .. } => Some(token),
+            _ => None,
+        })
+        .expect("a summary on connect");
+    let stranger: PublicKey = SecretKey::from_seed(&[9; 32]).public();
+    let summary = SyncResponse::Summary {
+        publishers: vec![PublisherState {
+            publisher: stranger,
+            head: None,
+            revocations: vec![],
+            ranges: Some(vec![(1, 1)]),
+            more: None,
+        }],
+    };
+    s.sync_response(token, Ok(summary), false, at(0));
+    let out = drain(&mut s);
+    assert!(
+        out.iter().any(|a| matches!(
+            a,
+            Action::Ban { peer: 7, refusal } if refusal.kind == Kind::Unasked
+        )),
+        "{out:?}"
+    );
+    // A banned peer that comes back is turned away.
+    s.peer_down(&7);
+    assert!(!s.peer_up(7, at(10)));
+}

@@ -63,3 +63,39 @@ async fn a_story_crosses_six_nodes_in_a_line() {
         n.node.shutdown().await.unwrap();
     }
 }
+
+/// A publisher untrusted and trusted again while the node runs: what the
+/// store kept of it (its certificate and its newest head) is learned
+/// again, so rollback protection holds as it did before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trusting_a_publisher_again_relearns_its_stored_head() {
+    let p = Publisher::new(1);
+    let mut n = spawn(&p).await;
+    let (file, id) = bundle_file(&p, 5);
+    n.node.publish(file).await.unwrap();
+    wait_for(&mut n.events, "the story stored", |e| {
+        *e == NodeEvent::Stored(id)
+    })
+    .await;
+    let head = |s: &kolokol::net::Status| s.publishers.first().and_then(|p| p.head_sequence);
+    assert_eq!(head(&n.node.status().await.unwrap()), Some(5));
+
+    assert!(n.node.untrust(p.public()).await.unwrap());
+    let text = trust_file(&p, "test-publisher");
+    let file = kolokol::trust::PublisherFile::parse(&text, std::path::Path::new("p.toml")).unwrap();
+    n.node.trust(file).await.unwrap();
+    let deadline = std::time::Instant::now() + common::net::DEADLINE;
+    while head(&n.node.status().await.unwrap()) != Some(5) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stored head was not relearned"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // An older head is refused again, and the story is still held.
+    let (older, _) = bundle_file(&p, 3);
+    n.node.publish(older).await.unwrap();
+    assert_eq!(head(&n.node.status().await.unwrap()), Some(5));
+    assert!(n.store.has_bundle(&id).unwrap());
+    n.node.shutdown().await.unwrap();
+}

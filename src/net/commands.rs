@@ -35,6 +35,12 @@ impl Actor {
                     .map_err(|e| NetError::Rejected(e.to_string()));
                 if result.is_ok() {
                     self.subscribe(&file.root_key);
+                    // What the store kept of it (from before it was last
+                    // untrusted) is learned again, so policy and store agree.
+                    self.job(Job::Relearn {
+                        publisher: file.root_key,
+                        name: file.name.clone(),
+                    });
                     self.job(Job::Ranges(vec![file.root_key]));
                 }
                 let _ = reply.send(result);
@@ -264,6 +270,7 @@ impl Actor {
                     .sync
                     .send_response(channel, response);
             }
+            Done::Relearned(policy) => self.absorb(&policy),
             Done::Totals { totals, reply } => {
                 let _ = reply.send(self.encode_metrics(totals));
             }

@@ -84,6 +84,9 @@ pub(super) enum Job {
         story: StoryId,
         channel: ResponseChannel<SyncResponse>,
     },
+    /// The stored certificates, revocations and head of a publisher
+    /// trusted again, checked by a policy of its own, for the core to learn.
+    Relearn { publisher: PublicKey, name: String },
     /// Retention and quotas.
     Limits,
     /// The store's totals, for the metrics.
@@ -137,6 +140,8 @@ pub(super) enum Done {
         response: SyncResponse,
         bytes: u64,
     },
+    /// A policy that learned what the store holds of a publisher.
+    Relearned(Box<TrustPolicy>),
     /// The store's totals, for the metrics that wait for them.
     Totals {
         totals: Option<Totals>,
@@ -348,6 +353,16 @@ impl Worker {
                     response,
                     bytes: 0,
                 })
+            }
+            Job::Relearn { publisher, name } => {
+                let mut policy = TrustPolicy::new();
+                if policy.trust(publisher, name).is_err() {
+                    return true;
+                }
+                match self.store.load_trust(&mut policy, wall()) {
+                    Ok(()) => self.send(Done::Relearned(Box::new(policy))),
+                    Err(e) => self.failed("reading a publisher's trust objects", e),
+                }
             }
             Job::Limits => self.limits(),
             Job::Totals { reply } => self.send(Done::Totals {

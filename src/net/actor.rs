@@ -105,11 +105,13 @@ impl Actor {
         let (jobs, done) = worker::spawn(store)?;
         let origin = Instant::now();
         let core = Config {
-            fetch: FetchLimits {
-                max_fetches: config.max_fetches,
-                max_requests_per_peer: config.max_requests_per_peer,
-                deadline: Duration::from_secs(config.fetch_deadline_secs),
-            },
+            // A request the transport has not timed out is not stalled yet.
+            fetch: FetchLimits::shared(
+                config.max_fetches,
+                config.max_requests_per_peer,
+                Duration::from_secs(config.fetch_deadline_secs),
+                Duration::from_secs(config.request_timeout_secs.max(1)),
+            ),
             sync_interval: Duration::from_secs(config.sync_interval_secs),
             upload_rate: config.max_upload_bytes_per_sec,
             download_rate: config.max_download_bytes_per_sec,

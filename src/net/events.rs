@@ -165,7 +165,8 @@ impl Actor {
                 num_established: 0,
                 ..
             } => {
-                self.state.peer_down(&peer_id);
+                let now = self.now();
+                self.state.peer_down(&peer_id, now);
                 self.discovery.peer_gone(&peer_id);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::bandwidth::Bucket;
 use super::bans::Bans;
 use super::catchup::CatchUp;
-use super::fetch::{FetchLimits, Fetches};
+use super::fetch::{FetchLimits, Fetches, Reason};
 use super::messages::{FetchResponse, ranges_digest};
 use super::verdict::{Kind, Refusal, judge};
 use super::{Action, Ctx, Now, Origin, Peer, Record, Time, Token, Tokens, Verdict};
@@ -338,9 +338,11 @@ impl<P: Peer, M: Clone> State<P, M> {
     }
 
     /// A peer's last connection closed.
-    pub fn peer_down(&mut self, peer: &P) {
+    pub fn peer_down(&mut self, peer: &P, now: Now) {
         self.connected.remove(peer);
         self.catchup.peer_gone(peer);
+        let (fetches, _, mut ctx) = self.ctx(now.at);
+        fetches.peer_gone(peer, &mut ctx);
     }
 
     /// Whether `peer` is banned now.
@@ -374,9 +376,11 @@ impl<P: Peer, M: Clone> State<P, M> {
 
     // ---- fetching ----
 
-    /// Starts fetching a verified manifest's blobs, from `first` and then
-    /// from connected peers. Returns false when at the limit; an origin
-    /// then gets `Ignore` (catch-up brings the bundle later).
+    /// Starts fetching a verified manifest's blobs, from `first` (charged
+    /// for the slot) and then from connected peers. Returns false when
+    /// there is no room (the node is at its limit, or `first` at its
+    /// share); an origin then gets `Ignore` (catch-up brings the bundle
+    /// later).
     pub(super) fn start_fetch(
         &mut self,
         manifest: Verified<crate::proto::Manifest>,
@@ -384,15 +388,25 @@ impl<P: Peer, M: Clone> State<P, M> {
         first: Option<P>,
         now: Time,
     ) -> bool {
+        let reason = if origin.is_some() {
+            Reason::Gossip
+        } else {
+            Reason::CatchUp
+        };
         let (fetches, _, mut ctx) = self.ctx(now);
-        if fetches.is_full() {
+        if !fetches.has_room(first.as_ref(), reason) {
             // Too busy: not forwarded, not held against the sender.
             if let Some(o) = origin {
                 ctx.verdict(o, Verdict::Ignore);
             }
             return false;
         }
-        fetches.start(manifest, origin, first, &mut ctx)
+        fetches.start(manifest, origin, first, reason, &mut ctx)
+    }
+
+    /// The fetcher, to read its figures.
+    pub fn fetcher(&self) -> &Fetches<P, M> {
+        &self.fetches
     }
 
     /// A fetch request was answered or failed. Returns false when `token`

@@ -39,6 +39,8 @@ pub enum Kind {
     Unasked,
     /// Any other invalid object.
     Invalid,
+    /// Requests left unanswered, again and again.
+    Unresponsive,
 }
 
 impl Kind {
@@ -54,6 +56,7 @@ impl Kind {
             Kind::Rollback => "rollback",
             Kind::Unasked => "unasked",
             Kind::Invalid => "invalid",
+            Kind::Unresponsive => "unresponsive",
         }
     }
 

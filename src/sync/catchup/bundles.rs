@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 
+use super::super::fetch::Reason;
 use super::super::messages::{MAX_SYNC_SEQS, SyncBundle, SyncRequest};
 use super::super::verdict::{Kind, judge};
 use super::super::{Action, Now, Peer, State, Verdict};
@@ -27,7 +28,10 @@ impl<P: Peer, M: Clone> State<P, M> {
             .map(|(p, _)| *p)
             .collect();
         for peer in peers {
-            while !self.fetches.is_full() && self.download.open(now.at) {
+            // Only while this peer could bring one more fetch: the bundles
+            // it lists may need one, and its share is its own.
+            while self.fetches.has_room(Some(&peer), Reason::CatchUp) && self.download.open(now.at)
+            {
                 let Some(state) = self.catchup.peers.get_mut(&peer) else {
                     break;
                 };

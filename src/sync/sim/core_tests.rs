@@ -16,16 +16,23 @@ use crate::sync::messages::{
 use crate::sync::{Action, Config, Kind, Now, Origin, State, Stored, Time, Verdict};
 
 fn fixture() -> (State<u32, u64>, Newsroom) {
+    fixture_with(FetchLimits {
+        max_fetches: 8,
+        max_requests_per_peer: 4,
+        deadline: Duration::from_secs(30),
+        per_peer: 8,
+        reserved: 0,
+        stall: Duration::from_secs(30),
+    })
+}
+
+fn fixture_with(fetch: FetchLimits) -> (State<u32, u64>, Newsroom) {
     let mut rng = StdRng::seed_from_u64(7);
     let news = newsroom(6, 1000, &mut rng).expect("the newsroom signs");
     let mut policy = TrustPolicy::new();
     policy.trust(news.root, "test").expect("a valid name");
     let config = Config {
-        fetch: FetchLimits {
-            max_fetches: 8,
-            max_requests_per_peer: 4,
-            deadline: Duration::from_secs(30),
-        },
+        fetch,
         sync_interval: Duration::from_secs(300),
         upload_rate: None,
         download_rate: None,
@@ -254,6 +261,6 @@ fn a_summary_about_a_publisher_not_asked_bans_its_sender() {
         "{out:?}"
     );
     // A banned peer that comes back is turned away.
-    s.peer_down(&7);
+    s.peer_down(&7, at(1));
     assert!(!s.peer_up(7, at(10)));
 }

@@ -129,11 +129,7 @@ impl Sim {
         let mut rng = StdRng::seed_from_u64(config.seed);
         let newsroom = newsroom(config.stories, config.body_bytes, &mut rng)?;
         let core = Config {
-            fetch: FetchLimits {
-                max_fetches: 64,
-                max_requests_per_peer: 16,
-                deadline: Duration::from_secs(30),
-            },
+            fetch: FetchLimits::shared(64, 16, Duration::from_secs(30), Duration::from_secs(10)),
             sync_interval: Duration::from_secs(5),
             upload_rate: None,
             download_rate: None,

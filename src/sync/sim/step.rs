@@ -320,8 +320,9 @@ impl Sim {
                     }
                     self.nodes[i as usize].links.remove(&peer);
                     self.nodes[peer as usize].links.remove(&i);
-                    self.nodes[i as usize].state.peer_down(&peer);
-                    self.nodes[peer as usize].state.peer_down(&i);
+                    let now = self.stamp();
+                    self.nodes[i as usize].state.peer_down(&peer, now);
+                    self.nodes[peer as usize].state.peer_down(&i, now);
                 }
                 Action::Store {
                     manifest,

@@ -1,0 +1,546 @@
+//! Fetching a bundle's blobs: which peer to ask, which chunk next, when to
+//! give up, and what a false chunk or a stalled request costs the peer.
+//!
+//! A fetch asks one candidate at a time for the next chunk of the next
+//! blob, checks every chunk's shape and every whole blob's hash, and moves
+//! to the next candidate on a miss, a lie or a stall. A peer that sends a
+//! chunk that does not fit, or a blob that does not match its manifest, is
+//! banned; the announcer of a bundle it then served falsely has its
+//! announcement rejected when the fetch ends.
+//!
+//! Fair shares: no peer can hold the fetcher. Each fetch is charged to the
+//! peer that brought it (its announcer, or the catch-up peer that listed
+//! it), and a peer may bring at most [`FetchLimits::per_peer`] fetches at
+//! once; [`FetchLimits::reserved`] slots are kept for catch-up, so gossip
+//! cannot starve it. A peer holds at most
+//! [`FetchLimits::max_requests_per_peer`] requests open (a request left
+//! behind by a fetch that moved on still counts until it is answered or
+//! fails); a fetch whose peer is at that cap, or backing off, asks another
+//! candidate instead of waiting. A request unanswered after
+//! [`FetchLimits::stall`] moves its fetch on and strikes the peer: it is
+//! not asked for a while (longer each time), and banned after
+//! [`MAX_STRIKES`].
+//!
+//! Every request belongs to the fetch that sent it: a fetch knows the one
+//! request it has in flight, and an answer to any other (a request from
+//! before the fetch moved on, was given up or started again) is dropped
+//! without judging anyone.
+
+mod peers;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::Duration;
+
+pub use peers::{MAX_REMEMBERED, MAX_STRIKES};
+
+use super::messages::{CHUNK, FetchRequest, FetchResponse};
+use super::verdict::{Kind, Refusal};
+use super::{Action, Ctx, Origin, Peer, Time, Token};
+use crate::proto::{BundleId, Manifest, PublicKey, Verified, check_blob};
+use peers::Peers;
+
+/// Most peers asked for one bundle before giving up.
+pub const MAX_CANDIDATES: usize = 8;
+
+/// Limits on fetching.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchLimits {
+    /// Bundles fetched at once.
+    pub max_fetches: usize,
+    /// Requests outstanding to one peer.
+    pub max_requests_per_peer: usize,
+    /// How long one bundle may take.
+    pub deadline: Duration,
+    /// Fetches one peer may have brought (announced, or listed in
+    /// catch-up) at once.
+    pub per_peer: usize,
+    /// Of `max_fetches`, the slots that only catch-up may take.
+    pub reserved: usize,
+    /// How long a request may go unanswered before its fetch moves on and
+    /// the peer is struck.
+    pub stall: Duration,
+}
+
+impl FetchLimits {
+    /// Limits with the shares derived from the totals: a quarter of the
+    /// slots per peer and a quarter kept for catch-up (at least one each).
+    pub fn shared(
+        max_fetches: usize,
+        max_requests_per_peer: usize,
+        deadline: Duration,
+        stall: Duration,
+    ) -> Self {
+        Self {
+            max_fetches,
+            max_requests_per_peer,
+            deadline,
+            per_peer: (max_fetches / 4).max(1),
+            reserved: (max_fetches / 4).max(1).min(max_fetches.saturating_sub(1)),
+            stall,
+        }
+    }
+}
+
+/// Why a fetch starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// A gossip announcement.
+    Gossip,
+    /// Catch-up listed it.
+    CatchUp,
+}
+
+/// The request a fetch has in flight.
+#[derive(Debug)]
+struct Request<P> {
+    bundle: BundleId,
+    peer: P,
+    sent: Time,
+}
+
+/// One bundle being fetched.
+#[derive(Debug)]
+struct Fetch<P, M> {
+    manifest: Verified<Manifest>,
+    origin: Option<Origin<P, M>>,
+    /// The peer charged for this fetch's slot.
+    sponsor: Option<P>,
+    entry: usize,
+    buf: Vec<u8>,
+    blobs: Vec<Vec<u8>>,
+    candidates: VecDeque<P>,
+    current: Option<P>,
+    /// The one request whose answer this fetch takes.
+    in_flight: Option<Token>,
+    /// The announcer served a blob that does not match: it lied.
+    announcer_lied: bool,
+    started: Time,
+}
+
+/// The bundles being fetched.
+#[derive(Debug)]
+pub struct Fetches<P, M> {
+    limits: FetchLimits,
+    fetches: BTreeMap<BundleId, Fetch<P, M>>,
+    /// Every request not yet answered, its fetch's or left behind.
+    requests: HashMap<Token, Request<P>>,
+    peers: Peers<P>,
+}
+
+impl<P: Peer, M: Clone> Fetches<P, M> {
+    /// No fetches yet.
+    pub fn new(limits: FetchLimits) -> Self {
+        Self {
+            limits,
+            fetches: BTreeMap::new(),
+            requests: HashMap::new(),
+            peers: Peers::default(),
+        }
+    }
+
+    /// Bundles being fetched.
+    pub fn len(&self) -> usize {
+        self.fetches.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.fetches.is_empty()
+    }
+
+    /// Whether no more may start, for any reason.
+    pub fn is_full(&self) -> bool {
+        self.fetches.len() >= self.limits.max_fetches
+    }
+
+    /// Fetches `peer` brought that are still going.
+    pub fn sponsored(&self, peer: &P) -> usize {
+        self.fetches
+            .values()
+            .filter(|f| f.sponsor.as_ref() == Some(peer))
+            .count()
+    }
+
+    /// Requests `peer` holds open.
+    pub fn open_requests(&self, peer: &P) -> usize {
+        self.peers.open(peer)
+    }
+
+    /// Strikes against `peer` now.
+    pub fn strikes(&self, peer: &P, now: Time) -> u32 {
+        self.peers.strikes(peer, now)
+    }
+
+    /// Peers the fetcher keeps an entry for (bounded: see `peers`).
+    pub fn peer_entries(&self) -> usize {
+        self.peers.entries()
+    }
+
+    /// Whether a fetch brought by `sponsor` for `reason` may start now.
+    pub fn has_room(&self, sponsor: Option<&P>, reason: Reason) -> bool {
+        let cap = match reason {
+            Reason::CatchUp => self.limits.max_fetches,
+            Reason::Gossip => self.limits.max_fetches.saturating_sub(self.limits.reserved),
+        };
+        self.fetches.len() < cap && sponsor.is_none_or(|p| self.sponsored(p) < self.limits.per_peer)
+    }
+
+    /// Whether `id` is being fetched.
+    pub fn contains(&self, id: &BundleId) -> bool {
+        self.fetches.contains_key(id)
+    }
+
+    /// The sequence numbers of `publisher` being fetched.
+    pub fn sequences_of<'a>(&'a self, publisher: &'a PublicKey) -> impl Iterator<Item = u64> + 'a {
+        self.fetches
+            .values()
+            .filter(move |f| f.manifest.publisher == *publisher)
+            .map(|f| f.manifest.sequence)
+    }
+
+    /// Starts fetching a verified manifest's blobs, from `first` (charged
+    /// for the slot) and then from connected peers. Returns false (and
+    /// gives the origin no verdict yet) when there is no room for it.
+    pub fn start(
+        &mut self,
+        manifest: Verified<Manifest>,
+        origin: Option<Origin<P, M>>,
+        first: Option<P>,
+        reason: Reason,
+        ctx: &mut Ctx<'_, P, M>,
+    ) -> bool {
+        if !self.has_room(first.as_ref(), reason) {
+            return false;
+        }
+        let mut candidates = VecDeque::new();
+        if let Some(source) = first {
+            candidates.push_back(source);
+        }
+        for p in ctx.connected.iter() {
+            if candidates.len() >= MAX_CANDIDATES {
+                break;
+            }
+            if !candidates.contains(p) && !ctx.bans.is_banned(p, ctx.now) {
+                candidates.push_back(*p);
+            }
+        }
+        let id = manifest.id();
+        let entries = manifest.entries.len();
+        self.fetches.insert(
+            id,
+            Fetch {
+                manifest,
+                origin,
+                sponsor: first,
+                entry: 0,
+                buf: Vec::new(),
+                blobs: Vec::with_capacity(entries),
+                candidates,
+                current: None,
+                in_flight: None,
+                announcer_lied: false,
+                started: ctx.now,
+            },
+        );
+        self.advance(id, ctx);
+        true
+    }
+
+    /// Whether `peer` can be asked now.
+    fn askable(&self, peer: &P, ctx: &Ctx<'_, P, M>) -> bool {
+        self.peers.open(peer) < self.limits.max_requests_per_peer
+            && !self.peers.backing_off(peer, ctx.now)
+    }
+
+    /// Sends the next request of a fetch, or finishes it.
+    fn advance(&mut self, id: BundleId, ctx: &mut Ctx<'_, P, M>) {
+        let Some(f) = self.fetches.get(&id) else {
+            return;
+        };
+        if f.in_flight.is_some() {
+            return;
+        }
+        if f.entry == f.manifest.entries.len() {
+            return self.complete(id, ctx);
+        }
+        // Pick who to ask: the current peer if it can be asked, else the
+        // first candidate that can (the others keep their turn), so a
+        // fetch never waits on one busy or stalling peer while another
+        // could serve it.
+        let current = f
+            .current
+            .filter(|p| !ctx.bans.is_banned(p, ctx.now) && self.askable(p, ctx));
+        let mut pick = current;
+        let mut kept = VecDeque::new();
+        let mut candidates = f.candidates.clone();
+        if pick.is_none() {
+            while let Some(p) = candidates.pop_front() {
+                if ctx.bans.is_banned(&p, ctx.now) {
+                    continue;
+                }
+                if self.askable(&p, ctx) {
+                    pick = Some(p);
+                    break;
+                }
+                kept.push_back(p);
+            }
+        }
+        let Some(f) = self.fetches.get_mut(&id) else {
+            return;
+        };
+        let Some(peer) = pick else {
+            // Nobody can be asked now; the banned are dropped for good.
+            f.candidates = kept;
+            if f.current.is_some_and(|p| ctx.bans.is_banned(&p, ctx.now)) {
+                f.current = None;
+                f.buf.clear();
+            }
+            if f.current.is_none() && f.candidates.is_empty() {
+                return self.fail(id, "no peer could supply every blob", ctx);
+            }
+            return; // asked again on the next tick
+        };
+        if f.current != Some(peer) {
+            kept.extend(candidates);
+            // A peer still usable later (busy, backing off) keeps a turn.
+            if let Some(p) = f.current.take()
+                && !ctx.bans.is_banned(&p, ctx.now)
+                && !kept.contains(&p)
+            {
+                kept.push_back(p);
+            }
+            f.candidates = kept;
+            f.buf.clear();
+            f.current = Some(peer);
+        }
+        if !ctx.download.open(ctx.now) {
+            return; // asked again on the next tick
+        }
+        let entry = &f.manifest.entries[f.entry];
+        let request = FetchRequest::Blob {
+            hash: entry.hash,
+            offset: f.buf.len() as u64,
+        };
+        let token = ctx.tokens.fresh();
+        f.in_flight = Some(token);
+        self.peers.sent(peer);
+        self.requests.insert(
+            token,
+            Request {
+                bundle: id,
+                peer,
+                sent: ctx.now,
+            },
+        );
+        ctx.out.push_back(Action::Fetch {
+            peer,
+            token,
+            request,
+        });
+    }
+
+    /// Moves a fetch on to its next candidate peer, dropping the current
+    /// one from its candidates.
+    fn next_peer(&mut self, id: BundleId, lied: bool, ctx: &mut Ctx<'_, P, M>) {
+        if let Some(f) = self.fetches.get_mut(&id) {
+            if lied
+                && f.origin
+                    .as_ref()
+                    .is_some_and(|o| Some(o.source) == f.current)
+            {
+                f.announcer_lied = true;
+            }
+            f.current = None;
+            f.in_flight = None;
+            f.buf.clear();
+        }
+        self.advance(id, ctx);
+    }
+
+    /// Strikes `peer` for a request it left unanswered; bans it on its
+    /// last strike.
+    fn strike(&mut self, peer: P, ctx: &mut Ctx<'_, P, M>) {
+        if self.peers.strike(peer, ctx.now) {
+            ctx.ban(
+                peer,
+                Refusal::new(
+                    Kind::Unresponsive,
+                    format!("left {MAX_STRIKES} fetch requests unanswered"),
+                ),
+            );
+        }
+    }
+
+    /// Whether `token` is one of this fetcher's requests.
+    pub fn owns(&self, token: &Token) -> bool {
+        self.requests.contains_key(token)
+    }
+
+    /// A fetch request was answered, or failed (`Err`: why).
+    pub fn response(
+        &mut self,
+        token: Token,
+        response: Result<FetchResponse, String>,
+        ctx: &mut Ctx<'_, P, M>,
+    ) {
+        let Some(Request {
+            bundle: id,
+            peer,
+            sent,
+        }) = self.requests.remove(&token)
+        else {
+            return;
+        };
+        self.peers.answered(&peer);
+        let Some(f) = self.fetches.get_mut(&id) else {
+            return;
+        };
+        if f.in_flight != Some(token) {
+            // Its fetch moved on, ended or started again since: what it
+            // says is about another request, and judges nobody.
+            tracing::debug!(peer = ?peer, bundle = %id.short(), "late fetch answer dropped");
+            return;
+        }
+        f.in_flight = None;
+        let entry = f.manifest.entries[f.entry].clone();
+        match response {
+            Ok(FetchResponse::Chunk {
+                total,
+                offset,
+                data,
+            }) => {
+                let ok = total == entry.size
+                    && offset == f.buf.len() as u64
+                    && data.len() as u64 <= CHUNK
+                    && offset + data.len() as u64 <= total
+                    && (!data.is_empty() || total == 0);
+                if !ok {
+                    ctx.ban(peer, Refusal::new(Kind::Malformed, "malformed blob chunk"));
+                    return self.next_peer(id, true, ctx);
+                }
+                f.buf.extend_from_slice(&data);
+                ctx.received(data.len() as u64);
+                if f.buf.len() as u64 == entry.size {
+                    let blob = std::mem::take(&mut f.buf);
+                    if let Err(e) = check_blob(&entry, &blob) {
+                        ctx.ban(
+                            peer,
+                            Refusal::new(Kind::FalseBlob, format!("tampered blob: {e}")),
+                        );
+                        return self.next_peer(id, true, ctx);
+                    }
+                    f.blobs.push(blob);
+                    f.entry += 1;
+                }
+                self.advance(id, ctx);
+            }
+            Ok(FetchResponse::NotFound) => self.next_peer(id, false, ctx),
+            Err(_) => {
+                // A failure that came only after the stall time is a stall
+                // (the transport's own timeout); a quick one (connection
+                // closed, refused) is not held against the peer.
+                if ctx.now.since(sent) >= self.limits.stall {
+                    self.strike(peer, ctx);
+                }
+                self.next_peer(id, false, ctx)
+            }
+        }
+    }
+
+    /// Every blob is here: the bundle goes to be checked and stored.
+    fn complete(&mut self, id: BundleId, ctx: &mut Ctx<'_, P, M>) {
+        let Some(f) = self.fetches.remove(&id) else {
+            return;
+        };
+        ctx.out.push_back(Action::Store {
+            manifest: Box::new(f.manifest),
+            blobs: f.blobs,
+            origin: f.origin,
+        });
+    }
+
+    fn fail(&mut self, id: BundleId, why: &'static str, ctx: &mut Ctx<'_, P, M>) {
+        let Some(f) = self.fetches.remove(&id) else {
+            return;
+        };
+        tracing::debug!(bundle = %id.short(), "fetch failed: {why}");
+        if let Some(origin) = f.origin {
+            if f.announcer_lied {
+                // It announced a bundle it then served falsely.
+                let refusal = Refusal::new(
+                    Kind::FalseBlob,
+                    format!("announced bundle {} but served a tampered blob", id.short()),
+                );
+                ctx.reject(origin, refusal);
+            } else {
+                ctx.verdict(origin, super::Verdict::Ignore);
+            }
+        }
+    }
+
+    /// Moves stalled fetches on, gives up on fetches past their deadline,
+    /// and moves idle ones on.
+    pub fn tick(&mut self, ctx: &mut Ctx<'_, P, M>) {
+        let stalled: Vec<(BundleId, P)> = self
+            .fetches
+            .iter()
+            .filter_map(|(id, f)| {
+                let r = self.requests.get(&f.in_flight?)?;
+                (ctx.now.since(r.sent) >= self.limits.stall).then_some((*id, r.peer))
+            })
+            .collect();
+        for (id, peer) in stalled {
+            // The request stays open (and counted against the peer) until
+            // it is answered or fails; its answer is then dropped.
+            self.strike(peer, ctx);
+            self.next_peer(id, false, ctx);
+        }
+        let overdue: Vec<BundleId> = self
+            .fetches
+            .iter()
+            .filter(|(_, f)| ctx.now.since(f.started) > self.limits.deadline)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in overdue {
+            self.fail(id, "deadline passed", ctx);
+        }
+        let idle: Vec<BundleId> = self
+            .fetches
+            .iter()
+            .filter(|(_, f)| f.in_flight.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in idle {
+            self.advance(id, ctx);
+        }
+    }
+
+    /// A peer's last connection closed: its requests died with it, and the
+    /// fetches that waited on it ask someone else.
+    pub fn peer_gone(&mut self, peer: &P, ctx: &mut Ctx<'_, P, M>) {
+        self.peers.gone(peer);
+        self.requests.retain(|_, r| r.peer != *peer);
+        let mut waiting = Vec::new();
+        for (id, f) in &mut self.fetches {
+            f.candidates.retain(|p| p != peer);
+            if f.current.as_ref() == Some(peer) {
+                f.current = None;
+                f.in_flight = None;
+                f.buf.clear();
+                waiting.push(*id);
+            }
+        }
+        for id in waiting {
+            self.advance(id, ctx);
+        }
+    }
+
+    /// Drops every fetch (at shutdown); returns how many there were.
+    pub fn clear(&mut self) -> usize {
+        let n = self.fetches.len();
+        self.fetches.clear();
+        self.requests.clear();
+        self.peers.clear();
+        n
+    }
+}

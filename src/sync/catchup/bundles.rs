@@ -182,7 +182,12 @@ impl<P: Peer, M: Clone> State<P, M> {
             // The rest did not fit: ask again, first. With nothing sent,
             // the peer is over its upload cap: ask again a little later,
             // but not without end.
-            let rest: Vec<u64> = asked.iter().copied().skip_while(|s| *s != cut).collect();
+            // The asked list need not be sorted (a number put back when no
+            // fetch had room goes to the end of the queue): sort before
+            // making ranges, or numbers out of order are lost.
+            let mut rest: Vec<u64> = asked.iter().copied().skip_while(|s| *s != cut).collect();
+            rest.sort_unstable();
+            rest.dedup();
             let Some(state) = self.catchup.peers.get_mut(&peer) else {
                 return;
             };

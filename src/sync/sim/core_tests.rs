@@ -26,7 +26,7 @@ fn fixture() -> (State<u32, u64>, Newsroom) {
     })
 }
 
-fn fixture_with(fetch: FetchLimits) -> (State<u32, u64>, Newsroom) {
+pub(super) fn fixture_with(fetch: FetchLimits) -> (State<u32, u64>, Newsroom) {
     let mut rng = StdRng::seed_from_u64(7);
     let news = newsroom(6, 1000, &mut rng).expect("the newsroom signs");
     let mut policy = TrustPolicy::new();
@@ -40,14 +40,14 @@ fn fixture_with(fetch: FetchLimits) -> (State<u32, u64>, Newsroom) {
     (State::new(config, policy, Time::ZERO), news)
 }
 
-fn at(secs: u64) -> Now {
+pub(super) fn at(secs: u64) -> Now {
     Now {
         at: Time::after(Duration::from_secs(secs)),
         wall: Timestamp(T0.0 + 86_400 + secs),
     }
 }
 
-fn drain(s: &mut State<u32, u64>) -> Vec<Action<u32, u64>> {
+pub(super) fn drain(s: &mut State<u32, u64>) -> Vec<Action<u32, u64>> {
     std::iter::from_fn(|| s.poll_action()).collect()
 }
 
@@ -65,7 +65,7 @@ fn announce(s: &mut State<u32, u64>, news: &Newsroom, story: usize, from: u32, n
     s.gossip(origin, &topic_name(&news.root), &data, now);
 }
 
-fn verdicts(actions: &[Action<u32, u64>]) -> Vec<(u64, Verdict)> {
+pub(super) fn verdicts(actions: &[Action<u32, u64>]) -> Vec<(u64, Verdict)> {
     actions
         .iter()
         .filter_map(|a| match a {

@@ -103,6 +103,8 @@ pub struct SimReport {
 
 #[cfg(test)]
 mod core_tests;
+#[cfg(test)]
+mod fetch_tests;
 mod step;
 mod world;
 

@@ -154,10 +154,14 @@ impl Actor {
         for p in publishers {
             actor.subscribe(&p);
         }
+        for peer in super::swarm::exempt_peers(&config) {
+            actor.discovery.choose(peer);
+        }
         for addr in &config.bootstrap {
             let ma: Multiaddr = addr
                 .parse()
                 .map_err(|_| NetError::BadAddress(addr.clone()))?;
+            actor.discovery.choose_address(&ma);
             if let Err(e) = actor.swarm.dial(ma) {
                 warn!("cannot dial bootstrap peer {addr}: {e}");
             }

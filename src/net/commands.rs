@@ -52,6 +52,7 @@ impl Actor {
                 let _ = reply.send(self.status());
             }
             Command::Dial { addr, reply } => {
+                self.discovery.choose_address(&addr);
                 let result = self.swarm.dial(addr.clone()).map_err(|e| NetError::Dial {
                     addr: addr.to_string(),
                     reason: e.to_string(),

@@ -3,12 +3,14 @@
 
 use libp2p::gossipsub;
 use libp2p::request_response::{self, ResponseChannel};
-use libp2p::swarm::SwarmEvent;
-use libp2p::{PeerId, identify, mdns, relay};
+use libp2p::swarm::{ConnectionDenied, DialError, ListenError, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, connection_limits, identify, mdns, relay};
 use tracing::{debug, info, warn};
 
 use super::NodeEvent;
 use super::actor::{Actor, Asker};
+use super::gate::GateDenied;
+use super::metrics::ReasonLabel;
 use super::swarm::BehaviourEvent;
 use super::wire::{FetchRequest, FetchResponse, SyncRequest, SyncResponse};
 use super::worker::Job;
@@ -103,6 +105,20 @@ impl Actor {
         }
     }
 
+    /// A connection was refused by a cap: counted by which.
+    fn denied(&mut self, cause: &ConnectionDenied, direction: &'static str, from: &Multiaddr) {
+        let reason = match cause.downcast_ref::<GateDenied>() {
+            Some(g) => g.label(),
+            None if cause.downcast_ref::<connection_limits::Exceeded>().is_some() => direction,
+            None => "other",
+        };
+        debug!(%from, reason, "connection refused: {cause}");
+        self.metrics
+            .connections_denied
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
     /// Something happened in the swarm.
     pub(super) fn swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
@@ -132,6 +148,21 @@ impl Actor {
                 self.listener_closed(listener_id);
             }
             SwarmEvent::ListenerError { error, .. } => warn!("listener error: {error}"),
+            SwarmEvent::IncomingConnectionError {
+                error: ListenError::Denied { cause },
+                send_back_addr,
+                ..
+            } => self.denied(&cause, "incoming", &send_back_addr),
+            SwarmEvent::OutgoingConnectionError {
+                error: DialError::Denied { cause },
+                peer_id,
+                ..
+            } => {
+                self.denied(&cause, "outgoing", &Multiaddr::empty());
+                if let Some(peer) = peer_id {
+                    self.report_unreachable(peer, cause.to_string());
+                }
+            }
             SwarmEvent::Behaviour(BehaviourEvent::RelayClient(
                 relay::client::Event::ReservationReqAccepted { relay_peer_id, .. },
             )) => info!(relay = %relay_peer_id, "reachable through a relay"),
@@ -146,6 +177,9 @@ impl Actor {
                 ..
             } => {
                 debug!(peer = %peer_id, address = %endpoint.get_remote_address(), "connected");
+                if endpoint.is_dialer() {
+                    self.discovery.dialed(peer_id, endpoint.get_remote_address());
+                }
                 self.emit(NodeEvent::Connected(peer_id));
                 if num_established.get() == 1 {
                     let now = self.now();

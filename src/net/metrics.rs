@@ -32,6 +32,8 @@ pub(super) struct Metrics {
     pub(super) fetched_bytes: Counter,
     pub(super) served_bytes: Counter,
     pub(super) peers: Gauge,
+    pub(super) connections_denied: Family<ReasonLabel, Counter>,
+    pub(super) subscriptions_dropped: Counter,
     pub(super) held: Family<PublisherLabel, Gauge>,
     pub(super) missing: Family<PublisherLabel, Gauge>,
     pub(super) head_sequence: Family<PublisherLabel, Gauge>,
@@ -60,6 +62,16 @@ impl Metrics {
             self.served_bytes.clone(),
         );
         r.register("peers", "Connected peers", self.peers.clone());
+        r.register(
+            "connections_denied",
+            "Connections refused by a cap: per address, per subnet, incoming, outgoing",
+            self.connections_denied.clone(),
+        );
+        r.register(
+            "subscriptions_dropped",
+            "Peers' topic subscriptions not recorded: past the per-peer bound",
+            self.subscriptions_dropped.clone(),
+        );
         r.register(
             "bundles_held",
             "Bundles held (every version of a story counts), per publisher",

@@ -16,13 +16,15 @@
 //!
 //! Files: `handle` (the handle and its commands), `actor` (the loop and the
 //! core's actions), `events` (the swarm's events and peers' requests),
-//! `worker` (the store thread), `swarm` (building it), `status`,
+//! `worker` (the store thread), `swarm` (building it), `gate` (the
+//! per-address cap on incoming connections), `status`,
 //! `discovery`, `report`, `metrics`, `wire` (the codecs).
 
 mod actor;
 mod commands;
 mod discovery;
 mod events;
+mod gate;
 mod handle;
 mod metrics;
 mod report;
@@ -103,12 +105,31 @@ pub struct NetConfig {
     pub bootstrap: Vec<String>,
     /// Find peers on the local network (mDNS).
     pub mdns: bool,
-    /// Most established connections.
+    /// Most established connections, both ways (exempt peers aside).
     pub max_connections: u32,
     /// Most connections to one peer.
     pub max_connections_per_peer: u32,
     /// Most incoming connections being set up at once.
     pub max_pending_incoming: u32,
+    /// Most outgoing connections being set up at once.
+    pub max_pending_outgoing: u32,
+    /// Most established incoming connections. Never more than
+    /// `max_connections - max_outgoing`: the node's own dials (bootstrap
+    /// peers, mirrors it looked up) keep their room however many peers
+    /// dial in.
+    pub max_incoming: u32,
+    /// Most established outgoing connections, kept for the node's own
+    /// dials.
+    pub max_outgoing: u32,
+    /// Most incoming connections from one address (an IPv4 address, an
+    /// IPv6 /64), pending or established; 0 for no cap.
+    pub max_incoming_per_address: u32,
+    /// Most incoming connections from one subnet (an IPv4 /24, an IPv6
+    /// /48), pending or established; 0 for no cap.
+    pub max_incoming_per_subnet: u32,
+    /// Peer ids let in past every connection cap, as bootstrap peers and
+    /// configured relays are (a newsroom's own mirrors, say).
+    pub reserved_peers: Vec<String>,
     /// Refuse new connections above this share of system memory in use.
     pub max_memory_fraction: f64,
     /// Gossipsub heartbeat, in milliseconds.
@@ -203,6 +224,12 @@ impl Default for NetConfig {
             max_connections: 128,
             max_connections_per_peer: 2,
             max_pending_incoming: 32,
+            max_pending_outgoing: 32,
+            max_incoming: 96,
+            max_outgoing: 32,
+            max_incoming_per_address: 4,
+            max_incoming_per_subnet: 16,
+            reserved_peers: Vec::new(),
             max_memory_fraction: 0.9,
             heartbeat_ms: 700,
             request_timeout_secs: 15,
@@ -227,7 +254,8 @@ impl Default for NetConfig {
 
 impl NetConfig {
     /// Settings for tests: loopback only, a random port, no mDNS, short
-    /// timers, and the same-IP penalty off.
+    /// timers, and the same-IP penalty and per-address caps off (every
+    /// node of a test shares 127.0.0.1).
     pub fn for_tests() -> Self {
         Self {
             listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
@@ -236,6 +264,8 @@ impl NetConfig {
             request_timeout_secs: 5,
             fetch_deadline_secs: 30, // under 200 heartbeats of 200 ms
             same_ip_ok: true,
+            max_incoming_per_address: 0,
+            max_incoming_per_subnet: 0,
             sync_interval_secs: 5,
             discovery_interval_secs: 1,
             provide_interval_secs: 2,

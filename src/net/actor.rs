@@ -113,6 +113,7 @@ impl Actor {
             sync_interval: Duration::from_secs(config.sync_interval_secs),
             upload_rate: config.max_upload_bytes_per_sec,
             download_rate: config.max_download_bytes_per_sec,
+            serve_rate: config.max_upload_bytes_per_peer_per_sec,
         };
         let mut state = State::new(core, policy, Time::ZERO);
         for (p, held, known) in ranges {

@@ -15,22 +15,31 @@ use super::swarm::BehaviourEvent;
 use super::wire::{FetchRequest, FetchResponse, SyncRequest, SyncResponse};
 use super::worker::Job;
 use crate::sync::Origin;
+use crate::sync::share::Busy;
 
 impl Actor {
-    /// A peer asked for a piece of a blob.
-    fn serve_blob(&mut self, request: FetchRequest, channel: ResponseChannel<FetchResponse>) {
+    /// A peer asked for a piece of a blob: read on the store thread,
+    /// within the peer's share ("not here" over it: the peer asks another).
+    fn serve_blob(
+        &mut self,
+        peer: PeerId,
+        request: FetchRequest,
+        channel: ResponseChannel<FetchResponse>,
+    ) {
         let FetchRequest::Blob { hash, offset } = request;
         let now = self.now().at;
-        // Over the upload cap: "not here", and the peer asks another.
         let job = Job::ServeBlob {
+            peer,
             hash,
             offset,
             channel,
         };
-        let refused = if self.state.upload_open(now) {
-            self.peer_job(job)
-        } else {
-            Some(job)
+        let refused = match self.state.begin_serving(peer, now) {
+            Ok(()) => self.serve_job(peer, job),
+            Err(busy) => {
+                self.busy(busy);
+                Some(job)
+            }
         };
         if let Some(Job::ServeBlob { channel, .. }) = refused {
             let _ = self
@@ -41,6 +50,32 @@ impl Actor {
         }
     }
 
+    /// Hands a serving job to the store thread; when the queue is full,
+    /// the read ends unserved and the job comes back to be refused.
+    fn serve_job(&mut self, peer: PeerId, job: Job) -> Option<Job> {
+        let back = self.peer_job(job);
+        if back.is_some() {
+            let now = self.now().at;
+            self.state.end_serving(peer, 0, now);
+        }
+        back
+    }
+
+    fn busy(&mut self, busy: Busy) {
+        debug!("not serving now: {busy:?}");
+        self.metrics
+            .serve_refused
+            .get_or_create(&ReasonLabel {
+                reason: match busy {
+                    Busy::Upload => "upload_cap",
+                    Busy::Rate => "peer_rate",
+                    Busy::PeerJobs => "peer_reads",
+                    Busy::Jobs => "reads",
+                },
+            })
+            .inc();
+    }
+
     /// A peer asked a catch-up question.
     fn serve_sync(
         &mut self,
@@ -49,23 +84,47 @@ impl Actor {
         channel: ResponseChannel<SyncResponse>,
     ) {
         let now = self.now();
+        if let SyncRequest::Summary { publishers } = &request {
+            let response = self.state.serve_summary(peer, publishers, now);
+            return self.answer(channel, response);
+        }
+        // Bundles and holds read the store: within the peer's share.
+        if let Err(busy) = self.state.begin_serving(peer, now.at) {
+            self.busy(busy);
+            let response = match request {
+                // "Ask again from the first", as under the upload cap.
+                SyncRequest::Bundles { sequences, .. } => SyncResponse::Bundles {
+                    certificates: Vec::new(),
+                    bundles: Vec::new(),
+                    cut_at: sequences.first().copied(),
+                },
+                _ => SyncResponse::Refused,
+            };
+            return self.answer(channel, response);
+        }
         let job = match request {
-            SyncRequest::Summary { publishers } => {
-                let response = self.state.serve_summary(peer, &publishers, now);
-                return self.answer(channel, response);
-            }
+            SyncRequest::Summary { .. } => return,
             SyncRequest::Bundles {
                 publisher,
                 sequences,
             } => match self.state.plan_bundles(peer, publisher, sequences, now.at) {
-                Ok(plan) => Job::ServeBundles { plan, channel },
-                Err(response) => return self.answer(channel, response),
+                Ok(plan) => Job::ServeBundles {
+                    peer,
+                    plan,
+                    channel,
+                },
+                Err(response) => {
+                    self.state.end_serving(peer, 0, now.at);
+                    return self.answer(channel, response);
+                }
             },
             SyncRequest::Holds { publisher, story } => {
                 if !self.state.allow_holds(peer, &publisher, now.at) {
+                    self.state.end_serving(peer, 0, now.at);
                     return self.answer(channel, SyncResponse::Refused);
                 }
                 Job::ServeHolds {
+                    peer,
                     publisher,
                     story,
                     channel,
@@ -74,7 +133,7 @@ impl Actor {
         };
         // A full store queue: refused, the peer asks again later.
         if let Some(Job::ServeBundles { channel, .. } | Job::ServeHolds { channel, .. }) =
-            self.peer_job(job)
+            self.serve_job(peer, job)
         {
             self.answer(channel, SyncResponse::Refused);
         }
@@ -248,12 +307,13 @@ impl Actor {
                 ..
             })) => self.flush_outbox(),
             SwarmEvent::Behaviour(BehaviourEvent::Fetch(request_response::Event::Message {
+                peer,
                 message,
                 ..
             })) => match message {
                 request_response::Message::Request {
                     request, channel, ..
-                } => self.serve_blob(request, channel),
+                } => self.serve_blob(peer, request, channel),
                 request_response::Message::Response {
                     request_id,
                     response,

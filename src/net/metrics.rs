@@ -31,6 +31,7 @@ pub(super) struct Metrics {
     pub(super) rejected: Family<ReasonLabel, Counter>,
     pub(super) fetched_bytes: Counter,
     pub(super) served_bytes: Counter,
+    pub(super) serve_refused: Family<ReasonLabel, Counter>,
     pub(super) peers: Gauge,
     pub(super) connections_denied: Family<ReasonLabel, Counter>,
     pub(super) subscriptions_dropped: Counter,
@@ -60,6 +61,11 @@ impl Metrics {
             "served_bytes",
             "Blob bytes sent to peers (fetch and catch-up)",
             self.served_bytes.clone(),
+        );
+        r.register(
+            "serve_refused",
+            "Peers' blob and bundle requests refused: upload cap, the peer's rate, reads waiting",
+            self.serve_refused.clone(),
         );
         r.register("peers", "Connected peers", self.peers.clone());
         r.register(

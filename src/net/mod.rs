@@ -176,6 +176,12 @@ pub struct NetConfig {
     /// `None` for no cap. Over it, requests are answered "not here" and
     /// peers ask elsewhere or later.
     pub max_upload_bytes_per_sec: Option<u64>,
+    /// Most blob bytes sent to one peer per second (fetch and catch-up);
+    /// `None` for no per-peer rate. Over it, the peer's requests are
+    /// answered "not here" and it asks elsewhere or later; a peer also has
+    /// at most a few store reads waiting at once (see
+    /// [`crate::sync::share`]).
+    pub max_upload_bytes_per_peer_per_sec: Option<u64>,
     /// Most blob bytes fetched from peers per second; `None` for no cap.
     /// Over it, no new request goes out until the rate allows.
     pub max_download_bytes_per_sec: Option<u64>,
@@ -247,6 +253,7 @@ impl Default for NetConfig {
             autonat_probe_secs: 90,
             autonat_global_only: true,
             max_upload_bytes_per_sec: None,
+            max_upload_bytes_per_peer_per_sec: Some(4 * 1024 * 1024),
             max_download_bytes_per_sec: None,
         }
     }
@@ -266,6 +273,9 @@ impl NetConfig {
             same_ip_ok: true,
             max_incoming_per_address: 0,
             max_incoming_per_subnet: 0,
+            // Benchmarks compare runs on one machine: no per-peer rate
+            // unless a test sets one.
+            max_upload_bytes_per_peer_per_sec: None,
             sync_interval_secs: 5,
             discovery_interval_secs: 1,
             provide_interval_secs: 2,

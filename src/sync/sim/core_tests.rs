@@ -29,6 +29,7 @@ fn fixture() -> (State<u32, u64>, Newsroom) {
         sync_interval: Duration::from_secs(300),
         upload_rate: None,
         download_rate: None,
+        serve_rate: None,
     };
     (State::new(config, policy, Time::ZERO), news)
 }

@@ -53,6 +53,9 @@ pub(super) struct Actor {
     pub(super) sync_requests: HashMap<OutboundRequestId, Asker>,
     outbox: Outbox,
     pub(super) topics: HashSet<TopicHash>,
+    /// Topics each connected peer is recorded on, to tell when one
+    /// reaches the bound of [`super::topics`].
+    pub(super) peer_topics: HashMap<PeerId, usize>,
     pub(super) rejected: u64,
     pub(super) served_chunks: u64,
     /// Gossipsub's own counters (received messages with and without
@@ -83,8 +86,15 @@ impl Actor {
         let mut registry = prometheus_client::registry::Registry::default();
         let sync_codec = SyncCodec::default();
         let sync_counters = sync_codec.counters.clone();
-        let mut swarm = build_swarm(keypair, &config, &mut registry, sync_codec).await?;
         let own_metrics = metrics::Metrics::default();
+        let mut swarm = build_swarm(
+            keypair,
+            &config,
+            &mut registry,
+            sync_codec,
+            own_metrics.subscriptions_dropped.clone(),
+        )
+        .await?;
         own_metrics.register(&mut registry);
         for addr in &config.listen {
             let ma: Multiaddr = addr
@@ -133,6 +143,7 @@ impl Actor {
             sync_requests: HashMap::new(),
             outbox: Outbox::default(),
             topics: HashSet::new(),
+            peer_topics: HashMap::new(),
             rejected: 0,
             served_chunks: 0,
             registry,

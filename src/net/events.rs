@@ -11,6 +11,7 @@ use super::NodeEvent;
 use super::actor::{Actor, Asker};
 use super::gate::GateDenied;
 use super::metrics::ReasonLabel;
+use super::topics::MAX_PEER_TOPICS;
 use super::swarm::BehaviourEvent;
 use super::wire::{FetchRequest, FetchResponse, SyncRequest, SyncResponse};
 use super::worker::Job;
@@ -260,6 +261,7 @@ impl Actor {
             } => {
                 self.state.peer_down(&peer_id);
                 self.discovery.peer_gone(&peer_id);
+                self.peer_topics.remove(&peer_id);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
                 peer,
@@ -304,8 +306,25 @@ impl Actor {
                     .gossip(origin, message.topic.as_str(), &message.data, now);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed {
+                peer_id,
                 ..
-            })) => self.flush_outbox(),
+            })) => {
+                let n = self.peer_topics.entry(peer_id).or_default();
+                *n += 1;
+                if *n == MAX_PEER_TOPICS {
+                    warn!(peer = %peer_id, "peer at the bound of {MAX_PEER_TOPICS} topics: its further subscriptions are ignored");
+                    self.metrics.peers_at_topic_bound.inc();
+                }
+                self.flush_outbox()
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Unsubscribed {
+                peer_id,
+                ..
+            })) => {
+                if let Some(n) = self.peer_topics.get_mut(&peer_id) {
+                    *n = n.saturating_sub(1);
+                }
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Fetch(request_response::Event::Message {
                 peer,
                 message,

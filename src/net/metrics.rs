@@ -35,6 +35,7 @@ pub(super) struct Metrics {
     pub(super) peers: Gauge,
     pub(super) connections_denied: Family<ReasonLabel, Counter>,
     pub(super) subscriptions_dropped: Counter,
+    pub(super) peers_at_topic_bound: Counter,
     pub(super) held: Family<PublisherLabel, Gauge>,
     pub(super) missing: Family<PublisherLabel, Gauge>,
     pub(super) head_sequence: Family<PublisherLabel, Gauge>,
@@ -75,8 +76,13 @@ impl Metrics {
         );
         r.register(
             "subscriptions_dropped",
-            "Peers' topic subscriptions not recorded: past the per-peer bound",
+            "Peers' topic subscriptions not recorded: not a publisher topic",
             self.subscriptions_dropped.clone(),
+        );
+        r.register(
+            "peers_at_topic_bound",
+            "Peers that reached the bound of topics recorded per peer; more from them are ignored",
+            self.peers_at_topic_bound.clone(),
         );
         r.register(
             "bundles_held",

@@ -17,7 +17,8 @@
 //! Files: `handle` (the handle and its commands), `actor` (the loop and the
 //! core's actions), `events` (the swarm's events and peers' requests),
 //! `worker` (the store thread), `swarm` (building it), `gate` (the
-//! per-address cap on incoming connections), `status`,
+//! per-address cap on incoming connections), `topics` (which of a peer's
+//! subscriptions are recorded), `status`,
 //! `discovery`, `report`, `metrics`, `wire` (the codecs).
 
 mod actor;
@@ -30,6 +31,7 @@ mod metrics;
 mod report;
 mod status;
 mod swarm;
+mod topics;
 pub mod wire;
 mod worker;
 
@@ -43,6 +45,7 @@ pub use crate::sync::fetch::MAX_CANDIDATES;
 pub use crate::sync::outbox::{OUTBOX, OUTBOX_TTL};
 pub use handle::{COMMAND_QUEUE, EVENT_QUEUE, Network};
 pub use report::Holding;
+pub use topics::MAX_PEER_TOPICS;
 pub use worker::{DONE_QUEUE, JOB_QUEUE};
 
 use crate::proto::{BundleId, PublicKey};

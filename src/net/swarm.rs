@@ -16,6 +16,7 @@ use libp2p::{
 use tracing::warn;
 
 use super::gate::Gate;
+use super::topics::{self, Topics};
 use super::wire::{self, FetchCodec, SyncCodec};
 use super::{NetConfig, NetError, discovery};
 
@@ -27,7 +28,7 @@ pub(super) struct Behaviour {
     pub(super) memory: memory_connection_limits::Behaviour,
     pub(super) identify: identify::Behaviour,
     pub(super) ping: ping::Behaviour,
-    pub(super) gossipsub: gossipsub::Behaviour,
+    pub(super) gossipsub: gossipsub::Behaviour<gossipsub::IdentityTransform, Topics>,
     pub(super) fetch: request_response::Behaviour<FetchCodec>,
     pub(super) sync: request_response::Behaviour<SyncCodec>,
     pub(super) kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -94,6 +95,7 @@ pub(super) async fn build_swarm(
     config: &NetConfig,
     registry: &mut prometheus_client::registry::Registry,
     sync_codec: SyncCodec,
+    subscriptions_dropped: prometheus_client::metrics::counter::Counter,
 ) -> Result<Swarm<Behaviour>, NetError> {
     let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
     let gossip_config = gossipsub::ConfigBuilder::default()
@@ -170,9 +172,10 @@ pub(super) async fn build_swarm(
         .map_err(|e| setup(&e))?
         .with_behaviour(move |key, relay_client| {
             let peer_id = key.public().to_peer_id();
-            let mut gossipsub = gossipsub::Behaviour::new(
+            let mut gossipsub = gossipsub::Behaviour::new_with_subscription_filter(
                 gossipsub::MessageAuthenticity::Signed(key.clone()),
                 gossip_config,
+                topics::filter(subscriptions_dropped),
             )?;
             gossipsub.with_peer_score(score, thresholds)?;
             gossipsub = gossipsub.with_metrics(

@@ -10,11 +10,13 @@ use std::collections::HashMap;
 use super::bandwidth::Bucket;
 use super::{Peer, Time};
 
-/// Store reads for one peer waiting at once (blob pieces, bundles, holds).
-pub const MAX_SERVE_JOBS_PER_PEER: usize = 4;
-/// Store reads for peers waiting at once, in all: well under the store
-/// queue, so the node's own jobs always find room.
-pub const MAX_SERVE_JOBS: usize = 64;
+/// Store reads for one peer waiting at once (blob pieces, bundles, holds):
+/// above what an honest node keeps outstanding (`max_requests_per_peer`,
+/// 8 by default, and a catch-up request or two).
+pub const MAX_SERVE_JOBS_PER_PEER: usize = 16;
+/// Store reads for peers waiting at once, in all: a quarter of the store
+/// queue (`JOB_QUEUE` = 1024), so the node's own jobs always find room.
+pub const MAX_SERVE_JOBS: usize = 256;
 
 /// Why a request is not served now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

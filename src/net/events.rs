@@ -11,8 +11,8 @@ use super::NodeEvent;
 use super::actor::{Actor, Asker};
 use super::gate::GateDenied;
 use super::metrics::ReasonLabel;
-use super::topics::MAX_PEER_TOPICS;
 use super::swarm::BehaviourEvent;
+use super::topics::MAX_PEER_TOPICS;
 use super::wire::{FetchRequest, FetchResponse, SyncRequest, SyncResponse};
 use super::worker::Job;
 use crate::sync::Origin;
@@ -169,7 +169,12 @@ impl Actor {
     fn denied(&mut self, cause: &ConnectionDenied, direction: &'static str, from: &Multiaddr) {
         let reason = match cause.downcast_ref::<GateDenied>() {
             Some(g) => g.label(),
-            None if cause.downcast_ref::<connection_limits::Exceeded>().is_some() => direction,
+            None if cause
+                .downcast_ref::<connection_limits::Exceeded>()
+                .is_some() =>
+            {
+                direction
+            }
             None => "other",
         };
         debug!(%from, reason, "connection refused: {cause}");
@@ -238,7 +243,8 @@ impl Actor {
             } => {
                 debug!(peer = %peer_id, address = %endpoint.get_remote_address(), "connected");
                 if endpoint.is_dialer() {
-                    self.discovery.dialed(peer_id, endpoint.get_remote_address());
+                    self.discovery
+                        .dialed(peer_id, endpoint.get_remote_address());
                 }
                 self.emit(NodeEvent::Connected(peer_id));
                 if num_established.get() == 1 {

@@ -16,12 +16,12 @@ use std::convert::Infallible;
 use std::net::IpAddr;
 use std::task::{Context, Poll};
 
-use libp2p::core::transport::PortUse;
 use libp2p::core::Endpoint;
+use libp2p::core::transport::PortUse;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{
-    ConnectionClosed, ConnectionDenied, ConnectionId, FromSwarm,
-    ListenFailure, NetworkBehaviour, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm, dummy,
+    ConnectionClosed, ConnectionDenied, ConnectionId, FromSwarm, ListenFailure, NetworkBehaviour,
+    THandler, THandlerInEvent, THandlerOutEvent, ToSwarm, dummy,
 };
 use libp2p::{Multiaddr, PeerId};
 use thiserror::Error;
@@ -269,21 +269,48 @@ mod tests {
             ConnectionId::new_unchecked(next)
         };
         let (a1, a2, a3) = (id(), id(), id());
-        assert!(g.handle_pending_inbound_connection(a1, &local, &from("10.0.0.1")).is_ok());
-        assert!(g.handle_pending_inbound_connection(a2, &local, &from("10.0.0.1")).is_ok());
-        assert!(g.handle_pending_inbound_connection(a3, &local, &from("10.0.0.1")).is_err());
+        assert!(
+            g.handle_pending_inbound_connection(a1, &local, &from("10.0.0.1"))
+                .is_ok()
+        );
+        assert!(
+            g.handle_pending_inbound_connection(a2, &local, &from("10.0.0.1"))
+                .is_ok()
+        );
+        assert!(
+            g.handle_pending_inbound_connection(a3, &local, &from("10.0.0.1"))
+                .is_err()
+        );
         let b1 = id();
-        assert!(g.handle_pending_inbound_connection(b1, &local, &from("10.0.0.2")).is_ok());
+        assert!(
+            g.handle_pending_inbound_connection(b1, &local, &from("10.0.0.2"))
+                .is_ok()
+        );
         // The /24 is full.
-        assert!(g.handle_pending_inbound_connection(id(), &local, &from("10.0.0.3")).is_err());
-        assert!(g.handle_pending_inbound_connection(id(), &local, &from("10.0.1.3")).is_ok());
+        assert!(
+            g.handle_pending_inbound_connection(id(), &local, &from("10.0.0.3"))
+                .is_err()
+        );
+        assert!(
+            g.handle_pending_inbound_connection(id(), &local, &from("10.0.1.3"))
+                .is_ok()
+        );
         // No IP, or a circuit: not counted.
         let mem: Multiaddr = "/memory/5".parse().unwrap();
-        assert!(g.handle_pending_inbound_connection(id(), &local, &mem).is_ok());
+        assert!(
+            g.handle_pending_inbound_connection(id(), &local, &mem)
+                .is_ok()
+        );
         let circuit: Multiaddr = "/ip4/10.0.0.1/tcp/4/p2p-circuit".parse().unwrap();
-        assert!(g.handle_pending_inbound_connection(id(), &local, &circuit).is_ok());
+        assert!(
+            g.handle_pending_inbound_connection(id(), &local, &circuit)
+                .is_ok()
+        );
         g.uncount(&a1);
-        assert!(g.handle_pending_inbound_connection(id(), &local, &from("10.0.0.1")).is_ok());
+        assert!(
+            g.handle_pending_inbound_connection(id(), &local, &from("10.0.0.1"))
+                .is_ok()
+        );
         assert_eq!(g.counted(), 4);
     }
 }

@@ -77,9 +77,8 @@ fn hammer(
         .unwrap()
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build();
-    let peer = match target.iter().last() {
-        Some(libp2p::multiaddr::Protocol::P2p(p)) => p,
-        _ => panic!("the target names its peer"),
+    let Some(libp2p::multiaddr::Protocol::P2p(peer)) = target.iter().last() else {
+        panic!("the target names its peer")
     };
     swarm.dial(target).unwrap();
     tokio::spawn(async move {
@@ -110,13 +109,11 @@ fn hammer(
                     batches += 1;
                 }
             }
-            let event =
-                match tokio::time::timeout(Duration::from_millis(100), swarm.select_next_some())
-                    .await
-                {
-                    Ok(e) => e,
-                    Err(_) => continue,
-                };
+            let Ok(event) =
+                tokio::time::timeout(Duration::from_millis(100), swarm.select_next_some()).await
+            else {
+                continue;
+            };
             match event {
                 SwarmEvent::ConnectionEstablished { .. } => connected = true,
                 SwarmEvent::Behaviour(HammerEvent::Fetch(e)) => match e {

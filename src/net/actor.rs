@@ -53,6 +53,9 @@ pub(super) struct Actor {
     pub(super) sync_requests: HashMap<OutboundRequestId, Asker>,
     outbox: Outbox,
     pub(super) topics: HashSet<TopicHash>,
+    /// Topics each connected peer is recorded on, to tell when one
+    /// reaches the bound of [`super::topics`].
+    pub(super) peer_topics: HashMap<PeerId, usize>,
     pub(super) rejected: u64,
     pub(super) served_chunks: u64,
     /// Gossipsub's own counters (received messages with and without
@@ -83,8 +86,15 @@ impl Actor {
         let mut registry = prometheus_client::registry::Registry::default();
         let sync_codec = SyncCodec::default();
         let sync_counters = sync_codec.counters.clone();
-        let mut swarm = build_swarm(keypair, &config, &mut registry, sync_codec).await?;
         let own_metrics = metrics::Metrics::default();
+        let mut swarm = build_swarm(
+            keypair,
+            &config,
+            &mut registry,
+            sync_codec,
+            own_metrics.subscriptions_dropped.clone(),
+        )
+        .await?;
         own_metrics.register(&mut registry);
         for addr in &config.listen {
             let ma: Multiaddr = addr
@@ -115,6 +125,7 @@ impl Actor {
             sync_interval: Duration::from_secs(config.sync_interval_secs),
             upload_rate: config.max_upload_bytes_per_sec,
             download_rate: config.max_download_bytes_per_sec,
+            serve_rate: config.max_upload_bytes_per_peer_per_sec,
         };
         let mut state = State::new(core, policy, Time::ZERO);
         for (p, held, known) in ranges {
@@ -134,6 +145,7 @@ impl Actor {
             sync_requests: HashMap::new(),
             outbox: Outbox::default(),
             topics: HashSet::new(),
+            peer_topics: HashMap::new(),
             rejected: 0,
             served_chunks: 0,
             registry,
@@ -156,10 +168,14 @@ impl Actor {
         for p in publishers {
             actor.subscribe(&p);
         }
+        for peer in super::swarm::exempt_peers(&config) {
+            actor.discovery.choose(peer);
+        }
         for addr in &config.bootstrap {
             let ma: Multiaddr = addr
                 .parse()
                 .map_err(|_| NetError::BadAddress(addr.clone()))?;
+            actor.discovery.choose_address(&ma);
             if let Err(e) = actor.swarm.dial(ma) {
                 warn!("cannot dial bootstrap peer {addr}: {e}");
             }

@@ -52,6 +52,7 @@ impl Actor {
                 let _ = reply.send(self.status());
             }
             Command::Dial { addr, reply } => {
+                self.discovery.choose_address(&addr);
                 let result = self.swarm.dial(addr.clone()).map_err(|e| NetError::Dial {
                     addr: addr.to_string(),
                     reason: e.to_string(),
@@ -244,6 +245,7 @@ impl Actor {
                 let _ = reply.send(Ok(report));
             }
             Done::Blob {
+                peer,
                 channel,
                 response,
                 bytes,
@@ -251,7 +253,7 @@ impl Actor {
                 if matches!(response, wire::FetchResponse::Chunk { .. }) {
                     self.served_chunks += 1;
                 }
-                self.served(bytes);
+                self.served(peer, bytes);
                 let _ = self
                     .swarm
                     .behaviour_mut()
@@ -259,11 +261,12 @@ impl Actor {
                     .send_response(channel, response);
             }
             Done::Sync {
+                peer,
                 channel,
                 response,
                 bytes,
             } => {
-                self.served(bytes);
+                self.served(peer, bytes);
                 let _ = self
                     .swarm
                     .behaviour_mut()
@@ -291,12 +294,12 @@ impl Actor {
         }
     }
 
-    fn served(&mut self, bytes: u64) {
-        if bytes > 0 {
-            self.metrics.served_bytes.inc_by(bytes);
-            let now = self.now().at;
-            self.state.uploaded(bytes, now);
-        }
+    /// A read for `peer` was answered: its bytes count against the
+    /// peer's share and the upload cap.
+    fn served(&mut self, peer: libp2p::PeerId, bytes: u64) {
+        self.metrics.served_bytes.inc_by(bytes);
+        let now = self.now().at;
+        self.state.end_serving(peer, bytes, now);
     }
 
     /// Learns what an archive import taught a copy of the policy, so the

@@ -25,6 +25,12 @@ use crate::proto::PublicKey;
 const DIALS_PER_LOOKUP: usize = 8;
 /// Relays a node behind NAT reserves on by itself.
 const AUTO_RELAYS: usize = 2;
+/// Connected peers remembered as relays it could reserve on.
+const MAX_RELAY_CANDIDATES: usize = 8;
+/// Peers and addresses remembered as the node's own choice (bootstrap
+/// peers, dials asked for, mirrors found in a lookup); past it the oldest
+/// choices are not forgotten, new ones are not taken.
+const MAX_CHOSEN: usize = 256;
 /// A configured relay whose reservation ended is tried again after this,
 /// or after five discovery intervals if that is sooner.
 const RELAY_RETRY: Duration = Duration::from_secs(30);
@@ -82,8 +88,17 @@ pub(super) struct DiscoveryState {
     /// Whether some provider record went out since the routing table
     /// last was empty.
     provided: bool,
-    /// Connected peers that offer a relay.
+    /// Connected peers that offer a relay and that the node chose to
+    /// connect to: a peer that dials in and claims the relay protocol is
+    /// not reserved on (it could then see and cut every relayed
+    /// connection).
     relays: HashMap<PeerId, Multiaddr>,
+    /// Peers the node chose: named in the configuration, dialed on
+    /// request, or found as a mirror in a provider lookup.
+    chosen: HashSet<PeerId>,
+    /// Addresses dialed by choice with no peer id in them: the peer that
+    /// answers there becomes chosen.
+    chosen_addresses: HashSet<Multiaddr>,
     /// Relays we listen through by our own choice.
     reserved: HashSet<PeerId>,
     /// Listeners through relays.
@@ -97,6 +112,37 @@ pub(super) struct DiscoveryState {
 impl DiscoveryState {
     pub(super) fn peer_gone(&mut self, peer: &PeerId) {
         self.relays.remove(peer);
+    }
+
+    /// The node chose `peer` (a bootstrap or reserved peer, a mirror
+    /// found): it may serve as a relay.
+    pub(super) fn choose(&mut self, peer: PeerId) {
+        if self.chosen.len() < MAX_CHOSEN {
+            self.chosen.insert(peer);
+        }
+    }
+
+    /// The node dials `addr` by choice: the peer there, if it names none,
+    /// is chosen once connected.
+    pub(super) fn choose_address(&mut self, addr: &Multiaddr) {
+        match addr.iter().last() {
+            Some(Protocol::P2p(peer)) => self.choose(peer),
+            _ if self.chosen_addresses.len() < MAX_CHOSEN => {
+                self.chosen_addresses.insert(addr.clone());
+            }
+            _ => {}
+        }
+    }
+
+    /// An outgoing connection to `peer` at `addr` came up.
+    pub(super) fn dialed(&mut self, peer: PeerId, addr: &Multiaddr) {
+        let bare: Multiaddr = addr
+            .iter()
+            .filter(|p| !matches!(p, Protocol::P2p(_)))
+            .collect();
+        if self.chosen_addresses.contains(&bare) {
+            self.choose(peer);
+        }
     }
 }
 
@@ -180,7 +226,12 @@ impl Actor {
             .iter()
             .find(|a| !a.iter().any(|p| p == Protocol::P2pCircuit))
             .cloned();
-        if let (true, Some(addr)) = (info.protocols.contains(&relay::HOP_PROTOCOL_NAME), direct) {
+        let offers = info.protocols.contains(&relay::HOP_PROTOCOL_NAME);
+        let room = self.discovery.relays.len() < MAX_RELAY_CANDIDATES
+            || self.discovery.relays.contains_key(&peer);
+        if let (true, true, true, Some(addr)) =
+            (offers, self.discovery.chosen.contains(&peer), room, direct)
+        {
             self.discovery.relays.insert(peer, addr);
             if self.discovery.nat.as_deref() == Some("private") {
                 self.reserve_on_relays();
@@ -273,6 +324,7 @@ impl Actor {
                         .take(DIALS_PER_LOOKUP)
                         .collect();
                     for p in new {
+                        self.discovery.choose(p);
                         if let Some(publisher) = &publisher {
                             info!(peer = %p, publisher = %publisher, "found a mirror; connecting");
                         }

@@ -3,32 +3,44 @@
 
 use libp2p::gossipsub;
 use libp2p::request_response::{self, ResponseChannel};
-use libp2p::swarm::SwarmEvent;
-use libp2p::{PeerId, identify, mdns, relay};
+use libp2p::swarm::{ConnectionDenied, DialError, ListenError, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, connection_limits, identify, mdns, relay};
 use tracing::{debug, info, warn};
 
 use super::NodeEvent;
 use super::actor::{Actor, Asker};
+use super::gate::GateDenied;
+use super::metrics::ReasonLabel;
 use super::swarm::BehaviourEvent;
+use super::topics::MAX_PEER_TOPICS;
 use super::wire::{FetchRequest, FetchResponse, SyncRequest, SyncResponse};
 use super::worker::Job;
 use crate::sync::Origin;
+use crate::sync::share::Busy;
 
 impl Actor {
-    /// A peer asked for a piece of a blob.
-    fn serve_blob(&mut self, request: FetchRequest, channel: ResponseChannel<FetchResponse>) {
+    /// A peer asked for a piece of a blob: read on the store thread,
+    /// within the peer's share ("not here" over it: the peer asks another).
+    fn serve_blob(
+        &mut self,
+        peer: PeerId,
+        request: FetchRequest,
+        channel: ResponseChannel<FetchResponse>,
+    ) {
         let FetchRequest::Blob { hash, offset } = request;
         let now = self.now().at;
-        // Over the upload cap: "not here", and the peer asks another.
         let job = Job::ServeBlob {
+            peer,
             hash,
             offset,
             channel,
         };
-        let refused = if self.state.upload_open(now) {
-            self.peer_job(job)
-        } else {
-            Some(job)
+        let refused = match self.state.begin_serving(peer, now) {
+            Ok(()) => self.serve_job(peer, job),
+            Err(busy) => {
+                self.busy(busy);
+                Some(job)
+            }
         };
         if let Some(Job::ServeBlob { channel, .. }) = refused {
             let _ = self
@@ -39,6 +51,32 @@ impl Actor {
         }
     }
 
+    /// Hands a serving job to the store thread; when the queue is full,
+    /// the read ends unserved and the job comes back to be refused.
+    fn serve_job(&mut self, peer: PeerId, job: Job) -> Option<Job> {
+        let back = self.peer_job(job);
+        if back.is_some() {
+            let now = self.now().at;
+            self.state.end_serving(peer, 0, now);
+        }
+        back
+    }
+
+    fn busy(&mut self, busy: Busy) {
+        debug!("not serving now: {busy:?}");
+        self.metrics
+            .serve_refused
+            .get_or_create(&ReasonLabel {
+                reason: match busy {
+                    Busy::Upload => "upload_cap",
+                    Busy::Rate => "peer_rate",
+                    Busy::PeerJobs => "peer_reads",
+                    Busy::Jobs => "reads",
+                },
+            })
+            .inc();
+    }
+
     /// A peer asked a catch-up question.
     fn serve_sync(
         &mut self,
@@ -47,23 +85,47 @@ impl Actor {
         channel: ResponseChannel<SyncResponse>,
     ) {
         let now = self.now();
+        if let SyncRequest::Summary { publishers } = &request {
+            let response = self.state.serve_summary(peer, publishers, now);
+            return self.answer(channel, response);
+        }
+        // Bundles and holds read the store: within the peer's share.
+        if let Err(busy) = self.state.begin_serving(peer, now.at) {
+            self.busy(busy);
+            let response = match request {
+                // "Ask again from the first", as under the upload cap.
+                SyncRequest::Bundles { sequences, .. } => SyncResponse::Bundles {
+                    certificates: Vec::new(),
+                    bundles: Vec::new(),
+                    cut_at: sequences.first().copied(),
+                },
+                _ => SyncResponse::Refused,
+            };
+            return self.answer(channel, response);
+        }
         let job = match request {
-            SyncRequest::Summary { publishers } => {
-                let response = self.state.serve_summary(peer, &publishers, now);
-                return self.answer(channel, response);
-            }
+            SyncRequest::Summary { .. } => return,
             SyncRequest::Bundles {
                 publisher,
                 sequences,
             } => match self.state.plan_bundles(peer, publisher, sequences, now.at) {
-                Ok(plan) => Job::ServeBundles { plan, channel },
-                Err(response) => return self.answer(channel, response),
+                Ok(plan) => Job::ServeBundles {
+                    peer,
+                    plan,
+                    channel,
+                },
+                Err(response) => {
+                    self.state.end_serving(peer, 0, now.at);
+                    return self.answer(channel, response);
+                }
             },
             SyncRequest::Holds { publisher, story } => {
                 if !self.state.allow_holds(peer, &publisher, now.at) {
+                    self.state.end_serving(peer, 0, now.at);
                     return self.answer(channel, SyncResponse::Refused);
                 }
                 Job::ServeHolds {
+                    peer,
                     publisher,
                     story,
                     channel,
@@ -72,7 +134,7 @@ impl Actor {
         };
         // A full store queue: refused, the peer asks again later.
         if let Some(Job::ServeBundles { channel, .. } | Job::ServeHolds { channel, .. }) =
-            self.peer_job(job)
+            self.serve_job(peer, job)
         {
             self.answer(channel, SyncResponse::Refused);
         }
@@ -101,6 +163,25 @@ impl Actor {
             Some(Asker::Report(id)) => self.report_response(id, rid, peer, response),
             None => {}
         }
+    }
+
+    /// A connection was refused by a cap: counted by which.
+    fn denied(&mut self, cause: &ConnectionDenied, direction: &'static str, from: &Multiaddr) {
+        let reason = match cause.downcast_ref::<GateDenied>() {
+            Some(g) => g.label(),
+            None if cause
+                .downcast_ref::<connection_limits::Exceeded>()
+                .is_some() =>
+            {
+                direction
+            }
+            None => "other",
+        };
+        debug!(%from, reason, "connection refused: {cause}");
+        self.metrics
+            .connections_denied
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
     }
 
     /// Something happened in the swarm.
@@ -132,6 +213,21 @@ impl Actor {
                 self.listener_closed(listener_id);
             }
             SwarmEvent::ListenerError { error, .. } => warn!("listener error: {error}"),
+            SwarmEvent::IncomingConnectionError {
+                error: ListenError::Denied { cause },
+                send_back_addr,
+                ..
+            } => self.denied(&cause, "incoming", &send_back_addr),
+            SwarmEvent::OutgoingConnectionError {
+                error: DialError::Denied { cause },
+                peer_id,
+                ..
+            } => {
+                self.denied(&cause, "outgoing", &Multiaddr::empty());
+                if let Some(peer) = peer_id {
+                    self.report_unreachable(peer, cause.to_string());
+                }
+            }
             SwarmEvent::Behaviour(BehaviourEvent::RelayClient(
                 relay::client::Event::ReservationReqAccepted { relay_peer_id, .. },
             )) => info!(relay = %relay_peer_id, "reachable through a relay"),
@@ -146,6 +242,10 @@ impl Actor {
                 ..
             } => {
                 debug!(peer = %peer_id, address = %endpoint.get_remote_address(), "connected");
+                if endpoint.is_dialer() {
+                    self.discovery
+                        .dialed(peer_id, endpoint.get_remote_address());
+                }
                 self.emit(NodeEvent::Connected(peer_id));
                 if num_established.get() == 1 {
                     let now = self.now();
@@ -168,6 +268,7 @@ impl Actor {
                 let now = self.now();
                 self.state.peer_down(&peer_id, now);
                 self.discovery.peer_gone(&peer_id);
+                self.peer_topics.remove(&peer_id);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
                 peer,
@@ -212,15 +313,33 @@ impl Actor {
                     .gossip(origin, message.topic.as_str(), &message.data, now);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed {
+                peer_id,
                 ..
-            })) => self.flush_outbox(),
+            })) => {
+                let n = self.peer_topics.entry(peer_id).or_default();
+                *n += 1;
+                if *n == MAX_PEER_TOPICS {
+                    warn!(peer = %peer_id, "peer at the bound of {MAX_PEER_TOPICS} topics: its further subscriptions are ignored");
+                    self.metrics.peers_at_topic_bound.inc();
+                }
+                self.flush_outbox()
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Unsubscribed {
+                peer_id,
+                ..
+            })) => {
+                if let Some(n) = self.peer_topics.get_mut(&peer_id) {
+                    *n = n.saturating_sub(1);
+                }
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Fetch(request_response::Event::Message {
+                peer,
                 message,
                 ..
             })) => match message {
                 request_response::Message::Request {
                     request, channel, ..
-                } => self.serve_blob(request, channel),
+                } => self.serve_blob(peer, request, channel),
                 request_response::Message::Response {
                     request_id,
                     response,

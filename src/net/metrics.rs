@@ -31,7 +31,11 @@ pub(super) struct Metrics {
     pub(super) rejected: Family<ReasonLabel, Counter>,
     pub(super) fetched_bytes: Counter,
     pub(super) served_bytes: Counter,
+    pub(super) serve_refused: Family<ReasonLabel, Counter>,
     pub(super) peers: Gauge,
+    pub(super) connections_denied: Family<ReasonLabel, Counter>,
+    pub(super) subscriptions_dropped: Counter,
+    pub(super) peers_at_topic_bound: Counter,
     pub(super) held: Family<PublisherLabel, Gauge>,
     pub(super) missing: Family<PublisherLabel, Gauge>,
     pub(super) head_sequence: Family<PublisherLabel, Gauge>,
@@ -59,7 +63,27 @@ impl Metrics {
             "Blob bytes sent to peers (fetch and catch-up)",
             self.served_bytes.clone(),
         );
+        r.register(
+            "serve_refused",
+            "Peers' blob and bundle requests refused: upload cap, the peer's rate, reads waiting",
+            self.serve_refused.clone(),
+        );
         r.register("peers", "Connected peers", self.peers.clone());
+        r.register(
+            "connections_denied",
+            "Connections refused by a cap: per address, per subnet, incoming, outgoing",
+            self.connections_denied.clone(),
+        );
+        r.register(
+            "subscriptions_dropped",
+            "Peers' topic subscriptions not recorded: not a publisher topic",
+            self.subscriptions_dropped.clone(),
+        );
+        r.register(
+            "peers_at_topic_bound",
+            "Peers that reached the bound of topics recorded per peer; more from them are ignored",
+            self.peers_at_topic_bound.clone(),
+        );
         r.register(
             "bundles_held",
             "Bundles held (every version of a story counts), per publisher",

@@ -16,18 +16,22 @@
 //!
 //! Files: `handle` (the handle and its commands), `actor` (the loop and the
 //! core's actions), `events` (the swarm's events and peers' requests),
-//! `worker` (the store thread), `swarm` (building it), `status`,
+//! `worker` (the store thread), `swarm` (building it), `gate` (the
+//! per-address cap on incoming connections), `topics` (which of a peer's
+//! subscriptions are recorded), `status`,
 //! `discovery`, `report`, `metrics`, `wire` (the codecs).
 
 mod actor;
 mod commands;
 mod discovery;
 mod events;
+mod gate;
 mod handle;
 mod metrics;
 mod report;
 mod status;
 mod swarm;
+mod topics;
 pub mod wire;
 mod worker;
 
@@ -41,6 +45,7 @@ pub use crate::sync::fetch::MAX_CANDIDATES;
 pub use crate::sync::outbox::{OUTBOX, OUTBOX_TTL};
 pub use handle::{COMMAND_QUEUE, EVENT_QUEUE, Network};
 pub use report::Holding;
+pub use topics::MAX_PEER_TOPICS;
 pub use worker::{DONE_QUEUE, JOB_QUEUE};
 
 use crate::proto::{BundleId, PublicKey};
@@ -103,12 +108,31 @@ pub struct NetConfig {
     pub bootstrap: Vec<String>,
     /// Find peers on the local network (mDNS).
     pub mdns: bool,
-    /// Most established connections.
+    /// Most established connections, both ways (exempt peers aside).
     pub max_connections: u32,
     /// Most connections to one peer.
     pub max_connections_per_peer: u32,
     /// Most incoming connections being set up at once.
     pub max_pending_incoming: u32,
+    /// Most outgoing connections being set up at once.
+    pub max_pending_outgoing: u32,
+    /// Most established incoming connections. Never more than
+    /// `max_connections - max_outgoing`: the node's own dials (bootstrap
+    /// peers, mirrors it looked up) keep their room however many peers
+    /// dial in.
+    pub max_incoming: u32,
+    /// Most established outgoing connections, kept for the node's own
+    /// dials.
+    pub max_outgoing: u32,
+    /// Most incoming connections from one address (an IPv4 address, an
+    /// IPv6 /64), pending or established; 0 for no cap.
+    pub max_incoming_per_address: u32,
+    /// Most incoming connections from one subnet (an IPv4 /24, an IPv6
+    /// /48), pending or established; 0 for no cap.
+    pub max_incoming_per_subnet: u32,
+    /// Peer ids let in past every connection cap, as bootstrap peers and
+    /// configured relays are (a newsroom's own mirrors, say).
+    pub reserved_peers: Vec<String>,
     /// Refuse new connections above this share of system memory in use.
     pub max_memory_fraction: f64,
     /// Gossipsub heartbeat, in milliseconds.
@@ -155,6 +179,12 @@ pub struct NetConfig {
     /// `None` for no cap. Over it, requests are answered "not here" and
     /// peers ask elsewhere or later.
     pub max_upload_bytes_per_sec: Option<u64>,
+    /// Most blob bytes sent to one peer per second (fetch and catch-up);
+    /// `None` for no per-peer rate. Over it, the peer's requests are
+    /// answered "not here" and it asks elsewhere or later; a peer also has
+    /// at most a few store reads waiting at once (see
+    /// [`crate::sync::share`]).
+    pub max_upload_bytes_per_peer_per_sec: Option<u64>,
     /// Most blob bytes fetched from peers per second; `None` for no cap.
     /// Over it, no new request goes out until the rate allows.
     pub max_download_bytes_per_sec: Option<u64>,
@@ -203,6 +233,12 @@ impl Default for NetConfig {
             max_connections: 128,
             max_connections_per_peer: 2,
             max_pending_incoming: 32,
+            max_pending_outgoing: 32,
+            max_incoming: 96,
+            max_outgoing: 32,
+            max_incoming_per_address: 4,
+            max_incoming_per_subnet: 16,
+            reserved_peers: Vec::new(),
             max_memory_fraction: 0.9,
             heartbeat_ms: 700,
             request_timeout_secs: 15,
@@ -220,6 +256,7 @@ impl Default for NetConfig {
             autonat_probe_secs: 90,
             autonat_global_only: true,
             max_upload_bytes_per_sec: None,
+            max_upload_bytes_per_peer_per_sec: Some(4 * 1024 * 1024),
             max_download_bytes_per_sec: None,
         }
     }
@@ -227,7 +264,8 @@ impl Default for NetConfig {
 
 impl NetConfig {
     /// Settings for tests: loopback only, a random port, no mDNS, short
-    /// timers, and the same-IP penalty off.
+    /// timers, and the same-IP penalty and per-address caps off (every
+    /// node of a test shares 127.0.0.1).
     pub fn for_tests() -> Self {
         Self {
             listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
@@ -236,6 +274,11 @@ impl NetConfig {
             request_timeout_secs: 5,
             fetch_deadline_secs: 30, // under 200 heartbeats of 200 ms
             same_ip_ok: true,
+            max_incoming_per_address: 0,
+            max_incoming_per_subnet: 0,
+            // Benchmarks compare runs on one machine: no per-peer rate
+            // unless a test sets one.
+            max_upload_bytes_per_peer_per_sec: None,
             sync_interval_secs: 5,
             discovery_interval_secs: 1,
             provide_interval_secs: 2,

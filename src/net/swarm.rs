@@ -4,25 +4,31 @@
 use std::time::Duration;
 
 use libp2p::gossipsub::{self, MessageId};
+use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    StreamProtocol, Swarm, autonat, connection_limits, dcutr, identify, kad, mdns,
-    memory_connection_limits, noise, ping, relay, tcp, yamux,
+    Multiaddr, PeerId, StreamProtocol, Swarm, autonat, connection_limits, dcutr, identify, kad,
+    mdns, memory_connection_limits, noise, ping, relay, tcp, yamux,
 };
 
+use tracing::warn;
+
+use super::gate::Gate;
+use super::topics::{self, Topics};
 use super::wire::{self, FetchCodec, SyncCodec};
 use super::{NetConfig, NetError, discovery};
 
 /// Every behaviour of the node's swarm.
 #[derive(NetworkBehaviour)]
 pub(super) struct Behaviour {
+    pub(super) gate: Gate,
     pub(super) limits: connection_limits::Behaviour,
     pub(super) memory: memory_connection_limits::Behaviour,
     pub(super) identify: identify::Behaviour,
     pub(super) ping: ping::Behaviour,
-    pub(super) gossipsub: gossipsub::Behaviour,
+    pub(super) gossipsub: gossipsub::Behaviour<gossipsub::IdentityTransform, Topics>,
     pub(super) fetch: request_response::Behaviour<FetchCodec>,
     pub(super) sync: request_response::Behaviour<SyncCodec>,
     pub(super) kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -41,6 +47,47 @@ fn history_length(config: &NetConfig) -> usize {
     (deadline_beats as usize + 20).max(200)
 }
 
+/// The connection caps: incoming and outgoing apart, so that peers
+/// dialing in never take the room the node's own dials need.
+fn connection_limits(config: &NetConfig) -> connection_limits::ConnectionLimits {
+    let outgoing = config.max_outgoing.min(config.max_connections);
+    let incoming = config
+        .max_incoming
+        .min(config.max_connections.saturating_sub(outgoing));
+    connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(config.max_connections))
+        .with_max_established_incoming(Some(incoming))
+        .with_max_established_outgoing(Some(outgoing))
+        .with_max_established_per_peer(Some(config.max_connections_per_peer))
+        .with_max_pending_incoming(Some(config.max_pending_incoming))
+        .with_max_pending_outgoing(Some(config.max_pending_outgoing))
+}
+
+/// Peers let in past every cap: the bootstrap peers and relays named by
+/// id in the configuration, and the reserved peers. Their number is the
+/// configuration's, not a peer's, to choose.
+pub(super) fn exempt_peers(config: &NetConfig) -> Vec<PeerId> {
+    let by_address = config
+        .bootstrap
+        .iter()
+        .chain(&config.relays)
+        .filter_map(|a| a.parse::<Multiaddr>().ok())
+        .filter_map(|a| {
+            a.iter().find_map(|p| match p {
+                Protocol::P2p(peer) => Some(peer),
+                _ => None,
+            })
+        });
+    let reserved = config.reserved_peers.iter().filter_map(|p| {
+        let peer = p.parse::<PeerId>();
+        if peer.is_err() {
+            warn!("reserved peer {p:?} is not a peer id; ignored");
+        }
+        peer.ok()
+    });
+    by_address.chain(reserved).collect()
+}
+
 /// Builds the swarm: every transport, and the behaviours within the
 /// node's limits.
 pub(super) async fn build_swarm(
@@ -48,6 +95,7 @@ pub(super) async fn build_swarm(
     config: &NetConfig,
     registry: &mut prometheus_client::registry::Registry,
     sync_codec: SyncCodec,
+    subscriptions_dropped: prometheus_client::metrics::counter::Counter,
 ) -> Result<Swarm<Behaviour>, NetError> {
     let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
     let gossip_config = gossipsub::ConfigBuilder::default()
@@ -77,11 +125,8 @@ pub(super) async fn build_swarm(
         accept_px_threshold: 10.0,
         opportunistic_graft_threshold: 20.0,
     };
-    let limits = connection_limits::ConnectionLimits::default()
-        .with_max_established(Some(config.max_connections))
-        .with_max_established_per_peer(Some(config.max_connections_per_peer))
-        .with_max_pending_incoming(Some(config.max_pending_incoming))
-        .with_max_pending_outgoing(Some(config.max_pending_incoming));
+    let limits = connection_limits(config);
+    let exempt = exempt_peers(config);
     let fetch_config = request_response::Config::default()
         .with_request_timeout(Duration::from_secs(config.request_timeout_secs))
         .with_max_concurrent_streams(64);
@@ -100,6 +145,15 @@ pub(super) async fn build_swarm(
         .with_request_timeout(Duration::from_secs(config.request_timeout_secs.max(30)))
         .with_max_concurrent_streams(16);
     let memory_fraction = config.max_memory_fraction;
+    let mut gate = Gate::new(
+        config.max_incoming_per_address,
+        config.max_incoming_per_subnet,
+    );
+    let mut limits = connection_limits::Behaviour::new(limits);
+    for peer in exempt {
+        gate.exempt(peer);
+        limits.bypass_peer_id(&peer);
+    }
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -118,9 +172,10 @@ pub(super) async fn build_swarm(
         .map_err(|e| setup(&e))?
         .with_behaviour(move |key, relay_client| {
             let peer_id = key.public().to_peer_id();
-            let mut gossipsub = gossipsub::Behaviour::new(
+            let mut gossipsub = gossipsub::Behaviour::new_with_subscription_filter(
                 gossipsub::MessageAuthenticity::Signed(key.clone()),
                 gossip_config,
+                topics::filter(subscriptions_dropped),
             )?;
             gossipsub.with_peer_score(score, thresholds)?;
             gossipsub = gossipsub.with_metrics(
@@ -136,7 +191,8 @@ pub(super) async fn build_swarm(
                 None
             };
             Ok(Behaviour {
-                limits: connection_limits::Behaviour::new(limits),
+                gate,
+                limits,
                 memory: memory_connection_limits::Behaviour::with_max_percentage(memory_fraction),
                 identify: identify::Behaviour::new(
                     identify::Config::new("/kolokol/1.0.0".into(), key.public())

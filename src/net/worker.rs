@@ -69,17 +69,20 @@ pub(super) enum Job {
     },
     /// A piece of a blob for a peer.
     ServeBlob {
+        peer: PeerId,
         hash: BlobHash,
         offset: u64,
         channel: ResponseChannel<FetchResponse>,
     },
     /// Bundles for a peer, packed within the plan's budget.
     ServeBundles {
+        peer: PeerId,
         plan: BundlesPlan,
         channel: ResponseChannel<SyncResponse>,
     },
     /// The versions of a story held, for a peer.
     ServeHolds {
+        peer: PeerId,
         publisher: PublicKey,
         story: StoryId,
         channel: ResponseChannel<SyncResponse>,
@@ -130,12 +133,14 @@ pub(super) enum Done {
     },
     /// An answer for a peer's fetch request, with the blob bytes in it.
     Blob {
+        peer: PeerId,
         channel: ResponseChannel<FetchResponse>,
         response: FetchResponse,
         bytes: u64,
     },
     /// An answer for a peer's catch-up request, with the blob bytes in it.
     Sync {
+        peer: PeerId,
         channel: ResponseChannel<SyncResponse>,
         response: SyncResponse,
         bytes: u64,
@@ -308,6 +313,7 @@ impl Worker {
                 reply,
             } => self.import(path, &mut policy, reply),
             Job::ServeBlob {
+                peer,
                 hash,
                 offset,
                 channel,
@@ -325,20 +331,27 @@ impl Worker {
                     _ => (FetchResponse::NotFound, 0),
                 };
                 self.send(Done::Blob {
+                    peer,
                     channel,
                     response,
                     bytes,
                 })
             }
-            Job::ServeBundles { plan, channel } => {
+            Job::ServeBundles {
+                peer,
+                plan,
+                channel,
+            } => {
                 let (response, bytes) = self.pack(&plan);
                 self.send(Done::Sync {
+                    peer,
                     channel,
                     response,
                     bytes,
                 })
             }
             Job::ServeHolds {
+                peer,
                 publisher,
                 story,
                 channel,
@@ -349,6 +362,7 @@ impl Worker {
                     bundles: history.into_iter().skip(skip).map(|m| m.id).collect(),
                 };
                 self.send(Done::Sync {
+                    peer,
                     channel,
                     response,
                     bytes: 0,

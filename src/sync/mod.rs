@@ -21,6 +21,7 @@ mod gossip;
 pub mod messages;
 pub mod outbox;
 mod serve;
+pub mod share;
 pub mod sim;
 mod state;
 mod time;

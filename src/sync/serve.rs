@@ -7,6 +7,7 @@ use super::messages::{
     INLINE_BUNDLE, MAX_RANGES, MAX_SYNC_REVOCATIONS, PublisherQuery, PublisherState, SYNC_BUDGET,
     SyncBundle, SyncResponse, revocations_digest,
 };
+use super::share::Busy;
 use super::{Now, Peer, State, Time};
 use crate::proto::{BlobHash, CertId, Manifest, PublicKey};
 
@@ -239,10 +240,35 @@ impl<P: Peer, M: Clone> State<P, M> {
         Ok(BundlesPlan {
             publisher,
             sequences,
-            // Within the upload cap too.
-            budget: SYNC_BUDGET.min(self.upload.allowance(now)),
+            // Within the upload cap and the peer's share too.
+            budget: SYNC_BUDGET
+                .min(self.upload.allowance(now))
+                .min(self.shares.allowance(peer, now)),
             certificates,
         })
+    }
+
+    /// Starts a store read to answer `peer` (a blob piece, bundles, the
+    /// versions of a story), or says why not now: the upload cap is spent,
+    /// the peer's rate is, or too many reads wait (for it, or in all).
+    /// Each read started ends with [`State::end_serving`].
+    pub fn begin_serving(&mut self, peer: P, now: Time) -> Result<(), Busy> {
+        if !self.upload.open(now) {
+            return Err(Busy::Upload);
+        }
+        self.shares.begin(peer, now)
+    }
+
+    /// A read started with [`State::begin_serving`] ended, sending
+    /// `bytes` to `peer` (0 when it was not served after all).
+    pub fn end_serving(&mut self, peer: P, bytes: u64, now: Time) {
+        self.shares.end(peer, bytes, now);
+        self.upload.take(bytes, now);
+    }
+
+    /// Store reads for peers waiting now.
+    pub fn serving(&self) -> usize {
+        self.shares.waiting()
     }
 
     /// Whether a holds request from `peer` about `publisher` is answered:

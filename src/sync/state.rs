@@ -9,6 +9,7 @@ use super::bans::Bans;
 use super::catchup::CatchUp;
 use super::fetch::{FetchLimits, Fetches, Reason};
 use super::messages::{FetchResponse, ranges_digest};
+use super::share::Shares;
 use super::verdict::{Kind, Refusal, judge};
 use super::{Action, Ctx, Now, Origin, Peer, Record, Time, Token, Tokens, Verdict};
 use crate::proto::ranges::{self as seqs, gaps};
@@ -28,6 +29,9 @@ pub struct Config {
     pub upload_rate: Option<u64>,
     /// Download cap in bytes per second (`None`: no cap).
     pub download_rate: Option<u64>,
+    /// Each peer's serving rate in bytes per second (`None`: only the
+    /// upload cap).
+    pub serve_rate: Option<u64>,
 }
 
 /// What storing one bundle came to.
@@ -115,6 +119,8 @@ pub struct State<P, M> {
     pub(super) bans: Bans<P>,
     pub(super) upload: Bucket,
     pub(super) download: Bucket,
+    /// Each peer's share of serving.
+    pub(super) shares: Shares<P>,
     /// Bundles handed to the store and not yet reported back.
     pub(super) storing: HashSet<BundleId>,
     pub(super) tokens: Tokens,
@@ -129,6 +135,7 @@ impl<P: Peer, M: Clone> State<P, M> {
             fetches: Fetches::new(config.fetch.clone()),
             upload: Bucket::new(config.upload_rate, now),
             download: Bucket::new(config.download_rate, now),
+            shares: Shares::new(config.serve_rate),
             config,
             policy,
             ranges: HashMap::new(),
@@ -341,6 +348,7 @@ impl<P: Peer, M: Clone> State<P, M> {
     pub fn peer_down(&mut self, peer: &P, now: Now) {
         self.connected.remove(peer);
         self.catchup.peer_gone(peer);
+        self.shares.forget(peer);
         let (fetches, _, mut ctx) = self.ctx(now.at);
         fetches.peer_gone(peer, &mut ctx);
     }

@@ -36,6 +36,7 @@ pub(super) fn fixture_with(fetch: FetchLimits) -> (State<u32, u64>, Newsroom) {
         sync_interval: Duration::from_secs(300),
         upload_rate: None,
         download_rate: None,
+        serve_rate: None,
     };
     (State::new(config, policy, Time::ZERO), news)
 }
@@ -263,4 +264,54 @@ fn a_summary_about_a_publisher_not_asked_bans_its_sender() {
     // A banned peer that comes back is turned away.
     s.peer_down(&7, at(1));
     assert!(!s.peer_up(7, at(10)));
+}
+
+#[test]
+fn a_peer_asking_without_pause_gets_its_serving_share_and_another_is_still_served() {
+    use crate::sync::share::{Busy, MAX_SERVE_JOBS_PER_PEER};
+    let (mut s, news) = fixture();
+    let rate = 256 * 1024;
+    s = State::new(
+        Config {
+            serve_rate: Some(rate),
+            ..s.config.clone()
+        },
+        s.policy().clone(),
+        Time::ZERO,
+    );
+    s.peer_up(1, at(0));
+    s.peer_up(2, at(0));
+    let chunk = crate::sync::messages::CHUNK;
+    let (mut hostile, mut honest) = (0u64, 0u64);
+    // For 20 virtual seconds, one peer asks every 10 ms and keeps its
+    // reads waiting as long as it may; the other asks once a second.
+    let mut waiting = 0usize;
+    for ms in (0..20_000u64).step_by(10) {
+        let now = Time::after(Duration::from_millis(ms));
+        match s.begin_serving(1, now) {
+            Ok(()) => waiting += 1,
+            Err(Busy::Rate | Busy::PeerJobs) => {}
+            Err(other) => panic!("unexpected refusal {other:?}"),
+        }
+        assert!(waiting <= MAX_SERVE_JOBS_PER_PEER);
+        // The store answers one read every 10 ms.
+        if waiting > 0 {
+            s.end_serving(1, chunk, now);
+            hostile += chunk;
+            waiting -= 1;
+        }
+        if ms % 1000 == 0 {
+            assert_eq!(s.begin_serving(2, now), Ok(()), "the quiet peer at {ms} ms");
+            s.end_serving(2, 64 * 1024, now);
+            honest += 64 * 1024;
+        }
+    }
+    // A bucket one second deep, in debt by one answer at most.
+    assert!(hostile <= rate * 21 + chunk, "{hostile} bytes in 20 s");
+    assert!(
+        hostile >= rate * 15,
+        "{hostile} bytes in 20 s: its share is served"
+    );
+    assert_eq!(honest, 20 * 64 * 1024);
+    let _ = news;
 }

@@ -135,6 +135,7 @@ impl Sim {
             sync_interval: Duration::from_secs(5),
             upload_rate: None,
             download_rate: None,
+            serve_rate: None,
         };
         let n = config.nodes.max(2);
         let liars = config.liars.min(n - 1);

@@ -201,6 +201,7 @@ fn revocation_signed_by_the_signing_key_is_refused() {
         effective_from: T0,
         issued_at: T0,
         reason: "x".into(),
+        last_sequence: None,
     }
     .sign(&p.signing)
     .unwrap();

@@ -65,7 +65,11 @@ impl Store {
                 }
                 let id = id_from(&v[1..])?;
                 if let Some(m) = self.manifest(&id)?
-                    && change.covers(&m.manifest.certificate, m.manifest.signed_at)
+                    && change.covers(
+                        &m.manifest.certificate,
+                        m.manifest.sequence,
+                        m.manifest.signed_at,
+                    )
                 {
                     doomed.push(id);
                 }

@@ -483,3 +483,48 @@ fn logs_can_be_json_lines_at_a_chosen_level() {
     let err = env.fails(&["--log-level", "kolokol=[bad", "status"]);
     assert!(err.contains("--log-level"), "{err}");
 }
+
+#[test]
+fn a_revocation_cuts_off_above_the_last_number_the_key_signed() {
+    let env = Env::new();
+    env.newsroom();
+    for (name, title) in [("a.md", "First"), ("b.md", "Second")] {
+        let a = env.article(name, title);
+        env.ok(&["bundle", "create", &a]);
+    }
+    // Both stories were signed before the effective time: the cut-off is
+    // the second one's number, whatever time a thief writes.
+    let out = env.ok(&["newsroom", "revoke", "1", "--effective", "2100-01-01"]);
+    assert!(out.contains("above sequence 2"), "{out}");
+    // A higher cut-off would narrow the revocation; a lower one widens it.
+    let err = env.fails(&[
+        "newsroom",
+        "revoke",
+        "1",
+        "--effective",
+        "2100-01-01",
+        "--last-sequence",
+        "3",
+    ]);
+    assert!(err.contains("already revoked"), "{err}");
+    let out = env.ok(&[
+        "newsroom",
+        "revoke",
+        "1",
+        "--effective",
+        "2100-01-01",
+        "--last-sequence",
+        "1",
+    ]);
+    assert!(out.contains("above sequence 1"), "{out}");
+    // A folder missing a bundle it numbered cannot tell the cut-off.
+    let published = env.path("newsroom/published");
+    let first = std::fs::read_dir(&published)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    std::fs::remove_file(first.path()).unwrap();
+    let err = env.fails(&["newsroom", "revoke", "1", "--effective", "2000-01-01"]);
+    assert!(err.contains("--last-sequence"), "{err}");
+}

@@ -384,6 +384,15 @@ fn invalid_structure() {
     let cases: Vec<(Mutation, &str)> = vec![
         (Box::new(|m| m.version = 2), "supersedes"),
         (
+            // A version above the sequence number: no publisher has made
+            // that many bundles.
+            Box::new(|m| {
+                m.version = 2;
+                m.supersedes = Some(BundleId([1; 32]));
+            }),
+            "version",
+        ),
+        (
             Box::new(|m| m.supersedes = Some(BundleId([1; 32]))),
             "supersedes",
         ),

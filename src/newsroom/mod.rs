@@ -181,7 +181,8 @@ pub struct NewsroomConfig {
     pub homepage: Option<String>,
     /// Root public key in text form.
     pub root_key: String,
-    /// How long a head stays fresh, in seconds.
+    /// How long a head stays fresh, in seconds (at most
+    /// [`crate::proto::limits::MAX_HEAD_VALIDITY_SECS`]).
     #[serde(default = "default_head_validity")]
     pub head_validity_secs: u64,
 }

@@ -431,15 +431,6 @@ impl Manifest {
         if self.sequence == 0 {
             return Err(invalid("sequence", "sequence numbers start at 1"));
         }
-        // Every version of a story is a bundle with its own sequence
-        // number, so version v needs at least v of them: a key holder
-        // cannot claim a version far above anything real to win a story.
-        if u64::from(self.version) > self.sequence {
-            return Err(invalid(
-                "version",
-                "a story's version cannot exceed the publisher's sequence number",
-            ));
-        }
         match (self.version, self.supersedes.is_some()) {
             (1, true) => return Err(invalid("supersedes", "version 1 supersedes nothing")),
             (v, false) if v > 1 => {
@@ -449,6 +440,15 @@ impl Manifest {
                 ));
             }
             _ => {}
+        }
+        // Every version of a story is a bundle with its own sequence
+        // number, so version v needs at least v of them: a key holder
+        // cannot claim a version far above anything real to win a story.
+        if u64::from(self.version) > self.sequence {
+            return Err(invalid(
+                "version",
+                "a story's version cannot exceed the publisher's sequence number",
+            ));
         }
         if self.version == 1 && self.kind != Kind::Story {
             return Err(invalid(

@@ -96,6 +96,9 @@ pub enum NewsroomError {
     /// A name that cannot be used.
     #[error("newsroom name {0:?} must be 1 to 64 lower-case letters, digits or '-'")]
     BadName(String),
+    /// A display name readers could be misled by.
+    #[error("{0}")]
+    BadDisplayName(String),
     /// The key to revoke is not one of this newsroom's signing keys.
     #[error("{0} is not a signing key certified by this newsroom")]
     UnknownKey(String),

@@ -483,3 +483,86 @@ fn logs_can_be_json_lines_at_a_chosen_level() {
     let err = env.fails(&["--log-level", "kolokol=[bad", "status"]);
     assert!(err.contains("--log-level"), "{err}");
 }
+
+#[test]
+fn a_revocation_cuts_off_above_the_last_number_the_key_signed() {
+    let env = Env::new();
+    env.newsroom();
+    for (name, title) in [("a.md", "First"), ("b.md", "Second")] {
+        let a = env.article(name, title);
+        env.ok(&["bundle", "create", &a]);
+    }
+    // Both stories were signed before the effective time: the cut-off is
+    // the second one's number, whatever time a thief writes.
+    let out = env.ok(&["newsroom", "revoke", "1", "--effective", "2100-01-01"]);
+    assert!(out.contains("above sequence 2"), "{out}");
+    // A higher cut-off would narrow the revocation; a lower one widens it.
+    let err = env.fails(&[
+        "newsroom",
+        "revoke",
+        "1",
+        "--effective",
+        "2100-01-01",
+        "--last-sequence",
+        "3",
+    ]);
+    assert!(err.contains("already revoked"), "{err}");
+    let out = env.ok(&[
+        "newsroom",
+        "revoke",
+        "1",
+        "--effective",
+        "2100-01-01",
+        "--last-sequence",
+        "1",
+    ]);
+    assert!(out.contains("above sequence 1"), "{out}");
+    // A folder missing a bundle it numbered cannot tell the cut-off.
+    let published = env.path("newsroom/published");
+    let first = std::fs::read_dir(&published)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    std::fs::remove_file(first.path()).unwrap();
+    let err = env.fails(&["newsroom", "revoke", "1", "--effective", "2000-01-01"]);
+    assert!(err.contains("--last-sequence"), "{err}");
+}
+
+#[test]
+fn an_impostor_display_name_is_refused() {
+    let env = Env::new();
+    env.ok(&["newsroom", "init", "--name", "real-news"]);
+    let file = env.path("newsroom/real-news.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let root = text
+        .lines()
+        .find(|l| l.starts_with("root_key"))
+        .unwrap()
+        .to_owned();
+    // A right-to-left override makes "Daily Bugle" of reversed bytes; a
+    // name of a kilobyte would push the real one off the page.
+    for (name, display) in [
+        ("bidi", "\u{202E}elguB yliaD".to_owned()),
+        ("zw", "Daily\u{200B}Bugle".to_owned()),
+        ("long", "D".repeat(1000)),
+    ] {
+        let f = env.write(
+            &format!("{name}.toml"),
+            format!("name = \"imp-{name}\"\ndisplay_name = \"{display}\"\n{root}\n").as_bytes(),
+        );
+        let err = env.fails(&["trust", "add", &f]);
+        assert!(err.contains("display_name"), "{name}: {err}");
+    }
+    let err = env.fails(&[
+        "newsroom",
+        "init",
+        "--name",
+        "other-news",
+        "--dir",
+        s(&env.path("other")),
+        "--display-name",
+        "Daily\u{202E}Bugle",
+    ]);
+    assert!(err.contains("display_name"), "{err}");
+}

@@ -820,3 +820,60 @@ fn fetches_are_bounded() {
     );
     holder.join().unwrap();
 }
+
+#[test]
+fn names_that_resolve_inward_are_refused_and_the_checked_address_is_the_one_dialled() {
+    use kolokol::newsroom::fetch::{FetchError, Fetcher, Resolve};
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    let server = Server::start();
+    server.serve("/feed.xml", "application/rss+xml", "<rss/>");
+    server.serve("/photo.png", "image/png", "png");
+    let port: u16 = url::Url::parse(&server.url("/")).unwrap().port().unwrap();
+    // A name server under the attacker's control: every name is the test
+    // server on loopback, or another inward address.
+    let inward: Resolve = Arc::new(move |netloc: &str| {
+        let host = netloc.rsplit_once(':').map_or(netloc, |(h, _)| h);
+        let ip = match host {
+            "metadata.example" => "169.254.169.254",
+            "nat64.example" => "64:ff9b::a00:1",
+            "mapped.example" => "::ffff:192.168.1.1",
+            "mixed.example" => {
+                return Ok(vec![
+                    SocketAddr::from(([93, 184, 216, 34], port)),
+                    SocketAddr::from(([10, 0, 0, 1], port)),
+                ]);
+            }
+            _ => "127.0.0.1",
+        };
+        Ok(vec![SocketAddr::new(ip.parse().unwrap(), port)])
+    });
+    let fetcher =
+        Fetcher::new(Duration::from_secs(2), Duration::from_secs(2)).with_resolver(inward.clone());
+    let get = |f: &Fetcher, u: &str| f.get(&url::Url::parse(u).unwrap(), 100, None);
+    for (u, addr) in [
+        ("http://news.example/feed.xml", "127.0.0.1"),
+        ("http://img.example/photo.png", "127.0.0.1"),
+        (
+            "http://metadata.example/latest/meta-data/",
+            "169.254.169.254",
+        ),
+        ("http://nat64.example/", "64:ff9b::a00:1"),
+        ("http://mapped.example/", "::ffff:192.168.1.1"),
+        ("http://mixed.example/", "10.0.0.1"),
+    ] {
+        let err = get(&fetcher, u).unwrap_err();
+        assert!(matches!(err, FetchError::LocalHost { .. }), "{u}: {err}");
+        assert!(err.to_string().contains(addr), "{u}: {err}");
+    }
+    assert_eq!(server.hits("/feed.xml"), 0, "nothing reached the server");
+    assert_eq!(server.hits("/photo.png"), 0, "nor an image");
+
+    // With local hosts allowed (a feed on this machine), the resolver's
+    // address is the one connected to: the name reaches the test server.
+    let local = fetcher.clone().allow_local(true);
+    assert_eq!(
+        get(&local, "http://img.example/photo.png").unwrap().bytes,
+        b"png"
+    );
+}

@@ -521,6 +521,15 @@ async fn other_host_names_are_refused_unless_public() {
     .await;
     assert_eq!(r.status, 421);
     secure(&r, "refused");
+    // Read whole: a loopback address with a name glued on is not loopback.
+    for host in [
+        "[::1]evil.example",
+        "[::1]evil.example:8080",
+        "127.0.0.1:80evil",
+    ] {
+        let r = get_with(local.addr, "/api/v1/status", &[("Host", host)]).await;
+        assert_eq!(r.status, 421, "{host}");
+    }
     let public =
         serve(GatewayState::new(store.clone(), vec![samples.publisher.clone()]).public(true)).await;
     let r = get_with(public.addr, "/", &[("Host", "news.example")]).await;

@@ -201,6 +201,7 @@ fn revocation_signed_by_the_signing_key_is_refused() {
         effective_from: T0,
         issued_at: T0,
         reason: "x".into(),
+        last_sequence: None,
     }
     .sign(&p.signing)
     .unwrap();
@@ -382,6 +383,15 @@ fn invalid_structure() {
     let policy = p.policy();
     let cases: Vec<(Mutation, &str)> = vec![
         (Box::new(|m| m.version = 2), "supersedes"),
+        (
+            // A version above the sequence number: no publisher has made
+            // that many bundles.
+            Box::new(|m| {
+                m.version = 2;
+                m.supersedes = Some(BundleId([1; 32]));
+            }),
+            "version",
+        ),
         (
             Box::new(|m| m.supersedes = Some(BundleId([1; 32]))),
             "supersedes",

@@ -234,8 +234,9 @@ fn a_revocation_removes_what_it_covers_and_refuses_later_arrivals() {
         );
         assert!(store.has_bundle(&early.id()).unwrap());
         assert!(!store.has_bundle(&late.id()).unwrap());
-        // Marked, not missing: it is not to be fetched again.
-        assert_eq!(store.known_ranges(&p.public()).unwrap(), [(1, 2)]);
+        // Not held, and not known either: the newsroom's own bundle for
+        // that number is still to be fetched.
+        assert_eq!(store.known_ranges(&p.public()).unwrap(), [(1, 1)]);
         assert_eq!(store.held_ranges(&p.public()).unwrap(), [(1, 1)]);
         // Offered again later, it is refused.
         assert_eq!(store.ingest(&[late]).unwrap(), [Ingested::Revoked]);

@@ -213,6 +213,11 @@ pub(super) enum NewsroomCommand {
         /// Reason shown to readers.
         #[arg(long, default_value = "key withdrawn")]
         reason: String,
+        /// Refuse everything the key signed above this sequence number, whatever time it
+        /// claims [default: the highest the key signed before --effective, by the folder's
+        /// published bundles].
+        #[arg(long)]
+        last_sequence: Option<u64>,
     },
     /// Ask the network which peers and mirrors hold a story (through the
     /// node running on the data directory).
@@ -417,12 +422,18 @@ pub(super) fn run(cmd: NewsroomCommand, data: &Path) -> Result<ExitCode> {
             dir,
             effective,
             reason,
+            last_sequence,
         } => {
             let dir = newsroom_dir(dir, data);
             let n = open_newsroom(&dir)?;
             let effective = parse_time(&effective).context("--effective")?;
-            let rev = n.revoke(&key, effective, &reason, now())?;
-            println!("revoked {} from {}", rev.key, rev.effective_from);
+            let rev = n.revoke(&key, effective, last_sequence, &reason, now())?;
+            println!(
+                "revoked {} from {} and above sequence {}",
+                rev.key,
+                rev.effective_from,
+                rev.last_sequence.unwrap_or(u64::MAX)
+            );
             println!(
                 "revocation file: {} (for a newsroom folder without the root key: `kolokol newsroom install-revocation FILE`)",
                 display(&n.revocation_path(&rev.key))

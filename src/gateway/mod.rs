@@ -425,17 +425,40 @@ pub(crate) fn now() -> Timestamp {
 }
 
 /// Whether a `Host` header names this machine: `localhost` or a loopback
-/// IP, with or without a port.
+/// IP, with or without a port. The header is parsed whole: a bracketed
+/// IPv6 address followed by anything but `:port` (`[::1]evil.example`),
+/// or a port that is not digits, names no host here.
 fn loopback_host(host: &str) -> bool {
-    let name = if let Some(rest) = host.strip_prefix('[') {
-        rest.split_once(']').map_or(rest, |(h, _)| h)
+    let (name, port, bracketed) = if let Some(rest) = host.strip_prefix('[') {
+        let Some((name, after)) = rest.split_once(']') else {
+            return false;
+        };
+        let port = match after {
+            "" => None,
+            p => match p.strip_prefix(':') {
+                Some(p) => Some(p),
+                None => return false,
+            },
+        };
+        (name, port, true)
     } else {
-        host.rsplit_once(':').map_or(host, |(h, _)| h)
+        match host.rsplit_once(':') {
+            Some((name, port)) => (name, Some(port), false),
+            None => (host, None, false),
+        }
     };
-    name.eq_ignore_ascii_case("localhost")
-        || name
-            .parse::<std::net::IpAddr>()
+    if port.is_some_and(|p| p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit())) {
+        return false;
+    }
+    if bracketed {
+        name.parse::<std::net::Ipv6Addr>()
             .is_ok_and(|ip| ip.is_loopback())
+    } else {
+        name.eq_ignore_ascii_case("localhost")
+            || name
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
 }
 
 /// Refuses requests for other host names (unless public) and adds the
@@ -531,6 +554,13 @@ mod tests {
             "10.0.0.1:8080",
             "localhost.evil.example",
             "[::2]:80",
+            "[::1]evil.example",
+            "[::1]evil.example:80",
+            "[::1]:80evil",
+            "127.0.0.1:",
+            "127.0.0.1:80:80",
+            "::1",
+            "[localhost]",
         ] {
             assert!(!loopback_host(bad), "{bad}");
         }

@@ -29,21 +29,16 @@ impl Actor {
                 });
             }
             Command::Trust { file, reply } => {
-                let result = self
-                    .state
-                    .trust(file.root_key, file.name.clone())
-                    .map_err(|e| NetError::Rejected(e.to_string()));
-                if result.is_ok() {
-                    self.subscribe(&file.root_key);
-                    // What the store kept of it (from before it was last
-                    // untrusted) is learned again, so policy and store agree.
-                    self.job(Job::Relearn {
-                        publisher: file.root_key,
-                        name: file.name.clone(),
-                    });
-                    self.job(Job::Ranges(vec![file.root_key]));
-                }
-                let _ = reply.send(result);
+                // What the store kept of it (from before it was last
+                // untrusted) is read first and learned in the same step as
+                // the trust: a policy that trusted it bare meanwhile would
+                // take a head by a revoked key, which would then refuse
+                // the newsroom's genuine heads as rollbacks.
+                self.job(Job::Relearn {
+                    publisher: file.root_key,
+                    name: file.name.clone(),
+                    reply,
+                });
             }
             Command::Untrust { publisher, reply } => {
                 let _ = reply.send(self.untrust(&publisher));
@@ -273,7 +268,25 @@ impl Actor {
                     .sync
                     .send_response(channel, response);
             }
-            Done::Relearned(policy) => self.absorb(&policy),
+            Done::Relearned {
+                publisher,
+                name,
+                learned,
+                reply,
+            } => {
+                let result = learned.and_then(|policy| {
+                    self.state
+                        .trust(publisher, name)
+                        .map_err(|e| NetError::Rejected(e.to_string()))?;
+                    self.absorb(&policy);
+                    Ok(())
+                });
+                if result.is_ok() {
+                    self.subscribe(&publisher);
+                    self.job(Job::Ranges(vec![publisher]));
+                }
+                let _ = reply.send(result);
+            }
             Done::Totals { totals, reply } => {
                 let _ = reply.send(self.encode_metrics(totals));
             }

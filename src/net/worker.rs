@@ -89,7 +89,11 @@ pub(super) enum Job {
     },
     /// The stored certificates, revocations and head of a publisher
     /// trusted again, checked by a policy of its own, for the core to learn.
-    Relearn { publisher: PublicKey, name: String },
+    Relearn {
+        publisher: PublicKey,
+        name: String,
+        reply: oneshot::Sender<Result<(), NetError>>,
+    },
     /// Retention and quotas.
     Limits,
     /// The store's totals, for the metrics.
@@ -145,8 +149,14 @@ pub(super) enum Done {
         response: SyncResponse,
         bytes: u64,
     },
-    /// A policy that learned what the store holds of a publisher.
-    Relearned(Box<TrustPolicy>),
+    /// A policy that learned what the store holds of a publisher about to
+    /// be trusted, or why it cannot be.
+    Relearned {
+        publisher: PublicKey,
+        name: String,
+        learned: Result<Box<TrustPolicy>, NetError>,
+        reply: oneshot::Sender<Result<(), NetError>>,
+    },
     /// The store's totals, for the metrics that wait for them.
     Totals {
         totals: Option<Totals>,
@@ -368,15 +378,25 @@ impl Worker {
                     bytes: 0,
                 })
             }
-            Job::Relearn { publisher, name } => {
+            Job::Relearn {
+                publisher,
+                name,
+                reply,
+            } => {
                 let mut policy = TrustPolicy::new();
-                if policy.trust(publisher, name).is_err() {
-                    return true;
-                }
-                match self.store.load_trust(&mut policy, wall()) {
-                    Ok(()) => self.send(Done::Relearned(Box::new(policy))),
-                    Err(e) => self.failed("reading a publisher's trust objects", e),
-                }
+                let learned = match policy.trust(publisher, name.clone()) {
+                    Err(e) => Err(NetError::Rejected(e.to_string())),
+                    Ok(()) => match self.store.load_trust(&mut policy, wall()) {
+                        Ok(()) => Ok(Box::new(policy)),
+                        Err(e) => Err(NetError::Store(e)),
+                    },
+                };
+                self.send(Done::Relearned {
+                    publisher,
+                    name,
+                    learned,
+                    reply,
+                })
             }
             Job::Limits => self.limits(),
             Job::Totals { reply } => self.send(Done::Totals {

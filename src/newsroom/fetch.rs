@@ -5,9 +5,14 @@
 //! may be slow, broken or taken over: a connect timeout and an overall
 //! timeout per request, a byte cap on every body enforced while reading,
 //! at most [`MAX_REDIRECTS`] redirects (each one checked again for its
-//! scheme and host), and only `http` and `https`.
+//! scheme and host), and only `http` and `https`. Names are resolved by
+//! the fetcher itself, every address checked, and the connection made to
+//! the checked addresses (ureq's `Resolver`), so a name that resolves, or
+//! re-resolves, to this machine or a private network is refused.
 
-use std::io::Read;
+use std::io::{self, Read};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -93,12 +98,56 @@ pub struct Fetched {
     pub bytes: Vec<u8>,
 }
 
+/// Resolves `host:port` to socket addresses (the system resolver by
+/// default; another one for tests or a caller with its own DNS).
+pub type Resolve = Arc<dyn Fn(&str) -> io::Result<Vec<SocketAddr>> + Send + Sync>;
+
+/// A resolved address the fetcher refused, carried through ureq's error.
+#[derive(Debug, Error)]
+#[error("{0} is a local or private address")]
+struct RefusedAddress(IpAddr);
+
+/// The resolver ureq connects through: every address checked, and only
+/// checked ones handed back, so nothing resolves the name a second time.
+struct Checked {
+    resolve: Resolve,
+    local_ok: bool,
+}
+
+impl ureq::Resolver for Checked {
+    fn resolve(&self, netloc: &str) -> io::Result<Vec<SocketAddr>> {
+        let addrs = (self.resolve)(netloc)?;
+        if !self.local_ok
+            && let Some(bad) = addrs.iter().find(|a| is_local_ip(a.ip()))
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                RefusedAddress(bad.ip()),
+            ));
+        }
+        Ok(addrs)
+    }
+}
+
 /// A blocking HTTP client with timeouts, size caps and checked redirects.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Fetcher {
     agent: ureq::Agent,
+    connect_timeout: Duration,
+    timeout: Duration,
+    resolve: Resolve,
     /// Whether hosts on this machine or its local network may be fetched.
     local_ok: bool,
+}
+
+impl std::fmt::Debug for Fetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fetcher")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("timeout", &self.timeout)
+            .field("local_ok", &self.local_ok)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Fetcher {
@@ -107,32 +156,46 @@ impl Default for Fetcher {
     }
 }
 
+fn system_resolve(netloc: &str) -> io::Result<Vec<SocketAddr>> {
+    use std::net::ToSocketAddrs;
+    Ok(netloc.to_socket_addrs()?.collect())
+}
+
 impl Fetcher {
     /// A client with the given connect and overall timeouts.
     pub fn new(connect_timeout: Duration, timeout: Duration) -> Self {
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(connect_timeout)
-            .timeout(timeout)
-            // Redirects are followed here, one by one, so that every hop
-            // is checked for its scheme and host.
-            .redirects(0)
-            .user_agent(concat!(
-                "kolokol/",
-                env!("CARGO_PKG_VERSION"),
-                " (feed import)"
-            ))
-            .build();
+        let resolve: Resolve = Arc::new(system_resolve);
         Self {
-            agent,
+            agent: build_agent(connect_timeout, timeout, resolve.clone(), false),
+            connect_timeout,
+            timeout,
+            resolve,
             local_ok: false,
         }
+    }
+
+    fn rebuilt(mut self) -> Self {
+        self.agent = build_agent(
+            self.connect_timeout,
+            self.timeout,
+            self.resolve.clone(),
+            self.local_ok,
+        );
+        self
     }
 
     /// Allows hosts on this machine or its local network (for a feed that
     /// is itself on one, or read from a file the newsroom wrote).
     pub fn allow_local(mut self, ok: bool) -> Self {
         self.local_ok = ok;
-        self
+        self.rebuilt()
+    }
+
+    /// Resolves names with `resolve` instead of the system resolver; its
+    /// addresses are checked like any others.
+    pub fn with_resolver(mut self, resolve: Resolve) -> Self {
+        self.resolve = resolve;
+        self.rebuilt()
     }
 
     /// Fetches `url`, reading at most `cap` bytes of body. When
@@ -162,6 +225,15 @@ impl Fetcher {
                     });
                 }
                 Err(ureq::Error::Transport(t)) => {
+                    if let Some(addr) = refused_address(&t) {
+                        return Err(FetchError::LocalHost {
+                            url: current.to_string(),
+                            host: format!(
+                                "{} (resolved to {addr})",
+                                current.host_str().unwrap_or_default()
+                            ),
+                        });
+                    }
                     return Err(FetchError::Transport {
                         url: current.to_string(),
                         reason: t.to_string(),
@@ -229,39 +301,96 @@ impl Fetcher {
     }
 }
 
+fn build_agent(
+    connect_timeout: Duration,
+    timeout: Duration,
+    resolve: Resolve,
+    local_ok: bool,
+) -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout_connect(connect_timeout)
+        .timeout(timeout)
+        // Redirects are followed here, one by one, so that every hop is
+        // checked for its scheme and host.
+        .redirects(0)
+        .resolver(Checked { resolve, local_ok })
+        .user_agent(concat!(
+            "kolokol/",
+            env!("CARGO_PKG_VERSION"),
+            " (feed import)"
+        ))
+        .build()
+}
+
+/// The address the resolver refused, if that is why `t` failed.
+fn refused_address(t: &ureq::Transport) -> Option<IpAddr> {
+    let mut source = std::error::Error::source(t);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<io::Error>()
+            && let Some(RefusedAddress(addr)) = io.get_ref().and_then(|i| i.downcast_ref())
+        {
+            return Some(*addr);
+        }
+        source = e.source();
+    }
+    None
+}
+
 /// Whether `url`'s host is this machine or a private, link-local or
 /// otherwise non-global address, written as such (`localhost`, an IP
-/// literal). A name that resolves to such an address is not caught here.
+/// literal). A name that resolves to such an address is caught when it is
+/// resolved, by [`is_local_ip`].
 pub fn is_local(url: &Url) -> bool {
-    use std::net::IpAddr;
-    let ip = match url.host() {
+    match url.host() {
         Some(url::Host::Domain(d)) => {
             let d = d.trim_end_matches('.').to_ascii_lowercase();
-            return d == "localhost" || d.ends_with(".localhost");
+            d == "localhost" || d.ends_with(".localhost")
         }
-        Some(url::Host::Ipv4(a)) => IpAddr::V4(a),
-        Some(url::Host::Ipv6(a)) => match a.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(a),
-        },
-        None => return false,
-    };
+        Some(url::Host::Ipv4(a)) => is_local_ip(IpAddr::V4(a)),
+        Some(url::Host::Ipv6(a)) => is_local_ip(IpAddr::V6(a)),
+        None => false,
+    }
+}
+
+/// Whether an address is not a global unicast one: loopback, private,
+/// shared (100.64/10), link-local, unspecified, broadcast, multicast,
+/// reserved, unique- or site-local IPv6, or an IPv6 address that embeds
+/// such an IPv4 address (mapped, compatible, NAT64 `64:ff9b::/96` and
+/// `64:ff9b:1::/48`, 6to4 `2002::/16`).
+pub fn is_local_ip(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(a) => {
-            let [b0, b1, ..] = a.octets();
+            let [b0, b1, b2, _] = a.octets();
             a.is_loopback()
                 || a.is_private()
                 || a.is_link_local()
                 || a.is_unspecified()
                 || a.is_broadcast()
+                || a.is_multicast()
+                || b0 == 0 // "this network"
+                || b0 >= 240 // reserved
                 || (b0 == 100 && (64..128).contains(&b1)) // shared, RFC 6598
+                || (b0 == 192 && b1 == 0 && b2 == 0) // IETF protocol assignments
+                || (b0 == 198 && (18..20).contains(&b1)) // benchmarking
         }
         IpAddr::V6(a) => {
-            let s0 = a.segments()[0];
+            let s = a.segments();
+            let o = a.octets();
+            let v4 =
+                |i: usize| IpAddr::V4(std::net::Ipv4Addr::new(o[i], o[i + 1], o[i + 2], o[i + 3]));
+            if let Some(m) = a.to_ipv4_mapped() {
+                return is_local_ip(IpAddr::V4(m));
+            }
             a.is_loopback()
                 || a.is_unspecified()
-                || (s0 & 0xfe00) == 0xfc00 // unique local
-                || (s0 & 0xffc0) == 0xfe80 // link-local
+                || a.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link-local
+                || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
+                || (s[..6] == [0; 6] && is_local_ip(v4(12))) // IPv4-compatible
+                || (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] && is_local_ip(v4(12))) // NAT64
+                || (s[..3] == [0x64, 0xff9b, 1]) // local-use NAT64
+                || (s[0] == 0x2002 && is_local_ip(v4(2))) // 6to4
         }
     }
 }
@@ -310,6 +439,12 @@ mod tests {
             "http://[fd00::1]/",
             "http://[::ffff:127.0.0.1]/",
             "http://0.0.0.0/",
+            "http://[64:ff9b::a00:1]/",
+            "http://[64:ff9b::7f00:1]/",
+            "http://[2002:c0a8:101::1]/",
+            "http://[::127.0.0.1]/",
+            "http://224.0.0.1/",
+            "http://[ff02::1]/",
         ] {
             assert!(is_local(&Url::parse(local).unwrap()), "{local}");
         }
@@ -317,6 +452,7 @@ mod tests {
             "https://example.org/",
             "http://93.184.216.34/",
             "http://[2001:db8::1]/",
+            "http://[64:ff9b::5db8:d822]/",
         ] {
             assert!(!is_local(&Url::parse(global).unwrap()), "{global}");
         }

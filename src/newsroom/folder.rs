@@ -151,6 +151,9 @@ impl Newsroom {
         if !valid_name(&opts.name) {
             return Err(NewsroomError::BadName(opts.name.clone()));
         }
+        if let Some(d) = &opts.display_name {
+            crate::trust::check_display_name(d).map_err(NewsroomError::BadDisplayName)?;
+        }
         let config_path = dir.join("newsroom.toml");
         if config_path.exists() || dir.join("root.key").exists() || dir.join("signing.key").exists()
         {

@@ -96,21 +96,38 @@ pub enum NewsroomError {
     /// A name that cannot be used.
     #[error("newsroom name {0:?} must be 1 to 64 lower-case letters, digits or '-'")]
     BadName(String),
+    /// A display name readers could be misled by.
+    #[error("{0}")]
+    BadDisplayName(String),
     /// The key to revoke is not one of this newsroom's signing keys.
     #[error("{0} is not a signing key certified by this newsroom")]
     UnknownKey(String),
     /// The current signing key is revoked or expired.
     #[error("the current signing key cannot sign now: {0}; run `kolokol newsroom rotate`")]
     CannotSign(PolicyError),
-    /// The key is already revoked from the same or an earlier time.
+    /// The key is already revoked at least as widely.
     #[error(
-        "{key} is already revoked from {effective_from}; a revocation can move earlier, never later"
+        "{key} is already revoked from {effective_from}{}; a revocation can move earlier or lower its cut-off, never narrow",
+        last_sequence.map(|n| format!(" and above sequence {n}")).unwrap_or_default()
     )]
     AlreadyRevoked {
         /// The key.
         key: String,
         /// The effective time in force.
         effective_from: Timestamp,
+        /// The sequence cut-off in force, if any.
+        last_sequence: Option<u64>,
+    },
+    /// The folder does not hold every bundle it numbered, so the sequence
+    /// cut-off of a revocation must be given.
+    #[error(
+        "this folder holds {found} of the {issued} bundles the newsroom numbered (an offline copy?), so it cannot tell which the key signed; give the cut-off with --last-sequence N: the highest sequence number of the newsroom's own bundles by this key"
+    )]
+    CutOffUnknown {
+        /// Sequence numbers issued, by the folder's state.
+        issued: u64,
+        /// Published bundles found in the folder.
+        found: u64,
     },
     /// A bundle named for correction or retraction is not among this newsroom's.
     #[error("bundle {0} was not published by this newsroom")]
@@ -167,7 +184,8 @@ pub struct NewsroomConfig {
     pub homepage: Option<String>,
     /// Root public key in text form.
     pub root_key: String,
-    /// How long a head stays fresh, in seconds.
+    /// How long a head stays fresh, in seconds (at most
+    /// [`crate::proto::limits::MAX_HEAD_VALIDITY_SECS`]).
     #[serde(default = "default_head_validity")]
     pub head_validity_secs: u64,
 }

@@ -295,8 +295,8 @@ impl Newsroom {
     }
 
     /// Installs a revocation made where the root key is: checks it against
-    /// the root public key and keeps it, unless an earlier one for the same
-    /// key is kept already. Returns `None` when nothing changed.
+    /// the root public key and keeps it, unless the one kept already for
+    /// the same key is at least as wide ([`Revocation::widens`]). Returns `None` when nothing changed.
     pub fn install_revocation(
         &self,
         path: &Path,
@@ -320,7 +320,7 @@ impl Newsroom {
             .filter_map(|b| decode_unverified::<Revocation>(b).ok())
             .find(|r| r.key == rev.key);
         if let Some(old) = existing
-            && old.effective_from <= rev.effective_from
+            && !rev.widens(&old)
         {
             return Ok(None);
         }

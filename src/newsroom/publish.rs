@@ -170,7 +170,13 @@ impl Newsroom {
             certificate: CertId::of(&cert_bytes),
             sequence: state.next_sequence,
             issued_at: now,
-            expires_at: now.plus(self.config.head_validity_secs),
+            // Readers refuse a head fresh for longer than the protocol's
+            // bound, so a larger setting is held to it.
+            expires_at: now.plus(
+                self.config
+                    .head_validity_secs
+                    .min(crate::proto::limits::MAX_HEAD_VALIDITY_SECS),
+            ),
         };
         let head_bytes = head.sign(&signing)?;
         let file = BundleFile {

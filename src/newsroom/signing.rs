@@ -3,7 +3,8 @@
 use super::{Newsroom, NewsroomError, folder::write_toml};
 use crate::files;
 use crate::proto::{
-    FORMAT_VERSION, KeyCertificate, Revocation, SecretKey, Timestamp, Verified, decode_unverified,
+    CertId, FORMAT_VERSION, KeyCertificate, REVOCATION_FORMAT_CUTOFF, Revocation, SecretKey,
+    Timestamp, Verified, decode_unverified,
 };
 
 impl Newsroom {
@@ -44,49 +45,87 @@ impl Newsroom {
     }
 
     /// Revokes a signing key (given as its public key text, or its
-    /// certificate serial) for everything signed from `effective_from` on.
+    /// certificate serial) for everything signed from `effective_from` on
+    /// and everything at a sequence number above the cut-off. The cut-off
+    /// is `last_sequence`, or else the highest sequence number this
+    /// newsroom's own record shows the key signed before `effective_from`
+    /// (0 if none): a thief can backdate a signing time, but not take a
+    /// number under the cut-off, whose slots the newsroom's bundles hold.
     /// Needs the root key.
     pub fn revoke(
         &self,
         key: &str,
         effective_from: Timestamp,
+        last_sequence: Option<u64>,
         reason: &str,
         now: Timestamp,
     ) -> Result<Verified<Revocation>, NewsroomError> {
         let _lock = self.lock()?;
         let root = self.root_key()?;
-        let certs: Vec<KeyCertificate> = self
+        let certs: Vec<(CertId, KeyCertificate)> = self
             .certificates()?
             .iter()
-            .filter_map(|b| decode_unverified::<KeyCertificate>(b).ok())
+            .filter_map(|b| Some((CertId::of(b), decode_unverified::<KeyCertificate>(b).ok()?)))
             .collect();
         let target = certs
             .iter()
+            .map(|(_, c)| c)
             .find(|c| c.signing_key.to_string() == key.trim() || c.serial.to_string() == key.trim())
-            .ok_or_else(|| NewsroomError::UnknownKey(key.to_owned()))?;
-        // Readers keep the earliest effective time they have seen, so a
-        // later one would be ignored by some and obeyed by others.
+            .ok_or_else(|| NewsroomError::UnknownKey(key.to_owned()))?
+            .clone();
+        let last_sequence = match last_sequence {
+            Some(n) => n,
+            None => {
+                let of_key: Vec<CertId> = certs
+                    .iter()
+                    .filter(|(_, c)| c.signing_key == target.signing_key)
+                    .map(|(id, _)| *id)
+                    .collect();
+                let published = self.published()?;
+                // A folder without every bundle it numbered (the offline
+                // root's copy) cannot tell what the key signed.
+                let issued = self.state()?.next_sequence.saturating_sub(1);
+                if (published.len() as u64) < issued {
+                    return Err(NewsroomError::CutOffUnknown {
+                        issued,
+                        found: published.len() as u64,
+                    });
+                }
+                published
+                    .iter()
+                    .filter(|(_, _, m)| {
+                        of_key.contains(&m.certificate) && m.signed_at < effective_from
+                    })
+                    .map(|(_, _, m)| m.sequence)
+                    .max()
+                    .unwrap_or(0)
+            }
+        };
+        let rev = Revocation {
+            format: REVOCATION_FORMAT_CUTOFF,
+            publisher: self.root_public,
+            key: target.signing_key,
+            effective_from,
+            issued_at: now,
+            reason: reason.to_owned(),
+            last_sequence: Some(last_sequence),
+        };
+        // Readers keep a revocation only if it widens the one they have,
+        // so a narrower one would be ignored by some and obeyed by others.
         let existing = self
             .revocations()?
             .iter()
             .filter_map(|b| decode_unverified::<Revocation>(b).ok())
             .find(|r| r.key == target.signing_key);
         if let Some(old) = existing
-            && old.effective_from <= effective_from
+            && !rev.widens(&old)
         {
             return Err(NewsroomError::AlreadyRevoked {
                 key: old.key.to_string(),
                 effective_from: old.effective_from,
+                last_sequence: old.last_sequence,
             });
         }
-        let rev = Revocation {
-            format: FORMAT_VERSION,
-            publisher: self.root_public,
-            key: target.signing_key,
-            effective_from,
-            issued_at: now,
-            reason: reason.to_owned(),
-        };
         rev.validate()?;
         let bytes = rev.sign(&root)?;
         let verified = self.policy()?.verify_revocation(&bytes)?;

@@ -22,6 +22,9 @@ pub const MAX_REQUEST_VALIDITY_SECS: u64 = 5 * 366 * 24 * 3600;
 pub const MIN_REQUEST_VALIDITY_SECS: u64 = 3600;
 /// Largest encoded, signed head.
 pub const MAX_HEAD_BYTES: usize = 1024;
+/// Longest a head may claim to stay fresh (`expires_at - issued_at`): 31
+/// days. A newsroom re-issues its head far more often (7 days by default).
+pub const MAX_HEAD_VALIDITY_SECS: u64 = 31 * 24 * 3600;
 /// Largest single blob (article body or media file).
 pub const MAX_BLOB_BYTES: u64 = 64 * 1024 * 1024;
 /// Largest sum of all blob sizes of one bundle.

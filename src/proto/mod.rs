@@ -23,7 +23,7 @@ pub use ids::{BlobHash, BundleId, CertId, ParseIdError, StoryId};
 pub use keys::{KeyError, PUBLIC_KEY_PREFIX, PublicKey, SecretKey};
 pub use objects::{
     BODY_MEDIA_TYPE, BODY_PATH, Entry, FORMAT_VERSION, Head, KeyCertificate, Kind, Manifest,
-    Metadata, Revocation, Scope, is_bidi_override, is_safe_path,
+    Metadata, REVOCATION_FORMAT_CUTOFF, Revocation, Scope, is_bidi_override, is_safe_path,
 };
 pub use policy::{
     PolicyError, PublisherTrust, RevocationChange, TrustPolicy, Verified, VerifiedBundle,

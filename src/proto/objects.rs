@@ -14,6 +14,11 @@ use super::time::Timestamp;
 /// Format version of every object this build writes and reads.
 pub const FORMAT_VERSION: u16 = 1;
 
+/// Format of a revocation that carries a sequence cut-off
+/// ([`Revocation::last_sequence`]); format 1 revocations, without one, are
+/// still read.
+pub const REVOCATION_FORMAT_CUTOFF: u16 = 2;
+
 /// A root key's statement that a signing key may sign for the publisher
 /// during a window of time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,8 +58,12 @@ impl Scope {
 }
 
 /// A root key's statement that a signing key must not be trusted for
-/// anything it signed at or after `effective_from`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// anything it signed at or after `effective_from`, nor, in format 2, for
+/// anything at a sequence number above `last_sequence`.
+///
+/// The encoding is format 1's fields, then `last_sequence` only in format
+/// 2 (see `docs/protocol.md`), so format 1 bytes decode unchanged.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Revocation {
     /// Always [`FORMAT_VERSION`].
     pub format: u16,
@@ -68,6 +77,70 @@ pub struct Revocation {
     pub issued_at: Timestamp,
     /// A short human-readable reason.
     pub reason: String,
+    /// The highest sequence number at which the key's signatures stay
+    /// valid: `Some` exactly in format [`REVOCATION_FORMAT_CUTOFF`]. Unlike
+    /// a signing time, which the key's holder writes, a thief cannot move
+    /// its bundles below this cut-off: the slots under it are the
+    /// newsroom's.
+    pub last_sequence: Option<u64>,
+}
+
+impl Serialize for Revocation {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut t = s.serialize_tuple(6 + usize::from(self.last_sequence.is_some()))?;
+        t.serialize_element(&self.format)?;
+        t.serialize_element(&self.publisher)?;
+        t.serialize_element(&self.key)?;
+        t.serialize_element(&self.effective_from)?;
+        t.serialize_element(&self.issued_at)?;
+        t.serialize_element(&self.reason)?;
+        if let Some(last) = &self.last_sequence {
+            t.serialize_element(last)?;
+        }
+        t.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Revocation {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Revocation;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a revocation")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Revocation, A::Error> {
+                fn next<'de, T: Deserialize<'de>, A: serde::de::SeqAccess<'de>>(
+                    a: &mut A,
+                    i: usize,
+                ) -> Result<T, A::Error> {
+                    a.next_element()?
+                        .ok_or_else(|| serde::de::Error::invalid_length(i, &"a revocation"))
+                }
+                let format: u16 = next(&mut a, 0)?;
+                Ok(Revocation {
+                    format,
+                    publisher: next(&mut a, 1)?,
+                    key: next(&mut a, 2)?,
+                    effective_from: next(&mut a, 3)?,
+                    issued_at: next(&mut a, 4)?,
+                    reason: next(&mut a, 5)?,
+                    // Only a format that has the field reads it; any other
+                    // format is refused by `validate`.
+                    last_sequence: if format == REVOCATION_FORMAT_CUTOFF {
+                        Some(next(&mut a, 6)?)
+                    } else {
+                        None
+                    },
+                })
+            }
+        }
+        d.deserialize_tuple(7, V)
+    }
 }
 
 /// What a bundle is to its story.
@@ -281,8 +354,44 @@ impl KeyCertificate {
 impl Revocation {
     /// Checks the fields that do not depend on trust or time.
     pub fn validate(&self) -> Result<(), PolicyError> {
-        check_format("revocation", self.format)?;
+        match (self.format, self.last_sequence) {
+            (FORMAT_VERSION, None) | (REVOCATION_FORMAT_CUTOFF, Some(_)) => {}
+            (REVOCATION_FORMAT_CUTOFF, None) => {
+                return Err(invalid("last_sequence", "format 2 carries a cut-off"));
+            }
+            (FORMAT_VERSION, Some(_)) => {
+                return Err(invalid("last_sequence", "format 1 carries no cut-off"));
+            }
+            (version, _) => {
+                return Err(PolicyError::Decode(DecodeError::UnknownFormat {
+                    what: "revocation",
+                    version,
+                    supported: REVOCATION_FORMAT_CUTOFF,
+                }));
+            }
+        }
         check_len("revocation reason", &self.reason, MAX_REASON)
+    }
+
+    /// Whether this revocation takes away what its key signed at
+    /// `sequence` and `signed_at`: everything from its effective time on,
+    /// and everything above its cut-off, whatever time it claims. The one
+    /// statement of that rule, for the policy and the store alike.
+    pub fn revokes(&self, sequence: u64, signed_at: Timestamp) -> bool {
+        signed_at >= self.effective_from || self.last_sequence.is_some_and(|last| sequence > last)
+    }
+
+    /// Whether this revocation takes away everything `old` (of the same
+    /// key) does, and more: an effective time no later, a cut-off no
+    /// higher (none counts as no cut-off), and one of them strictly. A
+    /// revocation can be widened this way, never narrowed.
+    pub fn widens(&self, old: &Revocation) -> bool {
+        let cut = |r: &Revocation| r.last_sequence.unwrap_or(u64::MAX);
+        let covers = self.effective_from <= old.effective_from && cut(self) <= cut(old);
+        let more = self.effective_from < old.effective_from
+            || cut(self) < cut(old)
+            || (self.last_sequence.is_some() && old.last_sequence.is_none());
+        covers && more
     }
 
     /// Signs with the publisher's root key.
@@ -331,6 +440,15 @@ impl Manifest {
                 ));
             }
             _ => {}
+        }
+        // Every version of a story is a bundle with its own sequence
+        // number, so version v needs at least v of them: a key holder
+        // cannot claim a version far above anything real to win a story.
+        if u64::from(self.version) > self.sequence {
+            return Err(invalid(
+                "version",
+                "a story's version cannot exceed the publisher's sequence number",
+            ));
         }
         if self.version == 1 && self.kind != Kind::Story {
             return Err(invalid(
@@ -401,6 +519,13 @@ impl Head {
         check_format("head", self.format)?;
         if self.expires_at < self.issued_at {
             return Err(invalid("head expiry", "expires_at is before issued_at"));
+        }
+        // A head that never expires would hide a frozen feed for good.
+        if self.expires_at.0 - self.issued_at.0 > MAX_HEAD_VALIDITY_SECS {
+            return Err(invalid(
+                "head expiry",
+                format!("a head may be valid for at most {MAX_HEAD_VALIDITY_SECS} seconds"),
+            ));
         }
         Ok(())
     }

@@ -145,16 +145,16 @@ pub struct RevocationChange {
 
 impl RevocationChange {
     /// Whether the revocation takes away something signed under
-    /// `certificate` at `signed_at`.
-    pub fn covers(&self, certificate: &CertId, signed_at: Timestamp) -> bool {
-        self.certificates.contains(certificate) && revokes(&self.revocation, signed_at)
+    /// `certificate` at `sequence` and `signed_at`.
+    pub fn covers(&self, certificate: &CertId, sequence: u64, signed_at: Timestamp) -> bool {
+        self.certificates.contains(certificate) && self.revocation.revokes(sequence, signed_at)
     }
 }
 
-/// Whether `revocation` takes away what its key signed at `signed_at`:
-/// everything from its effective time on. The one statement of that rule.
-pub fn revokes(revocation: &Revocation, signed_at: Timestamp) -> bool {
-    signed_at >= revocation.effective_from
+/// Whether `revocation` takes away what its key signed at `sequence` and
+/// `signed_at` ([`Revocation::revokes`], the one statement of that rule).
+pub fn revokes(revocation: &Revocation, sequence: u64, signed_at: Timestamp) -> bool {
+    revocation.revokes(sequence, signed_at)
 }
 
 /// The set of trusted publishers and what is known of their keys.
@@ -309,8 +309,8 @@ impl TrustPolicy {
     }
 
     /// Remembers a verified revocation and says what it changed; of two
-    /// for one key, the earlier effective time wins, so a revocation can be
-    /// widened but never narrowed.
+    /// for one key, the new one is kept only when it widens the old one
+    /// ([`Revocation::widens`]), so a revocation is never narrowed.
     pub fn add_revocation(&mut self, rev: Verified<Revocation>) -> RevocationChange {
         let Some(p) = self.publishers.get_mut(&rev.publisher) else {
             return RevocationChange {
@@ -340,7 +340,7 @@ impl TrustPolicy {
         let changed = p
             .revocations
             .get(&rev.key)
-            .is_none_or(|old| rev.effective_from < old.effective_from);
+            .is_none_or(|old| rev.widens(old));
         if changed {
             p.revocations.insert(rev.key, rev.clone());
         }
@@ -370,11 +370,12 @@ impl TrustPolicy {
     }
 
     /// Finds the certificate `id` for `publisher` and checks that the key it
-    /// certifies could sign at `signed_at`, as seen at `now`.
+    /// certifies could sign at `sequence` and `signed_at`, as seen at `now`.
     fn signing_certificate(
         &self,
         publisher: &PublicKey,
         id: &CertId,
+        sequence: u64,
         signed_at: Timestamp,
         now: Timestamp,
     ) -> Result<(&Verified<KeyCertificate>, VerifyingKey), PolicyError> {
@@ -409,7 +410,7 @@ impl TrustPolicy {
             });
         }
         if let Some(rev) = trust.revocations.get(&cert.signing_key)
-            && revokes(rev, signed_at)
+            && rev.revokes(sequence, signed_at)
         {
             return Err(PolicyError::KeyRevoked {
                 key: cert.signing_key,
@@ -430,7 +431,7 @@ impl TrustPolicy {
         let m = &obj.value;
         m.validate()?;
         let (cert, key) =
-            self.signing_certificate(&m.publisher, &m.certificate, m.signed_at, now)?;
+            self.signing_certificate(&m.publisher, &m.certificate, m.sequence, m.signed_at, now)?;
         if !cert.scope.allows_language(&m.metadata.language) {
             return Err(PolicyError::OutOfScope {
                 language: m.metadata.language.clone(),
@@ -510,7 +511,7 @@ impl TrustPolicy {
         let h = &obj.value;
         h.validate()?;
         let (cert, key) =
-            self.signing_certificate(&h.publisher, &h.certificate, h.issued_at, now)?;
+            self.signing_certificate(&h.publisher, &h.certificate, h.sequence, h.issued_at, now)?;
         // Heads are short-lived and re-issued with the new key after a
         // revocation, so a revoked key's heads are refused whatever time
         // they claim: a backdated head must not pin a false sequence.

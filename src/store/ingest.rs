@@ -107,6 +107,11 @@ impl Store {
         if let Some(v) = tx.get(&seq_key)? {
             let existing = id_from(&v[1..])?;
             match SeqState::from_u8(v[0]) {
+                // The slot's bundle was taken away by a revocation: a thief
+                // held it. Another bundle, which passed the policy with
+                // that revocation known and is checked against the stored
+                // one below, is the newsroom's and takes the slot.
+                Some(SeqState::Revoked) if existing != id => {}
                 _ if existing != id => return Ok(Ingested::SequenceConflict { existing }),
                 Some(SeqState::Revoked) => return Ok(Ingested::Revoked),
                 // An evicted bundle offered again (for example after a pin)
@@ -119,7 +124,7 @@ impl Store {
             REVOCATION,
             &[m.publisher.as_bytes(), signing_key.as_bytes()],
         ))? && let Ok(rev) = decode_unverified::<Revocation>(&rev)
-            && revokes(&rev, m.signed_at)
+            && revokes(&rev, m.sequence, m.signed_at)
         {
             return Ok(Ingested::Revoked);
         }

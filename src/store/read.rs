@@ -271,13 +271,12 @@ impl Store {
         self.seq_ranges(publisher, &[SeqState::Held])
     }
 
-    /// Sequence numbers of `publisher` the store knows (held, evicted or
-    /// revoked): the ones it should not fetch again.
+    /// Sequence numbers of `publisher` the store knows (held or evicted):
+    /// the ones it should not fetch again. A slot whose bundle a revocation
+    /// took away is not among them: a thief held it, and the newsroom's own
+    /// bundle for that number is still to be fetched.
     pub fn known_ranges(&self, publisher: &PublicKey) -> Result<Vec<(u64, u64)>, StoreError> {
-        self.seq_ranges(
-            publisher,
-            &[SeqState::Held, SeqState::Evicted, SeqState::Revoked],
-        )
+        self.seq_ranges(publisher, &[SeqState::Held, SeqState::Evicted])
     }
 
     /// Sequence numbers below the newest head of `publisher` that the store

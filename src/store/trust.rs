@@ -65,7 +65,11 @@ impl Store {
                 }
                 let id = id_from(&v[1..])?;
                 if let Some(m) = self.manifest(&id)?
-                    && change.covers(&m.manifest.certificate, m.manifest.signed_at)
+                    && change.covers(
+                        &m.manifest.certificate,
+                        m.manifest.sequence,
+                        m.manifest.signed_at,
+                    )
                 {
                     doomed.push(id);
                 }
@@ -116,7 +120,8 @@ impl Store {
 
     /// Teaches `policy` the stored certificates, revocations and heads, so
     /// rollback protection and revocations hold across restarts. Objects of
-    /// publishers the policy does not trust are skipped.
+    /// publishers the policy does not trust are skipped. A stored head its
+    /// revocations refuse is deleted, so that it is no floor here either.
     pub fn load_trust(&self, policy: &mut TrustPolicy, now: Timestamp) -> Result<(), StoreError> {
         for item in self.kv.scan(&[CERT], false) {
             let (_, v) = item?;
@@ -132,15 +137,26 @@ impl Store {
                 Err(e) => warn!("stored revocation no longer verifies: {e}"),
             }
         }
+        let mut revoked = Vec::new();
         for item in self.kv.scan(&[HEAD], false) {
-            let (_, v) = item?;
+            let (k, v) = item?;
             match policy.verify_head(&v, now) {
                 Ok(h) => {
                     policy.accept_head(h);
                 }
                 Err(PolicyError::UnknownPublisher { .. }) => {}
+                // Kept, it would still be the floor of `record_head`'s
+                // rollback check and refuse every genuine head below it.
+                Err(e @ PolicyError::KeyRevoked { .. }) => {
+                    warn!("dropped a stored head: {e}");
+                    revoked.push(Op::Delete(k.to_vec()));
+                }
                 Err(e) => warn!("stored head not used: {e}"),
             }
+        }
+        if !revoked.is_empty() {
+            let _w = self.lock()?;
+            self.kv.apply(revoked)?;
         }
         Ok(())
     }

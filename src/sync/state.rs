@@ -53,7 +53,7 @@ pub enum Stored {
 pub(super) struct Ranges {
     /// Held now.
     pub(super) held: Vec<(u64, u64)>,
-    /// Held, evicted or revoked: never fetched again.
+    /// Held or evicted: never fetched again.
     pub(super) known: Vec<(u64, u64)>,
     /// [`ranges_digest`] of `held`, computed when first asked.
     digest: Option<[u8; 32]>,
@@ -210,7 +210,7 @@ impl<P: Peer, M: Clone> State<P, M> {
         self.ranges.get(publisher).map_or(&[], |r| &r.held)
     }
 
-    /// Whether the sequence number was ever held (held, evicted or revoked).
+    /// Whether the sequence number is held or was evicted.
     pub fn knows(&self, publisher: &PublicKey, sequence: u64) -> bool {
         self.ranges
             .get(publisher)

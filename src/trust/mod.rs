@@ -122,6 +122,36 @@ mod as_text {
     }
 }
 
+/// Longest display name, in bytes.
+pub const MAX_DISPLAY_NAME: usize = 128;
+
+/// Checks a display name: at most [`MAX_DISPLAY_NAME`] bytes, not blank,
+/// and free of control characters and of the invisible formatting ones
+/// (bidirectional controls, zero-width characters) with which an impostor
+/// could make its name look like another newsroom's.
+pub fn check_display_name(name: &str) -> Result<(), String> {
+    if name.len() > MAX_DISPLAY_NAME {
+        return Err(format!(
+            "display_name is {} bytes; at most {MAX_DISPLAY_NAME}",
+            name.len()
+        ));
+    }
+    if name.trim().is_empty() {
+        return Err("display_name is blank".into());
+    }
+    if let Some(c) = name.chars().find(|&c| {
+        c.is_control()
+            || crate::proto::is_bidi_override(c)
+            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}' | '\u{061C}')
+    }) {
+        return Err(format!(
+            "display_name contains the invisible or control character U+{:04X}",
+            c as u32
+        ));
+    }
+    Ok(())
+}
+
 /// Whether `name` is a valid publisher name.
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -146,6 +176,9 @@ impl PublisherFile {
                 "name {:?} must be 1 to 64 lower-case letters, digits or '-'",
                 file.name
             )));
+        }
+        if let Some(d) = &file.display_name {
+            check_display_name(d).map_err(invalid)?;
         }
         if file.bootstrap.len() > MAX_BOOTSTRAP {
             return Err(invalid(format!(

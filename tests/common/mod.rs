@@ -110,6 +110,27 @@ impl Publisher {
             effective_from,
             issued_at: effective_from,
             reason: "test".into(),
+            last_sequence: None,
+        }
+        .sign(&self.root)
+        .unwrap()
+    }
+
+    /// A revocation with a sequence cut-off (format 2).
+    pub fn revocation_cut(
+        &self,
+        key: PublicKey,
+        effective_from: Timestamp,
+        last_sequence: u64,
+    ) -> Vec<u8> {
+        Revocation {
+            format: REVOCATION_FORMAT_CUTOFF,
+            publisher: self.public(),
+            key,
+            effective_from,
+            issued_at: effective_from,
+            reason: "stolen".into(),
+            last_sequence: Some(last_sequence),
         }
         .sign(&self.root)
         .unwrap()

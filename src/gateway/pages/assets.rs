@@ -118,10 +118,7 @@ pub(crate) async fn media(
     };
     h.insert(header::CONTENT_TYPE, content_type);
     if !inline {
-        h.insert(
-            header::CONTENT_DISPOSITION,
-            HeaderValue::from_static("attachment"),
-        );
+        h.insert(header::CONTENT_DISPOSITION, attachment(&entry.path));
     }
     // Opened on its own, a media file runs nothing.
     h.insert(
@@ -160,4 +157,52 @@ fn etag(h: &mut HeaderMap, request: &HeaderMap, tag: &str) -> Option<Response> {
         .get(header::IF_NONE_MATCH)
         .is_some_and(|v| v.as_bytes() == tag.as_bytes())
         .then(|| (StatusCode::NOT_MODIFIED, h.clone()).into_response())
+}
+
+/// `attachment` with the entry's file name: an ASCII-only `filename` (any
+/// other character made `_`) for every browser, and `filename*` with the
+/// UTF-8 name percent-encoded (RFC 6266, RFC 8187). Entry paths are safe
+/// paths already; this keeps the header itself plain ASCII with no quote
+/// or separator a browser could misread.
+fn attachment(path: &str) -> HeaderValue {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut encoded = String::new();
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    HeaderValue::from_str(&format!(
+        "attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"
+    ))
+    .unwrap_or(HeaderValue::from_static("attachment"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::attachment;
+
+    #[test]
+    fn download_names_are_ascii_with_the_utf8_name_beside() {
+        assert_eq!(
+            attachment("media/report.pdf"),
+            "attachment; filename=\"report.pdf\"; filename*=UTF-8''report.pdf"
+        );
+        assert_eq!(
+            attachment("media/доклад 1.pdf"),
+            "attachment; filename=\"_______1.pdf\"; filename*=UTF-8''%D0%B4%D0%BE%D0%BA%D0%BB%D0%B0%D0%B4%201.pdf"
+        );
+    }
 }

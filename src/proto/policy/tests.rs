@@ -1,7 +1,7 @@
 //! What the policy reports when it learns a revocation.
 
 use super::*;
-use crate::proto::objects::{FORMAT_VERSION, Scope};
+use crate::proto::objects::{FORMAT_VERSION, REVOCATION_FORMAT_CUTOFF, Scope};
 use crate::proto::{CertId, SecretKey};
 
 const T0: Timestamp = Timestamp(1_700_000_000);
@@ -51,6 +51,7 @@ impl Fixture {
             effective_from,
             issued_at: effective_from,
             reason: "test".into(),
+            last_sequence: None,
         }
         .sign(&self.root)
         .unwrap()
@@ -163,8 +164,111 @@ fn a_change_covers_its_certificates_from_the_effective_time() {
         .learn_revocation(&f.revocation(&f.signing, T0.plus(100)))
         .unwrap();
     let cert = CertId::of(&f.cert);
-    assert!(!change.covers(&cert, T0.plus(99)));
-    assert!(change.covers(&cert, T0.plus(100)));
-    assert!(change.covers(&cert, T0.plus(5000)));
-    assert!(!change.covers(&CertId([7; 32]), T0.plus(5000)));
+    assert!(!change.covers(&cert, 1, T0.plus(99)));
+    assert!(change.covers(&cert, 1, T0.plus(100)));
+    assert!(change.covers(&cert, 1, T0.plus(5000)));
+    assert!(!change.covers(&CertId([7; 32]), 1, T0.plus(5000)));
+}
+
+fn cut_off(f: &Fixture, effective_from: Timestamp, last: u64) -> Vec<u8> {
+    Revocation {
+        format: REVOCATION_FORMAT_CUTOFF,
+        publisher: f.root.public(),
+        key: f.signing.public(),
+        effective_from,
+        issued_at: effective_from,
+        reason: "test".into(),
+        last_sequence: Some(last),
+    }
+    .sign(&f.root)
+    .unwrap()
+}
+
+#[test]
+fn a_cut_off_refuses_every_higher_sequence_whatever_time_it_claims() {
+    let mut f = fixture();
+    let change = f
+        .policy
+        .learn_revocation(&cut_off(&f, T0.plus(100), 5))
+        .unwrap();
+    let cert = CertId::of(&f.cert);
+    // Backdated far before the effective time, but above the cut-off.
+    assert!(change.covers(&cert, 6, T0.plus(1)));
+    assert!(!change.covers(&cert, 5, T0.plus(1)));
+    assert!(change.covers(&cert, 5, T0.plus(100)));
+}
+
+#[test]
+fn a_revocation_replaces_another_only_when_it_widens_it() {
+    let mut f = fixture();
+    // Format 1, time only; then the same time with a cut-off widens it.
+    let first = f.revocation(&f.signing, T0.plus(100));
+    assert!(f.policy.learn_revocation(&first).unwrap().changed);
+    assert!(
+        f.policy
+            .learn_revocation(&cut_off(&f, T0.plus(100), 9))
+            .unwrap()
+            .changed
+    );
+    // A higher cut-off or a later time would narrow it.
+    assert!(
+        !f.policy
+            .learn_revocation(&cut_off(&f, T0.plus(100), 10))
+            .unwrap()
+            .changed
+    );
+    assert!(
+        !f.policy
+            .learn_revocation(&cut_off(&f, T0.plus(101), 3))
+            .unwrap()
+            .changed
+    );
+    assert!(!f.policy.learn_revocation(&first).unwrap().changed);
+    assert!(
+        f.policy
+            .learn_revocation(&cut_off(&f, T0.plus(100), 3))
+            .unwrap()
+            .changed
+    );
+    let kept = f
+        .policy
+        .publisher(&f.root.public())
+        .unwrap()
+        .revocations()
+        .next()
+        .unwrap();
+    assert_eq!(kept.last_sequence, Some(3));
+}
+
+#[test]
+fn format_1_revocations_decode_as_before_and_format_2_carries_its_cut_off() {
+    let f = fixture();
+    let v1 = f.revocation(&f.signing, T0.plus(100));
+    let v2 = cut_off(&f, T0.plus(100), 300);
+    // The same fields, plus the cut-off's varint (`ac 02`) at the end of
+    // the body, and the format byte.
+    let body = |b: &[u8]| b[..b.len() - 64].to_vec();
+    let (b1, b2) = (body(&v1), body(&v2));
+    assert_eq!(b1[0], 1);
+    assert_eq!(b2[0], 2);
+    assert_eq!(&b2[b2.len() - 2..], &[0xac, 0x02]);
+    assert_eq!(b1.len() + 2, b2.len());
+    assert_eq!(f.policy.verify_revocation(&v1).unwrap().last_sequence, None);
+    assert_eq!(
+        f.policy.verify_revocation(&v2).unwrap().last_sequence,
+        Some(300)
+    );
+    // Format 2 without its cut-off, or format 1 with one, is refused.
+    for (format, last) in [(2, None), (1, Some(3)), (3, Some(3))] {
+        let bytes = Revocation {
+            format,
+            publisher: f.root.public(),
+            key: f.signing.public(),
+            effective_from: T0,
+            issued_at: T0,
+            reason: String::new(),
+            last_sequence: last,
+        };
+        assert!(bytes.validate().is_err(), "{format} {last:?}");
+    }
 }

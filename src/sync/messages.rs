@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::proto::bounded::{self, BoundedError};
 use crate::proto::{BlobHash, PublicKey, limits};
 
 /// Protocol name of blob fetching.
@@ -31,21 +32,39 @@ pub enum Announcement {
     /// blobs are fetched separately.
     Bundle {
         /// Signed key certificate.
+        #[serde(
+            deserialize_with = "bounded::fields::signed::<{ limits::MAX_CERTIFICATE_BYTES }, _>"
+        )]
         certificate: Vec<u8>,
         /// Signed manifest.
+        #[serde(deserialize_with = "bounded::fields::signed::<{ limits::MAX_MANIFEST_BYTES }, _>")]
         manifest: Vec<u8>,
     },
     /// The publisher's heartbeat.
     Head {
         /// Signed key certificate.
+        #[serde(
+            deserialize_with = "bounded::fields::signed::<{ limits::MAX_CERTIFICATE_BYTES }, _>"
+        )]
         certificate: Vec<u8>,
         /// Signed head.
+        #[serde(deserialize_with = "bounded::fields::signed::<{ limits::MAX_HEAD_BYTES }, _>")]
         head: Vec<u8>,
     },
     /// A new signing key.
-    Certificate(Vec<u8>),
+    Certificate(
+        #[serde(
+            deserialize_with = "bounded::fields::signed::<{ limits::MAX_CERTIFICATE_BYTES }, _>"
+        )]
+        Vec<u8>,
+    ),
     /// A revoked signing key.
-    Revocation(Vec<u8>),
+    Revocation(
+        #[serde(
+            deserialize_with = "bounded::fields::signed::<{ limits::MAX_REVOCATION_BYTES }, _>"
+        )]
+        Vec<u8>,
+    ),
 }
 
 impl Announcement {
@@ -56,13 +75,19 @@ impl Announcement {
 
     /// Decodes a message already bounded by gossipsub's transmit limit.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
+        Self::decode_bounded(bytes).ok()
+    }
+
+    /// Decodes a message, saying why it was refused: over its limits
+    /// (no honest node sends it) or garbled.
+    pub fn decode_bounded(bytes: &[u8]) -> Result<Self, BoundedError> {
         if bytes.len() > MAX_GOSSIP {
-            return None;
+            return Err(BoundedError::OverLimits {
+                what: "a gossip message",
+                limit: MAX_GOSSIP,
+            });
         }
-        match postcard::take_from_bytes::<Self>(bytes) {
-            Ok((a, [])) => Some(a),
-            _ => None,
-        }
+        bounded::postcard(bytes, bounded::ceiling(MAX_GOSSIP))
     }
 }
 
@@ -88,6 +113,7 @@ pub enum FetchResponse {
         /// Where this piece starts.
         offset: u64,
         /// The piece, at most [`CHUNK`] bytes.
+        #[serde(deserialize_with = "bounded::fields::bytes::<{ CHUNK as usize }, _>")]
         data: Vec<u8>,
     },
     /// The peer does not hold the blob.
@@ -113,9 +139,15 @@ pub const SYNC_BUDGET: usize = 2 * 1024 * 1024;
 pub const INLINE_BUNDLE: u64 = 256 * 1024;
 /// Largest catch-up request read.
 pub const MAX_SYNC_REQUEST: usize = 16 * 1024;
-/// Largest catch-up response read: the budget, one oversized last manifest
-/// and its certificates, or a full summary page, with framing.
-pub const MAX_SYNC_RESPONSE: usize = 8 * 1024 * 1024;
+/// Largest catch-up response read. The largest an honest node sends is a
+/// full summary page: [`MAX_SYNC_PUBLISHERS`] publishers, each with a head
+/// and its certificate, [`MAX_SYNC_REVOCATIONS`] revocations and
+/// [`MAX_RANGES`] ranges, about 2.8 MiB; a bundles response stays within
+/// [`SYNC_BUDGET`], one bundle past it and a certificate per bundle, about
+/// 2.4 MiB (both pinned by tests).
+pub const MAX_SYNC_RESPONSE: usize = 3 * 1024 * 1024;
+/// Most bytes a decoded catch-up message may hold.
+pub const SYNC_DECODE_CEILING: usize = bounded::ceiling(MAX_SYNC_RESPONSE);
 
 /// What a node asks a peer during catch-up.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +155,7 @@ pub enum SyncRequest {
     /// "Here is what I hold of these publishers; what do you hold?"
     Summary {
         /// At most [`MAX_SYNC_PUBLISHERS`].
+        #[serde(deserialize_with = "bounded::fields::at_most::<MAX_SYNC_PUBLISHERS, _, _>")]
         publishers: Vec<PublisherQuery>,
     },
     /// "Send me these bundles of one publisher."
@@ -130,6 +163,7 @@ pub enum SyncRequest {
         /// The publisher.
         publisher: PublicKey,
         /// Sequence numbers, at most [`MAX_SYNC_SEQS`].
+        #[serde(deserialize_with = "bounded::fields::at_most::<MAX_SYNC_SEQS, _, _>")]
         sequences: Vec<u64>,
     },
     /// "Which versions of this story do you hold?" (a newsroom's report).
@@ -168,12 +202,19 @@ pub struct PublisherState {
     pub publisher: PublicKey,
     /// The responder's newest head and its signing certificate, when it is
     /// newer than the asker's.
+    #[serde(
+        deserialize_with = "bounded::fields::opt_signed_pair::<{ limits::MAX_HEAD_BYTES }, { limits::MAX_CERTIFICATE_BYTES }, _>"
+    )]
     pub head: Option<(Vec<u8>, Vec<u8>)>,
     /// The responder's revocations, newest first and at most
     /// [`MAX_SYNC_REVOCATIONS`], when its digest differs from the asker's.
+    #[serde(
+        deserialize_with = "bounded::fields::signed_list::<MAX_SYNC_REVOCATIONS, { limits::MAX_REVOCATION_BYTES }, _>"
+    )]
     pub revocations: Vec<Vec<u8>>,
     /// The sequence ranges it holds from `from` on; `None` when its digest
     /// equals the asker's.
+    #[serde(deserialize_with = "bounded::fields::opt_at_most::<MAX_RANGES, _, _>")]
     pub ranges: Option<Vec<(u64, u64)>>,
     /// Where the next page starts, if `ranges` was cut at [`MAX_RANGES`].
     pub more: Option<u64>,
@@ -183,8 +224,12 @@ pub struct PublisherState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncBundle {
     /// Its signed manifest.
+    #[serde(deserialize_with = "bounded::fields::signed::<{ limits::MAX_MANIFEST_BYTES }, _>")]
     pub manifest: Vec<u8>,
     /// Its blobs in manifest order, when small enough to travel inline.
+    #[serde(
+        deserialize_with = "bounded::fields::opt_bytes_list::<{ limits::MAX_ENTRIES }, { INLINE_BUNDLE as usize }, _>"
+    )]
     pub blobs: Option<Vec<Vec<u8>>>,
 }
 
@@ -194,13 +239,18 @@ pub enum SyncResponse {
     /// One entry per asked publisher the responder carries.
     Summary {
         /// The publishers' states.
+        #[serde(deserialize_with = "bounded::fields::at_most::<MAX_SYNC_PUBLISHERS, _, _>")]
         publishers: Vec<PublisherState>,
     },
     /// Bundles asked for, in the order asked, skipping those not held.
     Bundles {
         /// Certificates the manifests need (each once).
+        #[serde(
+            deserialize_with = "bounded::fields::signed_list::<MAX_SYNC_SEQS, { limits::MAX_CERTIFICATE_BYTES }, _>"
+        )]
         certificates: Vec<Vec<u8>>,
         /// The bundles.
+        #[serde(deserialize_with = "bounded::fields::at_most::<MAX_SYNC_SEQS, _, _>")]
         bundles: Vec<SyncBundle>,
         /// The first asked sequence number left out for lack of room
         /// (asked again later); `None` when every held one was sent.
@@ -214,6 +264,7 @@ pub enum SyncResponse {
     /// most [`MAX_HELD_VERSIONS`] (the newest ones).
     Holds {
         /// The bundles held.
+        #[serde(deserialize_with = "bounded::fields::at_most::<MAX_HELD_VERSIONS, _, _>")]
         bundles: Vec<crate::proto::BundleId>,
     },
 }

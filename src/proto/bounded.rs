@@ -45,7 +45,7 @@ pub const SEQ_COST: usize = 64;
 pub enum BoundedError {
     /// The input is over a limit: its memory budget, a field's element
     /// count or a field's size. No honest encoder produces it.
-    #[error("{what} is over its limit of {limit}")]
+    #[error("{what} (limit {limit})")]
     OverLimits {
         /// What was over.
         what: &'static str,
@@ -93,7 +93,7 @@ thread_local! {
 /// decode; the entry points turn it into [`BoundedError::OverLimits`].
 pub(crate) fn over<E: de::Error>(what: &'static str, limit: usize) -> E {
     BROKEN.with(|b| b.set(Some((what, limit))));
-    E::custom(format_args!("{what} is over its limit of {limit}"))
+    E::custom(format_args!("{what} (limit {limit})"))
 }
 
 fn take_broken() -> Option<BoundedError> {
@@ -129,7 +129,7 @@ impl Meter {
                 self.left.set(l);
                 Ok(())
             }
-            None => Err(over("the decoded size", self.budget)),
+            None => Err(over("the decoded size over its budget", self.budget)),
         }
     }
 

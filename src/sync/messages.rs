@@ -33,35 +33,35 @@ pub enum Announcement {
     Bundle {
         /// Signed key certificate.
         #[serde(
-            deserialize_with = "bounded::fields::signed::<{ limits::MAX_CERTIFICATE_BYTES }, _>"
+            deserialize_with = "bounded::fields::bytes::<{ limits::MAX_CERTIFICATE_BYTES }, _>"
         )]
         certificate: Vec<u8>,
         /// Signed manifest.
-        #[serde(deserialize_with = "bounded::fields::signed::<{ limits::MAX_MANIFEST_BYTES }, _>")]
+        #[serde(deserialize_with = "bounded::fields::bytes::<{ limits::MAX_MANIFEST_BYTES }, _>")]
         manifest: Vec<u8>,
     },
     /// The publisher's heartbeat.
     Head {
         /// Signed key certificate.
         #[serde(
-            deserialize_with = "bounded::fields::signed::<{ limits::MAX_CERTIFICATE_BYTES }, _>"
+            deserialize_with = "bounded::fields::bytes::<{ limits::MAX_CERTIFICATE_BYTES }, _>"
         )]
         certificate: Vec<u8>,
         /// Signed head.
-        #[serde(deserialize_with = "bounded::fields::signed::<{ limits::MAX_HEAD_BYTES }, _>")]
+        #[serde(deserialize_with = "bounded::fields::bytes::<{ limits::MAX_HEAD_BYTES }, _>")]
         head: Vec<u8>,
     },
     /// A new signing key.
     Certificate(
         #[serde(
-            deserialize_with = "bounded::fields::signed::<{ limits::MAX_CERTIFICATE_BYTES }, _>"
+            deserialize_with = "bounded::fields::bytes::<{ limits::MAX_CERTIFICATE_BYTES }, _>"
         )]
         Vec<u8>,
     ),
     /// A revoked signing key.
     Revocation(
         #[serde(
-            deserialize_with = "bounded::fields::signed::<{ limits::MAX_REVOCATION_BYTES }, _>"
+            deserialize_with = "bounded::fields::bytes::<{ limits::MAX_REVOCATION_BYTES }, _>"
         )]
         Vec<u8>,
     ),
@@ -203,7 +203,7 @@ pub struct PublisherState {
     /// The responder's newest head and its signing certificate, when it is
     /// newer than the asker's.
     #[serde(
-        deserialize_with = "bounded::fields::opt_signed_pair::<{ limits::MAX_HEAD_BYTES }, { limits::MAX_CERTIFICATE_BYTES }, _>"
+        deserialize_with = "bounded::fields::opt_bytes_pair::<{ limits::MAX_HEAD_BYTES }, { limits::MAX_CERTIFICATE_BYTES }, _>"
     )]
     pub head: Option<(Vec<u8>, Vec<u8>)>,
     /// The responder's revocations, newest first and at most
@@ -224,7 +224,7 @@ pub struct PublisherState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncBundle {
     /// Its signed manifest.
-    #[serde(deserialize_with = "bounded::fields::signed::<{ limits::MAX_MANIFEST_BYTES }, _>")]
+    #[serde(deserialize_with = "bounded::fields::bytes::<{ limits::MAX_MANIFEST_BYTES }, _>")]
     pub manifest: Vec<u8>,
     /// Its blobs in manifest order, when small enough to travel inline.
     #[serde(
@@ -321,5 +321,187 @@ mod tests {
         longer.push(0);
         assert_eq!(Announcement::decode(&longer), None);
         assert_eq!(Announcement::decode(&vec![0; MAX_GOSSIP + 1]), None);
+    }
+
+    /// Decodes `bytes` as `T`, asserting that what it charged stays within
+    /// `k` times the input (plus the slack every decode has).
+    fn charged<T: serde::de::DeserializeOwned>(bytes: &[u8], k: usize) -> Result<T, BoundedError> {
+        let meter = bounded::Meter::new(bounded::budget(bytes.len(), SYNC_DECODE_CEILING));
+        let out = bounded::postcard_take_metered::<T>(bytes, &meter);
+        assert!(
+            meter.used() <= k * bytes.len() + bounded::SLACK,
+            "{} charged for {} bytes",
+            meter.used(),
+            bytes.len()
+        );
+        out.map(|(v, _)| v)
+    }
+
+    fn signed(len: usize) -> Vec<u8> {
+        vec![0xa5; len]
+    }
+
+    /// The largest summary page an honest node sends.
+    fn full_summary() -> SyncResponse {
+        let state = |i: u8| PublisherState {
+            publisher: PublicKey([i; 32]),
+            head: Some((
+                signed(limits::MAX_HEAD_BYTES),
+                signed(limits::MAX_CERTIFICATE_BYTES),
+            )),
+            revocations: vec![signed(limits::MAX_REVOCATION_BYTES); MAX_SYNC_REVOCATIONS],
+            ranges: Some(
+                (0..MAX_RANGES as u64)
+                    .map(|r| (u64::MAX / 2 + 4 * r, u64::MAX / 2 + 4 * r + 1))
+                    .collect(),
+            ),
+            more: Some(u64::MAX),
+        };
+        SyncResponse::Summary {
+            publishers: (0..MAX_SYNC_PUBLISHERS as u8).map(state).collect(),
+        }
+    }
+
+    /// The largest bundles response an honest node packs: manifests at
+    /// their limit, each with as many inline blobs as a manifest may list
+    /// and its own certificate.
+    fn full_bundles() -> SyncResponse {
+        let mut packer = crate::sync::Packer::new(SYNC_BUDGET);
+        let blob = INLINE_BUNDLE as usize / limits::MAX_ENTRIES;
+        for seq in 0..MAX_SYNC_SEQS as u64 {
+            let manifest = signed(limits::MAX_MANIFEST_BYTES);
+            if !packer.fits(seq, manifest.len(), INLINE_BUNDLE) {
+                break;
+            }
+            let cert = signed(limits::MAX_CERTIFICATE_BYTES);
+            let id = crate::proto::CertId::of(&cert);
+            let blobs = vec![vec![7; blob]; limits::MAX_ENTRIES];
+            packer.push(manifest, INLINE_BUNDLE, Some((id, &cert)), Some(blobs));
+        }
+        packer.finish()
+    }
+
+    #[test]
+    fn the_largest_honest_responses_fit_the_limit_and_their_budget() {
+        for response in [full_summary(), full_bundles()] {
+            let bytes = postcard::to_allocvec(&response).unwrap();
+            assert!(
+                bytes.len() <= MAX_SYNC_RESPONSE,
+                "{} bytes over {MAX_SYNC_RESPONSE}",
+                bytes.len()
+            );
+            assert!(bytes.len() > MAX_SYNC_RESPONSE / 2, "{}", bytes.len());
+            // Byte strings dominate: what they hold is about what came.
+            assert_eq!(charged::<SyncResponse>(&bytes, 2).unwrap(), response);
+        }
+    }
+
+    #[test]
+    fn a_summary_of_empty_revocations_is_refused_while_decoding() {
+        // What an attacker can fit in the frame: millions of empty
+        // revocations, one byte each.
+        let n = MAX_SYNC_RESPONSE - 64;
+        let mut bytes = vec![0u8]; // Summary
+        bytes.push(1); // one publisher
+        bytes.extend_from_slice(&[9; 32]);
+        bytes.push(0); // no head
+        let mut len = n;
+        while len >= 0x80 {
+            bytes.push((len as u8) | 0x80);
+            len >>= 7;
+        }
+        bytes.push(len as u8);
+        bytes.resize(bytes.len() + n, 0);
+        bytes.extend_from_slice(&[0, 0]); // no ranges, no more
+        assert!(bytes.len() <= MAX_SYNC_RESPONSE);
+        let err = charged::<SyncResponse>(&bytes, 1).unwrap_err();
+        assert!(err.is_over_limits(), "{err}");
+        // The same shape without the limits takes them all, 24 bytes each.
+        type Loose = (
+            u8,
+            Vec<(
+                [u8; 32],
+                Option<(Vec<u8>, Vec<u8>)>,
+                Vec<Vec<u8>>,
+                Option<Vec<(u64, u64)>>,
+                Option<u64>,
+            )>,
+        );
+        let (_, publishers): Loose = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(publishers[0].2.len(), n);
+    }
+
+    #[test]
+    fn every_message_holds_a_small_multiple_of_its_wire_size() {
+        let small = SyncResponse::Summary {
+            publishers: vec![PublisherState {
+                publisher: PublicKey([1; 32]),
+                head: None,
+                revocations: vec![],
+                ranges: Some((1..=MAX_RANGES as u64).map(|i| (2 * i, 2 * i)).collect()),
+                more: None,
+            }],
+        };
+        let bytes = postcard::to_allocvec(&small).unwrap();
+        assert_eq!(charged::<SyncResponse>(&bytes, 8).unwrap(), small);
+        let request = SyncRequest::Bundles {
+            publisher: PublicKey([1; 32]),
+            sequences: (0..MAX_SYNC_SEQS as u64).collect(),
+        };
+        let bytes = postcard::to_allocvec(&request).unwrap();
+        assert_eq!(charged::<SyncRequest>(&bytes, 8).unwrap(), request);
+        let chunk = FetchResponse::Chunk {
+            total: 1,
+            offset: 0,
+            data: vec![1; CHUNK as usize],
+        };
+        let bytes = postcard::to_allocvec(&chunk).unwrap();
+        assert_eq!(charged::<FetchResponse>(&bytes, 2).unwrap(), chunk);
+        let a = Announcement::Bundle {
+            certificate: signed(100),
+            manifest: signed(limits::MAX_MANIFEST_BYTES),
+        };
+        let bytes = a.encode();
+        assert_eq!(charged::<Announcement>(&bytes, 2).unwrap(), a);
+    }
+
+    #[test]
+    fn counts_and_sizes_past_their_limits_are_refused() {
+        let over = [
+            postcard::to_allocvec(&SyncRequest::Bundles {
+                publisher: PublicKey([1; 32]),
+                sequences: (0..=MAX_SYNC_SEQS as u64).collect(),
+            })
+            .unwrap(),
+            postcard::to_allocvec(&SyncRequest::Summary {
+                publishers: vec![
+                    PublisherQuery {
+                        publisher: PublicKey([1; 32]),
+                        head: 0,
+                        revocations: [0; 32],
+                        digest: [0; 32],
+                        from: 0,
+                    };
+                    MAX_SYNC_PUBLISHERS + 1
+                ],
+            })
+            .unwrap(),
+        ];
+        for bytes in over {
+            let err = bounded::postcard::<SyncRequest>(&bytes, SYNC_DECODE_CEILING).unwrap_err();
+            assert!(err.is_over_limits(), "{err}");
+        }
+        let big_head = Announcement::Head {
+            certificate: signed(100),
+            head: signed(limits::MAX_HEAD_BYTES + 1),
+        };
+        let err = Announcement::decode_bounded(&big_head.encode()).unwrap_err();
+        assert!(err.is_over_limits(), "{err}");
+        let held = SyncResponse::Holds {
+            bundles: vec![crate::proto::BundleId::of(b"x"); MAX_HELD_VERSIONS + 1],
+        };
+        let bytes = postcard::to_allocvec(&held).unwrap();
+        let err = bounded::postcard::<SyncResponse>(&bytes, SYNC_DECODE_CEILING).unwrap_err();
+        assert!(err.is_over_limits(), "{err}");
     }
 }

@@ -28,12 +28,12 @@ impl<'de, S: DeserializeSeed<'de> + Copy, const N: usize> Visitor<'de> for ListO
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         if seq.size_hint().is_some_and(|n| n > N) {
-            return Err(over("a list", N));
+            return Err(over("a list longer than its limit", N));
         }
         let mut out = Vec::new();
         while let Some(x) = seq.next_element_seed(self.0)? {
             if out.len() >= N {
-                return Err(over("a list", N));
+                return Err(over("a list longer than its limit", N));
             }
             out.push(x);
         }
@@ -63,27 +63,27 @@ impl<'de, const MIN: usize, const MAX: usize> Visitor<'de> for SizedBytes<MIN, M
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
         if seq.size_hint().is_some_and(|n| n > MAX) {
-            return Err(over("a byte string", MAX));
+            return Err(over("a byte string longer than its limit", MAX));
         }
         let mut out = Vec::new();
         while let Some(b) = seq.next_element::<u8>()? {
             if out.len() >= MAX {
-                return Err(over("a byte string", MAX));
+                return Err(over("a byte string longer than its limit", MAX));
             }
             out.push(b);
         }
         if out.len() < MIN {
-            return Err(de::Error::invalid_length(out.len(), &self));
+            return Err(over("a signed object shorter than its minimum", MIN));
         }
         Ok(out)
     }
 
     fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
         if v.len() > MAX {
-            return Err(over("a byte string", MAX));
+            return Err(over("a byte string longer than its limit", MAX));
         }
         if v.len() < MIN {
-            return Err(E::invalid_length(v.len(), &self));
+            return Err(over("a signed object shorter than its minimum", MIN));
         }
         Ok(v.to_vec())
     }
@@ -181,8 +181,8 @@ pub fn opt_bytes_list<'de, const N: usize, const MAX: usize, D: Deserializer<'de
     d.deserialize_option(OptionOf(List::<_, N>(SizedBytes::<0, MAX>)))
 }
 
-/// `None`, or a pair of signed objects of at most `A` and `B` bytes.
-pub fn opt_signed_pair<'de, const A: usize, const B: usize, D: Deserializer<'de>>(
+/// `None`, or a pair of byte strings of at most `A` and `B` bytes.
+pub fn opt_bytes_pair<'de, const A: usize, const B: usize, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Option<(Vec<u8>, Vec<u8>)>, D::Error> {
     d.deserialize_option(OptionOf(Pair::<A, B>))
@@ -203,15 +203,15 @@ impl<'de, const A: usize, const B: usize> Visitor<'de> for Pair<A, B> {
     type Value = (Vec<u8>, Vec<u8>);
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a pair of signed objects")
+        f.write_str("a pair of byte strings")
     }
 
     fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
         let a = seq
-            .next_element_seed(SizedBytes::<MIN_SIGNED, A>)?
+            .next_element_seed(SizedBytes::<0, A>)?
             .ok_or_else(|| de::Error::invalid_length(0, &self))?;
         let b = seq
-            .next_element_seed(SizedBytes::<MIN_SIGNED, B>)?
+            .next_element_seed(SizedBytes::<0, B>)?
             .ok_or_else(|| de::Error::invalid_length(1, &self))?;
         Ok((a, b))
     }

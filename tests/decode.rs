@@ -171,7 +171,7 @@ async fn an_amplified_summary_is_refused_within_its_bound_and_honest_catch_up_go
     .await;
     poll("the liar cut off", async || {
         let s = reader.node.status().await.unwrap();
-        (s.banned == 1 && s.peers == 0).then_some(())
+        (s.banned == 1 && s.peers.is_empty()).then_some(())
     })
     .await;
     let grew = HEAP.max_allocated().saturating_sub(before.max(peak_before));
@@ -188,7 +188,7 @@ async fn an_amplified_summary_is_refused_within_its_bound_and_honest_catch_up_go
     // An honest peer still brings the stories.
     let honest_store = memory_store();
     store_certificate(&honest_store, &p);
-    let mut policy = p.policy();
+    let policy = p.policy();
     let stories: Vec<_> = (1..=3u64)
         .map(|s| {
             let mut v = story(&p, s, s as u8, format!("<p>story {s}</p>").as_bytes());

@@ -181,10 +181,13 @@ pub fn opt_bytes_list<'de, const N: usize, const MAX: usize, D: Deserializer<'de
     d.deserialize_option(OptionOf(List::<_, N>(SizedBytes::<0, MAX>)))
 }
 
+/// Two byte strings.
+pub type BytesPair = (Vec<u8>, Vec<u8>);
+
 /// `None`, or a pair of byte strings of at most `A` and `B` bytes.
 pub fn opt_bytes_pair<'de, const A: usize, const B: usize, D: Deserializer<'de>>(
     d: D,
-) -> Result<Option<(Vec<u8>, Vec<u8>)>, D::Error> {
+) -> Result<Option<BytesPair>, D::Error> {
     d.deserialize_option(OptionOf(Pair::<A, B>))
 }
 

@@ -395,3 +395,44 @@ fn an_oversized_bundle_is_refused_before_it_is_held() {
     assert_eq!(report.rejected.len(), 1, "{:?}", report.rejected);
     assert!(report.rejected[0].reason.contains("more than"));
 }
+
+#[test]
+fn a_file_of_bad_frames_gives_a_report_of_bounded_size() {
+    use kolokol::proto::bundle::{FileKind, FrameTag, FrameWriter};
+    let dir = TempDir::new().unwrap();
+    let p = Publisher::new(7);
+    // A real file: 30,000 blobs outside any bundle, 30,000 certificates
+    // and 30,000 heads that are not signed objects, then a good archive.
+    let mut w = FrameWriter::new(Vec::new(), FileKind::Archive).unwrap();
+    for i in 0..30_000u32 {
+        w.write_frame(FrameTag::Blob, &i.to_le_bytes()).unwrap();
+        w.write_frame(FrameTag::Certificate, &[0xee; 80]).unwrap();
+        w.write_frame(FrameTag::Head, &[0xdd; 70]).unwrap();
+    }
+    let bad = w.finish().unwrap();
+    let path = dir.path().join("bad.kolokol");
+    std::fs::write(&path, &bad).unwrap();
+    let store = Store::memory(StoreConfig::default());
+    let report = import_bytes(&store, &p, &std::fs::read(&path).unwrap());
+    assert_eq!(report.refused, 90_000, "{:?}", report.refused_by_kind);
+    assert_eq!(report.rejected.len(), archive::MAX_REJECTED_EXAMPLES);
+    assert_eq!(
+        report.refused_by_kind.len(),
+        3,
+        "{:?}",
+        report.refused_by_kind
+    );
+    assert!(report.refused_by_kind.values().all(|&n| n == 30_000));
+    // What the report costs, whatever the number of bad frames.
+    let json = serde_json::to_vec(&report).unwrap();
+    eprintln!(
+        "{} bad frames in {} bytes: a report of {} bytes",
+        report.refused,
+        bad.len(),
+        json.len()
+    );
+    assert!(json.len() < 8 * 1024, "{}", json.len());
+    // Good bundles after bad frames still go in.
+    let report = import_bytes(&store, &p, &archive(&p, 5, 500));
+    assert_eq!((report.new, report.refused), (5, 0), "{report:?}");
+}

@@ -272,7 +272,7 @@ pub(super) fn print_report(
         "{name}: {} new, {} duplicate, {} rejected{}",
         report.new,
         report.duplicate,
-        report.rejected.len(),
+        report.refused.max(report.rejected.len() as u64),
         if report.purged > 0 {
             format!(", {} removed by a revocation", report.purged)
         } else {
@@ -281,6 +281,19 @@ pub(super) fn print_report(
     );
     for r in &report.rejected {
         let _ = writeln!(out, "  rejected {}: {}", r.what, printable(&r.reason));
+    }
+    let untold = report.refused.saturating_sub(report.rejected.len() as u64);
+    if untold > 0 {
+        let kinds: Vec<String> = report
+            .refused_by_kind
+            .iter()
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  and {untold} more (in all: {})",
+            printable(&kinds.join(", "))
+        );
     }
     if let Some(e) = &report.file_error {
         let _ = writeln!(

@@ -13,7 +13,7 @@ use super::gate::GateDenied;
 use super::metrics::ReasonLabel;
 use super::swarm::BehaviourEvent;
 use super::topics::MAX_PEER_TOPICS;
-use super::wire::{FetchRequest, FetchResponse, SyncRequest, SyncResponse};
+use super::wire::{self, FetchRequest, FetchResponse, SyncRequest, SyncResponse};
 use super::worker::Job;
 use crate::sync::Origin;
 use crate::sync::share::Busy;
@@ -184,6 +184,17 @@ impl Actor {
             .inc();
     }
 
+    /// A message from `peer` was refused by the codec; over the
+    /// protocol's limits, it costs the peer a ban like any such message.
+    fn refused_by_codec(&mut self, peer: PeerId, over_limits: bool, what: &str) {
+        if over_limits {
+            let now = self.now().at;
+            debug!(peer = %peer, "{what} over the protocol's limits");
+            self.state
+                .over_limits(peer, &format!("{what} over its limits"), now);
+        }
+    }
+
     /// Something happened in the swarm.
     pub(super) fn swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
@@ -295,8 +306,15 @@ impl Actor {
                     error,
                     request_response::OutboundFailure::UnsupportedProtocols
                 );
+                self.refused_by_codec(peer, outbound_over_limits(&error), "catch-up response");
                 self.sync_response(peer, request_id, Err(error.to_string()), unsupported)
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(
+                request_response::Event::InboundFailure { peer, error, .. },
+            )) => self.refused_by_codec(peer, inbound_over_limits(&error), "catch-up request"),
+            SwarmEvent::Behaviour(BehaviourEvent::Fetch(
+                request_response::Event::InboundFailure { peer, error, .. },
+            )) => self.refused_by_codec(peer, inbound_over_limits(&error), "fetch request"),
             SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.kad_event(e),
             SwarmEvent::Behaviour(BehaviourEvent::Autonat(e)) => self.autonat_event(e),
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
@@ -347,9 +365,15 @@ impl Actor {
             },
             SwarmEvent::Behaviour(BehaviourEvent::Fetch(
                 request_response::Event::OutboundFailure {
-                    request_id, error, ..
+                    peer,
+                    request_id,
+                    error,
+                    ..
                 },
-            )) => self.fetch_response(request_id, Err(error.to_string())),
+            )) => {
+                self.refused_by_codec(peer, outbound_over_limits(&error), "fetch response");
+                self.fetch_response(request_id, Err(error.to_string()))
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(list))) => {
                 for (peer, addr) in list {
                     if !self.swarm.is_connected(&peer) && !self.is_banned(&peer) {
@@ -368,4 +392,12 @@ impl Actor {
             _ => {}
         }
     }
+}
+
+fn outbound_over_limits(e: &request_response::OutboundFailure) -> bool {
+    matches!(e, request_response::OutboundFailure::Io(io) if wire::over_limits(io))
+}
+
+fn inbound_over_limits(e: &request_response::InboundFailure) -> bool {
+    matches!(e, request_response::InboundFailure::Io(io) if wire::over_limits(io))
 }

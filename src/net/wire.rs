@@ -1,11 +1,31 @@
 //! The network's codecs: the fetch and catch-up messages of
 //! [`crate::sync::messages`] as length-prefixed postcard on a stream, with
-//! the size of every message bounded before it is read.
+//! the size of every message bounded before it is read, and what a
+//! message holds once decoded bounded while it decodes
+//! ([`crate::proto::bounded`]).
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use serde::Serialize;
 
+use crate::proto::bounded::{self, BoundedError};
 pub use crate::sync::messages::*;
+
+/// The error inside the `std::io::Error` of a message that broke the
+/// protocol's limits (its frame's length, its memory budget, a field's
+/// count or size): no honest peer sends one, so the driver treats its
+/// sender as misbehaving. Find it with [`over_limits`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct OverLimits(pub BoundedError);
+
+/// Whether `e` is a message over the protocol's limits ([`OverLimits`]).
+pub fn over_limits(e: &std::io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<OverLimits>())
+}
+
+fn over_limits_error(e: BoundedError) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, OverLimits(e))
+}
 
 /// Length-prefixed postcard over a stream, refusing anything larger than
 /// its limit before reading it.
@@ -20,10 +40,10 @@ async fn read_frame<T: AsyncRead + Unpin + Send>(
     io.read_exact(&mut len).await?;
     let len = u32::from_le_bytes(len) as usize;
     if len > max {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("message of {len} bytes is over the limit of {max}"),
-        ));
+        return Err(over_limits_error(BoundedError::OverLimits {
+            what: "a message's length",
+            limit: max,
+        }));
     }
     let mut buf = vec![0u8; len];
     io.read_exact(&mut buf).await?;
@@ -39,12 +59,15 @@ async fn write_frame<T: AsyncWrite + Unpin + Send>(
     io.close().await
 }
 
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> std::io::Result<T> {
-    match postcard::take_from_bytes::<T>(bytes) {
-        Ok((v, [])) => Ok(v),
-        _ => Err(std::io::Error::new(
+/// Decodes a whole frame within the memory budget of its length, at most
+/// `ceiling`.
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], ceiling: usize) -> std::io::Result<T> {
+    match bounded::postcard(bytes, ceiling) {
+        Ok(v) => Ok(v),
+        Err(e) if e.is_over_limits() => Err(over_limits_error(e)),
+        Err(e) => Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            "malformed message",
+            format!("malformed message: {e}"),
         )),
     }
 }
@@ -64,7 +87,10 @@ impl libp2p::request_response::Codec for FetchCodec {
         _: &Self::Protocol,
         io: &mut T,
     ) -> std::io::Result<FetchRequest> {
-        decode(&read_frame(io, MAX_REQUEST).await?)
+        decode(
+            &read_frame(io, MAX_REQUEST).await?,
+            bounded::ceiling(MAX_REQUEST),
+        )
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(
@@ -72,7 +98,10 @@ impl libp2p::request_response::Codec for FetchCodec {
         _: &Self::Protocol,
         io: &mut T,
     ) -> std::io::Result<FetchResponse> {
-        decode(&read_frame(io, MAX_RESPONSE).await?)
+        decode(
+            &read_frame(io, MAX_RESPONSE).await?,
+            bounded::ceiling(MAX_RESPONSE),
+        )
     }
 
     async fn write_request<T: AsyncWrite + Unpin + Send>(
@@ -141,19 +170,8 @@ impl libp2p::request_response::Codec for SyncCodec {
     ) -> std::io::Result<SyncRequest> {
         let frame = read_frame(io, MAX_SYNC_REQUEST).await?;
         self.counters.received(frame.len());
-        let req: SyncRequest = decode(&frame)?;
-        let ok = match &req {
-            SyncRequest::Summary { publishers } => publishers.len() <= MAX_SYNC_PUBLISHERS,
-            SyncRequest::Bundles { sequences, .. } => sequences.len() <= MAX_SYNC_SEQS,
-            SyncRequest::Holds { .. } => true,
-        };
-        if !ok {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "catch-up request over its limits",
-            ));
-        }
-        Ok(req)
+        // The counts of a request are checked while it decodes.
+        decode(&frame, bounded::ceiling(MAX_SYNC_REQUEST))
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(
@@ -163,7 +181,7 @@ impl libp2p::request_response::Codec for SyncCodec {
     ) -> std::io::Result<SyncResponse> {
         let frame = read_frame(io, MAX_SYNC_RESPONSE).await?;
         self.counters.received(frame.len());
-        decode(&frame)
+        decode(&frame, SYNC_DECODE_CEILING)
     }
 
     async fn write_request<T: AsyncWrite + Unpin + Send>(

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
@@ -20,8 +21,11 @@ use crate::net::Network;
 use crate::proto::bundle::BundleFile;
 use crate::trust::{PublisherFile, TrustList};
 
-/// Largest request body: a bundle file at its limit, and framing.
+/// Largest request body of `/v1/publish`: a bundle file at its limit, and
+/// framing. Read only once the token has been checked.
 pub const MAX_BODY: usize = 300 * 1024 * 1024;
+/// Largest request body of every other endpoint (JSON, a publisher file).
+pub const MAX_SMALL_BODY: usize = 64 * 1024;
 /// Largest response the client reads.
 pub const MAX_REPLY: usize = 16 * 1024 * 1024;
 
@@ -83,6 +87,22 @@ fn authorized(state: &ApiState, headers: &HeaderMap) -> bool {
             == 0
 }
 
+/// Refuses a request without the token before anything reads its body,
+/// so an unauthenticated caller costs the node its headers only.
+async fn require_token(State(s): State<ApiState>, request: Request, next: Next) -> Response {
+    if !authorized(&s, request.headers()) {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong control token");
+    }
+    next.run(request).await
+}
+
+/// Decodes a JSON request within the memory budget of its length.
+fn json_request<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+) -> Result<T, crate::proto::bounded::BoundedError> {
+    crate::proto::bounded::json(body, crate::proto::bounded::ceiling(MAX_SMALL_BODY))
+}
+
 fn error(status: StatusCode, msg: impl ToString) -> Response {
     (
         status,
@@ -132,7 +152,7 @@ async fn report(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) -> R
     if !authorized(&s, &headers) {
         return error(StatusCode::UNAUTHORIZED, "missing or wrong control token");
     }
-    let req: ReportRequest = match serde_json::from_slice(&body) {
+    let req: ReportRequest = match json_request(&body) {
         Ok(r) => r,
         Err(e) => {
             return error(
@@ -160,7 +180,7 @@ async fn import(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) -> R
     if !authorized(&s, &headers) {
         return error(StatusCode::UNAUTHORIZED, "missing or wrong control token");
     }
-    let req: ImportRequest = match serde_json::from_slice(&body) {
+    let req: ImportRequest = match json_request(&body) {
         Ok(r) => r,
         Err(e) => {
             return error(
@@ -248,7 +268,10 @@ async fn trust(State(s): State<ApiState>, headers: HeaderMap, body: String) -> R
 pub(crate) fn router(state: ApiState) -> Router {
     Router::new()
         .route("/v1/status", get(status))
-        .route("/v1/publish", post(publish))
+        .route(
+            "/v1/publish",
+            post(publish).layer(DefaultBodyLimit::max(MAX_BODY)),
+        )
         .route("/v1/import", post(import))
         .route("/v1/trust", post(trust))
         .route("/v1/untrust", post(untrust))
@@ -259,7 +282,10 @@ pub(crate) fn router(state: ApiState) -> Router {
             )),
         )
         .route("/v1/report", post(report))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(DefaultBodyLimit::max(MAX_SMALL_BODY))
+        // Outermost: the token is checked before any limit or handler
+        // touches the body.
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
 }
 
@@ -381,6 +407,14 @@ impl ControlClient {
             return Err(ControlError::BadReply(format!(
                 "the answer is over {MAX_REPLY} bytes"
             )));
+        }
+        if status != 200 && serde_json::from_slice::<serde_json::Value>(&reply).is_err() {
+            // A refusal made before the API's handlers (a body over its
+            // limit) comes as plain text.
+            return Err(ControlError::Refused {
+                status,
+                message: String::from_utf8_lossy(&reply).trim().to_owned(),
+            });
         }
         let value: serde_json::Value =
             serde_json::from_slice(&reply).map_err(|e| ControlError::BadReply(e.to_string()))?;

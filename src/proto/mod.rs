@@ -6,6 +6,7 @@
 //! value is through [`TrustPolicy`], so the layers above can hold nothing
 //! that was not checked.
 
+pub mod bounded;
 pub mod bundle;
 mod error;
 mod ids;

@@ -130,13 +130,17 @@ pub(crate) fn decode<T: Serialize + DeserializeOwned>(
         return Err(DecodeError::Truncated { what });
     }
     let (body, sig) = bytes.split_at(bytes.len() - SIGNATURE_LEN);
-    let (value, rest): (T, &[u8]) = postcard::take_from_bytes(body).map_err(|e| match e {
-        postcard::Error::DeserializeUnexpectedEnd => DecodeError::Truncated { what },
-        other => DecodeError::Malformed {
-            what,
-            reason: other.to_string(),
-        },
-    })?;
+    // Within a budget of a small multiple of the body: a list of empty
+    // strings costs more in memory than on the wire.
+    let ceiling = super::bounded::ceiling(kind.max_len());
+    let (value, rest): (T, &[u8]) =
+        super::bounded::postcard_take(body, ceiling).map_err(|e| match e {
+            super::bounded::BoundedError::Truncated => DecodeError::Truncated { what },
+            other => DecodeError::Malformed {
+                what,
+                reason: other.to_string(),
+            },
+        })?;
     if !rest.is_empty() {
         return Err(DecodeError::TrailingBytes {
             what,

@@ -18,6 +18,9 @@ use crate::proto::{BundleId, PolicyError, PublicKey, Timestamp, TrustPolicy};
 pub const IMPORT_BATCH_BUNDLES: usize = 256;
 /// Blob bytes held in memory before a batch is verified and stored early.
 pub const IMPORT_BATCH_BYTES: u64 = 32 * 1024 * 1024;
+/// Refused objects an import report describes one by one; the rest are
+/// only counted, so a file of bad frames cannot grow the report.
+pub const MAX_REJECTED_EXAMPLES: usize = 16;
 /// Largest summary file read.
 pub const MAX_SUMMARY_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -227,8 +230,15 @@ pub struct ImportReport {
     pub new: u64,
     /// Bundles already held.
     pub duplicate: u64,
-    /// Bundles and objects refused, each with its reason.
+    /// The first [`MAX_REJECTED_EXAMPLES`] bundles and objects refused,
+    /// each with its reason.
     pub rejected: Vec<Rejected>,
+    /// Bundles and objects refused, in all.
+    #[serde(default)]
+    pub refused: u64,
+    /// Bundles and objects refused, by kind ("bundle", "head frame"...).
+    #[serde(default)]
+    pub refused_by_kind: std::collections::BTreeMap<String, u64>,
     /// Certificates, revocations and heads accepted.
     pub certificates: u64,
     /// Revocations accepted.
@@ -262,11 +272,17 @@ struct Importer<'a> {
 }
 
 impl Importer<'_> {
-    fn reject(&mut self, what: String, reason: impl ToString) {
-        self.report.rejected.push(Rejected {
-            what,
-            reason: reason.to_string(),
-        });
+    fn reject(&mut self, kind: &'static str, what: String, reason: impl ToString) {
+        let r = &mut self.report;
+        r.refused += 1;
+        // The kinds are a handful of fixed names.
+        *r.refused_by_kind.entry(kind.to_owned()).or_default() += 1;
+        if r.rejected.len() < MAX_REJECTED_EXAMPLES {
+            r.rejected.push(Rejected {
+                what,
+                reason: reason.to_string(),
+            });
+        }
     }
 
     fn process(&mut self) -> Result<(), StoreError> {
@@ -291,7 +307,7 @@ impl Importer<'_> {
             let id = BundleId::of(&p.manifest);
             match verdict.and_then(|m| self.policy.verify_bundle(m, p.blobs)) {
                 Ok(b) => verified.push(b),
-                Err(e) => self.reject(format!("bundle {id} (at byte {})", p.offset), e),
+                Err(e) => self.reject("bundle", format!("bundle {id} (at byte {})", p.offset), e),
             }
         }
         let outcomes = self.store.ingest(&verified)?;
@@ -304,13 +320,14 @@ impl Importer<'_> {
                 }
                 Ingested::Duplicate => self.report.duplicate += 1,
                 Ingested::SequenceConflict { existing } => self.reject(
+                    "bundle",
                     format!("bundle {id}"),
                     format!(
                         "sequence {} of this publisher is already bundle {existing}: the signing key made two bundles for one number",
                         b.manifest().sequence
                     ),
                 ),
-                Ingested::Revoked => self.reject(format!("bundle {id}"), "signed by a key revoked for its signing time"),
+                Ingested::Revoked => self.reject("bundle", format!("bundle {id}"), "signed by a key revoked for its signing time"),
             }
         }
         Ok(())
@@ -387,6 +404,7 @@ pub fn import<R: Read>(
                         let id = BundleId::of(&p.manifest);
                         let what = format!("bundle {id} (at byte {})", p.offset);
                         imp.reject(
+                            "bundle",
                             what,
                             format!("more than {MAX_ENTRIES} blobs or {MAX_BUNDLE_BYTES} bytes"),
                         );
@@ -398,7 +416,7 @@ pub fn import<R: Read>(
                         }
                     }
                 }
-                None => imp.reject(at, "a blob outside any bundle"),
+                None => imp.reject(frame.tag.what(), at, "a blob outside any bundle"),
             },
             tag => {
                 let done = pending.take();
@@ -419,7 +437,7 @@ pub fn import<R: Read>(
                                 imp.report.certificates += 1;
                             }
                         }
-                        Err(e) => imp.reject(at, e),
+                        Err(e) => imp.reject(tag.what(), at, e),
                     },
                     FrameTag::Revocation => match imp.policy.learn_revocation(&frame.payload) {
                         Ok(change) => {
@@ -429,7 +447,7 @@ pub fn import<R: Read>(
                             imp.report.revocations += 1;
                             imp.report.purged += purged.len() as u64;
                         }
-                        Err(e) => imp.reject(at, e),
+                        Err(e) => imp.reject(tag.what(), at, e),
                     },
                     FrameTag::Head => match imp.policy.verify_head(&frame.payload, now) {
                         Ok(h) => {
@@ -446,7 +464,7 @@ pub fn import<R: Read>(
                         // An older head than one already known is no error
                         // in an archive: it is simply not news.
                         Err(PolicyError::HeadRollback { .. }) => {}
-                        Err(e) => imp.reject(at, e),
+                        Err(e) => imp.reject(tag.what(), at, e),
                     },
                     FrameTag::Blob | FrameTag::End => {}
                 }

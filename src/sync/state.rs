@@ -499,6 +499,13 @@ impl<P: Peer, M: Clone> State<P, M> {
         }
     }
 
+    /// `peer` sent a message over the protocol's limits, refused while it
+    /// was read or decoded (so it never reached the core): banned like
+    /// any message over its limits.
+    pub fn over_limits(&mut self, peer: P, what: &str, now: Time) {
+        self.ban(peer, Kind::OverLimits, what, now);
+    }
+
     /// Bans `peer` for breaking the protocol.
     pub(super) fn ban(&mut self, peer: P, kind: Kind, text: &str, now: Time) {
         let (_, _, mut ctx) = self.ctx(now);

@@ -8,77 +8,20 @@
 mod common;
 
 use std::collections::HashSet;
-use std::net::{Ipv4Addr, SocketAddr};
-use std::pin::Pin;
+use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use common::net::{DEADLINE, TestNode, memory_store, poll, spawn_on, wait_for};
+use common::net::{BoundTcp, DEADLINE, TestNode, memory_store, poll, spawn_on, wait_for};
 use common::*;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use kolokol::net::wire::{self, Announcement};
 use kolokol::net::{MAX_PEER_TOPICS, NetConfig, NodeEvent};
-use libp2p::core::transport::{
-    DialOpts as TransportDialOpts, ListenerId, Transport, TransportError, TransportEvent,
-};
+use libp2p::core::transport::Transport;
 use libp2p::core::upgrade;
 use libp2p::gossipsub::{self, IdentTopic, MessageId};
-use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, noise, ping, tcp, yamux};
-
-/// TCP that dials from a chosen local address: libp2p's own binds dials
-/// to the unspecified address, so every peer on loopback would come from
-/// 127.0.0.1. It does not listen.
-struct BoundTcp(Ipv4Addr);
-
-impl Transport for BoundTcp {
-    type Output = libp2p::tcp::tokio::TcpStream;
-    type Error = std::io::Error;
-    type ListenerUpgrade = futures::future::Pending<Result<Self::Output, Self::Error>>;
-    type Dial = futures::future::BoxFuture<'static, Result<Self::Output, Self::Error>>;
-
-    fn listen_on(
-        &mut self,
-        _: ListenerId,
-        addr: Multiaddr,
-    ) -> Result<(), TransportError<Self::Error>> {
-        Err(TransportError::MultiaddrNotSupported(addr))
-    }
-
-    fn remove_listener(&mut self, _: ListenerId) -> bool {
-        false
-    }
-
-    fn dial(
-        &mut self,
-        addr: Multiaddr,
-        _: TransportDialOpts,
-    ) -> Result<Self::Dial, TransportError<Self::Error>> {
-        let mut parts = addr.iter();
-        let (Some(Protocol::Ip4(ip)), Some(Protocol::Tcp(port))) = (parts.next(), parts.next())
-        else {
-            return Err(TransportError::MultiaddrNotSupported(addr));
-        };
-        let from = self.0;
-        Ok(async move {
-            let socket = tokio::net::TcpSocket::new_v4()?;
-            socket.bind(SocketAddr::new(from.into(), 0))?;
-            let stream = socket.connect(SocketAddr::new(ip.into(), port)).await?;
-            stream.set_nodelay(true)?;
-            Ok(libp2p::tcp::tokio::TcpStream(stream))
-        }
-        .boxed())
-    }
-
-    fn poll(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<TransportEvent<Self::ListenerUpgrade, Self::Error>> {
-        Poll::Pending
-    }
-}
 
 /// A peer with `key` that dials from `ip`, and dials `target` again
 /// whenever it is not connected, until the test ends. `up` holds the ids

@@ -20,15 +20,17 @@ use kolokol::net::wire::{
     self, Announcement, FetchCodec, FetchRequest, FetchResponse, SyncCodec, SyncRequest,
 };
 use kolokol::proto::{BlobHash, PublicKey};
+use libp2p::core::transport::Transport;
+use libp2p::core::upgrade;
 use libp2p::gossipsub::{self, MessageId};
 use libp2p::identity::Keypair;
-use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, Codec, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, StreamProtocol, Swarm, noise, ping, tcp, yamux};
+use libp2p::{Multiaddr, StreamProtocol, Swarm, noise, ping, yamux};
 use rand::Rng;
 
 use crate::common::Publisher;
+use crate::common::net::BoundTcp;
 
 /// Off-topic messages and forgeries sent per tick, and the tick.
 const JUNK_PER_TICK: usize = 2;
@@ -240,14 +242,26 @@ fn greedy_summary(publisher: &PublicKey) -> Vec<u8> {
     .unwrap_or_default()
 }
 
+/// TCP dialing from `ip`, upgraded as libp2p's own.
+fn bound(
+    key: &Keypair,
+    ip: [u8; 4],
+) -> Result<
+    libp2p::core::transport::Boxed<(libp2p::PeerId, libp2p::core::muxing::StreamMuxerBox)>,
+    Box<dyn std::error::Error + Send + Sync>,
+> {
+    Ok(BoundTcp(ip.into())
+        .upgrade(upgrade::Version::V1)
+        .authenticate(noise::Config::new(key)?)
+        .multiplex(yamux::Config::default())
+        .map(|(p, m), _| (p, libp2p::core::muxing::StreamMuxerBox::new(m)))
+        .boxed())
+}
+
 fn swarm_on(ip: [u8; 4]) -> Option<Swarm<Behaviour>> {
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+    let swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
+        .with_other_transport(|key| bound(key, ip))
         .ok()?
         .with_behaviour(|key| {
             let config = gossipsub::ConfigBuilder::default()
@@ -295,15 +309,23 @@ fn swarm_on(ip: [u8; 4]) -> Option<Swarm<Behaviour>> {
         .ok()?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
         .build();
-    // Dials go out from the listening address, so the node sees this IP.
-    let listen = Multiaddr::empty()
-        .with(Protocol::Ip4(ip.into()))
-        .with(Protocol::Tcp(0));
-    swarm.listen_on(listen).ok()?;
     Some(swarm)
 }
 
+/// Aborts the sybils' tasks when the attacker's task ends or is dropped.
+struct Sybils(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Sybils {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
 /// Runs one attacker from `ip` against `target` until the task is dropped.
+/// Whenever the node bans or drops it, it comes back under a new identity,
+/// as identities cost nothing.
 pub(crate) async fn attack(
     ip: [u8; 4],
     target: Multiaddr,
@@ -311,28 +333,39 @@ pub(crate) async fn attack(
     sybils: usize,
     tally: Arc<Tally>,
 ) {
+    let _sybils = Sybils(
+        (0..sybils)
+            .map(|_| tokio::spawn(sybil(ip, target.clone(), tally.clone())))
+            .collect(),
+    );
+    // Its own publisher: well-formed, signed objects from a key the node
+    // does not trust, on the trusted publisher's topic.
+    let forger = Publisher::new(rand::thread_rng().gen_range(100..200));
+    let mut seq = 1u64;
+    loop {
+        session(ip, &target, publisher, &forger, &mut seq, &tally).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// One identity's attack, until its connection ends or cannot be made.
+async fn session(
+    ip: [u8; 4],
+    target: &Multiaddr,
+    publisher: PublicKey,
+    forger: &Publisher,
+    seq: &mut u64,
+    tally: &Tally,
+) {
     let Some(mut swarm) = swarm_on(ip) else {
         return;
     };
     let key = Keypair::generate_ed25519();
-    // Its own publisher: well-formed, signed objects from a key the node
-    // does not trust, on the trusted publisher's topic.
-    let forger = Publisher::new(rand::thread_rng().gen_range(100..200));
     let topic = wire::topic_name(&publisher);
     let amplify = ip[2] % 2 == 0;
-    // Wait for the listener so that the dial leaves from this address.
-    while let Some(event) = swarm.next().await {
-        if matches!(event, SwarmEvent::NewListenAddr { .. }) {
-            break;
-        }
-    }
-    for _ in 0..sybils {
-        tokio::spawn(sybil(ip, target.clone(), tally.clone()));
-    }
     let _ = swarm.dial(target.clone());
     let mut held = std::collections::VecDeque::new();
     let mut tick = tokio::time::interval(TICK);
-    let mut seq = 1u64;
     let mut node = None;
     loop {
         tokio::select! {
@@ -347,8 +380,8 @@ pub(crate) async fn attack(
                     frames.push(rpc(&key, &t, &junk));
                 }
                 for _ in 0..FORGERIES_PER_TICK {
-                    seq += 1;
-                    let manifest = forger.signed_manifest(seq, b"forged", crate::common::now());
+                    *seq += 1;
+                    let manifest = forger.signed_manifest(*seq, b"forged", crate::common::now());
                     let a = Announcement::Bundle { certificate: forger.cert.clone(), manifest };
                     frames.push(rpc(&key, &topic, &a.encode()));
                 }
@@ -370,17 +403,19 @@ pub(crate) async fn attack(
                     tally.connected.fetch_add(1, Relaxed);
                     node = Some(peer_id);
                 }
-                SwarmEvent::ConnectionClosed { num_established: 0, .. } => {
+                SwarmEvent::ConnectionClosed { num_established: 0, cause, endpoint, .. } => {
+                    if std::env::var("KOLOKOL_BENCH_DEBUG").is_ok() {
+                        eprintln!("attacker closed: {cause:?} {endpoint:?}");
+                    }
                     tally.closed.fetch_add(1, Relaxed);
-                    node = None;
-                    // Back again, as an attacker would.
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    let _ = swarm.dial(target.clone());
+                    return;
                 }
-                SwarmEvent::OutgoingConnectionError { .. } => {
+                SwarmEvent::OutgoingConnectionError { error, .. } => {
+                    if std::env::var("KOLOKOL_BENCH_DEBUG").is_ok() {
+                        eprintln!("attacker dial: {error}");
+                    }
                     tally.closed.fetch_add(1, Relaxed);
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    let _ = swarm.dial(target.clone());
+                    return;
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
                     message, ..
@@ -435,37 +470,28 @@ struct SybilBehaviour {
     ping: ping::Behaviour,
 }
 
-/// An identity that only holds a connection slot, from the attacker's IP.
-async fn sybil(ip: [u8; 4], target: Multiaddr, tally: Arc<Tally>) {
-    let Ok(builder) = libp2p::SwarmBuilder::with_new_identity()
+fn sybil_swarm(ip: [u8; 4]) -> Option<Swarm<SybilBehaviour>> {
+    let swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-    else {
-        return;
-    };
-    let Ok(builder) = builder.with_behaviour(|_| SybilBehaviour {
-        ping: ping::Behaviour::default(),
-    });
-    let mut swarm = builder
+        .with_other_transport(|key| bound(key, ip))
+        .ok()?
+        .with_behaviour(|_| SybilBehaviour {
+            ping: ping::Behaviour::default(),
+        })
+        .ok()?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
         .build();
-    let listen = Multiaddr::empty()
-        .with(Protocol::Ip4(ip.into()))
-        .with(Protocol::Tcp(0));
-    if swarm.listen_on(listen).is_err() {
+    Some(swarm)
+}
+
+/// An identity that only holds a connection slot, from the attacker's IP.
+async fn sybil(ip: [u8; 4], target: Multiaddr, tally: Arc<Tally>) {
+    let Some(mut swarm) = sybil_swarm(ip) else {
         return;
-    }
-    let mut dialed = false;
+    };
+    let _ = swarm.dial(target.clone());
     loop {
         match swarm.select_next_some().await {
-            SwarmEvent::NewListenAddr { .. } if !dialed => {
-                dialed = true;
-                let _ = swarm.dial(target.clone());
-            }
             SwarmEvent::ConnectionEstablished { .. } => {
                 tally.connected.fetch_add(1, Relaxed);
             }

@@ -1,8 +1,17 @@
 //! Real nodes for network tests: spawning on 127.0.0.1 and waiting on
 //! events with a deadline.
 
+use std::net::{Ipv4Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use futures::FutureExt;
+use libp2p::core::transport::{
+    DialOpts as TransportDialOpts, ListenerId, Transport, TransportError, TransportEvent,
+};
+use libp2p::multiaddr::Protocol;
 
 use kolokol::net::{NetConfig, Network, NodeEvent};
 use kolokol::store::{Store, StoreConfig};
@@ -118,4 +127,56 @@ pub async fn wait_for(
     })
     .await
     .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+}
+
+/// TCP that dials from a chosen local address: libp2p's own binds dials
+/// to the unspecified address, so every peer on loopback would come from
+/// 127.0.0.1. It does not listen.
+pub struct BoundTcp(pub Ipv4Addr);
+
+impl Transport for BoundTcp {
+    type Output = libp2p::tcp::tokio::TcpStream;
+    type Error = std::io::Error;
+    type ListenerUpgrade = futures::future::Pending<Result<Self::Output, Self::Error>>;
+    type Dial = futures::future::BoxFuture<'static, Result<Self::Output, Self::Error>>;
+
+    fn listen_on(
+        &mut self,
+        _: ListenerId,
+        addr: Multiaddr,
+    ) -> Result<(), TransportError<Self::Error>> {
+        Err(TransportError::MultiaddrNotSupported(addr))
+    }
+
+    fn remove_listener(&mut self, _: ListenerId) -> bool {
+        false
+    }
+
+    fn dial(
+        &mut self,
+        addr: Multiaddr,
+        _: TransportDialOpts,
+    ) -> Result<Self::Dial, TransportError<Self::Error>> {
+        let mut parts = addr.iter();
+        let (Some(Protocol::Ip4(ip)), Some(Protocol::Tcp(port))) = (parts.next(), parts.next())
+        else {
+            return Err(TransportError::MultiaddrNotSupported(addr));
+        };
+        let from = self.0;
+        Ok(async move {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::new(from.into(), 0))?;
+            let stream = socket.connect(SocketAddr::new(ip.into(), port)).await?;
+            stream.set_nodelay(true)?;
+            Ok(libp2p::tcp::tokio::TcpStream(stream))
+        }
+        .boxed())
+    }
+
+    fn poll(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<TransportEvent<Self::ListenerUpgrade, Self::Error>> {
+        Poll::Pending
+    }
 }

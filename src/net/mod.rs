@@ -23,6 +23,7 @@ mod actor;
 mod commands;
 mod discovery;
 mod events;
+mod followed;
 mod handle;
 mod metrics;
 mod report;

@@ -12,6 +12,7 @@ use libp2p::{
     memory_connection_limits, noise, ping, relay, tcp, yamux,
 };
 
+use super::followed::Followed;
 use super::wire::{self, FetchCodec, SyncCodec};
 use super::{NetConfig, NetError, discovery};
 
@@ -22,7 +23,7 @@ pub(super) struct Behaviour {
     pub(super) memory: memory_connection_limits::Behaviour,
     pub(super) identify: identify::Behaviour,
     pub(super) ping: ping::Behaviour,
-    pub(super) gossipsub: gossipsub::Behaviour,
+    pub(super) gossipsub: gossipsub::Behaviour<Followed>,
     pub(super) fetch: request_response::Behaviour<FetchCodec>,
     pub(super) sync: request_response::Behaviour<SyncCodec>,
     pub(super) kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -33,13 +34,12 @@ pub(super) struct Behaviour {
     pub(super) mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
-/// Heartbeats a message stays in gossipsub's cache: at least 200, and
-/// always longer than the fetch deadline, so a verdict given at the
-/// deadline still finds its message.
-fn history_length(config: &NetConfig) -> usize {
-    let deadline_beats = (config.fetch_deadline_secs * 1000).div_ceil(config.heartbeat_ms.max(1));
-    (deadline_beats as usize + 20).max(200)
-}
+/// Heartbeats a message stays in gossipsub's cache: libp2p's default and
+/// one more. Every verdict is given as the message is handled (a bundle's
+/// does not wait for its blobs), so the cache only has to serve gossip's
+/// IWANTs for the last few heartbeats; a longer one would hold whatever
+/// peers send for longer.
+const HISTORY_LENGTH: usize = 6;
 
 /// Builds the swarm: every transport, and the behaviours within the
 /// node's limits.
@@ -48,6 +48,7 @@ pub(super) async fn build_swarm(
     config: &NetConfig,
     registry: &mut prometheus_client::registry::Registry,
     sync_codec: SyncCodec,
+    followed: Followed,
 ) -> Result<Swarm<Behaviour>, NetError> {
     let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
     let gossip_config = gossipsub::ConfigBuilder::default()
@@ -58,10 +59,7 @@ pub(super) async fn build_swarm(
             MessageId::from(blake3::hash(&m.data).as_bytes().to_vec())
         })
         .max_transmit_size(wire::MAX_GOSSIP + 1024)
-        // Bundle announcements wait in the cache while their blobs are
-        // fetched; the cache (200 heartbeats, 140 s by default) must outlast
-        // a fetch's deadline (120 s), or a late verdict could not forward.
-        .history_length(history_length(config))
+        .history_length(HISTORY_LENGTH)
         .history_gossip(3)
         .duplicate_cache_time(Duration::from_secs(300))
         .build()
@@ -118,9 +116,10 @@ pub(super) async fn build_swarm(
         .map_err(|e| setup(&e))?
         .with_behaviour(move |key, relay_client| {
             let peer_id = key.public().to_peer_id();
-            let mut gossipsub = gossipsub::Behaviour::new(
+            let mut gossipsub = gossipsub::Behaviour::new_with_transform(
                 gossipsub::MessageAuthenticity::Signed(key.clone()),
                 gossip_config,
+                followed,
             )?;
             gossipsub.with_peer_score(score, thresholds)?;
             gossipsub = gossipsub.with_metrics(

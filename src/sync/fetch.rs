@@ -4,20 +4,24 @@
 //! A fetch asks one candidate at a time for the next chunk of the next
 //! blob, checks every chunk's shape and every whole blob's hash, and moves
 //! to the next candidate on a miss or a lie. A peer that sends a chunk that
-//! does not fit, or a blob that does not match its manifest, is banned; the
-//! announcer of a bundle it then served falsely has its announcement
-//! rejected when the fetch ends.
+//! does not fit, or a blob that does not match its manifest, is banned. A
+//! peer that does not have the blob yet is asked again later: it may have
+//! forwarded the announcement while it fetches the blobs itself. The
+//! announcement's verdict does not wait for any of this (see `gossip.rs`).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
 use super::messages::{CHUNK, FetchRequest, FetchResponse};
 use super::verdict::{Kind, Refusal};
-use super::{Action, Ctx, Origin, Peer, Token};
+use super::{Action, Ctx, Peer, Time, Token};
 use crate::proto::{BundleId, Manifest, PublicKey, Verified, check_blob};
 
 /// Most peers asked for one bundle before giving up.
 pub const MAX_CANDIDATES: usize = 8;
+/// How long a fetch waits, once every candidate said it lacks a blob,
+/// before asking them again.
+pub const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
 /// Limits on fetching.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,30 +36,31 @@ pub struct FetchLimits {
 
 /// One bundle being fetched.
 #[derive(Debug)]
-struct Fetch<P, M> {
+struct Fetch<P> {
     manifest: Verified<Manifest>,
-    origin: Option<Origin<P, M>>,
     entry: usize,
     buf: Vec<u8>,
     blobs: Vec<Vec<u8>>,
     candidates: VecDeque<P>,
     current: Option<P>,
     in_flight: bool,
-    /// The announcer served a blob that does not match: it lied.
-    announcer_lied: bool,
-    started: super::Time,
+    /// Candidates in a row that lacked the blob asked.
+    misses: usize,
+    /// Every candidate lacked it: none is asked again before this.
+    paused_until: Option<Time>,
+    started: Time,
 }
 
 /// The bundles being fetched.
 #[derive(Debug)]
-pub struct Fetches<P, M> {
+pub struct Fetches<P> {
     limits: FetchLimits,
-    fetches: BTreeMap<BundleId, Fetch<P, M>>,
+    fetches: BTreeMap<BundleId, Fetch<P>>,
     requests: HashMap<Token, (BundleId, P)>,
     per_peer: HashMap<P, usize>,
 }
 
-impl<P: Peer, M: Clone> Fetches<P, M> {
+impl<P: Peer> Fetches<P> {
     /// No fetches yet.
     pub fn new(limits: FetchLimits) -> Self {
         Self {
@@ -95,12 +100,10 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
     }
 
     /// Starts fetching a verified manifest's blobs, from `first` and then
-    /// from connected peers. Returns false (and gives the origin no verdict
-    /// yet) when the node is at its limit.
-    pub fn start(
+    /// from connected peers. Returns false when the node is at its limit.
+    pub fn start<M>(
         &mut self,
         manifest: Verified<Manifest>,
-        origin: Option<Origin<P, M>>,
         first: Option<P>,
         ctx: &mut Ctx<'_, P, M>,
     ) -> bool {
@@ -125,14 +128,14 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
             id,
             Fetch {
                 manifest,
-                origin,
                 entry: 0,
                 buf: Vec::new(),
                 blobs: Vec::with_capacity(entries),
                 candidates,
                 current: None,
                 in_flight: false,
-                announcer_lied: false,
+                misses: 0,
+                paused_until: None,
                 started: ctx.now,
             },
         );
@@ -141,11 +144,11 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
     }
 
     /// Sends the next request of a fetch, or finishes it.
-    fn advance(&mut self, id: BundleId, ctx: &mut Ctx<'_, P, M>) {
+    fn advance<M>(&mut self, id: BundleId, ctx: &mut Ctx<'_, P, M>) {
         let Some(f) = self.fetches.get_mut(&id) else {
             return;
         };
-        if f.in_flight {
+        if f.in_flight || f.paused_until.is_some_and(|t| ctx.now < t) {
             return;
         }
         if f.entry == f.manifest.entries.len() {
@@ -159,7 +162,7 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
             }
         }
         let Some(peer) = f.current else {
-            return self.fail(id, "no peer could supply every blob", ctx);
+            return self.fail(id, "no peer could supply every blob");
         };
         if self.per_peer.get(&peer).copied().unwrap_or(0) >= self.limits.max_requests_per_peer
             || !ctx.download.open(ctx.now)
@@ -183,15 +186,8 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
     }
 
     /// Moves a fetch on to its next candidate peer.
-    fn next_peer(&mut self, id: BundleId, lied: bool, ctx: &mut Ctx<'_, P, M>) {
+    fn next_peer<M>(&mut self, id: BundleId, ctx: &mut Ctx<'_, P, M>) {
         if let Some(f) = self.fetches.get_mut(&id) {
-            if lied
-                && f.origin
-                    .as_ref()
-                    .is_some_and(|o| Some(o.source) == f.current)
-            {
-                f.announcer_lied = true;
-            }
             f.current = None;
             f.buf.clear();
         }
@@ -204,7 +200,7 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
     }
 
     /// A fetch request was answered, or failed (`Err`: why).
-    pub fn response(
+    pub fn response<M>(
         &mut self,
         token: Token,
         response: Result<FetchResponse, String>,
@@ -237,8 +233,9 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
                     && (!data.is_empty() || total == 0);
                 if !ok {
                     ctx.ban(peer, Refusal::new(Kind::Malformed, "malformed blob chunk"));
-                    return self.next_peer(id, true, ctx);
+                    return self.next_peer(id, ctx);
                 }
+                f.misses = 0;
                 f.buf.extend_from_slice(&data);
                 ctx.received(data.len() as u64);
                 if f.buf.len() as u64 == entry.size {
@@ -248,50 +245,51 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
                             peer,
                             Refusal::new(Kind::FalseBlob, format!("tampered blob: {e}")),
                         );
-                        return self.next_peer(id, true, ctx);
+                        return self.next_peer(id, ctx);
                     }
                     f.blobs.push(blob);
                     f.entry += 1;
                 }
                 self.advance(id, ctx);
             }
-            Ok(FetchResponse::NotFound) | Err(_) => self.next_peer(id, false, ctx),
+            // Not there yet, perhaps: the peer stays a candidate while it
+            // is connected. Once every candidate missed, all wait a pause.
+            Ok(FetchResponse::NotFound) => {
+                if ctx.connected.contains(&peer) {
+                    f.candidates.push_back(peer);
+                }
+                f.misses += 1;
+                if f.misses >= f.candidates.len() {
+                    f.misses = 0;
+                    f.paused_until = Some(ctx.now + RETRY_PAUSE);
+                }
+                self.next_peer(id, ctx)
+            }
+            Err(_) => self.next_peer(id, ctx),
         }
     }
 
     /// Every blob is here: the bundle goes to be checked and stored.
-    fn complete(&mut self, id: BundleId, ctx: &mut Ctx<'_, P, M>) {
+    fn complete<M>(&mut self, id: BundleId, ctx: &mut Ctx<'_, P, M>) {
         let Some(f) = self.fetches.remove(&id) else {
             return;
         };
         ctx.out.push_back(Action::Store {
             manifest: Box::new(f.manifest),
             blobs: f.blobs,
-            origin: f.origin,
         });
     }
 
-    fn fail(&mut self, id: BundleId, why: &'static str, ctx: &mut Ctx<'_, P, M>) {
-        let Some(f) = self.fetches.remove(&id) else {
-            return;
-        };
-        tracing::debug!(bundle = %id.short(), "fetch failed: {why}");
-        if let Some(origin) = f.origin {
-            if f.announcer_lied {
-                // It announced a bundle it then served falsely.
-                let refusal = Refusal::new(
-                    Kind::FalseBlob,
-                    format!("announced bundle {} but served a tampered blob", id.short()),
-                );
-                ctx.reject(origin, refusal);
-            } else {
-                ctx.verdict(origin, super::Verdict::Ignore);
-            }
+    /// Gives up on a fetch; catch-up brings the bundle later if a peer
+    /// holds it.
+    fn fail(&mut self, id: BundleId, why: &'static str) {
+        if self.fetches.remove(&id).is_some() {
+            tracing::debug!(bundle = %id.short(), "fetch failed: {why}");
         }
     }
 
     /// Gives up on fetches past their deadline and moves idle ones on.
-    pub fn tick(&mut self, ctx: &mut Ctx<'_, P, M>) {
+    pub fn tick<M>(&mut self, ctx: &mut Ctx<'_, P, M>) {
         let overdue: Vec<BundleId> = self
             .fetches
             .iter()
@@ -299,7 +297,7 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
             .map(|(id, _)| *id)
             .collect();
         for id in overdue {
-            self.fail(id, "deadline passed", ctx);
+            self.fail(id, "deadline passed");
         }
         let idle: Vec<BundleId> = self
             .fetches

@@ -5,12 +5,12 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use super::bandwidth::Bucket;
-use super::bans::Bans;
+use super::bans::{Bans, Strikes};
 use super::catchup::CatchUp;
 use super::fetch::{FetchLimits, Fetches};
 use super::messages::{FetchResponse, ranges_digest};
 use super::verdict::{Kind, Refusal, judge};
-use super::{Action, Ctx, Now, Origin, Peer, Record, Time, Token, Tokens, Verdict};
+use super::{Action, Ctx, Now, Peer, Record, Time, Token, Tokens, Verdict};
 use crate::proto::ranges::{self as seqs, gaps};
 use crate::proto::{
     BundleId, Head, KeyCertificate, KeyError, PolicyError, PublicKey, RevocationChange,
@@ -110,9 +110,11 @@ pub struct State<P, M> {
     pub(super) policy: TrustPolicy,
     pub(super) ranges: HashMap<PublicKey, Ranges>,
     pub(super) connected: BTreeSet<P>,
-    pub(super) fetches: Fetches<P, M>,
+    pub(super) fetches: Fetches<P>,
     pub(super) catchup: CatchUp<P>,
     pub(super) bans: Bans<P>,
+    /// Rejected messages per peer, toward a ban.
+    pub(super) strikes: Strikes<P>,
     pub(super) upload: Bucket,
     pub(super) download: Bucket,
     /// Bundles handed to the store and not yet reported back.
@@ -135,6 +137,7 @@ impl<P: Peer, M: Clone> State<P, M> {
             connected: BTreeSet::new(),
             catchup: CatchUp::default(),
             bans: Bans::default(),
+            strikes: Strikes::default(),
             storing: HashSet::new(),
             tokens: Tokens::default(),
             out: VecDeque::new(),
@@ -160,10 +163,7 @@ impl<P: Peer, M: Clone> State<P, M> {
         &self.policy
     }
 
-    pub(super) fn ctx(
-        &mut self,
-        now: Time,
-    ) -> (&mut Fetches<P, M>, &mut CatchUp<P>, Ctx<'_, P, M>) {
+    pub(super) fn ctx(&mut self, now: Time) -> (&mut Fetches<P>, &mut CatchUp<P>, Ctx<'_, P, M>) {
         (
             &mut self.fetches,
             &mut self.catchup,
@@ -375,24 +375,16 @@ impl<P: Peer, M: Clone> State<P, M> {
     // ---- fetching ----
 
     /// Starts fetching a verified manifest's blobs, from `first` and then
-    /// from connected peers. Returns false when at the limit; an origin
-    /// then gets `Ignore` (catch-up brings the bundle later).
+    /// from connected peers. Returns false when at the limit (catch-up
+    /// brings the bundle later).
     pub(super) fn start_fetch(
         &mut self,
         manifest: Verified<crate::proto::Manifest>,
-        origin: Option<Origin<P, M>>,
         first: Option<P>,
         now: Time,
     ) -> bool {
         let (fetches, _, mut ctx) = self.ctx(now);
-        if fetches.is_full() {
-            // Too busy: not forwarded, not held against the sender.
-            if let Some(o) = origin {
-                ctx.verdict(o, Verdict::Ignore);
-            }
-            return false;
-        }
-        fetches.start(manifest, origin, first, &mut ctx)
+        fetches.start(manifest, first, &mut ctx)
     }
 
     /// A fetch request was answered or failed. Returns false when `token`
@@ -424,19 +416,11 @@ impl<P: Peer, M: Clone> State<P, M> {
         sequence: u64,
         id: BundleId,
         result: Stored,
-        origin: Option<Origin<P, M>>,
         now: Now,
     ) {
         self.storing.remove(&id);
-        let verdict = match &result {
-            Stored::New | Stored::Duplicate => {
-                self.ranges_mut(&publisher).insert(sequence);
-                Verdict::Accept
-            }
-            Stored::Refused | Stored::Failed(_) => Verdict::Ignore,
-        };
-        if let Some(o) = origin {
-            self.out.push_back(Action::Verdict { origin: o, verdict });
+        if matches!(result, Stored::New | Stored::Duplicate) {
+            self.ranges_mut(&publisher).insert(sequence);
         }
         self.pump_sync(now);
     }

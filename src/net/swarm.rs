@@ -15,6 +15,7 @@ use libp2p::{
 use super::followed::Followed;
 use super::wire::{self, FetchCodec, SyncCodec};
 use super::{NetConfig, NetError, discovery};
+use crate::sync::fetch::VERDICT_HOLD;
 
 /// Every behaviour of the node's swarm.
 #[derive(NetworkBehaviour)]
@@ -34,12 +35,15 @@ pub(super) struct Behaviour {
     pub(super) mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
-/// Heartbeats a message stays in gossipsub's cache: libp2p's default and
-/// one more. Every verdict is given as the message is handled (a bundle's
-/// does not wait for its blobs), so the cache only has to serve gossip's
-/// IWANTs for the last few heartbeats; a longer one would hold whatever
-/// peers send for longer.
-const HISTORY_LENGTH: usize = 6;
+/// Heartbeats a message stays in gossipsub's cache: near libp2p's default
+/// (5), and longer than a bundle announcement's verdict may be held while
+/// its blobs come (`VERDICT_HOLD`, 1 s; every other verdict is given as
+/// the message is handled). A longer cache would only hold whatever peers
+/// send for longer.
+fn history_length(config: &NetConfig) -> usize {
+    let hold_beats = (VERDICT_HOLD.as_millis() as u64).div_ceil(config.heartbeat_ms.max(1));
+    (hold_beats as usize + 3).max(6)
+}
 
 /// Builds the swarm: every transport, and the behaviours within the
 /// node's limits.
@@ -59,7 +63,7 @@ pub(super) async fn build_swarm(
             MessageId::from(blake3::hash(&m.data).as_bytes().to_vec())
         })
         .max_transmit_size(wire::MAX_GOSSIP + 1024)
-        .history_length(HISTORY_LENGTH)
+        .history_length(history_length(config))
         .history_gossip(3)
         .duplicate_cache_time(Duration::from_secs(300))
         .build()

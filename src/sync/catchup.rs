@@ -543,7 +543,7 @@ impl<P: Peer, M: Clone> State<P, M> {
                 },
                 None => {
                     let seq = m.sequence;
-                    if !self.start_fetch(m, Some(peer), now.at) {
+                    if !self.start_fetch(m, None, Some(peer), now.at) {
                         // No room now: asked again once fetches finish.
                         if let Some(state) = self.catchup.peers.get_mut(&peer) {
                             state.queue.push_back((publisher, seq, seq));

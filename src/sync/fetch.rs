@@ -6,19 +6,29 @@
 //! to the next candidate on a miss or a lie. A peer that sends a chunk that
 //! does not fit, or a blob that does not match its manifest, is banned. A
 //! peer that does not have the blob yet is asked again later: it may have
-//! forwarded the announcement while it fetches the blobs itself. The
-//! announcement's verdict does not wait for any of this (see `gossip.rs`).
+//! forwarded the announcement while it fetches the blobs itself.
+//!
+//! The announcement's verdict waits for the bundle [`VERDICT_HOLD`] at
+//! most, never the fetch's deadline: it is accepted when the bundle is
+//! stored, when the hold ends, or when the fetch ends, whichever comes
+//! first, since it was verified before the fetch began. Holding it that
+//! long lets peers that hear it from us find the blobs here in the common
+//! case, and lets gossip form its mesh with a peer that just connected
+//! (gossip forwards to mesh peers only); it is short enough for gossip's
+//! cache of a few heartbeats to still hold the message.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
 use super::messages::{CHUNK, FetchRequest, FetchResponse};
 use super::verdict::{Kind, Refusal};
-use super::{Action, Ctx, Peer, Time, Token};
+use super::{Action, Ctx, Origin, Peer, Time, Token, Verdict};
 use crate::proto::{BundleId, Manifest, PublicKey, Verified, check_blob};
 
 /// Most peers asked for one bundle before giving up.
 pub const MAX_CANDIDATES: usize = 8;
+/// Longest an announcement's verdict waits for its blobs.
+pub const VERDICT_HOLD: Duration = Duration::from_secs(1);
 /// How long a fetch waits, once every candidate said it lacks a blob,
 /// before asking them again.
 pub const RETRY_PAUSE: Duration = Duration::from_millis(500);
@@ -36,8 +46,10 @@ pub struct FetchLimits {
 
 /// One bundle being fetched.
 #[derive(Debug)]
-struct Fetch<P> {
+struct Fetch<P, M> {
     manifest: Verified<Manifest>,
+    /// The announcement waiting for its verdict, until the hold ends.
+    origin: Option<Origin<P, M>>,
     entry: usize,
     buf: Vec<u8>,
     blobs: Vec<Vec<u8>>,
@@ -53,14 +65,17 @@ struct Fetch<P> {
 
 /// The bundles being fetched.
 #[derive(Debug)]
-pub struct Fetches<P> {
+pub struct Fetches<P, M> {
     limits: FetchLimits,
-    fetches: BTreeMap<BundleId, Fetch<P>>,
+    fetches: BTreeMap<BundleId, Fetch<P, M>>,
     requests: HashMap<Token, (BundleId, P)>,
     per_peer: HashMap<P, usize>,
+    /// Announcements of bundles gone to the store, with when they came:
+    /// accepted when the store is done or their hold ends.
+    storing: Vec<(BundleId, Origin<P, M>, Time)>,
 }
 
-impl<P: Peer> Fetches<P> {
+impl<P: Peer, M> Fetches<P, M> {
     /// No fetches yet.
     pub fn new(limits: FetchLimits) -> Self {
         Self {
@@ -68,6 +83,7 @@ impl<P: Peer> Fetches<P> {
             fetches: BTreeMap::new(),
             requests: HashMap::new(),
             per_peer: HashMap::new(),
+            storing: Vec::new(),
         }
     }
 
@@ -100,10 +116,13 @@ impl<P: Peer> Fetches<P> {
     }
 
     /// Starts fetching a verified manifest's blobs, from `first` and then
-    /// from connected peers. Returns false when the node is at its limit.
-    pub fn start<M>(
+    /// from connected peers; `origin`, the verified announcement, gets its
+    /// verdict within [`VERDICT_HOLD`]. Returns false (and gives the origin
+    /// no verdict) when the node is at its limit.
+    pub fn start(
         &mut self,
         manifest: Verified<Manifest>,
+        origin: Option<Origin<P, M>>,
         first: Option<P>,
         ctx: &mut Ctx<'_, P, M>,
     ) -> bool {
@@ -128,6 +147,7 @@ impl<P: Peer> Fetches<P> {
             id,
             Fetch {
                 manifest,
+                origin,
                 entry: 0,
                 buf: Vec::new(),
                 blobs: Vec::with_capacity(entries),
@@ -144,7 +164,7 @@ impl<P: Peer> Fetches<P> {
     }
 
     /// Sends the next request of a fetch, or finishes it.
-    fn advance<M>(&mut self, id: BundleId, ctx: &mut Ctx<'_, P, M>) {
+    fn advance(&mut self, id: BundleId, ctx: &mut Ctx<'_, P, M>) {
         let Some(f) = self.fetches.get_mut(&id) else {
             return;
         };
@@ -162,7 +182,7 @@ impl<P: Peer> Fetches<P> {
             }
         }
         let Some(peer) = f.current else {
-            return self.fail(id, "no peer could supply every blob");
+            return self.fail(id, "no peer could supply every blob", ctx);
         };
         if self.per_peer.get(&peer).copied().unwrap_or(0) >= self.limits.max_requests_per_peer
             || !ctx.download.open(ctx.now)
@@ -186,7 +206,7 @@ impl<P: Peer> Fetches<P> {
     }
 
     /// Moves a fetch on to its next candidate peer.
-    fn next_peer<M>(&mut self, id: BundleId, ctx: &mut Ctx<'_, P, M>) {
+    fn next_peer(&mut self, id: BundleId, ctx: &mut Ctx<'_, P, M>) {
         if let Some(f) = self.fetches.get_mut(&id) {
             f.current = None;
             f.buf.clear();
@@ -200,7 +220,7 @@ impl<P: Peer> Fetches<P> {
     }
 
     /// A fetch request was answered, or failed (`Err`: why).
-    pub fn response<M>(
+    pub fn response(
         &mut self,
         token: Token,
         response: Result<FetchResponse, String>,
@@ -270,10 +290,13 @@ impl<P: Peer> Fetches<P> {
     }
 
     /// Every blob is here: the bundle goes to be checked and stored.
-    fn complete<M>(&mut self, id: BundleId, ctx: &mut Ctx<'_, P, M>) {
+    fn complete(&mut self, id: BundleId, ctx: &mut Ctx<'_, P, M>) {
         let Some(f) = self.fetches.remove(&id) else {
             return;
         };
+        if let Some(origin) = f.origin {
+            self.storing.push((id, origin, f.started));
+        }
         ctx.out.push_back(Action::Store {
             manifest: Box::new(f.manifest),
             blobs: f.blobs,
@@ -282,14 +305,44 @@ impl<P: Peer> Fetches<P> {
 
     /// Gives up on a fetch; catch-up brings the bundle later if a peer
     /// holds it.
-    fn fail(&mut self, id: BundleId, why: &'static str) {
-        if self.fetches.remove(&id).is_some() {
-            tracing::debug!(bundle = %id.short(), "fetch failed: {why}");
+    fn fail(&mut self, id: BundleId, why: &'static str, ctx: &mut Ctx<'_, P, M>) {
+        let Some(f) = self.fetches.remove(&id) else {
+            return;
+        };
+        tracing::debug!(bundle = %id.short(), "fetch failed: {why}");
+        // The announcement was true all the same.
+        if let Some(origin) = f.origin {
+            ctx.out.push_back(Action::Verdict {
+                origin,
+                verdict: Verdict::Accept,
+            });
         }
     }
 
-    /// Gives up on fetches past their deadline and moves idle ones on.
-    pub fn tick<M>(&mut self, ctx: &mut Ctx<'_, P, M>) {
+    /// Gives up on fetches past their deadline, gives held announcements
+    /// their verdict, and moves idle fetches on.
+    pub fn tick(&mut self, ctx: &mut Ctx<'_, P, M>) {
+        let now = ctx.now;
+        let (due, waiting) = std::mem::take(&mut self.storing)
+            .into_iter()
+            .partition(|(_, _, started)| now.since(*started) >= VERDICT_HOLD);
+        self.storing = waiting;
+        for (_, origin, _) in due {
+            ctx.out.push_back(Action::Verdict {
+                origin,
+                verdict: Verdict::Accept,
+            });
+        }
+        for f in self.fetches.values_mut() {
+            if ctx.now.since(f.started) >= VERDICT_HOLD
+                && let Some(origin) = f.origin.take()
+            {
+                ctx.out.push_back(Action::Verdict {
+                    origin,
+                    verdict: Verdict::Accept,
+                });
+            }
+        }
         let overdue: Vec<BundleId> = self
             .fetches
             .iter()
@@ -297,7 +350,7 @@ impl<P: Peer> Fetches<P> {
             .map(|(id, _)| *id)
             .collect();
         for id in overdue {
-            self.fail(id, "deadline passed");
+            self.fail(id, "deadline passed", ctx);
         }
         let idle: Vec<BundleId> = self
             .fetches
@@ -310,12 +363,22 @@ impl<P: Peer> Fetches<P> {
         }
     }
 
+    /// The store is done with bundle `id`: its announcement, if it still
+    /// waits, gets `verdict`.
+    pub fn stored(&mut self, id: &BundleId, verdict: Verdict, ctx: &mut Ctx<'_, P, M>) {
+        if let Some(i) = self.storing.iter().position(|(b, _, _)| b == id) {
+            let (_, origin, _) = self.storing.swap_remove(i);
+            ctx.out.push_back(Action::Verdict { origin, verdict });
+        }
+    }
+
     /// Drops every fetch (at shutdown); returns how many there were.
     pub fn clear(&mut self) -> usize {
         let n = self.fetches.len();
         self.fetches.clear();
         self.requests.clear();
         self.per_peer.clear();
+        self.storing.clear();
         n
     }
 }

@@ -1,8 +1,10 @@
 //! Verdicts on gossip announcements. Nothing is forwarded until our own
 //! verification accepts it: a certificate, a head or a revocation as soon
-//! as it is checked and new; a bundle as soon as its certificate and its
-//! manifest are, while its blobs are fetched on their own (a false blob
-//! costs the peer that served it, not the announcement, which was true).
+//! as it is checked and new; a bundle once its certificate and its
+//! manifest are and its blobs are in, or after a short hold while they are
+//! fetched (see `fetch.rs`): never as late as a fetch's deadline. A false
+//! blob costs the peer that served it, not the announcement, which was
+//! true.
 //!
 //! Checks run cheapest and most decisive first, so that junk is refused
 //! before it costs a signature check where it can be: the sender (banned
@@ -60,9 +62,9 @@ impl<P: Peer, M: Clone> State<P, M> {
         }
     }
 
-    /// A gossip message arrived on `topic`. Its verdict comes out at once
-    /// as an [`Action::Verdict`], so gossip need keep a message only
-    /// briefly.
+    /// A gossip message arrived on `topic`. Its verdict comes out as an
+    /// [`Action::Verdict`], at once or within the fetch's short hold, so
+    /// gossip need keep a message only briefly.
     pub fn gossip(&mut self, origin: Origin<P, M>, topic: &str, data: &[u8], now: Now) {
         // Still in flight from a peer banned meanwhile: not even read.
         if self.bans.is_banned(&origin.source, now.at) {
@@ -97,12 +99,12 @@ impl<P: Peer, M: Clone> State<P, M> {
                         self.give(origin, Verdict::Ignore)
                     }
                     Ok(m) => {
-                        // True as announced: forwarded now. Peers that hear
-                        // it from us before we hold the blobs find them
-                        // missing for a moment and ask again.
+                        // True as announced: accepted once the blobs are in
+                        // or the hold ends. Peers that hear it from us
+                        // before we hold them find them missing for a
+                        // moment and ask again.
                         let source = origin.source;
-                        self.give(origin, Verdict::Accept);
-                        self.start_fetch(m, Some(source), now.at);
+                        self.start_fetch(m, Some(origin), Some(source), now.at);
                     }
                     Err(e) => self.refuse(origin, "manifest", e, now),
                 }

@@ -10,7 +10,7 @@ use super::catchup::CatchUp;
 use super::fetch::{FetchLimits, Fetches};
 use super::messages::{FetchResponse, ranges_digest};
 use super::verdict::{Kind, Refusal, judge};
-use super::{Action, Ctx, Now, Peer, Record, Time, Token, Tokens, Verdict};
+use super::{Action, Ctx, Now, Origin, Peer, Record, Time, Token, Tokens, Verdict};
 use crate::proto::ranges::{self as seqs, gaps};
 use crate::proto::{
     BundleId, Head, KeyCertificate, KeyError, PolicyError, PublicKey, RevocationChange,
@@ -110,7 +110,7 @@ pub struct State<P, M> {
     pub(super) policy: TrustPolicy,
     pub(super) ranges: HashMap<PublicKey, Ranges>,
     pub(super) connected: BTreeSet<P>,
-    pub(super) fetches: Fetches<P>,
+    pub(super) fetches: Fetches<P, M>,
     pub(super) catchup: CatchUp<P>,
     pub(super) bans: Bans<P>,
     /// Rejected messages per peer, toward a ban.
@@ -163,7 +163,10 @@ impl<P: Peer, M: Clone> State<P, M> {
         &self.policy
     }
 
-    pub(super) fn ctx(&mut self, now: Time) -> (&mut Fetches<P>, &mut CatchUp<P>, Ctx<'_, P, M>) {
+    pub(super) fn ctx(
+        &mut self,
+        now: Time,
+    ) -> (&mut Fetches<P, M>, &mut CatchUp<P>, Ctx<'_, P, M>) {
         (
             &mut self.fetches,
             &mut self.catchup,
@@ -375,16 +378,28 @@ impl<P: Peer, M: Clone> State<P, M> {
     // ---- fetching ----
 
     /// Starts fetching a verified manifest's blobs, from `first` and then
-    /// from connected peers. Returns false when at the limit (catch-up
-    /// brings the bundle later).
+    /// from connected peers; a verified announcement `origin` is accepted
+    /// within [`VERDICT_HOLD`](super::fetch::VERDICT_HOLD). Returns false
+    /// when at the limit (the origin is accepted at once; catch-up brings
+    /// the bundle later).
     pub(super) fn start_fetch(
         &mut self,
         manifest: Verified<crate::proto::Manifest>,
+        origin: Option<Origin<P, M>>,
         first: Option<P>,
         now: Time,
     ) -> bool {
         let (fetches, _, mut ctx) = self.ctx(now);
-        fetches.start(manifest, first, &mut ctx)
+        if fetches.is_full() {
+            if let Some(origin) = origin {
+                ctx.out.push_back(Action::Verdict {
+                    origin,
+                    verdict: Verdict::Accept,
+                });
+            }
+            return false;
+        }
+        fetches.start(manifest, origin, first, &mut ctx)
     }
 
     /// A fetch request was answered or failed. Returns false when `token`
@@ -419,9 +434,17 @@ impl<P: Peer, M: Clone> State<P, M> {
         now: Now,
     ) {
         self.storing.remove(&id);
-        if matches!(result, Stored::New | Stored::Duplicate) {
-            self.ranges_mut(&publisher).insert(sequence);
-        }
+        // Refused by what the store knows (a revocation, another bundle
+        // under the number): not forwarded, the sender may not know it.
+        let verdict = match result {
+            Stored::New | Stored::Duplicate => {
+                self.ranges_mut(&publisher).insert(sequence);
+                Verdict::Accept
+            }
+            Stored::Refused | Stored::Failed(_) => Verdict::Ignore,
+        };
+        let (fetches, _, mut ctx) = self.ctx(now.at);
+        fetches.stored(&id, verdict, &mut ctx);
         self.pump_sync(now);
     }
 

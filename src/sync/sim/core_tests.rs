@@ -73,13 +73,16 @@ fn a_fetch_nobody_answers_gives_up_at_its_deadline() {
     let (mut s, news) = fixture();
     announce(&mut s, &news, 0, 7, at(0));
     let out = drain(&mut s);
-    // The announcement is true: forwarded at once, whatever the fetch does.
-    assert_eq!(verdicts(&out), vec![(0, Verdict::Accept)]);
+    assert!(verdicts(&out).is_empty(), "held while the blobs come");
     assert!(
         out.iter()
             .any(|a| matches!(a, Action::Fetch { peer: 7, .. })),
         "{out:?}"
     );
+    // The announcement was true: forwarded after the hold, not at the
+    // fetch's deadline.
+    s.tick(at(1));
+    assert_eq!(verdicts(&drain(&mut s)), vec![(0, Verdict::Accept)]);
     s.tick(at(29));
     assert_eq!(s.fetching(), 1, "not before the deadline");
     s.tick(at(31));
@@ -175,10 +178,9 @@ fn a_tampered_chunk_bans_its_sender_and_the_next_peer_is_asked() {
         Stored::New,
         at(2),
     );
-    assert!(
-        verdicts(&drain(&mut s)).is_empty(),
-        "given with the announcement"
-    );
+    // The announcer lied about nothing but the blob: the announcement is
+    // accepted once the bundle is stored.
+    assert_eq!(verdicts(&drain(&mut s)), vec![(0, Verdict::Accept)]);
     assert!(s.knows(&news.root, manifest.sequence));
     // Announced again: held, so ignored without a fetch.
     announce(&mut s, &news, 0, 8, at(3));
@@ -348,7 +350,15 @@ fn forgeries_are_rejected_before_their_signatures_and_three_ban_the_sender() {
     // Whatever it still has in flight is refused unread.
     announce(&mut s, &news, 0, 7, at(3));
     assert_eq!(verdicts(&drain(&mut s)), vec![(0, Verdict::Reject)]);
-    // An honest peer's true announcement is forwarded.
+    // An honest peer's true announcement is fetched, and forwarded after
+    // the hold.
     announce(&mut s, &news, 0, 8, at(3));
+    let out = drain(&mut s);
+    assert!(verdicts(&out).is_empty(), "{out:?}");
+    assert!(
+        out.iter()
+            .any(|a| matches!(a, Action::Fetch { peer: 8, .. }))
+    );
+    s.tick(at(4));
     assert_eq!(verdicts(&drain(&mut s)), vec![(0, Verdict::Accept)]);
 }

@@ -235,7 +235,7 @@ impl NetConfig {
             mdns: false,
             heartbeat_ms: 200,
             request_timeout_secs: 5,
-            fetch_deadline_secs: 30, // under 200 heartbeats of 200 ms
+            fetch_deadline_secs: 30,
             same_ip_ok: true,
             sync_interval_secs: 5,
             discovery_interval_secs: 1,

@@ -362,7 +362,7 @@ async fn session(
     };
     let key = Keypair::generate_ed25519();
     let topic = wire::topic_name(&publisher);
-    let amplify = ip[2] % 2 == 0;
+    let amplify = ip[2].is_multiple_of(2);
     let _ = swarm.dial(target.clone());
     let mut held = std::collections::VecDeque::new();
     let mut tick = tokio::time::interval(TICK);

@@ -15,6 +15,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::discovery::DiscoveryState;
+use super::followed::Followed;
 use super::handle::Command;
 use super::report::Reports;
 use super::swarm::{Behaviour, build_swarm};
@@ -56,6 +57,8 @@ pub(super) struct Actor {
     /// Topics each connected peer is recorded on, to tell when one
     /// reaches the bound of [`super::topics`].
     pub(super) peer_topics: HashMap<PeerId, usize>,
+    /// The topics gossipsub lets in: the ones subscribed to.
+    followed: Followed,
     pub(super) rejected: u64,
     pub(super) served_chunks: u64,
     /// Gossipsub's own counters (received messages with and without
@@ -86,6 +89,7 @@ impl Actor {
         let mut registry = prometheus_client::registry::Registry::default();
         let sync_codec = SyncCodec::default();
         let sync_counters = sync_codec.counters.clone();
+        let followed = Followed::default();
         let own_metrics = metrics::Metrics::default();
         let mut swarm = build_swarm(
             keypair,
@@ -93,9 +97,11 @@ impl Actor {
             &mut registry,
             sync_codec,
             own_metrics.subscriptions_dropped.clone(),
+            followed.clone(),
         )
         .await?;
         own_metrics.register(&mut registry);
+        own_metrics.register_unfollowed(&mut registry, followed.dropped.clone());
         for addr in &config.listen {
             let ma: Multiaddr = addr
                 .parse()
@@ -146,6 +152,7 @@ impl Actor {
             outbox: Outbox::default(),
             topics: HashSet::new(),
             peer_topics: HashMap::new(),
+            followed,
             rejected: 0,
             served_chunks: 0,
             registry,
@@ -334,15 +341,7 @@ impl Actor {
                 Action::Received(bytes) => {
                     self.metrics.fetched_bytes.inc_by(bytes);
                 }
-                Action::Store {
-                    manifest,
-                    blobs,
-                    origin,
-                } => self.job(Job::Store {
-                    manifest,
-                    blobs,
-                    origin,
-                }),
+                Action::Store { manifest, blobs } => self.job(Job::Store { manifest, blobs }),
                 Action::StoreBatch { bundles } => self.job(Job::StoreBatch { bundles }),
                 Action::Record(r) => self.job(Job::Record(r)),
                 Action::Head {
@@ -407,11 +406,19 @@ impl Actor {
         if let Err(e) = gs.set_topic_params(topic.clone(), params) {
             warn!("topic score parameters refused: {e}");
         }
+        // Let the topic in before subscribing, so nothing a peer sends on
+        // it as soon as it hears of the subscription is dropped.
+        self.followed.follow(topic.hash());
         match gs.subscribe(&topic) {
             Ok(_) => {
                 self.topics.insert(topic.hash());
             }
-            Err(e) => warn!("cannot subscribe to {topic}: {e}"),
+            Err(e) => {
+                if !self.topics.contains(&topic.hash()) {
+                    self.followed.unfollow(&topic.hash());
+                }
+                warn!("cannot subscribe to {topic}: {e}")
+            }
         }
     }
 
@@ -421,6 +428,7 @@ impl Actor {
         if self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic) {
             self.topics.remove(&topic.hash());
         }
+        self.followed.unfollow(&topic.hash());
         if was {
             info!(publisher = %publisher, "no longer trusted or carried");
         }

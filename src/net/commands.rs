@@ -183,7 +183,6 @@ impl Actor {
                 sequence,
                 id,
                 result,
-                origin,
             } => {
                 if matches!(
                     result,
@@ -192,8 +191,7 @@ impl Actor {
                     self.emit(NodeEvent::Stored(id));
                     debug!(bundle = %id.short(), "fetched and stored");
                 }
-                self.state
-                    .stored(publisher, sequence, id, result, origin, now);
+                self.state.stored(publisher, sequence, id, result, now);
             }
             Done::Batch(stored) => {
                 self.state.stored_batch(&stored, now);

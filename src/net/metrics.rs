@@ -116,6 +116,15 @@ impl Metrics {
         );
     }
 
+    /// Registers the count of gossip dropped for a topic not followed.
+    pub(super) fn register_unfollowed(&self, registry: &mut Registry, dropped: Counter) {
+        registry.sub_registry_with_prefix("kolokol").register(
+            "gossip_unfollowed",
+            "Gossip messages dropped before gossip kept them: on a topic not followed",
+            dropped,
+        );
+    }
+
     /// Counts one refusal, by its kind.
     pub(super) fn reject(&self, kind: Kind) {
         self.rejected

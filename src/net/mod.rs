@@ -25,6 +25,7 @@ mod actor;
 mod commands;
 mod discovery;
 mod events;
+mod followed;
 mod gate;
 mod handle;
 mod metrics;
@@ -272,7 +273,7 @@ impl NetConfig {
             mdns: false,
             heartbeat_ms: 200,
             request_timeout_secs: 5,
-            fetch_deadline_secs: 30, // under 200 heartbeats of 200 ms
+            fetch_deadline_secs: 30,
             same_ip_ok: true,
             max_incoming_per_address: 0,
             max_incoming_per_subnet: 0,

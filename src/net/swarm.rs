@@ -15,10 +15,12 @@ use libp2p::{
 
 use tracing::warn;
 
+use super::followed::Followed;
 use super::gate::Gate;
 use super::topics::{self, Topics};
 use super::wire::{self, FetchCodec, SyncCodec};
 use super::{NetConfig, NetError, discovery};
+use crate::sync::fetch::VERDICT_HOLD;
 
 /// Every behaviour of the node's swarm.
 #[derive(NetworkBehaviour)]
@@ -28,7 +30,7 @@ pub(super) struct Behaviour {
     pub(super) memory: memory_connection_limits::Behaviour,
     pub(super) identify: identify::Behaviour,
     pub(super) ping: ping::Behaviour,
-    pub(super) gossipsub: gossipsub::Behaviour<gossipsub::IdentityTransform, Topics>,
+    pub(super) gossipsub: gossipsub::Behaviour<Followed, Topics>,
     pub(super) fetch: request_response::Behaviour<FetchCodec>,
     pub(super) sync: request_response::Behaviour<SyncCodec>,
     pub(super) kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -39,12 +41,14 @@ pub(super) struct Behaviour {
     pub(super) mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
-/// Heartbeats a message stays in gossipsub's cache: at least 200, and
-/// always longer than the fetch deadline, so a verdict given at the
-/// deadline still finds its message.
+/// Heartbeats a message stays in gossipsub's cache: near libp2p's default
+/// (5), and longer than a bundle announcement's verdict may be held while
+/// its blobs come (`VERDICT_HOLD`, 1 s; every other verdict is given as
+/// the message is handled). A longer cache would only hold whatever peers
+/// send for longer.
 fn history_length(config: &NetConfig) -> usize {
-    let deadline_beats = (config.fetch_deadline_secs * 1000).div_ceil(config.heartbeat_ms.max(1));
-    (deadline_beats as usize + 20).max(200)
+    let hold_beats = (VERDICT_HOLD.as_millis() as u64).div_ceil(config.heartbeat_ms.max(1));
+    (hold_beats as usize + 3).max(6)
 }
 
 /// The connection caps: incoming and outgoing apart, so that peers
@@ -96,6 +100,7 @@ pub(super) async fn build_swarm(
     registry: &mut prometheus_client::registry::Registry,
     sync_codec: SyncCodec,
     subscriptions_dropped: prometheus_client::metrics::counter::Counter,
+    followed: Followed,
 ) -> Result<Swarm<Behaviour>, NetError> {
     let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
     let gossip_config = gossipsub::ConfigBuilder::default()
@@ -106,9 +111,6 @@ pub(super) async fn build_swarm(
             MessageId::from(blake3::hash(&m.data).as_bytes().to_vec())
         })
         .max_transmit_size(wire::MAX_GOSSIP + 1024)
-        // Bundle announcements wait in the cache while their blobs are
-        // fetched; the cache (200 heartbeats, 140 s by default) must outlast
-        // a fetch's deadline (120 s), or a late verdict could not forward.
         .history_length(history_length(config))
         .history_gossip(3)
         .duplicate_cache_time(Duration::from_secs(300))
@@ -172,10 +174,11 @@ pub(super) async fn build_swarm(
         .map_err(|e| setup(&e))?
         .with_behaviour(move |key, relay_client| {
             let peer_id = key.public().to_peer_id();
-            let mut gossipsub = gossipsub::Behaviour::new_with_subscription_filter(
+            let mut gossipsub = gossipsub::Behaviour::new_with_subscription_filter_and_transform(
                 gossipsub::MessageAuthenticity::Signed(key.clone()),
                 gossip_config,
                 topics::filter(subscriptions_dropped),
+                followed,
             )?;
             gossipsub.with_peer_score(score, thresholds)?;
             gossipsub = gossipsub.with_metrics(

@@ -53,7 +53,6 @@ pub(super) enum Job {
     Store {
         manifest: Box<Verified<Manifest>>,
         blobs: Vec<Vec<u8>>,
-        origin: Option<GossipOrigin>,
     },
     /// Store bundles that came whole from catch-up.
     StoreBatch { bundles: Vec<VerifiedBundle> },
@@ -112,7 +111,6 @@ pub(super) enum Done {
         sequence: u64,
         id: BundleId,
         result: Stored,
-        origin: Option<GossipOrigin>,
     },
     /// Bundles from catch-up stored now.
     Batch(Vec<(PublicKey, u64, BundleId)>),
@@ -248,11 +246,7 @@ impl Worker {
 
     fn run(&self, job: Job) -> bool {
         match job {
-            Job::Store {
-                manifest,
-                blobs,
-                origin,
-            } => {
+            Job::Store { manifest, blobs } => {
                 let (publisher, sequence, id) =
                     (manifest.publisher, manifest.sequence, manifest.id());
                 let result = match check_bundle(*manifest, blobs) {
@@ -278,7 +272,6 @@ impl Worker {
                     sequence,
                     id,
                     result,
-                    origin,
                 }) && (!new || self.limits())
             }
             Job::StoreBatch { bundles } => {

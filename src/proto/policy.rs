@@ -7,17 +7,21 @@ use std::sync::Arc;
 use bytes::Bytes;
 use ed25519_dalek::VerifyingKey;
 
-use super::ids::{BlobHash, BundleId, CertId};
+use super::ids::{BundleId, CertId};
 use super::keys::{KeyError, PublicKey};
 use super::limits::CLOCK_SKEW_SECS;
 use super::objects::{Entry, Head, KeyCertificate, Manifest, Revocation};
 use super::signed::{self, BatchItem, ObjectKind, Unverified};
 use super::time::Timestamp;
 
+mod announced;
+mod blobs;
 mod error;
 #[cfg(test)]
 mod tests;
 
+use announced::check_attached;
+pub use blobs::{check_blob, check_bundle};
 pub use error::PolicyError;
 
 /// A value that passed the trust policy, with the exact bytes that were
@@ -122,6 +126,11 @@ impl PublisherTrust {
         self.certificates.values()
     }
 
+    /// The known certificate `id`, if any.
+    pub fn certificate(&self, id: &CertId) -> Option<&Verified<KeyCertificate>> {
+        self.certificates.get(id)
+    }
+
     /// The known revocations.
     pub fn revocations(&self) -> impl Iterator<Item = &Verified<Revocation>> {
         self.revocations.values()
@@ -163,53 +172,6 @@ pub fn revokes(revocation: &Revocation, sequence: u64, signed_at: Timestamp) -> 
 #[derive(Clone, Debug, Default)]
 pub struct TrustPolicy {
     publishers: HashMap<PublicKey, PublisherTrust>,
-}
-
-/// Checks every blob of a verified manifest and returns the whole bundle.
-/// The manifest's signature was checked already; blobs only need to match
-/// it, so this needs no trust state and may run anywhere (a store thread).
-pub fn check_bundle(
-    manifest: Verified<Manifest>,
-    blobs: Vec<Vec<u8>>,
-) -> Result<VerifiedBundle, PolicyError> {
-    if blobs.len() > manifest.entries.len() {
-        return Err(PolicyError::UnexpectedBlob {
-            count: blobs.len() - manifest.entries.len(),
-        });
-    }
-    if let Some(missing) = manifest.entries.get(blobs.len()) {
-        return Err(PolicyError::MissingBlob {
-            path: missing.path.clone(),
-        });
-    }
-    for (entry, bytes) in manifest.entries.iter().zip(&blobs) {
-        check_blob(entry, bytes)?;
-    }
-    Ok(VerifiedBundle {
-        manifest,
-        // Bytes takes over each Vec without copying it.
-        blobs: blobs.into_iter().map(Bytes::from).collect(),
-    })
-}
-
-/// Checks a blob against its manifest entry.
-pub fn check_blob(entry: &Entry, bytes: &[u8]) -> Result<(), PolicyError> {
-    if bytes.len() as u64 != entry.size {
-        return Err(PolicyError::BlobSizeMismatch {
-            path: entry.path.clone(),
-            expected: entry.size,
-            actual: bytes.len() as u64,
-        });
-    }
-    let actual = BlobHash::of(bytes);
-    if actual != entry.hash {
-        return Err(PolicyError::BlobHashMismatch {
-            path: entry.path.clone(),
-            expected: entry.hash,
-            actual,
-        });
-    }
-    Ok(())
 }
 
 impl TrustPolicy {
@@ -369,15 +331,11 @@ impl TrustPolicy {
         Ok(self.add_revocation(rev))
     }
 
-    /// Finds the certificate `id` for `publisher` and checks that the key it
-    /// certifies could sign at `sequence` and `signed_at`, as seen at `now`.
+    /// Finds the certificate `id` for `publisher` and the key it certifies.
     fn signing_certificate(
         &self,
         publisher: &PublicKey,
         id: &CertId,
-        sequence: u64,
-        signed_at: Timestamp,
-        now: Timestamp,
     ) -> Result<(&Verified<KeyCertificate>, VerifyingKey), PolicyError> {
         let trust = self.trusted(publisher)?;
         let (Some(cert), Some(key)) = (trust.certificates.get(id), trust.keys.get(id)) else {
@@ -394,6 +352,24 @@ impl TrustPolicy {
             }
             return Err(PolicyError::UnknownCertificate { certificate: *id });
         };
+        Ok((cert, *key))
+    }
+
+    /// Checks that the key certificate `id` certifies could sign at
+    /// `sequence` and `signed_at`, as seen at `now`. Run after the signature: these
+    /// verdicts depend on our clock and on what we know of revocations, so
+    /// a sender may pass such an object on in good faith, and a forgery
+    /// must not reach them without paying for its false signature first.
+    fn check_signing_time(
+        &self,
+        publisher: &PublicKey,
+        id: &CertId,
+        sequence: u64,
+        signed_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), PolicyError> {
+        let (cert, _) = self.signing_certificate(publisher, id)?;
+        let trust = self.trusted(publisher)?;
         if signed_at > now.plus(CLOCK_SKEW_SECS) {
             return Err(PolicyError::SignedInFuture { signed_at, now });
         }
@@ -418,20 +394,23 @@ impl TrustPolicy {
                 signed_at,
             });
         }
-        Ok((cert, *key))
+        Ok(())
     }
 
-    /// Everything but the signature: fields, publisher, certificate, time,
-    /// revocation and scope. Returns the key that must have signed.
+    /// What can be checked before the signature: fields, publisher,
+    /// certificate (the one `attached`, when one is) and scope. Returns the
+    /// key that must have signed.
     fn precheck_manifest(
         &self,
         obj: &Unverified<'_, Manifest>,
-        now: Timestamp,
+        attached: Option<&Verified<KeyCertificate>>,
     ) -> Result<VerifyingKey, PolicyError> {
         let m = &obj.value;
         m.validate()?;
-        let (cert, key) =
-            self.signing_certificate(&m.publisher, &m.certificate, m.sequence, m.signed_at, now)?;
+        if let Some(a) = attached {
+            check_attached(a, &m.publisher, &m.certificate)?;
+        }
+        let (cert, key) = self.signing_certificate(&m.publisher, &m.certificate)?;
         if !cert.scope.allows_language(&m.metadata.language) {
             return Err(PolicyError::OutOfScope {
                 language: m.metadata.language.clone(),
@@ -449,11 +428,22 @@ impl TrustPolicy {
         bytes: &[u8],
         now: Timestamp,
     ) -> Result<Verified<Manifest>, PolicyError> {
+        self.verify_manifest_under(bytes, None, now)
+    }
+
+    fn verify_manifest_under(
+        &self,
+        bytes: &[u8],
+        attached: Option<&Verified<KeyCertificate>>,
+        now: Timestamp,
+    ) -> Result<Verified<Manifest>, PolicyError> {
         let obj = signed::decode::<Manifest>(ObjectKind::Manifest, bytes)?;
-        let key = self.precheck_manifest(&obj, now)?;
+        let key = self.precheck_manifest(&obj, attached)?;
         if !obj.check_signature(&key) {
             return Err(PolicyError::BadSignature { what: "manifest" });
         }
+        let m = &obj.value;
+        self.check_signing_time(&m.publisher, &m.certificate, m.sequence, m.signed_at, now)?;
         Ok(Verified::new(obj.value, bytes))
     }
 
@@ -471,7 +461,7 @@ impl TrustPolicy {
         for (i, bytes) in items.iter().enumerate() {
             let checked = signed::decode::<Manifest>(ObjectKind::Manifest, bytes)
                 .map_err(PolicyError::from)
-                .and_then(|obj| self.precheck_manifest(&obj, now).map(|key| (obj, key)));
+                .and_then(|obj| self.precheck_manifest(&obj, None).map(|key| (obj, key)));
             match checked {
                 Ok((obj, key)) => {
                     batch.push(BatchItem {
@@ -488,7 +478,15 @@ impl TrustPolicy {
         let verdicts = signed::verify_batch_strict(&batch);
         for ((i, value), ok) in pending.into_iter().zip(verdicts) {
             if ok {
-                out[i] = Ok(Verified::new(value, items[i]));
+                out[i] = self
+                    .check_signing_time(
+                        &value.publisher,
+                        &value.certificate,
+                        value.sequence,
+                        value.signed_at,
+                        now,
+                    )
+                    .map(|()| Verified::new(value, items[i]));
             }
         }
         out
@@ -507,11 +505,26 @@ impl TrustPolicy {
     /// Verifies a head: signature, certificate and revocation at its issue
     /// time, and that it does not roll back the trusted head.
     pub fn verify_head(&self, bytes: &[u8], now: Timestamp) -> Result<Verified<Head>, PolicyError> {
+        self.verify_head_under(bytes, None, now)
+    }
+
+    fn verify_head_under(
+        &self,
+        bytes: &[u8],
+        attached: Option<&Verified<KeyCertificate>>,
+        now: Timestamp,
+    ) -> Result<Verified<Head>, PolicyError> {
         let obj = signed::decode::<Head>(ObjectKind::Head, bytes)?;
         let h = &obj.value;
         h.validate()?;
-        let (cert, key) =
-            self.signing_certificate(&h.publisher, &h.certificate, h.sequence, h.issued_at, now)?;
+        if let Some(a) = attached {
+            check_attached(a, &h.publisher, &h.certificate)?;
+        }
+        let (cert, key) = self.signing_certificate(&h.publisher, &h.certificate)?;
+        if !obj.check_signature(&key) {
+            return Err(PolicyError::BadSignature { what: "head" });
+        }
+        self.check_signing_time(&h.publisher, &h.certificate, h.sequence, h.issued_at, now)?;
         // Heads are short-lived and re-issued with the new key after a
         // revocation, so a revoked key's heads are refused whatever time
         // they claim: a backdated head must not pin a false sequence.
@@ -525,9 +538,6 @@ impl TrustPolicy {
                 effective_from: rev.effective_from,
                 signed_at: h.issued_at,
             });
-        }
-        if !obj.check_signature(&key) {
-            return Err(PolicyError::BadSignature { what: "head" });
         }
         if let Some(trusted) = self
             .publishers

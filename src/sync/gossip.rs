@@ -1,31 +1,60 @@
 //! Verdicts on gossip announcements. Nothing is forwarded until our own
 //! verification accepts it: a certificate, a head or a revocation as soon
-//! as it is checked and new; a bundle only once its blobs were fetched,
-//! checked and stored whole.
+//! as it is checked and new; a bundle once its certificate and its
+//! manifest are and its blobs are in, or after a short hold while they are
+//! fetched (see `fetch.rs`): never as late as a fetch's deadline. A false
+//! blob costs the peer that served it, not the announcement, which was
+//! true.
+//!
+//! Checks run cheapest and most decisive first, so that junk is refused
+//! before it costs a signature check where it can be: the sender (banned
+//! or not), the bytes' shape, the topic's publisher against the object's,
+//! the certificate it came with (one already known costs no signature),
+//! the certificate its object names against that one, then signatures;
+//! what depends on our clock or on what we know comes last (see
+//! [`judge`]). Every reject is a strike against the sender; a few get it
+//! banned.
 
-use super::messages::{Announcement, topic_name};
+use super::messages::Announcement;
 use super::verdict::{Kind, Refusal, judge};
 use super::{Action, Now, Origin, Peer, State, Verdict};
 use crate::proto::{BundleId, PolicyError, PublicKey};
+
+/// The prefix of a publisher's gossip topic (see
+/// [`topic_name`](super::messages::topic_name)).
+const TOPIC_PREFIX: &str = "kolokol/v1/publisher/";
+
+/// The publisher whose topic `topic` is, if it is one.
+fn topic_publisher(topic: &str) -> Option<PublicKey> {
+    let hex = topic.strip_prefix(TOPIC_PREFIX)?;
+    let bytes: [u8; 32] = hex::decode(hex).ok()?.try_into().ok()?;
+    Some(PublicKey(bytes))
+}
 
 impl<P: Peer, M: Clone> State<P, M> {
     fn give(&mut self, origin: Origin<P, M>, verdict: Verdict) {
         self.out.push_back(Action::Verdict { origin, verdict });
     }
 
-    fn reject(&mut self, origin: Origin<P, M>, refusal: Refusal) {
+    /// Rejects a message: gossip scoring penalizes its sender, and the
+    /// strike counts toward a ban.
+    fn reject(&mut self, origin: Origin<P, M>, refusal: Refusal, now: Now) {
         tracing::debug!(peer = ?origin.source, "rejected message: {refusal}");
-        self.out.push_back(Action::Refused {
-            peer: origin.source,
-            refusal,
-        });
+        let peer = origin.source;
         self.give(origin, Verdict::Reject);
+        if self.strikes.strike(peer, now.at) {
+            let text = format!("banned after repeated junk, the last: {refusal}");
+            let (_, _, mut ctx) = self.ctx(now.at);
+            ctx.ban(peer, Refusal::new(refusal.kind, text));
+        } else {
+            self.out.push_back(Action::Refused { peer, refusal });
+        }
     }
 
     /// Rejects what no honest node would pass on; ignores the rest.
-    fn refuse(&mut self, origin: Origin<P, M>, what: &str, e: PolicyError) {
+    fn refuse(&mut self, origin: Origin<P, M>, what: &str, e: PolicyError, now: Now) {
         match judge(&e) {
-            Verdict::Reject => self.reject(origin, Refusal::policy(what, &e)),
+            Verdict::Reject => self.reject(origin, Refusal::policy(what, &e), now),
             other => {
                 tracing::debug!(peer = ?origin.source, "ignored {what}: {e}");
                 self.give(origin, other);
@@ -33,70 +62,60 @@ impl<P: Peer, M: Clone> State<P, M> {
         }
     }
 
-    fn off_topic(&mut self, origin: Origin<P, M>, text: &str) {
-        self.reject(origin, Refusal::new(Kind::WrongTopic, text));
-    }
-
     /// A gossip message arrived on `topic`. Its verdict comes out as an
-    /// [`Action::Verdict`], at once or when its bundle is stored.
+    /// [`Action::Verdict`], at once or within the fetch's short hold, so
+    /// gossip need keep a message only briefly.
     pub fn gossip(&mut self, origin: Origin<P, M>, topic: &str, data: &[u8], now: Now) {
+        // Still in flight from a peer banned meanwhile: not even read.
+        if self.bans.is_banned(&origin.source, now.at) {
+            return self.give(origin, Verdict::Reject);
+        }
         let Some(announcement) = Announcement::decode(data) else {
-            return self.reject(
-                origin,
-                Refusal::new(Kind::Undecodable, "undecodable announcement"),
-            );
+            let refusal = Refusal::new(Kind::Undecodable, "undecodable announcement");
+            return self.reject(origin, refusal, now);
         };
-        // Each publisher's objects belong on its own topic only.
-        let on_topic = |publisher: &PublicKey| topic == topic_name(publisher);
+        // The driver follows trusted publishers' topics only; one given up
+        // a moment ago may still deliver, at no fault of the sender.
+        let Some(publisher) = topic_publisher(topic).filter(|p| self.policy.is_trusted(p)) else {
+            return self.give(origin, Verdict::Ignore);
+        };
         match announcement {
             Announcement::Bundle {
                 certificate,
                 manifest,
             } => {
-                // Certificate first, so the manifest can be checked.
-                let cert = match self.policy.verify_certificate(&certificate) {
+                let cert = match self.policy.verify_certificate_of(&publisher, &certificate) {
                     Ok(c) => c,
-                    Err(e) => return self.refuse(origin, "certificate", e),
+                    Err(e) => return self.refuse(origin, "certificate", e, now),
                 };
-                if !on_topic(&cert.publisher) {
-                    return self.off_topic(origin, "announcement on another publisher's topic");
-                }
+                self.add_certificate(cert.clone());
                 if self.busy_with_bundle(&BundleId::of(&manifest)) {
                     return self.give(origin, Verdict::Ignore);
                 }
-                let publisher = cert.publisher;
-                self.add_certificate(cert);
-                match self.policy.verify_manifest(&manifest, now.wall) {
-                    Ok(m) if m.publisher != publisher => self.off_topic(
-                        origin,
-                        "a manifest of another publisher than its certificate",
-                    ),
+                match self.policy.verify_manifest_with(&manifest, &cert, now.wall) {
                     // Held, or evicted under the quota, or removed by a
                     // revocation: not fetched again.
                     Ok(m) if self.knows(&m.publisher, m.sequence) => {
                         self.give(origin, Verdict::Ignore)
                     }
                     Ok(m) => {
+                        // True as announced: accepted once the blobs are in
+                        // or the hold ends. Peers that hear it from us
+                        // before we hold them find them missing for a
+                        // moment and ask again.
                         let source = origin.source;
                         self.start_fetch(m, Some(origin), Some(source), now.at);
                     }
-                    Err(e) => self.refuse(origin, "manifest", e),
+                    Err(e) => self.refuse(origin, "manifest", e, now),
                 }
             }
             Announcement::Head { certificate, head } => {
-                match self.policy.verify_certificate(&certificate) {
-                    Ok(c) if !on_topic(&c.publisher) => {
-                        return self.off_topic(origin, "announcement on another publisher's topic");
-                    }
-                    Ok(c) => {
-                        self.add_certificate(c);
-                    }
-                    Err(e) => return self.refuse(origin, "certificate", e),
-                }
-                match self.policy.verify_head(&head, now.wall) {
-                    Ok(h) if !on_topic(&h.publisher) => {
-                        self.off_topic(origin, "a head of another publisher than its topic")
-                    }
+                let cert = match self.policy.verify_certificate_of(&publisher, &certificate) {
+                    Ok(c) => c,
+                    Err(e) => return self.refuse(origin, "certificate", e, now),
+                };
+                self.add_certificate(cert.clone());
+                match self.policy.verify_head_with(&head, &cert, now.wall) {
                     Ok(h) => {
                         let verdict = if self.accept_head(h) {
                             Verdict::Accept
@@ -105,38 +124,50 @@ impl<P: Peer, M: Clone> State<P, M> {
                         };
                         self.give(origin, verdict);
                     }
-                    Err(e) => self.refuse(origin, "head", e),
+                    Err(e) => self.refuse(origin, "head", e, now),
                 }
             }
-            Announcement::Certificate(bytes) => match self.policy.verify_certificate(&bytes) {
-                Ok(c) if !on_topic(&c.publisher) => {
-                    self.off_topic(origin, "announcement on another publisher's topic")
+            Announcement::Certificate(bytes) => {
+                match self.policy.verify_certificate_of(&publisher, &bytes) {
+                    Ok(c) => {
+                        let verdict = if self.add_certificate(c) {
+                            Verdict::Accept
+                        } else {
+                            Verdict::Ignore
+                        };
+                        self.give(origin, verdict);
+                    }
+                    Err(e) => self.refuse(origin, "certificate", e, now),
                 }
-                Ok(c) => {
-                    let verdict = if self.add_certificate(c) {
-                        Verdict::Accept
-                    } else {
-                        Verdict::Ignore
-                    };
-                    self.give(origin, verdict);
+            }
+            Announcement::Revocation(bytes) => {
+                match self.policy.verify_revocation_of(&publisher, &bytes) {
+                    Ok(r) => {
+                        let change = self.add_revocation(r);
+                        let verdict = if change.changed {
+                            Verdict::Accept
+                        } else {
+                            Verdict::Ignore
+                        };
+                        self.give(origin, verdict);
+                    }
+                    Err(e) => self.refuse(origin, "revocation", e, now),
                 }
-                Err(e) => self.refuse(origin, "certificate", e),
-            },
-            Announcement::Revocation(bytes) => match self.policy.verify_revocation(&bytes) {
-                Ok(r) if !on_topic(&r.publisher) => {
-                    self.off_topic(origin, "announcement on another publisher's topic")
-                }
-                Ok(r) => {
-                    let change = self.add_revocation(r);
-                    let verdict = if change.changed {
-                        Verdict::Accept
-                    } else {
-                        Verdict::Ignore
-                    };
-                    self.give(origin, verdict);
-                }
-                Err(e) => self.refuse(origin, "revocation", e),
-            },
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::messages::topic_name;
+
+    #[test]
+    fn a_topic_names_its_publisher() {
+        let p = PublicKey([7; 32]);
+        assert_eq!(topic_publisher(&topic_name(&p)), Some(p));
+        assert_eq!(topic_publisher("kolokol/v1/publisher/07"), None);
+        assert_eq!(topic_publisher("elsewhere"), None);
     }
 }

@@ -154,8 +154,6 @@ pub enum Action<P, M> {
         manifest: Box<Verified<Manifest>>,
         /// Its blobs, in order.
         blobs: Vec<Vec<u8>>,
-        /// The announcement waiting for the verdict.
-        origin: Option<Origin<P, M>>,
     },
     /// Store bundles that came whole from catch-up, then report with
     /// [`State::stored_batch`].
@@ -202,20 +200,5 @@ impl<P: Peer, M> Ctx<'_, P, M> {
     pub fn received(&mut self, bytes: u64) {
         self.download.take(bytes, self.now);
         self.out.push_back(Action::Received(bytes));
-    }
-
-    /// Gives a message its verdict.
-    pub fn verdict(&mut self, origin: Origin<P, M>, verdict: Verdict) {
-        self.out.push_back(Action::Verdict { origin, verdict });
-    }
-
-    /// Rejects a message, counting it against its sender.
-    pub fn reject(&mut self, origin: Origin<P, M>, refusal: Refusal) {
-        tracing::debug!(peer = ?origin.source, "rejected message: {refusal}");
-        self.out.push_back(Action::Refused {
-            peer: origin.source,
-            refusal,
-        });
-        self.verdict(origin, Verdict::Reject);
     }
 }

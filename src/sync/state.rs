@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use super::bandwidth::Bucket;
-use super::bans::Bans;
+use super::bans::{Bans, Strikes};
 use super::catchup::CatchUp;
 use super::fetch::{FetchLimits, Fetches, Reason};
 use super::messages::{FetchResponse, ranges_digest};
@@ -117,6 +117,8 @@ pub struct State<P, M> {
     pub(super) fetches: Fetches<P, M>,
     pub(super) catchup: CatchUp<P>,
     pub(super) bans: Bans<P>,
+    /// Rejected messages per peer, toward a ban.
+    pub(super) strikes: Strikes<P>,
     pub(super) upload: Bucket,
     pub(super) download: Bucket,
     /// Each peer's share of serving.
@@ -142,6 +144,7 @@ impl<P: Peer, M: Clone> State<P, M> {
             connected: BTreeSet::new(),
             catchup: CatchUp::default(),
             bans: Bans::default(),
+            strikes: Strikes::default(),
             storing: HashSet::new(),
             tokens: Tokens::default(),
             out: VecDeque::new(),
@@ -385,10 +388,12 @@ impl<P: Peer, M: Clone> State<P, M> {
     // ---- fetching ----
 
     /// Starts fetching a verified manifest's blobs, from `first` (charged
-    /// for the slot) and then from connected peers. Returns false when
+    /// for the slot) and then from connected peers; a verified
+    /// announcement `origin` is accepted within
+    /// [`VERDICT_HOLD`](super::fetch::VERDICT_HOLD). Returns false when
     /// there is no room (the node is at its limit, or `first` at its
-    /// share); an origin then gets `Ignore` (catch-up brings the bundle
-    /// later).
+    /// share): the origin is then accepted at once, since it verified, and
+    /// catch-up brings the bundle later.
     pub(super) fn start_fetch(
         &mut self,
         manifest: Verified<crate::proto::Manifest>,
@@ -403,9 +408,11 @@ impl<P: Peer, M: Clone> State<P, M> {
         };
         let (fetches, _, mut ctx) = self.ctx(now);
         if !fetches.has_room(first.as_ref(), reason) {
-            // Too busy: not forwarded, not held against the sender.
-            if let Some(o) = origin {
-                ctx.verdict(o, Verdict::Ignore);
+            if let Some(origin) = origin {
+                ctx.out.push_back(Action::Verdict {
+                    origin,
+                    verdict: Verdict::Accept,
+                });
             }
             return false;
         }
@@ -446,20 +453,20 @@ impl<P: Peer, M: Clone> State<P, M> {
         sequence: u64,
         id: BundleId,
         result: Stored,
-        origin: Option<Origin<P, M>>,
         now: Now,
     ) {
         self.storing.remove(&id);
-        let verdict = match &result {
+        // Refused by what the store knows (a revocation, another bundle
+        // under the number): not forwarded, the sender may not know it.
+        let verdict = match result {
             Stored::New | Stored::Duplicate => {
                 self.ranges_mut(&publisher).insert(sequence);
                 Verdict::Accept
             }
             Stored::Refused | Stored::Failed(_) => Verdict::Ignore,
         };
-        if let Some(o) = origin {
-            self.out.push_back(Action::Verdict { origin: o, verdict });
-        }
+        let (fetches, _, mut ctx) = self.ctx(now.at);
+        fetches.stored(&id, verdict, &mut ctx);
         self.pump_sync(now);
     }
 

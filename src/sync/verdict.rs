@@ -25,6 +25,8 @@ pub enum Kind {
     BadSignature,
     /// A publisher's object on another publisher's topic.
     WrongTopic,
+    /// An object signed under another certificate than the one it came with.
+    NotAttached,
     /// Bytes that do not decode.
     Undecodable,
     /// A blob that does not match its manifest.
@@ -49,6 +51,7 @@ impl Kind {
         match self {
             Kind::BadSignature => "bad_signature",
             Kind::WrongTopic => "wrong_topic",
+            Kind::NotAttached => "not_attached",
             Kind::Undecodable => "undecodable",
             Kind::FalseBlob => "false_blob",
             Kind::Malformed => "malformed",
@@ -71,6 +74,9 @@ impl Kind {
             | PolicyError::UnexpectedBlob { .. } => Kind::FalseBlob,
             PolicyError::FieldTooLarge { .. } => Kind::OverLimits,
             PolicyError::HeadRollback { .. } => Kind::Rollback,
+            PolicyError::CertificateFromOtherPublisher { .. }
+            | PolicyError::OtherPublisher { .. } => Kind::WrongTopic,
+            PolicyError::NotAttachedCertificate { .. } => Kind::NotAttached,
             _ => Kind::Invalid,
         }
     }
@@ -107,19 +113,44 @@ impl fmt::Display for Refusal {
     }
 }
 
-/// How a policy error on something a peer passed on is judged. Errors that
-/// depend on what we happen to know or on our clock (an unknown publisher
-/// or certificate, a revocation the sender may not have seen yet, a time
-/// just outside a window, an old head) are ignored without blame; errors no
-/// honest node would pass on (bad signatures, malformed or oversized
-/// objects) are rejected.
+/// How far past our own allowance for clock skew a signing time may lie
+/// and still be forgiven: a forwarder whose clock runs ahead (a wrong time
+/// zone on a home machine is off by up to 14 hours) passes such an object
+/// on in good faith. Farther than this, no honest clock is that wrong.
+pub const FORGIVEN_SKEW_SECS: u64 = 24 * 3600;
+
+/// How a policy error on something a peer passed on is judged.
+///
+/// The policy checks signatures before anything that depends on our clock
+/// or on what we happen to know, so by the time one of those errors comes
+/// up, the object was really signed by its publisher's certified key; an
+/// honest node may pass it on, and it is ignored without blame:
+/// - an unknown publisher or certificate: the sender may trust or know
+///   more than we do (on gossip, an object's certificate comes with it and
+///   its publisher is the topic's, so these are refused before: see
+///   `gossip.rs`);
+/// - a revoked key: the sender may not have the revocation yet;
+/// - a signing time in the future within [`FORGIVEN_SKEW_SECS`]: the
+///   sender's clock may run ahead of ours;
+/// - an older head than ours: the sender may not have the newer one yet.
+///
+/// Everything else no honest node passes on, since it checks the same
+/// thing the same way before forwarding: bad signatures, malformed or
+/// oversized objects, a certificate of another publisher, an object not
+/// signed under the certificate it came with, a time outside the
+/// certificate's window, a blob that does not match. Those are rejected.
 pub fn judge(e: &PolicyError) -> Verdict {
     match e {
         PolicyError::UnknownPublisher { .. }
         | PolicyError::UnknownCertificate { .. }
         | PolicyError::KeyRevoked { .. }
-        | PolicyError::SignedInFuture { .. }
         | PolicyError::HeadRollback { .. } => Verdict::Ignore,
+        PolicyError::SignedInFuture { signed_at, now }
+            if *signed_at
+                <= now.plus(crate::proto::limits::CLOCK_SKEW_SECS + FORGIVEN_SKEW_SECS) =>
+        {
+            Verdict::Ignore
+        }
         _ => Verdict::Reject,
     }
 }

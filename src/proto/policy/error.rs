@@ -47,6 +47,23 @@ pub enum PolicyError {
         /// The publisher the certificate is for.
         certificate_publisher: PublicKey,
     },
+    /// The object is another publisher's than the one it was expected of
+    /// (it came on that publisher's gossip topic).
+    #[error("an object of publisher {found} where one of {expected} belongs")]
+    OtherPublisher {
+        /// The publisher expected.
+        expected: PublicKey,
+        /// The publisher the object names.
+        found: PublicKey,
+    },
+    /// The object names another certificate than the one it came with.
+    #[error("signed under certificate {named}, but came with certificate {attached}")]
+    NotAttachedCertificate {
+        /// The certificate the object names.
+        named: CertId,
+        /// The certificate it came with.
+        attached: CertId,
+    },
     /// Signed before the signing key's certificate became valid.
     #[error(
         "signed at {signed_at}, before the signing key's certificate became valid at {not_before}"

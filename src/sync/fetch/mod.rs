@@ -5,8 +5,17 @@
 //! blob, checks every chunk's shape and every whole blob's hash, and moves
 //! to the next candidate on a miss, a lie or a stall. A peer that sends a
 //! chunk that does not fit, or a blob that does not match its manifest, is
-//! banned; the announcer of a bundle it then served falsely has its
-//! announcement rejected when the fetch ends.
+//! banned. A peer that does not have the blob yet is asked again later: it
+//! may have forwarded the announcement while it fetches the blobs itself.
+//!
+//! The announcement's verdict waits for the bundle [`VERDICT_HOLD`] at
+//! most, never the fetch's deadline: it is accepted when the bundle is
+//! stored, when the hold ends, or when the fetch ends, whichever comes
+//! first, since it was verified before the fetch began. Holding it that
+//! long lets peers that hear it from us find the blobs here in the common
+//! case, and lets gossip form its mesh with a peer that just connected
+//! (gossip forwards to mesh peers only); it is short enough for gossip's
+//! cache of a few heartbeats to still hold the message.
 //!
 //! Fair shares: no peer can hold the fetcher. Each fetch is charged to the
 //! peer that brought it (its announcer, or the catch-up peer that listed
@@ -33,9 +42,15 @@ use std::time::Duration;
 
 pub use peers::{MAX_REMEMBERED, MAX_STRIKES};
 
+/// Longest an announcement's verdict waits for its blobs.
+pub const VERDICT_HOLD: Duration = Duration::from_secs(1);
+/// How long a fetch waits, once every candidate said it lacks a blob,
+/// before asking them again.
+pub const RETRY_PAUSE: Duration = Duration::from_millis(500);
+
 use super::messages::{CHUNK, FetchRequest, FetchResponse};
 use super::verdict::{Kind, Refusal};
-use super::{Action, Ctx, Origin, Peer, Time, Token};
+use super::{Action, Ctx, Origin, Peer, Time, Token, Verdict};
 use crate::proto::{BundleId, Manifest, PublicKey, Verified, check_blob};
 use peers::Peers;
 
@@ -112,8 +127,10 @@ struct Fetch<P, M> {
     current: Option<P>,
     /// The one request whose answer this fetch takes.
     in_flight: Option<Token>,
-    /// The announcer served a blob that does not match: it lied.
-    announcer_lied: bool,
+    /// Candidates in a row that lacked the blob asked.
+    misses: usize,
+    /// Every candidate lacked it: none is asked again before this.
+    paused_until: Option<Time>,
     started: Time,
 }
 
@@ -125,6 +142,9 @@ pub struct Fetches<P, M> {
     /// Every request not yet answered, its fetch's or left behind.
     requests: HashMap<Token, Request<P>>,
     peers: Peers<P>,
+    /// Announcements of bundles gone to the store, with when their fetch
+    /// began: accepted when the store is done or their hold ends.
+    storing: Vec<(BundleId, Origin<P, M>, Time)>,
 }
 
 impl<P: Peer, M: Clone> Fetches<P, M> {
@@ -135,6 +155,7 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
             fetches: BTreeMap::new(),
             requests: HashMap::new(),
             peers: Peers::default(),
+            storing: Vec::new(),
         }
     }
 
@@ -238,7 +259,8 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
                 candidates,
                 current: None,
                 in_flight: None,
-                announcer_lied: false,
+                misses: 0,
+                paused_until: None,
                 started: ctx.now,
             },
         );
@@ -257,7 +279,7 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
         let Some(f) = self.fetches.get(&id) else {
             return;
         };
-        if f.in_flight.is_some() {
+        if f.in_flight.is_some() || f.paused_until.is_some_and(|t| ctx.now < t) {
             return;
         }
         if f.entry == f.manifest.entries.len() {
@@ -341,15 +363,8 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
 
     /// Moves a fetch on to its next candidate peer, dropping the current
     /// one from its candidates.
-    fn next_peer(&mut self, id: BundleId, lied: bool, ctx: &mut Ctx<'_, P, M>) {
+    fn next_peer(&mut self, id: BundleId, ctx: &mut Ctx<'_, P, M>) {
         if let Some(f) = self.fetches.get_mut(&id) {
-            if lied
-                && f.origin
-                    .as_ref()
-                    .is_some_and(|o| Some(o.source) == f.current)
-            {
-                f.announcer_lied = true;
-            }
             f.current = None;
             f.in_flight = None;
             f.buf.clear();
@@ -416,8 +431,9 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
                     && (!data.is_empty() || total == 0);
                 if !ok {
                     ctx.ban(peer, Refusal::new(Kind::Malformed, "malformed blob chunk"));
-                    return self.next_peer(id, true, ctx);
+                    return self.next_peer(id, ctx);
                 }
+                f.misses = 0;
                 f.buf.extend_from_slice(&data);
                 ctx.received(data.len() as u64);
                 if f.buf.len() as u64 == entry.size {
@@ -427,14 +443,26 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
                             peer,
                             Refusal::new(Kind::FalseBlob, format!("tampered blob: {e}")),
                         );
-                        return self.next_peer(id, true, ctx);
+                        return self.next_peer(id, ctx);
                     }
                     f.blobs.push(blob);
                     f.entry += 1;
                 }
                 self.advance(id, ctx);
             }
-            Ok(FetchResponse::NotFound) => self.next_peer(id, false, ctx),
+            // Not there yet, perhaps: the peer stays a candidate while it
+            // is connected. Once every candidate missed, all wait a pause.
+            Ok(FetchResponse::NotFound) => {
+                if ctx.connected.contains(&peer) && !f.candidates.contains(&peer) {
+                    f.candidates.push_back(peer);
+                }
+                f.misses += 1;
+                if f.misses >= f.candidates.len() {
+                    f.misses = 0;
+                    f.paused_until = Some(ctx.now + RETRY_PAUSE);
+                }
+                self.next_peer(id, ctx)
+            }
             Err(_) => {
                 // A failure that came only after the stall time is a stall
                 // (the transport's own timeout); a quick one (connection
@@ -442,7 +470,7 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
                 if ctx.now.since(sent) >= self.limits.stall {
                     self.strike(peer, ctx);
                 }
-                self.next_peer(id, false, ctx)
+                self.next_peer(id, ctx)
             }
         }
     }
@@ -452,35 +480,71 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
         let Some(f) = self.fetches.remove(&id) else {
             return;
         };
+        if let Some(origin) = f.origin {
+            self.storing.push((id, origin, f.started));
+        }
         ctx.out.push_back(Action::Store {
             manifest: Box::new(f.manifest),
             blobs: f.blobs,
-            origin: f.origin,
         });
     }
 
+    /// Gives up on a fetch; catch-up brings the bundle later if a peer
+    /// holds it.
     fn fail(&mut self, id: BundleId, why: &'static str, ctx: &mut Ctx<'_, P, M>) {
         let Some(f) = self.fetches.remove(&id) else {
             return;
         };
         tracing::debug!(bundle = %id.short(), "fetch failed: {why}");
+        // The announcement was true all the same.
         if let Some(origin) = f.origin {
-            if f.announcer_lied {
-                // It announced a bundle it then served falsely.
-                let refusal = Refusal::new(
-                    Kind::FalseBlob,
-                    format!("announced bundle {} but served a tampered blob", id.short()),
-                );
-                ctx.reject(origin, refusal);
-            } else {
-                ctx.verdict(origin, super::Verdict::Ignore);
-            }
+            ctx.out.push_back(Action::Verdict {
+                origin,
+                verdict: Verdict::Accept,
+            });
         }
     }
 
-    /// Moves stalled fetches on, gives up on fetches past their deadline,
-    /// and moves idle ones on.
+    /// Gives the announcements whose hold ended their verdict.
+    fn hold_ended(&mut self, ctx: &mut Ctx<'_, P, M>) {
+        let now = ctx.now;
+        let (due, waiting) = std::mem::take(&mut self.storing)
+            .into_iter()
+            .partition(|(_, _, started)| now.since(*started) >= VERDICT_HOLD);
+        self.storing = waiting;
+        let fetching = self.fetches.values_mut().filter_map(|f| {
+            if now.since(f.started) >= VERDICT_HOLD {
+                f.origin.take()
+            } else {
+                None
+            }
+        });
+        let due: Vec<Origin<P, M>> = due
+            .into_iter()
+            .map(|(_, origin, _)| origin)
+            .chain(fetching)
+            .collect();
+        for origin in due {
+            ctx.out.push_back(Action::Verdict {
+                origin,
+                verdict: Verdict::Accept,
+            });
+        }
+    }
+
+    /// The store is done with bundle `id`: its announcement, if it still
+    /// waits, gets `verdict`.
+    pub fn stored(&mut self, id: &BundleId, verdict: Verdict, ctx: &mut Ctx<'_, P, M>) {
+        if let Some(i) = self.storing.iter().position(|(b, _, _)| b == id) {
+            let (_, origin, _) = self.storing.swap_remove(i);
+            ctx.out.push_back(Action::Verdict { origin, verdict });
+        }
+    }
+
+    /// Gives held announcements their verdict, moves stalled fetches on,
+    /// gives up on fetches past their deadline, and moves idle ones on.
     pub fn tick(&mut self, ctx: &mut Ctx<'_, P, M>) {
+        self.hold_ended(ctx);
         let stalled: Vec<(BundleId, P)> = self
             .fetches
             .iter()
@@ -493,7 +557,7 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
             // The request stays open (and counted against the peer) until
             // it is answered or fails; its answer is then dropped.
             self.strike(peer, ctx);
-            self.next_peer(id, false, ctx);
+            self.next_peer(id, ctx);
         }
         let overdue: Vec<BundleId> = self
             .fetches
@@ -541,6 +605,7 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
         self.fetches.clear();
         self.requests.clear();
         self.peers.clear();
+        self.storing.clear();
         n
     }
 }

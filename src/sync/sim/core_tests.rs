@@ -6,7 +6,7 @@ use std::time::Duration;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use super::world::{Newsroom, T0, newsroom};
+use super::world::{Newsroom, T0, newsroom, newsroom_of};
 use crate::proto::{PublicKey, SecretKey, Timestamp, TrustPolicy};
 use crate::sync::fetch::FetchLimits;
 use crate::sync::messages::{
@@ -81,19 +81,43 @@ fn a_fetch_nobody_answers_gives_up_at_its_deadline() {
     let (mut s, news) = fixture();
     announce(&mut s, &news, 0, 7, at(0));
     let out = drain(&mut s);
+    assert!(verdicts(&out).is_empty(), "held while the blobs come");
     assert!(
         out.iter()
             .any(|a| matches!(a, Action::Fetch { peer: 7, .. })),
         "{out:?}"
     );
+    // The announcement was true: forwarded after the hold, not at the
+    // fetch's deadline.
+    s.tick(at(1));
+    assert_eq!(verdicts(&drain(&mut s)), vec![(0, Verdict::Accept)]);
     s.tick(at(29));
-    assert!(
-        verdicts(&drain(&mut s)).is_empty(),
-        "not before the deadline"
-    );
+    assert_eq!(s.fetching(), 1, "not before the deadline");
     s.tick(at(31));
-    assert_eq!(verdicts(&drain(&mut s)), vec![(0, Verdict::Ignore)]);
+    assert!(verdicts(&drain(&mut s)).is_empty());
     assert_eq!(s.fetching(), 0);
+}
+
+#[test]
+fn a_peer_without_the_blobs_yet_is_asked_again_after_a_pause() {
+    let (mut s, news) = fixture();
+    s.peer_up(7, at(0));
+    drain(&mut s);
+    announce(&mut s, &news, 0, 7, at(1));
+    let token = |out: &[Action<u32, u64>]| {
+        out.iter().find_map(|a| match a {
+            Action::Fetch { peer: 7, token, .. } => Some(*token),
+            _ => None,
+        })
+    };
+    let first = token(&drain(&mut s)).expect("the announcer is asked");
+    // It forwarded the announcement before it held the blobs.
+    s.fetch_response(first, Ok(FetchResponse::NotFound), at(1));
+    assert!(token(&drain(&mut s)).is_none(), "not again at once");
+    s.tick(at(2));
+    let again = token(&drain(&mut s)).expect("asked again after the pause");
+    assert_ne!(again, first);
+    assert_eq!(s.fetching(), 1);
 }
 
 #[test]
@@ -146,9 +170,8 @@ fn a_tampered_chunk_bans_its_sender_and_the_next_peer_is_asked() {
         .expect("the next candidate is asked");
     s.fetch_response(token, Ok(chunk(body)), at(2));
     let out = drain(&mut s);
-    let Some(Action::Store {
-        manifest, origin, ..
-    }) = out.into_iter().find(|a| matches!(a, Action::Store { .. }))
+    let Some(Action::Store { manifest, .. }) =
+        out.into_iter().find(|a| matches!(a, Action::Store { .. }))
     else {
         panic!("the bundle goes to the store")
     };
@@ -161,9 +184,10 @@ fn a_tampered_chunk_bans_its_sender_and_the_next_peer_is_asked() {
         manifest.sequence,
         manifest.id(),
         Stored::New,
-        origin,
         at(2),
     );
+    // The announcer lied about nothing but the blob: the announcement is
+    // accepted once the bundle is stored.
     assert_eq!(verdicts(&drain(&mut s)), vec![(0, Verdict::Accept)]);
     assert!(s.knows(&news.root, manifest.sequence));
     // Announced again: held, so ignored without a fetch.
@@ -314,4 +338,85 @@ fn a_peer_asking_without_pause_gets_its_serving_share_and_another_is_still_serve
     );
     assert_eq!(honest, 20 * 64 * 1024);
     let _ = news;
+}
+
+/// Gossip of `data` on the newsroom's topic from `from`, as message `id`.
+fn gossip(s: &mut State<u32, u64>, news: &Newsroom, id: u64, from: u32, data: &[u8], now: Now) {
+    let origin = Origin {
+        message: id,
+        source: from,
+    };
+    s.gossip(origin, &topic_name(&news.root), data, now);
+}
+
+#[test]
+fn forgeries_are_rejected_before_their_signatures_and_three_ban_the_sender() {
+    let (mut s, news) = fixture();
+    s.peer_up(7, at(0));
+    drain(&mut s);
+    let mut rng = StdRng::seed_from_u64(9);
+    let other = newsroom_of(40, 1, 100, &mut rng).expect("another newsroom");
+    let (bundle, _) = &news.bundles[0];
+    let manifest = bundle.manifest().bytes().to_vec();
+    // Another publisher's certificate on this topic.
+    let foreign = Announcement::Bundle {
+        certificate: other.cert.clone(),
+        manifest: other.bundles[0].0.manifest().bytes().to_vec(),
+    }
+    .encode();
+    gossip(&mut s, &news, 1, 7, &foreign, at(1));
+    // A manifest of this publisher with another publisher's certificate.
+    let mismatched = Announcement::Bundle {
+        certificate: other.cert.clone(),
+        manifest: manifest.clone(),
+    }
+    .encode();
+    gossip(&mut s, &news, 2, 7, &mismatched, at(1));
+    let out = drain(&mut s);
+    assert_eq!(
+        verdicts(&out),
+        vec![(1, Verdict::Reject), (2, Verdict::Reject)]
+    );
+    let kinds: Vec<Kind> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Refused { refusal, .. } => Some(refusal.kind),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds, vec![Kind::WrongTopic, Kind::WrongTopic]);
+    // A bad manifest signature: the third reject bans.
+    let mut forged = manifest.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let forged = Announcement::Bundle {
+        certificate: news.cert.clone(),
+        manifest: forged,
+    }
+    .encode();
+    gossip(&mut s, &news, 3, 7, &forged, at(2));
+    let out = drain(&mut s);
+    assert_eq!(verdicts(&out), vec![(3, Verdict::Reject)]);
+    assert!(
+        out.iter().any(|a| matches!(
+            a,
+            Action::Ban { peer: 7, refusal } if refusal.kind == Kind::BadSignature
+        )),
+        "{out:?}"
+    );
+    assert!(s.is_banned(&7, at(3).at));
+    // Whatever it still has in flight is refused unread.
+    announce(&mut s, &news, 0, 7, at(3));
+    assert_eq!(verdicts(&drain(&mut s)), vec![(0, Verdict::Reject)]);
+    // An honest peer's true announcement is fetched, and forwarded after
+    // the hold.
+    announce(&mut s, &news, 0, 8, at(3));
+    let out = drain(&mut s);
+    assert!(verdicts(&out).is_empty(), "{out:?}");
+    assert!(
+        out.iter()
+            .any(|a| matches!(a, Action::Fetch { peer: 8, .. }))
+    );
+    s.tick(at(4));
+    assert_eq!(verdicts(&drain(&mut s)), vec![(0, Verdict::Accept)]);
 }

@@ -324,11 +324,7 @@ impl Sim {
                     self.nodes[i as usize].state.peer_down(&peer, now);
                     self.nodes[peer as usize].state.peer_down(&i, now);
                 }
-                Action::Store {
-                    manifest,
-                    blobs,
-                    origin,
-                } => {
+                Action::Store { manifest, blobs } => {
                     let (publisher, sequence, id) =
                         (manifest.publisher, manifest.sequence, manifest.id());
                     let result = match check_bundle(*manifest, blobs) {
@@ -339,7 +335,7 @@ impl Sim {
                     let now = self.stamp();
                     self.nodes[i as usize]
                         .state
-                        .stored(publisher, sequence, id, result, origin, now);
+                        .stored(publisher, sequence, id, result, now);
                 }
                 Action::StoreBatch { bundles } => {
                     let mut stored = Vec::new();

@@ -100,8 +100,19 @@ pub(super) const T0: Timestamp = Timestamp(1_750_000_000);
 pub(super) const TICK: Duration = Duration::from_millis(250);
 
 pub(super) fn newsroom(stories: u64, body_bytes: usize, rng: &mut StdRng) -> Option<Newsroom> {
-    let root = SecretKey::from_seed(&[1; 32]);
-    let signing = SecretKey::from_seed(&[2; 32]);
+    newsroom_of(1, stories, body_bytes, rng)
+}
+
+/// A newsroom whose root key comes from `seed` (and its signing key from
+/// the next one).
+pub(super) fn newsroom_of(
+    seed: u8,
+    stories: u64,
+    body_bytes: usize,
+    rng: &mut StdRng,
+) -> Option<Newsroom> {
+    let root = SecretKey::from_seed(&[seed; 32]);
+    let signing = SecretKey::from_seed(&[seed.wrapping_add(1); 32]);
     let cert = KeyCertificate {
         format: FORMAT_VERSION,
         publisher: root.public(),

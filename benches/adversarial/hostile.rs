@@ -423,7 +423,8 @@ async fn session(
                     request_response::Message::Request { request, channel, .. } => match request {
                         SyncRequest::Summary { .. } if amplify => {
                             tally.amplified.fetch_add(1, Relaxed);
-                            let reply = amplified(&publisher, 8 * 1024 * 1024 - 64);
+                            // As large as the node reads, so that it must decode it.
+                            let reply = amplified(&publisher, wire::MAX_SYNC_RESPONSE - 64);
                             tally.bytes_sent.fetch_add(reply.len() as u64, Relaxed);
                             let _ = swarm.behaviour_mut().sync.send_response(channel, reply);
                         }

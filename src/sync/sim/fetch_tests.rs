@@ -89,7 +89,8 @@ fn one_peer_gets_its_share_and_the_others_are_still_served() {
     s.peer_up(7, at(0));
     s.peer_up(8, at(0));
     drain(&mut s);
-    // The hog announces five stories: two are fetched, three ignored.
+    // The hog announces five stories: two are fetched; the other three,
+    // verified, are forwarded (accepted) but not fetched from it.
     for story in 0..5 {
         announce(&mut s, &news, story, 7, story as u64, at(1));
     }
@@ -99,9 +100,9 @@ fn one_peer_gets_its_share_and_the_others_are_still_served() {
     assert_eq!(
         verdicts(&out),
         vec![
-            (2, Verdict::Ignore),
-            (3, Verdict::Ignore),
-            (4, Verdict::Ignore)
+            (2, Verdict::Accept),
+            (3, Verdict::Accept),
+            (4, Verdict::Accept)
         ]
     );
     // Another peer's announcement is served meanwhile.
@@ -180,8 +181,10 @@ fn a_late_answer_to_an_aborted_fetch_judges_nobody() {
     // Story 5 has a body and an image of two chunks.
     announce(&mut s, &news, 4, 7, 1, at(0));
     let (_, first, body, _) = fetches(&drain(&mut s))[0];
+    // The announcement verified: its verdict came at the end of its hold,
+    // whatever became of the fetch.
     s.tick(at(31));
-    assert_eq!(verdicts(&drain(&mut s)), vec![(1, Verdict::Ignore)]);
+    assert_eq!(verdicts(&drain(&mut s)), vec![(1, Verdict::Accept)]);
     // Fetched again; the body comes, then the image's first chunk is asked.
     announce(&mut s, &news, 4, 7, 2, at(32));
     let (_, t, hash, offset) = fetches(&drain(&mut s))[0];

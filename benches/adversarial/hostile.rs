@@ -375,7 +375,8 @@ async fn session(
                 };
                 let mut frames = Vec::new();
                 for _ in 0..JUNK_PER_TICK {
-                    let junk: Vec<u8> = (0..JUNK_BYTES).map(|_| rand::random()).collect();
+                    let mut junk = vec![0u8; JUNK_BYTES];
+                    rand::thread_rng().fill(&mut junk[..]);
                     let t = format!("junk/{:016x}", rand::random::<u64>());
                     frames.push(rpc(&key, &t, &junk));
                 }

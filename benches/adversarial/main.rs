@@ -209,7 +209,8 @@ fn main() {
         (2, vec![4])
     };
     // KOLOKOL_BENCH_ATTACKERS=10,40 chooses the runs with attackers,
-    // KOLOKOL_BENCH_STORIES the stories of each run.
+    // KOLOKOL_BENCH_STORIES the stories of each run; KOLOKOL_BENCH_DEBUG
+    // prints why each attacker connection ended.
     let stories = std::env::var("KOLOKOL_BENCH_STORIES")
         .ok()
         .and_then(|n| n.parse().ok())

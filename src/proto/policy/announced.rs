@@ -32,6 +32,31 @@ pub(super) fn check_attached(
     Ok(())
 }
 
+/// The checks of an object the publisher's root key signs, cheapest
+/// first: it names `publisher` (the topic's), its fields are valid
+/// (`valid`), then its signature.
+fn check_root_signed<T>(
+    obj: &signed::Unverified<'_, T>,
+    publisher: &PublicKey,
+    claimed: PublicKey,
+    valid: Result<(), PolicyError>,
+    trust: &super::PublisherTrust,
+) -> Result<(), PolicyError> {
+    if claimed != *publisher {
+        return Err(PolicyError::OtherPublisher {
+            expected: *publisher,
+            found: claimed,
+        });
+    }
+    valid?;
+    if !obj.check_signature(&trust.root_key) {
+        return Err(PolicyError::BadSignature {
+            what: obj.kind.what(),
+        });
+    }
+    Ok(())
+}
+
 impl TrustPolicy {
     /// Verifies a key certificate that must be `publisher`'s (one carried on
     /// that publisher's topic). A certificate already known is the verified
@@ -47,18 +72,13 @@ impl TrustPolicy {
             return Ok(known.clone());
         }
         let obj = signed::decode::<KeyCertificate>(ObjectKind::Certificate, bytes)?;
-        if obj.value.publisher != *publisher {
-            return Err(PolicyError::OtherPublisher {
-                expected: *publisher,
-                found: obj.value.publisher,
-            });
-        }
-        obj.value.validate()?;
-        if !obj.check_signature(&trust.root_key) {
-            return Err(PolicyError::BadSignature {
-                what: obj.kind.what(),
-            });
-        }
+        check_root_signed(
+            &obj,
+            publisher,
+            obj.value.publisher,
+            obj.value.validate(),
+            trust,
+        )?;
         Ok(Verified::new(obj.value, bytes))
     }
 
@@ -96,18 +116,13 @@ impl TrustPolicy {
     ) -> Result<Verified<Revocation>, PolicyError> {
         let trust = self.trusted(publisher)?;
         let obj = signed::decode::<Revocation>(ObjectKind::Revocation, bytes)?;
-        if obj.value.publisher != *publisher {
-            return Err(PolicyError::OtherPublisher {
-                expected: *publisher,
-                found: obj.value.publisher,
-            });
-        }
-        obj.value.validate()?;
-        if !obj.check_signature(&trust.root_key) {
-            return Err(PolicyError::BadSignature {
-                what: obj.kind.what(),
-            });
-        }
+        check_root_signed(
+            &obj,
+            publisher,
+            obj.value.publisher,
+            obj.value.validate(),
+            trust,
+        )?;
         Ok(Verified::new(obj.value, bytes))
     }
 }

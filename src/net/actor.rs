@@ -132,6 +132,7 @@ impl Actor {
             upload_rate: config.max_upload_bytes_per_sec,
             download_rate: config.max_download_bytes_per_sec,
             serve_rate: config.max_upload_bytes_per_peer_per_sec,
+            role: config.role(),
         };
         let mut state = State::new(core, policy, Time::ZERO);
         for (p, held, known) in ranges {

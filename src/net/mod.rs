@@ -153,6 +153,10 @@ pub struct NetConfig {
     /// (Kademlia server mode), put provider records, relay for peers
     /// behind NAT, no mDNS.
     pub mirror: bool,
+    /// A reader's node that serves and gossips what it holds, as mirrors
+    /// do (`--share`): peers then learn what it holds. Off, a reader's
+    /// node is quiet (see [`crate::sync::Role`]).
+    pub share: bool,
     /// Catch up with every connected peer this often, in seconds (and
     /// always when a connection comes up).
     pub sync_interval_secs: u64,
@@ -248,6 +252,7 @@ impl Default for NetConfig {
             fetch_deadline_secs: 120,
             same_ip_ok: false,
             mirror: false,
+            share: false,
             sync_interval_secs: 300,
             discovery_interval_secs: 60,
             provide_interval_secs: 3600,
@@ -264,6 +269,18 @@ impl Default for NetConfig {
 }
 
 impl NetConfig {
+    /// What the node does for others.
+    pub fn role(&self) -> crate::sync::Role {
+        use crate::sync::Role;
+        if self.mirror {
+            Role::Mirror
+        } else if self.share {
+            Role::Share
+        } else {
+            Role::Quiet
+        }
+    }
+
     /// Settings for tests: loopback only, a random port, no mDNS, short
     /// timers, and the same-IP penalty and per-address caps off (every
     /// node of a test shares 127.0.0.1).
@@ -275,6 +292,9 @@ impl NetConfig {
             request_timeout_secs: 5,
             fetch_deadline_secs: 30,
             same_ip_ok: true,
+            // Nodes of tests serve one another unless a test makes one
+            // quiet.
+            share: true,
             max_incoming_per_address: 0,
             max_incoming_per_subnet: 0,
             // Benchmarks compare runs on one machine: no per-peer rate

@@ -45,6 +45,28 @@ use bandwidth::Bucket;
 use bans::Bans;
 use messages::{FetchRequest, SyncRequest};
 
+/// What a node does for others, and so what it lets them learn.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A reader's node, the default: it asks and never serves, forwards
+    /// or names a publisher or a story in what it sends.
+    #[default]
+    Quiet,
+    /// A reader's node that serves and gossips what it holds (`--share`),
+    /// as mirrors do, for friends on a LAN when the border is cut.
+    Share,
+    /// A mirror: serves, gossips, relays and answers the DHT.
+    Mirror,
+}
+
+impl Role {
+    /// Whether the node answers peers' requests and forwards gossip.
+    pub fn serves(self) -> bool {
+        self != Role::Quiet
+    }
+}
+
 /// What identifies a peer: libp2p's `PeerId` in the node, a number in tests.
 pub trait Peer: Copy + Eq + Ord + Hash + Debug {}
 impl<T: Copy + Eq + Ord + Hash + Debug> Peer for T {}

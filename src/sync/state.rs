@@ -21,6 +21,8 @@ use crate::proto::{
 /// Settings of the core.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
+    /// What the node does for others.
+    pub role: super::Role,
     /// Limits on fetching blobs.
     pub fetch: FetchLimits,
     /// How often each connected peer is asked for a summary.

@@ -37,6 +37,7 @@ pub(super) fn fixture_with(fetch: FetchLimits) -> (State<u32, u64>, Newsroom) {
         upload_rate: None,
         download_rate: None,
         serve_rate: None,
+        role: crate::sync::Role::Share,
     };
     (State::new(config, policy, Time::ZERO), news)
 }
@@ -298,6 +299,7 @@ fn a_peer_asking_without_pause_gets_its_serving_share_and_another_is_still_serve
     s = State::new(
         Config {
             serve_rate: Some(rate),
+            role: crate::sync::Role::Share,
             ..s.config.clone()
         },
         s.policy().clone(),

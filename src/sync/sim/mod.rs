@@ -136,6 +136,7 @@ impl Sim {
             upload_rate: None,
             download_rate: None,
             serve_rate: None,
+            role: crate::sync::Role::Share,
         };
         let n = config.nodes.max(2);
         let liars = config.liars.min(n - 1);

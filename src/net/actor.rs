@@ -52,6 +52,13 @@ pub(super) struct Actor {
     backlog: VecDeque<Job>,
     fetch_requests: HashMap<OutboundRequestId, Token>,
     pub(super) sync_requests: HashMap<OutboundRequestId, Asker>,
+    /// The core's log requests out.
+    pub(super) log_requests: HashMap<OutboundRequestId, Token>,
+    /// Readers' log requests held at the end of the log.
+    pub(super) held_logs: super::logserve::Held,
+    /// The name of the store's log, and where it ends.
+    pub(super) log_id: [u8; 16],
+    pub(super) log_end: u64,
     outbox: Outbox,
     pub(super) topics: HashSet<TopicHash>,
     /// Topics each connected peer is recorded on, to tell when one
@@ -115,9 +122,16 @@ impl Actor {
         // runtime's threads.
         let publishers: Vec<PublicKey> = policy.publishers().map(|(k, _)| *k).collect();
         let reader = store.clone();
-        let ranges = tokio::task::spawn_blocking(move || worker::ranges_of(&reader, publishers))
-            .await
-            .map_err(|e| NetError::Setup(format!("reading the store: {e}")))??;
+        let (ranges, log_id, log_end, cursors) = tokio::task::spawn_blocking(move || {
+            Ok::<_, crate::store::StoreError>((
+                worker::ranges_of(&reader, publishers)?,
+                reader.log_id()?,
+                reader.log_end()?,
+                reader.log_cursors()?,
+            ))
+        })
+        .await
+        .map_err(|e| NetError::Setup(format!("reading the store: {e}")))??;
         let (jobs, done) = worker::spawn(store)?;
         let origin = Instant::now();
         let core = Config {
@@ -133,10 +147,16 @@ impl Actor {
             download_rate: config.max_download_bytes_per_sec,
             serve_rate: config.max_upload_bytes_per_peer_per_sec,
             role: config.role(),
+            large_budget: config.large_story_budget_bytes_per_day,
         };
         let mut state = State::new(core, policy, Time::ZERO);
         for (p, held, known) in ranges {
             state.set_ranges(p, held, known);
+        }
+        for (mirror, log, next) in cursors {
+            if let Ok(peer) = PeerId::from_bytes(&mirror) {
+                state.set_cursor(peer, crate::sync::Cursor { log, next }, Time::ZERO);
+            }
         }
         let mut actor = Actor {
             swarm,
@@ -150,6 +170,10 @@ impl Actor {
             backlog: VecDeque::new(),
             fetch_requests: HashMap::new(),
             sync_requests: HashMap::new(),
+            log_requests: HashMap::new(),
+            held_logs: Default::default(),
+            log_id,
+            log_end,
             outbox: Outbox::default(),
             topics: HashSet::new(),
             peer_topics: HashMap::new(),
@@ -328,6 +352,12 @@ impl Actor {
                     let rid = self.swarm.behaviour_mut().sync.send_request(&peer, request);
                     self.sync_requests.insert(rid, Asker::Core(token));
                 }
+                Action::Log {
+                    peer,
+                    token,
+                    request,
+                } => self.ask_log(peer, token, request),
+                Action::Cursor { peer, cursor } => self.save_cursor(peer, cursor),
                 Action::Verdict { origin, verdict } => self.report(origin, verdict),
                 Action::Refused { peer, refusal } => {
                     self.rejected += 1;
@@ -396,6 +426,11 @@ impl Actor {
     // ---- topics and announcements ----
 
     pub(super) fn subscribe(&mut self, publisher: &PublicKey) {
+        // A topic is named after its publisher: a quiet reader subscribes
+        // to none, and learns from mirrors' logs instead.
+        if !self.config.role().serves() {
+            return;
+        }
         let topic = IdentTopic::new(wire::topic_name(publisher));
         let gs = &mut self.swarm.behaviour_mut().gossipsub;
         // Refused messages on a topic cost their sender: the P4 penalty.
@@ -480,6 +515,7 @@ impl Actor {
         }
         let now = self.now();
         self.state.tick(now);
+        self.log_tick();
         self.discovery_tick();
         self.finish_reports(true);
     }

@@ -266,6 +266,16 @@ impl Actor {
                     .sync
                     .send_response(channel, response);
             }
+            Done::Log {
+                peer,
+                channel,
+                response,
+                bytes,
+            } => {
+                self.served(peer, bytes);
+                self.answer_log(channel, response);
+            }
+            Done::LogGrew(end) => self.log_grew(end),
             Done::Relearned {
                 publisher,
                 name,

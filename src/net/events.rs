@@ -72,6 +72,7 @@ impl Actor {
                     Busy::Rate => "peer_rate",
                     Busy::PeerJobs => "peer_reads",
                     Busy::Jobs => "reads",
+                    Busy::Quiet => "quiet",
                 },
             })
             .inc();
@@ -277,6 +278,7 @@ impl Actor {
                 ..
             } => {
                 let now = self.now();
+                self.held_logs.forget(&peer_id);
                 self.state.peer_down(&peer_id, now);
                 self.discovery.peer_gone(&peer_id);
                 self.peer_topics.remove(&peer_id);
@@ -315,6 +317,7 @@ impl Actor {
             SwarmEvent::Behaviour(BehaviourEvent::Fetch(
                 request_response::Event::InboundFailure { peer, error, .. },
             )) => self.refused_by_codec(peer, inbound_over_limits(&error), "fetch request"),
+            SwarmEvent::Behaviour(BehaviourEvent::Log(e)) => self.log_event(e),
             SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.kad_event(e),
             SwarmEvent::Behaviour(BehaviourEvent::Autonat(e)) => self.autonat_event(e),
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {

@@ -28,6 +28,8 @@ mod events;
 mod followed;
 mod gate;
 mod handle;
+mod log;
+mod logserve;
 mod metrics;
 mod report;
 mod status;
@@ -190,6 +192,11 @@ pub struct NetConfig {
     /// at most a few store reads waiting at once (see
     /// [`crate::sync::share`]).
     pub max_upload_bytes_per_peer_per_sec: Option<u64>,
+    /// A quiet reader fetches at most this many bytes a day of stories too
+    /// large to come whole in a mirror's log (over 32 KiB of text and
+    /// media): each such fetch tells the mirror which story the reader
+    /// wants. 0: never; those stories are then listed as missing.
+    pub large_story_budget_bytes_per_day: u64,
     /// Most blob bytes fetched from peers per second; `None` for no cap.
     /// Over it, no new request goes out until the rate allows.
     pub max_download_bytes_per_sec: Option<u64>,
@@ -264,6 +271,7 @@ impl Default for NetConfig {
             max_upload_bytes_per_sec: None,
             max_upload_bytes_per_peer_per_sec: Some(4 * 1024 * 1024),
             max_download_bytes_per_sec: None,
+            large_story_budget_bytes_per_day: 256 * 1024 * 1024,
         }
     }
 }

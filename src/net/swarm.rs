@@ -18,7 +18,7 @@ use tracing::warn;
 use super::followed::Followed;
 use super::gate::Gate;
 use super::topics::{self, Topics};
-use super::wire::{self, FetchCodec, SyncCodec};
+use super::wire::{self, FetchCodec, LogCodec, SyncCodec};
 use super::{NetConfig, NetError, discovery};
 use crate::sync::fetch::VERDICT_HOLD;
 
@@ -33,6 +33,7 @@ pub(super) struct Behaviour {
     pub(super) gossipsub: gossipsub::Behaviour<Followed, Topics>,
     pub(super) fetch: request_response::Behaviour<FetchCodec>,
     pub(super) sync: request_response::Behaviour<SyncCodec>,
+    pub(super) log: request_response::Behaviour<LogCodec>,
     pub(super) kad: kad::Behaviour<kad::store::MemoryStore>,
     pub(super) relay_client: relay::client::Behaviour,
     pub(super) relay: Toggle<relay::Behaviour>,
@@ -146,6 +147,18 @@ pub(super) async fn build_swarm(
     let sync_config = request_response::Config::default()
         .with_request_timeout(Duration::from_secs(config.request_timeout_secs.max(30)))
         .with_max_concurrent_streams(16);
+    // A held log request waits up to LOG_WAIT before its empty answer.
+    let log_config = request_response::Config::default()
+        .with_request_timeout(
+            wire::LOG_WAIT + Duration::from_secs(config.request_timeout_secs.max(10)),
+        )
+        .with_max_concurrent_streams(8);
+    // A quiet reader asks for the log and answers no one's request.
+    let log_support = if config.role().serves() {
+        ProtocolSupport::Full
+    } else {
+        ProtocolSupport::Outbound
+    };
     let memory_fraction = config.max_memory_fraction;
     let mut gate = Gate::new(
         config.max_incoming_per_address,
@@ -218,6 +231,11 @@ pub(super) async fn build_swarm(
                         ProtocolSupport::Full,
                     )],
                     sync_config,
+                ),
+                log: request_response::Behaviour::with_codec(
+                    LogCodec,
+                    [(StreamProtocol::new(wire::LOG_PROTOCOL), log_support)],
+                    log_config,
                 ),
                 kad: discovery::kademlia(peer_id, mirror),
                 relay_client,

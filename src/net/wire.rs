@@ -213,6 +213,60 @@ impl libp2p::request_response::Codec for SyncCodec {
     }
 }
 
+/// The log codec: length-prefixed postcard like [`FetchCodec`].
+#[derive(Debug, Clone, Default)]
+pub struct LogCodec;
+
+impl libp2p::request_response::Codec for LogCodec {
+    type Protocol = libp2p::StreamProtocol;
+    type Request = LogRequest;
+    type Response = LogResponse;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &Self::Protocol,
+        io: &mut T,
+    ) -> std::io::Result<LogRequest> {
+        decode(
+            &read_frame(io, MAX_LOG_REQUEST).await?,
+            bounded::ceiling(MAX_LOG_REQUEST),
+        )
+    }
+
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &Self::Protocol,
+        io: &mut T,
+    ) -> std::io::Result<LogResponse> {
+        decode(&read_frame(io, MAX_LOG_RESPONSE).await?, LOG_DECODE_CEILING)
+    }
+
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &Self::Protocol,
+        io: &mut T,
+        req: LogRequest,
+    ) -> std::io::Result<()> {
+        write_frame(io, &encode(&req)?).await
+    }
+
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &Self::Protocol,
+        io: &mut T,
+        res: LogResponse,
+    ) -> std::io::Result<()> {
+        let bytes = encode(&res)?;
+        if bytes.len() > MAX_LOG_RESPONSE {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "log response over its limit",
+            ));
+        }
+        write_frame(io, &bytes).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

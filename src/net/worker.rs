@@ -19,14 +19,14 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
 use super::NetError;
-use super::wire::{CHUNK, FetchResponse, MAX_HELD_VERSIONS, SyncResponse};
+use super::wire::{CHUNK, FetchResponse, LogResponse, MAX_HELD_VERSIONS, SyncResponse};
 use crate::proto::{
     BlobHash, BundleId, Head, Manifest, PublicKey, StoryId, Timestamp, TrustPolicy, Verified,
     VerifiedBundle, check_bundle,
 };
 use crate::store::archive::{self, ImportReport};
 use crate::store::{Ingested, Store, StoreError, Totals};
-use crate::sync::{BundlesPlan, Origin, Record, Stored};
+use crate::sync::{BundlesPlan, Cursor, Origin, Record, Stored};
 
 /// Jobs waiting for the store thread.
 pub const JOB_QUEUE: usize = 1024;
@@ -99,6 +99,14 @@ pub(super) enum Job {
     Totals { reply: oneshot::Sender<String> },
     /// Held and known ranges of these publishers.
     Ranges(Vec<PublicKey>),
+    /// A page of the log for a reader.
+    ServeLog {
+        peer: PeerId,
+        from: u64,
+        channel: ResponseChannel<LogResponse>,
+    },
+    /// Where this reader is in a mirror's log.
+    SaveCursor { mirror: Vec<u8>, cursor: Cursor },
     /// Everything before this is done and flushed.
     Flush(oneshot::Sender<()>),
 }
@@ -162,6 +170,15 @@ pub(super) enum Done {
     },
     /// Held and known ranges of publishers, as the store has them now.
     Ranges(Vec<PublisherRanges>),
+    /// A page of the log for a reader, with the blob bytes in it.
+    Log {
+        peer: PeerId,
+        channel: ResponseChannel<LogResponse>,
+        response: LogResponse,
+        bytes: u64,
+    },
+    /// The log grew: it ends here now.
+    LogGrew(u64),
     /// A store call failed: the one way a failure is reported.
     Failed {
         what: &'static str,
@@ -178,10 +195,21 @@ pub(super) fn spawn(
     std::thread::Builder::new()
         .name("kolokol-store".into())
         .spawn(move || {
+            let log_end = store.log_end().unwrap_or(0);
             let w = Worker { store, done };
+            let mut log_end = log_end;
             while let Some(job) = rx.blocking_recv() {
                 if !w.run(job) {
                     break;
+                }
+                // Whatever the job, held log requests learn the log grew.
+                if let Ok(end) = w.store.log_end()
+                    && end > log_end
+                {
+                    log_end = end;
+                    if !w.send(Done::LogGrew(end)) {
+                        break;
+                    }
                 }
             }
             if let Err(e) = w.store.flush() {
@@ -390,6 +418,31 @@ impl Worker {
                     learned,
                     reply,
                 })
+            }
+            Job::ServeLog {
+                peer,
+                from,
+                channel,
+            } => {
+                let (response, bytes) = match super::logserve::page(&self.store, from) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        warn!("reading the log: {e}");
+                        (LogResponse::Refused, 0)
+                    }
+                };
+                self.send(Done::Log {
+                    peer,
+                    channel,
+                    response,
+                    bytes,
+                })
+            }
+            Job::SaveCursor { mirror, cursor } => {
+                match self.store.set_log_cursor(&mirror, cursor.log, cursor.next) {
+                    Ok(()) => true,
+                    Err(e) => self.failed("keeping the position in a mirror's log", e),
+                }
             }
             Job::Limits => self.limits(),
             Job::Totals { reply } => self.send(Done::Totals {

@@ -174,6 +174,7 @@ impl Store {
             tx.put(skey, StoryEntry::of(m, id).encode());
         }
         tx.bundles += 1;
+        tx.log(super::log::LogItem::Bundle(id));
         *tx.per_publisher.entry(m.publisher).or_default() += bundle_bytes(m.bytes(), m) as i64;
         debug!(bundle = %id.short(), seq = m.sequence, "stored");
         Ok(Ingested::New)

@@ -200,6 +200,32 @@ impl Kv {
         }
     }
 
+    /// Up to `limit` pairs whose key starts with `prefix`, from `start`
+    /// (a key under `prefix`) on, in key order.
+    pub(crate) fn scan_from(
+        &self,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Pair>, StoreError> {
+        match &self.backend {
+            Backend::Sled { tree, .. } => tree
+                .range(start.to_vec()..)
+                .take_while(|r| r.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
+                .take(limit)
+                .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(sled_err))
+                .collect(),
+            Backend::Memory(m) => {
+                let m = m.read().map_err(|_| StoreError::Poisoned)?;
+                Ok(m.range::<Vec<u8>, _>(start.to_vec()..)
+                    .take_while(|(k, _)| k.starts_with(prefix))
+                    .take(limit)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect())
+            }
+        }
+    }
+
     /// Makes every applied batch durable.
     pub(crate) fn flush(&self) -> Result<(), StoreError> {
         match &self.backend {

@@ -21,6 +21,7 @@ mod check;
 mod ingest;
 mod kv;
 mod limits;
+mod log;
 mod read;
 mod tables;
 mod trust;
@@ -43,6 +44,7 @@ pub use crate::proto::ranges::{gaps, to_ranges};
 pub use check::CheckReport;
 pub use ingest::Ingested;
 pub use limits::Eviction;
+pub use log::{LogCursor, LogItem, LogObject};
 pub use read::{StoredManifest, Totals};
 pub use tables::{INLINE_BLOB_MAX, SCHEMA_VERSION, SeqState, StoryEntry};
 
@@ -153,13 +155,15 @@ impl Store {
         let store = Self::init(kv, blobs, config, Some(path.to_owned()))?;
         store.sweep_orphans()?;
         store.count_publishers()?;
+        store.build_log()?;
         Ok(store)
     }
 
     /// A store in memory, with the same behaviour, for tests.
     pub fn memory(config: StoreConfig) -> Self {
         match Self::init(Kv::memory(), Blobs::memory(), config, None) {
-            Ok(s) => s,
+            Ok(s) if s.build_log().is_ok() => s,
+            Ok(_) => unreachable!("in-memory store init failed: the log"),
             // The memory backend has no failure mode at init.
             Err(e) => unreachable!("in-memory store init failed: {e}"),
         }

@@ -16,6 +16,7 @@
 //! | `c` | certificate id | signed certificate |
 //! | `x` | publisher, revoked key | signed revocation |
 //! | `p` | publisher, story | empty: the story is pinned |
+//! | `l` | position (u64 BE) | what the store took there (see `log`) |
 //!
 //! Blobs up to [`INLINE_BLOB_MAX`] are values under `b`; larger ones are
 //! files beside the database (see `blobs`), made durable before the
@@ -41,6 +42,7 @@ pub(super) const HEAD: u8 = b'h';
 pub(super) const CERT: u8 = b'c';
 pub(super) const REVOCATION: u8 = b'x';
 pub(super) const PIN: u8 = b'p';
+pub(super) const LOG: u8 = b'l';
 
 /// Blobs up to this size are kept in the index database, in the same
 /// batch as their bundle; larger ones are files (see `blobs`). Small values
@@ -58,6 +60,12 @@ pub(super) const META_PUBLISHER: &[u8] = b"publisher-bytes/";
 /// before they existed get them counted at open).
 pub(super) const META_PUBLISHER_COUNTED: &[u8] = b"publisher-bytes-counted";
 pub(super) const META_BLOBS: &[u8] = b"blobs";
+/// The position the log's next entry gets.
+pub(super) const META_LOG_NEXT: &[u8] = b"log-next";
+/// The name of the store's log, set once it is complete.
+pub(super) const META_LOG_ID: &[u8] = b"log-id";
+/// Followed by a mirror's peer id: where this reader is in its log.
+pub(super) const META_LOG_CURSOR: &[u8] = b"log-cursor/";
 pub(super) const META_BLOB_DISK: &[u8] = b"blobdisk";
 
 /// What a sequence number's index entry says.

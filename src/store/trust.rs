@@ -9,6 +9,7 @@
 use tracing::warn;
 
 use super::kv::Op;
+use super::log::LogItem;
 use super::tables::{CERT, HEAD, REVOCATION, SEQ, SeqState, id_from, key};
 use super::{Store, StoreError};
 use crate::proto::{
@@ -50,6 +51,7 @@ impl Store {
                 key(REVOCATION, &[rev.publisher.as_bytes(), rev.key.as_bytes()]),
                 rev.bytes().to_vec(),
             ));
+            ops.extend(self.log_ops(&[LogItem::Revocation(rev.publisher, rev.key)])?);
         }
         if change.head_dropped {
             ops.push(Op::Delete(key(HEAD, &[rev.publisher.as_bytes()])));
@@ -103,7 +105,9 @@ impl Store {
                 });
             }
         }
-        self.kv.apply(vec![Op::Put(k, head.bytes().to_vec())])
+        let mut ops = vec![Op::Put(k, head.bytes().to_vec())];
+        ops.extend(self.log_ops(&[LogItem::Head(head.publisher)])?);
+        self.kv.apply(ops)
     }
 
     /// The newest stored head of `publisher`.

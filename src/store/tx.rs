@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use super::StoreError;
 use super::kv::{Kv, Op};
 use super::tables::{
-    BLOB, META, META_BLOB_DISK, META_BLOBS, META_BUNDLES, META_PAYLOAD, META_PUBLISHER, REFS, key,
-    u64_of,
+    BLOB, LOG, META, META_BLOB_DISK, META_BLOBS, META_BUNDLES, META_LOG_NEXT, META_PAYLOAD,
+    META_PUBLISHER, REFS, key, u64_of,
 };
 use crate::proto::{BlobHash, PublicKey};
 
@@ -22,6 +22,8 @@ pub(super) struct Tx<'a> {
     pub(super) blobs: i64,
     pub(super) blob_disk: i64,
     pub(super) per_publisher: HashMap<PublicKey, i64>,
+    /// Appended to the log at commit, in order.
+    pub(super) log: Vec<super::log::LogItem>,
 }
 
 impl<'a> Tx<'a> {
@@ -34,6 +36,7 @@ impl<'a> Tx<'a> {
             blobs: 0,
             blob_disk: 0,
             per_publisher: HashMap::new(),
+            log: Vec::new(),
         }
     }
 
@@ -79,6 +82,18 @@ impl<'a> Tx<'a> {
                 let v = u64_of(self.kv.get(&k)?).saturating_add_signed(delta);
                 self.writes.insert(k, Some(v.to_be_bytes().to_vec()));
             }
+        }
+        if !self.log.is_empty() {
+            let mut next = u64_of(self.kv.get(&key(META, &[META_LOG_NEXT]))?);
+            for item in std::mem::take(&mut self.log) {
+                self.writes
+                    .insert(key(LOG, &[&next.to_be_bytes()]), Some(item.encode()));
+                next += 1;
+            }
+            self.writes.insert(
+                key(META, &[META_LOG_NEXT]),
+                Some(next.to_be_bytes().to_vec()),
+            );
         }
         if self.writes.is_empty() {
             return Ok(());

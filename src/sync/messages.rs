@@ -5,6 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
+mod log;
+pub use log::*;
+
 use crate::proto::bounded::{self, BoundedError};
 use crate::proto::{BlobHash, PublicKey, limits};
 

@@ -17,6 +17,7 @@ pub mod bandwidth;
 pub mod bans;
 mod catchup;
 pub mod fetch;
+mod follow;
 mod gossip;
 pub mod messages;
 pub mod outbox;
@@ -32,6 +33,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::fmt::Debug;
 use std::hash::Hash;
 
+pub use follow::{Cursor, MAX_CURSORS, MAX_FOLLOWED, MAX_WAITING};
 pub use serve::{BundlesPlan, Packer};
 pub use state::{Config, PublisherFigures, State, Stored};
 pub use time::Time;
@@ -43,7 +45,7 @@ use crate::proto::{
 };
 use bandwidth::Bucket;
 use bans::Bans;
-use messages::{FetchRequest, SyncRequest};
+use messages::{FetchRequest, LogRequest, SyncRequest};
 
 /// What a node does for others, and so what it lets them learn.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -137,6 +139,22 @@ pub enum Action<P, M> {
         token: Token,
         /// What to ask.
         request: SyncRequest,
+    },
+    /// Send a log request; its answer comes back with `token`.
+    Log {
+        /// To whom.
+        peer: P,
+        /// Names the request.
+        token: Token,
+        /// What to ask.
+        request: LogRequest,
+    },
+    /// Remember where the reader is in a mirror's log (across restarts).
+    Cursor {
+        /// The mirror.
+        peer: P,
+        /// Its log and the position to ask from next.
+        cursor: Cursor,
     },
     /// Give a gossip message its verdict.
     Verdict {

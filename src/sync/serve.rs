@@ -152,7 +152,11 @@ impl Packer {
 impl<P: Peer, M: Clone> State<P, M> {
     /// Answers a summary request from what is held and trusted.
     pub fn serve_summary(&mut self, peer: P, queries: &[PublisherQuery], now: Now) -> SyncResponse {
-        if self.bans.is_banned(&peer, now.at) || !self.catchup.served.take(peer, now.at) {
+        // A summary names the publishers carried and digests what is held.
+        if !self.config.role.serves()
+            || self.bans.is_banned(&peer, now.at)
+            || !self.catchup.served.take(peer, now.at)
+        {
             return SyncResponse::Refused;
         }
         SyncResponse::Summary {
@@ -253,6 +257,10 @@ impl<P: Peer, M: Clone> State<P, M> {
     /// the peer's rate is, or too many reads wait (for it, or in all).
     /// Each read started ends with [`State::end_serving`].
     pub fn begin_serving(&mut self, peer: P, now: Time) -> Result<(), Busy> {
+        // Serving proves what the node holds: a quiet reader never does.
+        if !self.config.role.serves() {
+            return Err(Busy::Quiet);
+        }
         if !self.upload.open(now) {
             return Err(Busy::Upload);
         }

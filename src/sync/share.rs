@@ -29,6 +29,8 @@ pub enum Busy {
     PeerJobs,
     /// [`MAX_SERVE_JOBS`] reads wait in all.
     Jobs,
+    /// The node is a quiet reader: it serves no one.
+    Quiet,
 }
 
 #[derive(Debug)]

@@ -34,6 +34,10 @@ pub struct Config {
     /// Each peer's serving rate in bytes per second (`None`: only the
     /// upload cap).
     pub serve_rate: Option<u64>,
+    /// A quiet reader fetches at most this many bytes a day of bundles
+    /// too large to come whole in a mirror's log (each such fetch tells
+    /// the mirror the reader wants that story); 0: never.
+    pub large_budget: u64,
 }
 
 /// What storing one bundle came to.
@@ -118,6 +122,8 @@ pub struct State<P, M> {
     pub(super) connected: BTreeSet<P>,
     pub(super) fetches: Fetches<P, M>,
     pub(super) catchup: CatchUp<P>,
+    /// Mirrors' logs followed (a quiet reader).
+    pub(super) follow: super::follow::Follow<P>,
     pub(super) bans: Bans<P>,
     /// Rejected messages per peer, toward a ban.
     pub(super) strikes: Strikes<P>,
@@ -145,6 +151,7 @@ impl<P: Peer, M: Clone> State<P, M> {
             ranges: HashMap::new(),
             connected: BTreeSet::new(),
             catchup: CatchUp::default(),
+            follow: Default::default(),
             bans: Bans::default(),
             strikes: Strikes::default(),
             storing: HashSet::new(),
@@ -345,7 +352,13 @@ impl<P: Peer, M: Clone> State<P, M> {
             return false;
         }
         self.connected.insert(peer);
-        self.sync_with(peer, now);
+        // A quiet reader names no publisher: it follows the mirror's whole
+        // log instead of comparing what each side holds.
+        if self.config.role == super::Role::Quiet {
+            self.follow_up(peer, now);
+        } else {
+            self.sync_with(peer, now);
+        }
         true
     }
 
@@ -354,6 +367,7 @@ impl<P: Peer, M: Clone> State<P, M> {
         self.connected.remove(peer);
         self.catchup.peer_gone(peer);
         self.shares.forget(peer);
+        self.follow_down(peer, now);
         let (fetches, _, mut ctx) = self.ctx(now.at);
         fetches.peer_gone(peer, &mut ctx);
     }
@@ -376,7 +390,11 @@ impl<P: Peer, M: Clone> State<P, M> {
     /// Time passed: summaries due, catch-up requests, fetch deadlines and
     /// retries, bans that ran out.
     pub fn tick(&mut self, now: Now) {
-        self.sync_tick(now);
+        if self.config.role == super::Role::Quiet {
+            self.follow_tick(now);
+        } else {
+            self.sync_tick(now);
+        }
         self.bans.expire(now.at);
         let (fetches, _, mut ctx) = self.ctx(now.at);
         fetches.tick(&mut ctx);

@@ -165,7 +165,12 @@ impl<P: Peer, M: Clone> State<P, M> {
 
     /// Asks `peer` what it holds of every trusted publisher.
     pub(super) fn sync_with(&mut self, peer: P, now: Now) {
-        if self.catchup.unsupported.contains(&peer) || self.bans.is_banned(&peer, now.at) {
+        // A summary names every trusted publisher: never from a quiet
+        // reader.
+        if self.config.role == super::Role::Quiet
+            || self.catchup.unsupported.contains(&peer)
+            || self.bans.is_banned(&peer, now.at)
+        {
             return;
         }
         let state = self.catchup.peers.entry(peer).or_default();

@@ -38,6 +38,7 @@ pub(super) fn fixture_with(fetch: FetchLimits) -> (State<u32, u64>, Newsroom) {
         download_rate: None,
         serve_rate: None,
         role: crate::sync::Role::Share,
+        large_budget: u64::MAX,
     };
     (State::new(config, policy, Time::ZERO), news)
 }
@@ -300,6 +301,7 @@ fn a_peer_asking_without_pause_gets_its_serving_share_and_another_is_still_serve
         Config {
             serve_rate: Some(rate),
             role: crate::sync::Role::Share,
+            large_budget: u64::MAX,
             ..s.config.clone()
         },
         s.policy().clone(),

@@ -137,6 +137,7 @@ impl Sim {
             download_rate: None,
             serve_rate: None,
             role: crate::sync::Role::Share,
+            large_budget: u64::MAX,
         };
         let n = config.nodes.max(2);
         let liars = config.liars.min(n - 1);

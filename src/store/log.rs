@@ -1,0 +1,278 @@
+//! The log: everything the store took (bundles, heads, revocations),
+//! numbered in the order it took it, so that a quiet reader can follow a
+//! mirror without naming what it wants (see `sync::messages::log`).
+//!
+//! Entries are `l` + position (u64 BE) → what was taken: a bundle id, the
+//! publisher of a head (the entry stands for its newest head), or a
+//! revocation's publisher and key. Positions are given in the batch that
+//! stores the object, under the write lock, so they follow the order of
+//! the writes and none is given twice. An entry whose object went
+//! (evicted, revoked) stays and is skipped when read. Each store names its
+//! log with random bytes of its own, so a reader knows its position in
+//! one store means nothing in a store made anew.
+
+use super::kv::Op;
+use super::tables::{
+    CERT, HEAD, LOG, META, META_LOG_CURSOR, META_LOG_ID, META_LOG_NEXT, REVOCATION, SEQ, SeqState,
+    key, u64_of,
+};
+use super::tx::Tx;
+use super::{Store, StoreError};
+use crate::proto::{BundleId, CertId, PublicKey};
+
+/// Entries written per batch while the log of an older store is built.
+const BUILD_BATCH: usize = 4096;
+
+/// What one log entry stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogItem {
+    /// A bundle.
+    Bundle(BundleId),
+    /// The newest head of a publisher.
+    Head(PublicKey),
+    /// A publisher's revocation of a key.
+    Revocation(PublicKey, PublicKey),
+}
+
+impl LogItem {
+    pub(super) fn encode(&self) -> Vec<u8> {
+        match self {
+            LogItem::Bundle(id) => [&[b'b'][..], id.as_bytes()].concat(),
+            LogItem::Head(p) => [&[b'h'][..], p.as_bytes()].concat(),
+            LogItem::Revocation(p, k) => [&[b'x'][..], p.as_bytes(), k.as_bytes()].concat(),
+        }
+    }
+
+    fn decode(v: &[u8]) -> Result<Self, StoreError> {
+        let bad = || StoreError::Corrupt("log entry".into());
+        let key32 = |r: std::ops::Range<usize>| -> Result<[u8; 32], StoreError> {
+            v.get(r).and_then(|b| b.try_into().ok()).ok_or_else(bad)
+        };
+        match (v.first(), v.len()) {
+            (Some(b'b'), 33) => Ok(LogItem::Bundle(BundleId(key32(1..33)?))),
+            (Some(b'h'), 33) => Ok(LogItem::Head(PublicKey(key32(1..33)?))),
+            (Some(b'x'), 65) => Ok(LogItem::Revocation(
+                PublicKey(key32(1..33)?),
+                PublicKey(key32(33..65)?),
+            )),
+            _ => Err(bad()),
+        }
+    }
+}
+
+fn position_key(position: u64) -> Vec<u8> {
+    key(LOG, &[&position.to_be_bytes()])
+}
+
+impl Store {
+    /// Where the log ends: the position the next entry gets.
+    pub fn log_end(&self) -> Result<u64, StoreError> {
+        Ok(u64_of(self.kv.get(&key(META, &[META_LOG_NEXT]))?))
+    }
+
+    /// The name of this store's log.
+    pub fn log_id(&self) -> Result<[u8; 16], StoreError> {
+        self.kv
+            .get(&key(META, &[META_LOG_ID]))?
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| StoreError::Corrupt("the log has no name".into()))
+    }
+
+    /// Up to `limit` log entries from position `from` on, in order.
+    pub fn log_items(&self, from: u64, limit: usize) -> Result<Vec<(u64, LogItem)>, StoreError> {
+        self.kv
+            .scan_from(&[LOG], &position_key(from), limit)?
+            .into_iter()
+            .map(|(k, v)| {
+                let position = k
+                    .get(1..9)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_be_bytes)
+                    .ok_or_else(|| StoreError::Corrupt("log position".into()))?;
+                Ok((position, LogItem::decode(&v)?))
+            })
+            .collect()
+    }
+
+    /// The writes that append `items` to the log. Caller holds the write
+    /// lock and applies them in the batch that stores the objects.
+    pub(super) fn log_ops(&self, items: &[LogItem]) -> Result<Vec<Op>, StoreError> {
+        let mut next = self.log_end()?;
+        let mut ops = Vec::with_capacity(items.len() + 1);
+        for item in items {
+            ops.push(Op::Put(position_key(next), item.encode()));
+            next += 1;
+        }
+        ops.push(Op::Put(
+            key(META, &[META_LOG_NEXT]),
+            next.to_be_bytes().to_vec(),
+        ));
+        Ok(ops)
+    }
+
+    /// Gives a store made before the log its log: every held bundle, by
+    /// publisher and sequence number, then heads and revocations. Until it
+    /// has a name the log is not finished, and building it again from the
+    /// start writes the same entries, so a crash while building loses
+    /// nothing.
+    pub(super) fn build_log(&self) -> Result<(), StoreError> {
+        if self.kv.contains(&key(META, &[META_LOG_ID]))? {
+            return Ok(());
+        }
+        let _w = self.lock()?;
+        let mut items = Vec::new();
+        for item in self.kv.scan(&[SEQ], false) {
+            let (_, v) = item?;
+            if v.first() == Some(&(SeqState::Held as u8)) {
+                items.push(LogItem::Bundle(super::tables::id_from(&v[1..])?));
+            }
+        }
+        for item in self.kv.scan(&[HEAD], false) {
+            let (k, _) = item?;
+            let p: [u8; 32] = k[1..]
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("head key".into()))?;
+            items.push(LogItem::Head(PublicKey(p)));
+        }
+        for item in self.kv.scan(&[REVOCATION], false) {
+            let (k, _) = item?;
+            if k.len() != 65 {
+                return Err(StoreError::Corrupt("revocation key".into()));
+            }
+            let p: [u8; 32] = k[1..33]
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("revocation key".into()))?;
+            let r: [u8; 32] = k[33..65]
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("revocation key".into()))?;
+            items.push(LogItem::Revocation(PublicKey(p), PublicKey(r)));
+        }
+        for (n, chunk) in items.chunks(BUILD_BATCH).enumerate() {
+            let start = (n * BUILD_BATCH) as u64;
+            let ops = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, item)| Op::Put(position_key(start + i as u64), item.encode()))
+                .collect();
+            self.kv.apply(ops)?;
+        }
+        let id: [u8; 16] = rand::random();
+        self.kv.apply(vec![
+            Op::Put(
+                key(META, &[META_LOG_NEXT]),
+                (items.len() as u64).to_be_bytes().to_vec(),
+            ),
+            Op::Put(key(META, &[META_LOG_ID]), id.to_vec()),
+        ])?;
+        self.kv.flush()
+    }
+}
+
+/// The signed bytes a log entry stands for, as they are now.
+#[derive(Debug, Clone)]
+pub enum LogObject {
+    /// A stored bundle's manifest.
+    Bundle(Box<super::StoredManifest>),
+    /// A publisher's newest head, and the certificate that signs it.
+    Head(Vec<u8>, CertId),
+    /// A revocation.
+    Revocation(Vec<u8>),
+}
+
+impl Store {
+    /// What `item` stands for now; `None` when it is gone (an evicted or
+    /// revoked bundle, a head dropped by a revocation).
+    pub fn log_object(&self, item: &LogItem) -> Result<Option<LogObject>, StoreError> {
+        Ok(match item {
+            LogItem::Bundle(id) => self.manifest(id)?.map(|m| LogObject::Bundle(Box::new(m))),
+            LogItem::Head(p) => self
+                .head(p)?
+                .map(|(bytes, h)| LogObject::Head(bytes, h.certificate)),
+            LogItem::Revocation(p, k) => self
+                .kv
+                .get(&key(REVOCATION, &[p.as_bytes(), k.as_bytes()]))?
+                .map(LogObject::Revocation),
+        })
+    }
+
+    /// A stored certificate's signed bytes.
+    pub fn certificate_bytes(&self, id: &CertId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.kv.get(&key(CERT, &[id.as_bytes()]))
+    }
+}
+
+impl Tx<'_> {
+    /// Appends to the log when the batch commits.
+    pub(super) fn log(&mut self, item: LogItem) {
+        self.log.push(item);
+    }
+}
+
+/// Where a reader is in one mirror's log: the mirror's peer id as bytes,
+/// the log's name, the position to ask from next.
+pub type LogCursor = (Vec<u8>, [u8; 16], u64);
+
+/// Mirrors whose log position a reader keeps, at most (the core keeps
+/// the same number).
+const MAX_STORED_CURSORS: usize = 64;
+
+impl Store {
+    /// Remembers where this reader is in a mirror's log (`mirror`: the
+    /// mirror's peer id as bytes), forgetting the oldest past a bound.
+    pub fn set_log_cursor(
+        &self,
+        mirror: &[u8],
+        log: [u8; 16],
+        next: u64,
+    ) -> Result<(), StoreError> {
+        let _w = self.lock()?;
+        let k = key(META, &[META_LOG_CURSOR, mirror]);
+        let mut v = Vec::with_capacity(32);
+        v.extend_from_slice(&log);
+        v.extend_from_slice(&next.to_be_bytes());
+        // Stamped with the store's own log end, which only grows, to tell the
+        // oldest apart.
+        v.extend_from_slice(&self.log_end()?.to_be_bytes());
+        let mut ops = vec![Op::Put(k.clone(), v)];
+        let others: Vec<(Vec<u8>, u64)> = self
+            .kv
+            .scan(&key(META, &[META_LOG_CURSOR]), false)
+            .filter_map(Result::ok)
+            .filter(|(key, _)| *key != k)
+            .map(|(key, v)| {
+                (
+                    key,
+                    v.get(24..32)
+                        .and_then(|b| b.try_into().ok())
+                        .map_or(0, u64::from_be_bytes),
+                )
+            })
+            .collect();
+        if others.len() >= MAX_STORED_CURSORS
+            && let Some((oldest, _)) = others.iter().min_by_key(|(_, at)| *at)
+        {
+            ops.push(Op::Delete(oldest.clone()));
+        }
+        self.kv.apply(ops)
+    }
+
+    /// Where this reader is in each mirror's log it remembers: the
+    /// mirror's id bytes, the log's name, the position to ask from.
+    pub fn log_cursors(&self) -> Result<Vec<LogCursor>, StoreError> {
+        let prefix = key(META, &[META_LOG_CURSOR]);
+        let mut out = Vec::new();
+        for item in self.kv.scan(&prefix, false) {
+            let (k, v) = item?;
+            let (Some(log), Some(next)) = (
+                v.get(..16).and_then(|b| <[u8; 16]>::try_from(b).ok()),
+                v.get(16..24)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_be_bytes),
+            ) else {
+                return Err(StoreError::Corrupt("log cursor".into()));
+            };
+            out.push((k[prefix.len()..].to_vec(), log, next));
+        }
+        Ok(out)
+    }
+}

@@ -73,6 +73,8 @@ pub(super) struct Actor {
     pub(super) registry: prometheus_client::registry::Registry,
     /// Catch-up traffic, counted by the codec.
     pub(super) sync_counters: Arc<wire::SyncCounters>,
+    /// Log traffic, counted by the codec.
+    pub(super) log_counters: Arc<wire::SyncCounters>,
     pub(super) metrics: metrics::Metrics,
     pub(super) discovery: DiscoveryState,
     pub(super) reports: Reports,
@@ -96,6 +98,8 @@ impl Actor {
         let mut registry = prometheus_client::registry::Registry::default();
         let sync_codec = SyncCodec::default();
         let sync_counters = sync_codec.counters.clone();
+        let log_codec = wire::LogCodec::default();
+        let log_counters = log_codec.counters.clone();
         let followed = Followed::default();
         let own_metrics = metrics::Metrics::default();
         let mut swarm = build_swarm(
@@ -103,6 +107,7 @@ impl Actor {
             &config,
             &mut registry,
             sync_codec,
+            log_codec,
             own_metrics.subscriptions_dropped.clone(),
             followed.clone(),
         )
@@ -182,6 +187,7 @@ impl Actor {
             served_chunks: 0,
             registry,
             sync_counters,
+            log_counters,
             metrics: own_metrics,
             discovery: DiscoveryState::default(),
             reports: Reports::default(),

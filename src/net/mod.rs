@@ -391,6 +391,10 @@ pub struct Status {
     pub reachability: Option<String>,
     /// Catch-up traffic since start.
     pub sync: SyncTraffic,
+    /// Log traffic since start (a quiet reader's requests and the pages
+    /// it got; a mirror's pages sent).
+    #[serde(default)]
+    pub log: SyncTraffic,
 }
 
 /// Catch-up messages and bytes since start, both ways.
@@ -404,6 +408,18 @@ pub struct SyncTraffic {
     pub messages_received: u64,
     /// Bytes received.
     pub bytes_received: u64,
+}
+
+impl SyncTraffic {
+    fn of(c: &wire::SyncCounters) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        Self {
+            messages_sent: c.messages_sent.load(Relaxed),
+            bytes_sent: c.bytes_sent.load(Relaxed),
+            messages_received: c.messages_received.load(Relaxed),
+            bytes_received: c.bytes_received.load(Relaxed),
+        }
+    }
 }
 
 /// Reads or creates the node's persistent libp2p identity (mode 0600).

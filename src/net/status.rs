@@ -2,8 +2,6 @@
 //! what the actor and the core hold in memory (the store's totals come
 //! from the store thread).
 
-use std::sync::atomic::Ordering::Relaxed;
-
 use tracing::warn;
 
 use super::actor::Actor;
@@ -45,7 +43,6 @@ impl Actor {
 
     /// The node's status.
     pub(super) fn status(&self) -> Status {
-        let c = &self.sync_counters;
         Status {
             peer_id: self.swarm.local_peer_id().to_string(),
             listen: self.swarm.listeners().map(|a| a.to_string()).collect(),
@@ -64,12 +61,8 @@ impl Actor {
             publishers: self.publisher_statuses(),
             mirror: self.config.mirror,
             reachability: self.discovery.nat.clone(),
-            sync: SyncTraffic {
-                messages_sent: c.messages_sent.load(Relaxed),
-                bytes_sent: c.bytes_sent.load(Relaxed),
-                messages_received: c.messages_received.load(Relaxed),
-                bytes_received: c.bytes_received.load(Relaxed),
-            },
+            sync: SyncTraffic::of(&self.sync_counters),
+            log: SyncTraffic::of(&self.log_counters),
         }
     }
 

@@ -100,6 +100,7 @@ pub(super) async fn build_swarm(
     config: &NetConfig,
     registry: &mut prometheus_client::registry::Registry,
     sync_codec: SyncCodec,
+    log_codec: LogCodec,
     subscriptions_dropped: prometheus_client::metrics::counter::Counter,
     followed: Followed,
 ) -> Result<Swarm<Behaviour>, NetError> {
@@ -233,7 +234,7 @@ pub(super) async fn build_swarm(
                     sync_config,
                 ),
                 log: request_response::Behaviour::with_codec(
-                    LogCodec,
+                    log_codec,
                     [(StreamProtocol::new(wire::LOG_PROTOCOL), log_support)],
                     log_config,
                 ),

@@ -213,9 +213,13 @@ impl libp2p::request_response::Codec for SyncCodec {
     }
 }
 
-/// The log codec: length-prefixed postcard like [`FetchCodec`].
+/// The log codec: length-prefixed postcard like [`FetchCodec`], with its
+/// traffic counted.
 #[derive(Debug, Clone, Default)]
-pub struct LogCodec;
+pub struct LogCodec {
+    /// Shared by every connection's copy of the codec.
+    pub counters: std::sync::Arc<SyncCounters>,
+}
 
 impl libp2p::request_response::Codec for LogCodec {
     type Protocol = libp2p::StreamProtocol;
@@ -227,10 +231,9 @@ impl libp2p::request_response::Codec for LogCodec {
         _: &Self::Protocol,
         io: &mut T,
     ) -> std::io::Result<LogRequest> {
-        decode(
-            &read_frame(io, MAX_LOG_REQUEST).await?,
-            bounded::ceiling(MAX_LOG_REQUEST),
-        )
+        let frame = read_frame(io, MAX_LOG_REQUEST).await?;
+        self.counters.received(frame.len());
+        decode(&frame, bounded::ceiling(MAX_LOG_REQUEST))
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(
@@ -238,7 +241,9 @@ impl libp2p::request_response::Codec for LogCodec {
         _: &Self::Protocol,
         io: &mut T,
     ) -> std::io::Result<LogResponse> {
-        decode(&read_frame(io, MAX_LOG_RESPONSE).await?, LOG_DECODE_CEILING)
+        let frame = read_frame(io, MAX_LOG_RESPONSE).await?;
+        self.counters.received(frame.len());
+        decode(&frame, LOG_DECODE_CEILING)
     }
 
     async fn write_request<T: AsyncWrite + Unpin + Send>(
@@ -247,7 +252,9 @@ impl libp2p::request_response::Codec for LogCodec {
         io: &mut T,
         req: LogRequest,
     ) -> std::io::Result<()> {
-        write_frame(io, &encode(&req)?).await
+        let bytes = encode(&req)?;
+        self.counters.sent(bytes.len());
+        write_frame(io, &bytes).await
     }
 
     async fn write_response<T: AsyncWrite + Unpin + Send>(
@@ -263,6 +270,7 @@ impl libp2p::request_response::Codec for LogCodec {
                 "log response over its limit",
             ));
         }
+        self.counters.sent(bytes.len());
         write_frame(io, &bytes).await
     }
 }

@@ -276,3 +276,96 @@ impl Store {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreConfig;
+
+    fn seq_entry(publisher: u8, seq: u64, state: SeqState, id: u8) -> Op {
+        let mut v = vec![state as u8];
+        v.extend_from_slice(&[id; 32]);
+        Op::Put(key(SEQ, &[&[publisher; 32], &seq.to_be_bytes()]), v)
+    }
+
+    #[test]
+    fn a_store_made_before_the_log_gets_one_at_open_and_again_after_a_crash() {
+        let store = Store::memory(StoreConfig::default());
+        assert_eq!(store.log_end().unwrap(), 0);
+        let first = store.log_id().unwrap();
+        // As an older store: sequence slots, a head, and no log.
+        store
+            .kv
+            .apply(vec![
+                seq_entry(1, 1, SeqState::Held, 10),
+                seq_entry(1, 2, SeqState::Evicted, 11),
+                seq_entry(2, 7, SeqState::Held, 12),
+                Op::Put(key(HEAD, &[&[2; 32]]), vec![0]),
+                Op::Delete(key(META, &[META_LOG_ID])),
+                Op::Delete(key(META, &[META_LOG_NEXT])),
+            ])
+            .unwrap();
+        // A build cut short left entries and no name: built again whole.
+        store
+            .kv
+            .apply(vec![Op::Put(
+                position_key(0),
+                LogItem::Head(PublicKey([9; 32])).encode(),
+            )])
+            .unwrap();
+        store.build_log().unwrap();
+        let items: Vec<LogItem> = store
+            .log_items(0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|(_, i)| i)
+            .collect();
+        assert_eq!(
+            items,
+            vec![
+                LogItem::Bundle(BundleId([10; 32])),
+                LogItem::Bundle(BundleId([12; 32])),
+                LogItem::Head(PublicKey([2; 32])),
+            ]
+        );
+        assert_eq!(store.log_end().unwrap(), 3);
+        assert_ne!(store.log_id().unwrap(), first);
+        // Built once: opening again changes nothing.
+        let name = store.log_id().unwrap();
+        store.build_log().unwrap();
+        assert_eq!(store.log_id().unwrap(), name);
+        assert_eq!(store.log_items(1, 1).unwrap()[0].0, 1);
+    }
+
+    #[test]
+    fn cursors_are_kept_per_mirror_and_the_oldest_go_past_the_bound() {
+        let store = Store::memory(StoreConfig::default());
+        store.set_log_cursor(b"mirror-a", [1; 16], 5).unwrap();
+        store.set_log_cursor(b"mirror-a", [1; 16], 9).unwrap();
+        assert_eq!(
+            store.log_cursors().unwrap(),
+            vec![(b"mirror-a".to_vec(), [1; 16], 9)]
+        );
+        for i in 0..MAX_STORED_CURSORS + 3 {
+            // The stamp is the log's end: let it move between cursors.
+            store
+                .kv
+                .apply(vec![Op::Put(
+                    key(META, &[META_LOG_NEXT]),
+                    (i as u64 + 1).to_be_bytes().to_vec(),
+                )])
+                .unwrap();
+            store
+                .set_log_cursor(format!("m{i}").as_bytes(), [2; 16], i as u64)
+                .unwrap();
+        }
+        let cursors = store.log_cursors().unwrap();
+        assert_eq!(cursors.len(), MAX_STORED_CURSORS);
+        assert!(
+            cursors
+                .iter()
+                .any(|c| c.0 == format!("m{}", MAX_STORED_CURSORS + 2).as_bytes())
+        );
+        assert!(!cursors.iter().any(|c| c.0 == b"mirror-a"));
+    }
+}

@@ -105,6 +105,8 @@ pub struct SimReport {
 mod core_tests;
 #[cfg(test)]
 mod fetch_tests;
+#[cfg(test)]
+mod follow_tests;
 mod step;
 mod world;
 

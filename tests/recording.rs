@@ -5,25 +5,32 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::net::{memory_store, spawn_on, wait_for};
 use common::recording::*;
 use common::*;
-use kolokol::net::wire::{self, SyncRequest};
+use kolokol::net::wire::{
+    self, FetchCodec, FetchRequest, FetchResponse, SyncRequest, SyncResponse,
+};
 use kolokol::net::{NetConfig, NodeEvent};
-use kolokol::proto::PublicKey;
-use libp2p::PeerId;
+use kolokol::proto::{BlobHash, PublicKey};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::{PeerId, StreamProtocol};
 use tokio::time::timeout;
 
 /// How long any one test may take.
 const QUICK: Duration = Duration::from_secs(10);
 /// How long one wait on the mirror may take.
 const WAIT: Duration = Duration::from_secs(8);
+/// A protocol only the mirror speaks.
+const EXTRA: &str = "/kolokol/test-extra/1";
 
 /// A sharing node trusting `p`, connected to a mirror that follows `p`'s
-/// topic, once the node's catch-up summary naming `p` has reached the
-/// mirror.
+/// topic, once the node's identify, its subscription to `p`'s topic and
+/// its catch-up summary naming `p` have reached the mirror.
 async fn node_against_mirror(p: &Publisher) -> (common::net::TestNode, HostileMirror) {
     let mirror = HostileMirror::spawn(MirrorConfig {
         topics: vec![wire::topic_name(&p.public())],
@@ -42,7 +49,7 @@ async fn node_against_mirror(p: &Publisher) -> (common::net::TestNode, HostileMi
     let publisher = p.public();
     mirror
         .log
-        .wait_for("the node's subscription and summary", WAIT, |log| {
+        .wait_for("the node's identify, subscription and summary", WAIT, |log| {
             let subscribed = log.iter().any(|e| {
                 matches!(e, Observed::Subscribed { peer, topic: t } if *peer == node_id && *t == topic)
             });
@@ -53,7 +60,10 @@ async fn node_against_mirror(p: &Publisher) -> (common::net::TestNode, HostileMi
                 } => *peer == node_id && publishers.iter().any(|q| q.publisher == publisher),
                 _ => false,
             });
-            (subscribed && summary).then_some(())
+            let identified = log
+                .iter()
+                .any(|e| matches!(e, Observed::Identify { peer, .. } if *peer == node_id));
+            (subscribed && summary && identified).then_some(())
         })
         .await;
     (node, mirror)
@@ -81,7 +91,7 @@ async fn the_recording_holds_the_plaintext_a_sharing_node_sends() {
         let protocols = [
             ("yamux", b"/yamux/1.0.0".to_vec()),
             ("sync", wire::SYNC_PROTOCOL.as_bytes().to_vec()),
-            ("gossipsub", b"/meshsub/1.1.0".to_vec()),
+            ("gossipsub", b"/meshsub/".to_vec()),
             ("identify", b"/ipfs/id/1.0.0".to_vec()),
         ];
         let labels: Vec<&str> = protocols.iter().map(|(l, _)| *l).collect();
@@ -189,4 +199,99 @@ fn needle_forms_are_the_usual_encodings() {
         ["p mirror key raw", "p mirror key raw[..8]"]
     );
     assert!(find_needles(b"", &[("empty", vec![])]).is_empty());
+}
+
+/// The extension points work: custom catch-up answers, one more
+/// request-response protocol driven through `with_swarm`, and dial-backs
+/// to the addresses the node lists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mirror_takes_answers_a_protocol_more_and_dials_back() {
+    timeout(QUICK, async {
+        let p = Publisher::new(1);
+        let answered = Arc::new(AtomicUsize::new(0));
+        let counted = answered.clone();
+        let extra = request_response::Behaviour::with_codec(
+            FetchCodec,
+            [(StreamProtocol::new(EXTRA), ProtocolSupport::Full)],
+            request_response::Config::default(),
+        );
+        let config = MirrorConfig {
+            dial_back: true,
+            sync: Box::new(move |_, request| {
+                matches!(request, SyncRequest::Summary { .. }).then(|| {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                    SyncResponse::Summary { publishers: vec![] }
+                })
+            }),
+            ..Default::default()
+        }
+        .with_extra(
+            extra,
+            |_, event: request_response::Event<FetchRequest, FetchResponse>, log| {
+                if let request_response::Event::OutboundFailure { peer, error, .. } = event {
+                    log.push(Observed::Other {
+                        peer: Some(peer),
+                        what: format!("extra failed: {error}"),
+                    });
+                }
+            },
+        );
+        let mirror = HostileMirror::spawn(config).await;
+        let mut node = spawn_on(&[&p], memory_store(), NetConfig::for_tests()).await;
+        let node_id = node.node.peer_id();
+        node.node.dial(mirror.addr.clone()).await.unwrap();
+        let peer = mirror.peer_id;
+        wait_for(&mut node.events, "the connection to the mirror", |e| {
+            *e == NodeEvent::Connected(peer)
+        })
+        .await;
+        // The node listens on loopback: the mirror gets through to it.
+        let listening = node.addr.clone();
+        let back = mirror
+            .log
+            .wait_for("a dial-back", WAIT, |log| {
+                log.iter().find_map(|e| match e {
+                    Observed::DialBack {
+                        peer,
+                        address,
+                        outcome,
+                    } if *peer == node_id => Some((address.clone(), outcome.clone())),
+                    _ => None,
+                })
+            })
+            .await;
+        assert_eq!(back.1, Ok(node_id), "dial-back to {}", back.0);
+        assert!(listening.to_string().starts_with(&back.0.to_string()));
+        // The extra protocol is the mirror's own: the node does not speak
+        // it, and the handler hears of it.
+        mirror
+            .with_swarm(move |swarm| {
+                swarm.behaviour_mut().extra.send_request(
+                    &node_id,
+                    FetchRequest::Blob {
+                        hash: BlobHash::of(b"x"),
+                        offset: 0,
+                    },
+                );
+            })
+            .await;
+        let failure = mirror
+            .log
+            .wait_for("the extra protocol's failure", WAIT, |log| {
+                log.iter().find_map(|e| match e {
+                    Observed::Other { peer, what } if *peer == Some(node_id) => Some(what.clone()),
+                    _ => None,
+                })
+            })
+            .await;
+        assert!(failure.contains("protocol"), "{failure}");
+        mirror
+            .log
+            .wait_for("a summary answered", WAIT, |_| {
+                (answered.load(Ordering::Relaxed) > 0).then_some(())
+            })
+            .await;
+    })
+    .await
+    .expect("the test's deadline");
 }

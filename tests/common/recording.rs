@@ -524,6 +524,8 @@ pub struct MirrorConfig<X: NetworkBehaviour = dummy::Behaviour> {
     pub sync: SyncServer,
     /// Whether to dial every address a peer lists in identify (at most
     /// [`MAX_DIAL_BACKS_PER_PEER`] a peer), logging [`Observed::DialBack`].
+    /// A dial-back that gets through is a connection of its own, recorded
+    /// as [`Direction::Outbound`].
     pub dial_back: bool,
     /// One more behaviour.
     pub extra: X,

@@ -5,6 +5,7 @@
 pub mod gateway;
 pub mod net;
 pub mod process;
+pub mod recording;
 
 use kolokol::proto::bundle::BundleFile;
 use kolokol::proto::*;

@@ -395,6 +395,9 @@ pub struct Status {
     /// it got; a mirror's pages sent).
     #[serde(default)]
     pub log: SyncTraffic,
+    /// Mirrors whose log it follows (a quiet reader).
+    #[serde(default)]
+    pub followed: usize,
 }
 
 /// Catch-up messages and bytes since start, both ways.

@@ -63,6 +63,7 @@ impl Actor {
             reachability: self.discovery.nat.clone(),
             sync: SyncTraffic::of(&self.sync_counters),
             log: SyncTraffic::of(&self.log_counters),
+            followed: self.state.followed(),
         }
     }
 

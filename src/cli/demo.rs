@@ -53,10 +53,13 @@ struct DemoNode {
 /// Network settings for nodes that share 127.0.0.1: no mDNS (the demo
 /// stays within this process), a random port, short timers so stories
 /// move in well under a second, and no penalty for sharing one address.
+/// Every node shares: the stories go from node to node by gossip and
+/// catch-up, which a quiet reader neither forwards nor answers.
 fn demo_net_config() -> NetConfig {
     NetConfig {
         listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
         mdns: false,
+        share: true,
         heartbeat_ms: 200,
         request_timeout_secs: 5,
         fetch_deadline_secs: 30,

@@ -63,6 +63,7 @@ impl Actor {
             gossip_unique: self.metric_sum("gossipsub_topic_msg_recv_counts_total"),
             publishers: self.publisher_statuses(),
             mirror: self.config.mirror,
+            role: self.config.role(),
             reachability: self.discovery.nat.clone(),
             sync: SyncTraffic {
                 messages_sent: c.messages_sent.load(Relaxed),

@@ -56,18 +56,27 @@ pub struct NodeProcess {
 }
 
 impl NodeProcess {
-    /// Starts a node on `data`, listening on loopback TCP with no mDNS and
-    /// its gateway on a free port, plus `extra` arguments, and waits until
-    /// it has written its `node.toml`.
+    /// Starts a sharing node on `data` (tests' nodes serve one another,
+    /// as with `NetConfig::for_tests()`), listening on loopback TCP with no
+    /// mDNS and its gateway on a free port, plus `extra` arguments, and
+    /// waits until it has written its `node.toml`.
     pub fn start(data: &Path, extra: &[&str]) -> Self {
+        let mut args = vec!["--listen", "/ip4/127.0.0.1/tcp/0", "--share"];
+        args.extend_from_slice(extra);
+        Self::start_with(data, &args)
+    }
+
+    /// Starts `kolokol node` on `data` with only `args` (and its gateway
+    /// on a free port), and waits until it has written its `node.toml`.
+    pub fn start_with(data: &Path, args: &[&str]) -> Self {
         let _ = std::fs::remove_file(data.join("node.toml"));
         let child = Command::new(BIN)
             .arg("--data-dir")
             .arg(data)
-            .args(["node", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+            .args(["node", "--no-mdns"])
             // Tests never take the default gateway port.
             .args(["--gateway", "127.0.0.1:0"])
-            .args(extra)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

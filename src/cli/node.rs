@@ -116,11 +116,12 @@ pub(super) fn run_node(args: NodeArgs, data: &Path) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(crate::node::run(
-        data,
-        config,
-        crate::node::shutdown_signal(),
-    ))?;
+    // The signal handlers first, inside the runtime: a SIGTERM while the
+    // node starts then stops it once started.
+    runtime.block_on(async {
+        let shutdown = crate::node::shutdown_signal();
+        crate::node::run(data, config, shutdown).await
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -472,3 +472,28 @@ async fn a_sharing_reader_answers_the_same_requests_and_a_mirror_the_dht() {
     );
     mirror.node.shutdown().await.unwrap();
 }
+
+#[test]
+fn where_a_node_listens_unless_told_follows_its_role() {
+    let quiet = NetConfig::default();
+    assert_eq!(quiet.listen_addresses(), kolokol::net::QUIET_LISTEN);
+    assert!(!quiet.mdns);
+    let sharing = NetConfig {
+        share: true,
+        ..NetConfig::default()
+    };
+    assert_eq!(sharing.listen_addresses(), kolokol::net::SERVING_LISTEN);
+    let mirror = NetConfig {
+        mirror: true,
+        share: true,
+        ..NetConfig::default()
+    };
+    assert_eq!(mirror.role(), kolokol::sync::Role::Mirror);
+    assert_eq!(mirror.listen_addresses(), kolokol::net::SERVING_LISTEN);
+    // Told: what it is told, nothing included.
+    let nowhere = NetConfig {
+        listen: Some(vec![]),
+        ..sharing
+    };
+    assert!(nowhere.listen_addresses().is_empty());
+}

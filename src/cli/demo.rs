@@ -57,7 +57,7 @@ struct DemoNode {
 /// catch-up, which a quiet reader neither forwards nor answers.
 fn demo_net_config() -> NetConfig {
     NetConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+        listen: Some(vec!["/ip4/127.0.0.1/tcp/0".into()]),
         mdns: false,
         share: true,
         heartbeat_ms: 200,

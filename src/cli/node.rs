@@ -78,7 +78,7 @@ pub(super) fn run_node(args: NodeArgs, data: &Path) -> Result<ExitCode> {
         None => Config::load(data)?,
     };
     if !args.listen.is_empty() {
-        config.net.listen = args.listen;
+        config.net.listen = Some(args.listen);
     }
     config.net.bootstrap.extend(args.bootstrap);
     if let Some(c) = args.control {

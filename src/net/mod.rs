@@ -127,10 +127,11 @@ pub const SERVING_LISTEN: &[&str] = &[
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NetConfig {
-    /// Addresses to listen on; empty for the role's own (see
-    /// [`NetConfig::listen_addresses`]): loopback only for a quiet reader,
-    /// every interface for a mirror or a sharing reader.
-    pub listen: Vec<String>,
+    /// Addresses to listen on (none: reachable only through relays);
+    /// unset for the role's own (see [`NetConfig::listen_addresses`]):
+    /// loopback only for a quiet reader, every interface for a mirror or
+    /// a sharing reader.
+    pub listen: Option<Vec<String>>,
     /// Peers to connect to at start.
     pub bootstrap: Vec<String>,
     /// Find peers on the local network (mDNS, `--lan`), and so tell
@@ -260,7 +261,7 @@ impl Default for RelayLimits {
 impl Default for NetConfig {
     fn default() -> Self {
         Self {
-            listen: Vec::new(),
+            listen: None,
             bootstrap: Vec::new(),
             mdns: false,
             max_connections: 128,
@@ -313,8 +314,8 @@ impl NetConfig {
     /// role's ([`QUIET_LISTEN`] for a quiet reader, [`SERVING_LISTEN`]
     /// for the others).
     pub fn listen_addresses(&self) -> Vec<String> {
-        if !self.listen.is_empty() {
-            return self.listen.clone();
+        if let Some(listen) = &self.listen {
+            return listen.clone();
         }
         let defaults = if self.role().serves() {
             SERVING_LISTEN
@@ -329,7 +330,7 @@ impl NetConfig {
     /// node of a test shares 127.0.0.1).
     pub fn for_tests() -> Self {
         Self {
-            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+            listen: Some(vec!["/ip4/127.0.0.1/tcp/0".into()]),
             mdns: false,
             heartbeat_ms: 200,
             request_timeout_secs: 5,

@@ -256,9 +256,8 @@ struct Asked {
 /// a summary and bundles of `p`'s, and opens a Kademlia stream.
 async fn ask(target: &Multiaddr, p: &Publisher, blob: BlobHash) -> Asked {
     let mut swarm = probe();
-    let peer = match target.iter().last() {
-        Some(libp2p::multiaddr::Protocol::P2p(peer)) => peer,
-        _ => panic!("{target} names no peer"),
+    let Some(libp2p::multiaddr::Protocol::P2p(peer)) = target.iter().last() else {
+        panic!("{target} names no peer")
     };
     swarm.dial(target.clone()).unwrap();
     timeout(DEADLINE, async {
@@ -268,10 +267,11 @@ async fn ask(target: &Multiaddr, p: &Publisher, blob: BlobHash) -> Asked {
         let mut outcomes = HashMap::new();
         let mut sent = false;
         loop {
-            if sent && pending.is_empty() {
-                if let Some(identify) = identify.take() {
-                    return Asked { identify, outcomes };
-                }
+            if sent
+                && pending.is_empty()
+                && let Some(identify) = identify.take()
+            {
+                return Asked { identify, outcomes };
             }
             let event = swarm.select_next_some().await;
             let (behaviour, e) = match event {

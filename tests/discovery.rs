@@ -81,7 +81,7 @@ async fn a_node_with_no_open_port_is_reached_through_a_relay() {
         &[&p],
         store,
         NetConfig {
-            listen: vec![],
+            listen: Some(vec![]),
             relays: vec![relay.addr.to_string()],
             ..NetConfig::for_tests()
         },
@@ -160,7 +160,7 @@ async fn a_node_that_finds_itself_private_reserves_on_a_mirror_by_itself() {
         &[&p],
         store,
         probing(NetConfig {
-            listen: vec![],
+            listen: Some(vec![]),
             ..NetConfig::for_tests()
         }),
     )

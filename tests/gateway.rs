@@ -72,6 +72,7 @@ async fn every_page_and_api_route_answers() {
         "/p/kolokol-demo?section=Technology".into(),
         "/search?q=volunteers".into(),
         "/search".into(),
+        "/safety".into(),
         "/feed.atom".into(),
         "/p/kolokol-demo/feed.atom".into(),
         "/static/style.css".into(),
@@ -561,6 +562,20 @@ async fn a_node_serves_its_gateway_and_says_where() {
         status["network"]["peer_id"],
         running.network.peer_id().to_string()
     );
+    assert_eq!(status["network"]["role"], "share");
+    // The Safety page, linked from every page's footer, says this node's
+    // role, what is on disk, who sees what and how to wipe it.
+    let home = get(addr, "/").await.text();
+    assert!(home.contains("href=\"/safety\""), "{home}");
+    let safety = get(addr, "/safety").await.text();
+    for said in [
+        "This node shares (--share).",
+        "What is on this device",
+        "not which outlets among them you read",
+        "then delete its data directory",
+    ] {
+        assert!(safety.contains(said), "{said:?} not in {safety}");
+    }
 
     // A publisher trusted while the node runs appears at once.
     let p = Publisher::new(60);

@@ -254,7 +254,7 @@ fn a_reader_started_late_catches_up_from_a_mirror_process() {
         ],
     );
     let status = ok(&a, &["status"]);
-    assert!(status.contains("(mirror)"), "{status}");
+    assert!(status.contains("role:      mirror"), "{status}");
     // The reader starts after the publication: gossip is long gone, and
     // catch-up brings the story and the head.
     let mut reader = NodeProcess::start(&b, &["--bootstrap", &mirror.addr()]);

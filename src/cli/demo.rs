@@ -53,10 +53,15 @@ struct DemoNode {
 /// Network settings for nodes that share 127.0.0.1: no mDNS (the demo
 /// stays within this process), a random port, short timers so stories
 /// move in well under a second, and no penalty for sharing one address.
-fn demo_net_config() -> NetConfig {
+/// The newsroom's node shares and the mirrors are mirrors, passing the
+/// stories on by gossip and catch-up; the reader is a quiet one, following
+/// mirror B's log.
+fn demo_net_config(name: &str) -> NetConfig {
     NetConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+        listen: Some(vec!["/ip4/127.0.0.1/tcp/0".into()]),
         mdns: false,
+        mirror: name.starts_with("mirror"),
+        share: name == "newsroom",
         heartbeat_ms: 200,
         request_timeout_secs: 5,
         fetch_deadline_secs: 30,
@@ -77,7 +82,7 @@ async fn spawn_node(
     let mut policy = crate::trust::policy_of(std::slice::from_ref(publisher))?;
     store.load_trust(&mut policy, now())?;
     let node = Network::spawn(
-        demo_net_config(),
+        demo_net_config(name),
         libp2p::identity::Keypair::generate_ed25519(),
         store.clone(),
         policy,

@@ -13,7 +13,9 @@ use crate::store::archive::ranges_text;
 
 #[derive(Debug, Args)]
 pub(super) struct NodeArgs {
-    /// Listen on this multiaddress (repeatable); replaces the configured ones.
+    /// Listen on this multiaddress (repeatable); replaces the configured ones
+    /// [default: a quiet reader 127.0.0.1 only; with --share or --mirror
+    /// TCP and QUIC 4001 and WebSocket 4443 on every interface].
     #[arg(long = "listen", value_name = "MULTIADDR")]
     listen: Vec<String>,
     /// Connect to this peer at start (repeatable), e.g. /ip4/1.2.3.4/tcp/4001/p2p/12D3...
@@ -25,15 +27,28 @@ pub(super) struct NodeArgs {
     /// Configuration file [default: DATA_DIR/config.toml].
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Switch off discovery of peers on the local network (mDNS).
+    /// Find peers on the local network (mDNS), which tells everyone on it
+    /// that this node runs [default: off].
+    #[arg(long, conflicts_with = "no_mdns")]
+    lan: bool,
+    /// Switch off discovery of peers on the local network (mDNS), even if
+    /// the configuration turns it on.
     #[arg(long)]
     no_mdns: bool,
+    /// Serve what this node holds to peers, as a mirror does (for friends
+    /// on a LAN when the border is cut): peers then learn which stories it
+    /// holds and which publishers it carries. Without it (and --mirror) the
+    /// node is a quiet reader that serves nothing.
+    #[arg(long)]
+    share: bool,
     /// Run as a mirror: carry every trusted publisher, answer the DHT,
-    /// relay for peers behind NAT; no mDNS.
+    /// relay for peers behind NAT; no mDNS. A mirror shares: with --share
+    /// too, the node is a mirror.
     #[arg(long)]
     mirror: bool,
     /// Be reachable through this relay (repeatable): a mirror's address
-    /// ending in /p2p/PEER_ID. For a node with no open port.
+    /// ending in /p2p/PEER_ID. For a sharing node with no open port; a
+    /// quiet reader is never reachable and refuses to start with one.
     #[arg(long = "relay", value_name = "MULTIADDR")]
     relays: Vec<String>,
     /// Tell peers they can reach this node here (repeatable).
@@ -63,14 +78,20 @@ pub(super) fn run_node(args: NodeArgs, data: &Path) -> Result<ExitCode> {
         None => Config::load(data)?,
     };
     if !args.listen.is_empty() {
-        config.net.listen = args.listen;
+        config.net.listen = Some(args.listen);
     }
     config.net.bootstrap.extend(args.bootstrap);
     if let Some(c) = args.control {
         config.control = c;
     }
+    if args.lan {
+        config.net.mdns = true;
+    }
     if args.no_mdns {
         config.net.mdns = false;
+    }
+    if args.share {
+        config.net.share = true;
     }
     if args.mirror {
         config.net.mirror = true;
@@ -95,11 +116,12 @@ pub(super) fn run_node(args: NodeArgs, data: &Path) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(crate::node::run(
-        data,
-        config,
-        crate::node::shutdown_signal(),
-    ))?;
+    // The signal handlers first, inside the runtime: a SIGTERM while the
+    // node starts then stops it once started.
+    runtime.block_on(async {
+        let shutdown = crate::node::shutdown_signal();
+        crate::node::run(data, config, shutdown).await
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -119,11 +141,8 @@ pub(super) fn status(data: &Path) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let st = client.status()?;
-    println!(
-        "peer id:   {}{}",
-        st.peer_id,
-        if st.mirror { " (mirror)" } else { "" }
-    );
+    println!("peer id:   {}", st.peer_id);
+    println!("role:      {}", crate::node::note::role_name(st.role));
     if let Some(r) = &st.reachability {
         println!("reachable: {r}");
     }

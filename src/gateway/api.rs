@@ -354,6 +354,7 @@ pub(crate) async fn status(State(state): State<GatewayState>) -> Response {
                 "fetching": s.fetching,
                 "rejected": s.rejected,
                 "banned": s.banned,
+                "role": s.role,
             }),
             Ok(Err(e)) => serde_json::json!({ "error": e.to_string() }),
             Err(_) => serde_json::json!({ "error": "the node did not answer in time" }),

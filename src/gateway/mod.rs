@@ -519,6 +519,7 @@ pub fn router(state: GatewayState) -> Router {
         .route("/story/{id}", get(pages::story))
         .route("/media/{id}/{*path}", get(pages::media))
         .route("/search", get(pages::search))
+        .route("/safety", get(pages::safety))
         .route("/feed.atom", get(feed::all_feed))
         .route("/static/style.css", get(pages::style))
         .route("/static/icon.png", get(pages::icon))

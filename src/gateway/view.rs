@@ -25,6 +25,8 @@ pub struct NetworkFigures {
     pub rejected: u64,
     /// Peers refused for serving false data.
     pub banned: usize,
+    /// What the node does for others.
+    pub role: crate::sync::Role,
 }
 
 /// A read-only view of a running node, implemented by the node's side

@@ -114,7 +114,17 @@ impl Actor {
         .await?;
         own_metrics.register(&mut registry);
         own_metrics.register_unfollowed(&mut registry, followed.dropped.clone());
-        for addr in &config.listen {
+        if !config.role().serves() {
+            if !config.relays.is_empty() {
+                return Err(NetError::QuietReachable("a relay (relays, --relay)"));
+            }
+            if !config.external_addresses.is_empty() {
+                return Err(NetError::QuietReachable(
+                    "an address to announce (external_addresses, --external)",
+                ));
+            }
+        }
+        for addr in &config.listen_addresses() {
             let ma: Multiaddr = addr
                 .parse()
                 .map_err(|_| NetError::BadAddress(addr.clone()))?;

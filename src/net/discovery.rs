@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 use super::actor::Actor;
 use super::{RelayLimits, wire};
 use crate::proto::PublicKey;
+use crate::sync::Role;
 
 /// Providers dialed per batch of a lookup's results.
 const DIALS_PER_LOOKUP: usize = 8;
@@ -44,8 +45,11 @@ enum RelayListen {
 }
 
 /// The DHT behaviour: our protocol name, provider records only (no
-/// values), and bounded storage, since peers fill it.
-pub(super) fn kademlia(peer_id: PeerId, mirror: bool) -> kad::Behaviour<kad::store::MemoryStore> {
+/// values), and bounded storage, since peers fill it. A mirror answers
+/// (server mode); a quiet reader never does, whatever its reachability
+/// (client mode), so that it cannot be found or crawled through the DHT;
+/// a sharing reader lets Kademlia decide from its confirmed addresses.
+pub(super) fn kademlia(peer_id: PeerId, role: Role) -> kad::Behaviour<kad::store::MemoryStore> {
     let mut config = kad::Config::new(StreamProtocol::new(wire::KAD_PROTOCOL));
     config.set_query_timeout(Duration::from_secs(30));
     let store = kad::store::MemoryStore::with_config(
@@ -59,8 +63,10 @@ pub(super) fn kademlia(peer_id: PeerId, mirror: bool) -> kad::Behaviour<kad::sto
         },
     );
     let mut kad = kad::Behaviour::with_config(peer_id, store, config);
-    if mirror {
-        kad.set_mode(Some(kad::Mode::Server));
+    match role {
+        Role::Mirror => kad.set_mode(Some(kad::Mode::Server)),
+        Role::Quiet => kad.set_mode(Some(kad::Mode::Client)),
+        Role::Share => {}
     }
     kad
 }
@@ -253,8 +259,12 @@ impl Actor {
         self.discovery.last_provide = Some(Instant::now());
     }
 
-    /// Periodic discovery: mirrors renew their records; every node looks
-    /// up mirrors of publishers it lacks.
+    /// Periodic discovery: mirrors renew their records; mirrors and
+    /// sharing readers look up mirrors of publishers they lack. A quiet
+    /// reader never looks a publisher up: the key is one anyone can
+    /// compute from the publisher's key, so whoever sits near it in the
+    /// DHT would learn who reads that outlet. It finds mirrors from its
+    /// bootstrap peers and publisher files instead.
     pub(super) fn discovery_tick(&mut self) {
         let now = Instant::now();
         let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.discovery.relay_retry)
@@ -275,10 +285,11 @@ impl Actor {
             }
         }
         let every = Duration::from_secs(self.config.discovery_interval_secs.max(1));
-        if self
-            .discovery
-            .last_lookup
-            .is_some_and(|t| t.elapsed() < every)
+        if !self.config.role().serves()
+            || self
+                .discovery
+                .last_lookup
+                .is_some_and(|t| t.elapsed() < every)
             || !self.discovery.lookups.is_empty()
         {
             return;
@@ -371,6 +382,10 @@ impl Actor {
     /// Behind NAT: listens through up to [`AUTO_RELAYS`] connected relays,
     /// so that peers can reach this node through them.
     pub(super) fn reserve_on_relays(&mut self) {
+        // A quiet reader is never reachable, through a relay or otherwise.
+        if !self.config.role().serves() {
+            return;
+        }
         let candidates: Vec<(PeerId, Multiaddr)> = self
             .discovery
             .relays

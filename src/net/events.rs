@@ -27,6 +27,9 @@ impl Actor {
         request: FetchRequest,
         channel: ResponseChannel<FetchResponse>,
     ) {
+        if self.refuse_quietly(peer, "fetch") {
+            return;
+        }
         let FetchRequest::Blob { hash, offset } = request;
         let now = self.now().at;
         let job = Job::ServeBlob {
@@ -49,6 +52,18 @@ impl Actor {
                 .fetch
                 .send_response(channel, FetchResponse::NotFound);
         }
+    }
+
+    /// Whether a request must go unanswered because the node is a quiet
+    /// reader. Its protocols are outbound only, so none should arrive;
+    /// should one anyway, the channel is dropped unanswered: even "not
+    /// here" would answer, and an answer's timing can tell what is held.
+    fn refuse_quietly(&self, peer: PeerId, what: &str) -> bool {
+        let quiet = !self.config.role().serves();
+        if quiet {
+            debug!(peer = %peer, "a {what} request reached a quiet reader; not answered");
+        }
+        quiet
     }
 
     /// Hands a serving job to the store thread; when the queue is full,
@@ -85,6 +100,9 @@ impl Actor {
         request: SyncRequest,
         channel: ResponseChannel<SyncResponse>,
     ) {
+        if self.refuse_quietly(peer, "catch-up") {
+            return;
+        }
         let now = self.now();
         if let SyncRequest::Summary { publishers } = &request {
             let response = self.state.serve_summary(peer, publishers, now);

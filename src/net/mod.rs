@@ -68,6 +68,17 @@ pub enum NetError {
     /// The transport could not be set up.
     #[error("network setup failed: {0}")]
     Setup(String),
+    /// A setting asks a quiet reader to be reachable (a relay to listen
+    /// through, an address to announce): only a mirror or a sharing
+    /// reader may be.
+    #[error(
+        "{0} makes the node reachable, which a quiet reader never is: remove it, or run with --share"
+    )]
+    QuietReachable(&'static str),
+    /// Asked of a quiet reader something that would name a publisher to
+    /// peers (a report of who holds a story).
+    #[error("a quiet reader does not {0}: run the node with --share or --mirror")]
+    QuietRefuses(&'static str),
     /// Listening on an address failed.
     #[error("cannot listen on {addr}: {reason}")]
     Listen {
@@ -101,15 +112,33 @@ pub enum NetError {
     File(#[from] crate::files::FilesError),
 }
 
+/// Where a quiet reader listens unless told: loopback only, any free
+/// port. Nothing off the machine can reach it (it dials out for all it
+/// gets); local tools still can.
+pub const QUIET_LISTEN: &[&str] = &["/ip4/127.0.0.1/tcp/0"];
+
+/// Where a mirror or a sharing reader listens unless told: every
+/// interface, TCP and QUIC on 4001, WebSocket on 4443.
+pub const SERVING_LISTEN: &[&str] = &[
+    "/ip4/0.0.0.0/tcp/4001",
+    "/ip4/0.0.0.0/udp/4001/quic-v1",
+    "/ip4/0.0.0.0/tcp/4443/ws",
+];
+
 /// Network settings, with defaults for a reader's node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NetConfig {
-    /// Addresses to listen on.
-    pub listen: Vec<String>,
+    /// Addresses to listen on (none: reachable only through relays);
+    /// unset for the role's own (see [`NetConfig::listen_addresses`]):
+    /// loopback only for a quiet reader, every interface for a mirror or
+    /// a sharing reader.
+    pub listen: Option<Vec<String>>,
     /// Peers to connect to at start.
     pub bootstrap: Vec<String>,
-    /// Find peers on the local network (mDNS).
+    /// Find peers on the local network (mDNS, `--lan`), and so tell
+    /// everyone on it that this node runs. Off by default; never on a
+    /// mirror.
     pub mdns: bool,
     /// Most established connections, both ways (exempt peers aside).
     pub max_connections: u32,
@@ -156,8 +185,12 @@ pub struct NetConfig {
     /// behind NAT, no mDNS.
     pub mirror: bool,
     /// A reader's node that serves and gossips what it holds, as mirrors
-    /// do (`--share`): peers then learn what it holds. Off, a reader's
-    /// node is quiet (see [`crate::sync::Role`]).
+    /// do (`--share`): it listens on every interface, and any peer that
+    /// reaches it learns what it holds (by asking for a blob or a story)
+    /// and which publishers it carries (its topics and summaries). Off, a
+    /// reader's node is quiet (see [`crate::sync::Role`]). With `mirror`
+    /// set too, the node is a mirror: the mirror does all a sharing
+    /// reader does and more.
     pub share: bool,
     /// Catch up with every connected peer this often, in seconds (and
     /// always when a connection comes up).
@@ -235,13 +268,9 @@ impl Default for RelayLimits {
 impl Default for NetConfig {
     fn default() -> Self {
         Self {
-            listen: vec![
-                "/ip4/0.0.0.0/tcp/4001".into(),
-                "/ip4/0.0.0.0/udp/4001/quic-v1".into(),
-                "/ip4/0.0.0.0/tcp/4443/ws".into(),
-            ],
+            listen: None,
             bootstrap: Vec::new(),
-            mdns: true,
+            mdns: false,
             max_connections: 128,
             max_connections_per_peer: 2,
             max_pending_incoming: 32,
@@ -289,12 +318,27 @@ impl NetConfig {
         }
     }
 
+    /// The addresses to listen on: the configured ones, or else the
+    /// role's ([`QUIET_LISTEN`] for a quiet reader, [`SERVING_LISTEN`]
+    /// for the others).
+    pub fn listen_addresses(&self) -> Vec<String> {
+        if let Some(listen) = &self.listen {
+            return listen.clone();
+        }
+        let defaults = if self.role().serves() {
+            SERVING_LISTEN
+        } else {
+            QUIET_LISTEN
+        };
+        defaults.iter().map(|a| (*a).to_owned()).collect()
+    }
+
     /// Settings for tests: loopback only, a random port, no mDNS, short
     /// timers, and the same-IP penalty and per-address caps off (every
     /// node of a test shares 127.0.0.1).
     pub fn for_tests() -> Self {
         Self {
-            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+            listen: Some(vec!["/ip4/127.0.0.1/tcp/0".into()]),
             mdns: false,
             heartbeat_ms: 200,
             request_timeout_secs: 5,
@@ -387,6 +431,8 @@ pub struct Status {
     pub publishers: Vec<PublisherStatus>,
     /// Whether it runs as a mirror.
     pub mirror: bool,
+    /// What it does for others: quiet, sharing or a mirror.
+    pub role: crate::sync::Role,
     /// Reachability as autonat last found it, if it has.
     pub reachability: Option<String>,
     /// Catch-up traffic since start.

@@ -83,6 +83,11 @@ impl Actor {
             ))));
             return;
         }
+        // The report asks peers and the DHT about one publisher's story.
+        if !self.config.role().serves() {
+            let _ = reply.send(Err(NetError::QuietRefuses("ask peers who holds a story")));
+            return;
+        }
         let id = self.reports.next;
         self.reports.next += 1;
         let key = kad::RecordKey::new(&wire::mirror_key(&publisher));

@@ -60,6 +60,7 @@ impl Actor {
             gossip_unique: self.metric_sum("gossipsub_topic_msg_recv_counts_total"),
             publishers: self.publisher_statuses(),
             mirror: self.config.mirror,
+            role: self.config.role(),
             reachability: self.discovery.nat.clone(),
             sync: SyncTraffic::of(&self.sync_counters),
             log: SyncTraffic::of(&self.log_counters),

@@ -37,8 +37,11 @@ pub(super) struct Behaviour {
     pub(super) kad: kad::Behaviour<kad::store::MemoryStore>,
     pub(super) relay_client: relay::client::Behaviour,
     pub(super) relay: Toggle<relay::Behaviour>,
-    pub(super) dcutr: dcutr::Behaviour,
-    pub(super) autonat: autonat::Behaviour,
+    /// Hole punching, off for a quiet reader (nothing is to reach it).
+    pub(super) dcutr: Toggle<dcutr::Behaviour>,
+    /// Reachability probes, off for a quiet reader: as client it would
+    /// ask peers to dial it back, as server dial others on request.
+    pub(super) autonat: Toggle<autonat::Behaviour>,
     pub(super) mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
@@ -50,6 +53,26 @@ pub(super) struct Behaviour {
 fn history_length(config: &NetConfig) -> usize {
     let hold_beats = (VERDICT_HOLD.as_millis() as u64).div_ceil(config.heartbeat_ms.max(1));
     (hold_beats as usize + 3).max(6)
+}
+
+/// What a quiet reader's identify says it runs: what rust-libp2p's own
+/// examples send, so that it names nothing of Kolokol. Its agent is
+/// identify's default, `rust-libp2p/<version>`, the same for every
+/// rust-libp2p program that keeps it.
+pub(super) const GENERIC_PROTOCOL_VERSION: &str = "/ipfs/id/1.0.0";
+
+/// Identify as the node's role wants it: a mirror or a sharing reader
+/// names Kolokol and tells where it listens; a quiet reader says what any
+/// rust-libp2p program says and keeps its addresses (loopback, or a LAN's
+/// private ones) to itself.
+fn identify_config(key: &libp2p::identity::Keypair, serves: bool) -> identify::Config {
+    if serves {
+        identify::Config::new("/kolokol/1.0.0".into(), key.public())
+            .with_agent_version(format!("kolokol/{}", env!("CARGO_PKG_VERSION")))
+    } else {
+        identify::Config::new(GENERIC_PROTOCOL_VERSION.into(), key.public())
+            .with_hide_listen_addrs(true)
+    }
 }
 
 /// The connection caps: incoming and outgoing apart, so that peers
@@ -136,6 +159,16 @@ pub(super) async fn build_swarm(
         .with_max_concurrent_streams(64);
     let mdns_on = config.mdns && !config.mirror;
     let mirror = config.mirror;
+    let role = config.role();
+    let serves = role.serves();
+    // A quiet reader asks and never answers: peers that ask it are
+    // refused as the streams open (unsupported protocol), before any of
+    // its code reads their requests.
+    let support = if serves {
+        ProtocolSupport::Full
+    } else {
+        ProtocolSupport::Outbound
+    };
     let relay_limits = config.relay.clone();
     let probe = Duration::from_secs(config.autonat_probe_secs.max(1));
     let autonat_config = autonat::Config {
@@ -211,26 +244,17 @@ pub(super) async fn build_swarm(
                 gate,
                 limits,
                 memory: memory_connection_limits::Behaviour::with_max_percentage(memory_fraction),
-                identify: identify::Behaviour::new(
-                    identify::Config::new("/kolokol/1.0.0".into(), key.public())
-                        .with_agent_version(format!("kolokol/{}", env!("CARGO_PKG_VERSION"))),
-                ),
+                identify: identify::Behaviour::new(identify_config(key, serves)),
                 ping: ping::Behaviour::default(),
                 gossipsub,
                 fetch: request_response::Behaviour::with_codec(
                     FetchCodec,
-                    [(
-                        StreamProtocol::new(wire::FETCH_PROTOCOL),
-                        ProtocolSupport::Full,
-                    )],
+                    [(StreamProtocol::new(wire::FETCH_PROTOCOL), support.clone())],
                     fetch_config,
                 ),
                 sync: request_response::Behaviour::with_codec(
                     sync_codec,
-                    [(
-                        StreamProtocol::new(wire::SYNC_PROTOCOL),
-                        ProtocolSupport::Full,
-                    )],
+                    [(StreamProtocol::new(wire::SYNC_PROTOCOL), support)],
                     sync_config,
                 ),
                 log: request_response::Behaviour::with_codec(
@@ -238,13 +262,15 @@ pub(super) async fn build_swarm(
                     [(StreamProtocol::new(wire::LOG_PROTOCOL), log_support)],
                     log_config,
                 ),
-                kad: discovery::kademlia(peer_id, mirror),
+                kad: discovery::kademlia(peer_id, role),
                 relay_client,
                 relay: Toggle::from(
                     mirror.then(|| discovery::relay_server(peer_id, &relay_limits)),
                 ),
-                dcutr: dcutr::Behaviour::new(peer_id),
-                autonat: autonat::Behaviour::new(peer_id, autonat_config),
+                dcutr: Toggle::from(serves.then(|| dcutr::Behaviour::new(peer_id))),
+                autonat: Toggle::from(
+                    serves.then(|| autonat::Behaviour::new(peer_id, autonat_config)),
+                ),
                 mdns: Toggle::from(mdns),
             })
         })

@@ -3,6 +3,7 @@
 
 pub mod control;
 mod metrics;
+pub mod note;
 mod view;
 
 use std::future::Future;
@@ -17,6 +18,7 @@ use crate::config::Config;
 use crate::net::{NetError, Network, load_identity};
 use crate::proto::Timestamp;
 use crate::store::{Store, StoreError};
+use crate::sync::Role;
 use crate::trust::{TrustError, TrustList};
 use control::{ApiState, NodeFile};
 
@@ -100,6 +102,21 @@ fn control_token(data_dir: &Path) -> Result<String, NodeError> {
     Ok(token)
 }
 
+/// The node's libp2p identity. A mirror or a sharing reader keeps one in
+/// `node.key`, so that peers and publisher files can name it. A quiet
+/// reader takes a new one at every start and never reads or writes that
+/// file: nothing dials a quiet reader, so nothing needs its id to stay,
+/// and a peer id that stayed would tie every run of the reader together
+/// for whoever saw it twice. A rotated id would still tie the runs within
+/// one period; a new one per start ties none.
+fn identity(data_dir: &Path, role: Role) -> Result<libp2p::identity::Keypair, NodeError> {
+    if role.serves() {
+        Ok(load_identity(&data_dir.join("node.key"))?)
+    } else {
+        Ok(libp2p::identity::Keypair::generate_ed25519())
+    }
+}
+
 /// Starts a node on `data_dir`: opens the store (holding its lock), loads
 /// the trust list and what the store knows, starts the network and the
 /// control API, and writes `node.toml` with its peer id and addresses.
@@ -170,12 +187,12 @@ pub async fn start(data_dir: &Path, config: Config) -> Result<RunningNode, NodeE
         &mut policy,
         Timestamp::from_system(std::time::SystemTime::now()),
     )?;
-    let keypair = load_identity(&data_dir.join("node.key"))?;
+    let keypair = identity(data_dir, config.net.role())?;
     let node = Network::spawn(config.net.clone(), keypair, store.clone(), policy).await?;
 
     // Wait briefly for the listeners to come up, so they can be reported.
     let listen: Vec<String> = node
-        .wait_listening(config.net.listen.len(), Duration::from_secs(5))
+        .wait_listening(config.net.listen_addresses().len(), Duration::from_secs(5))
         .await?
         .iter()
         .map(|a| a.to_string())
@@ -285,7 +302,11 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), NodeError> {
+    let role = config.net.role();
     let running = start(data_dir, config).await?;
+    if let Some(note) = note::first_start(data_dir, role) {
+        println!("{note}\n");
+    }
     println!("peer id: {}", running.network.peer_id());
     for a in &running.listen {
         println!("listening on {a}/p2p/{}", running.network.peer_id());
@@ -302,23 +323,33 @@ pub async fn run(
     running.stop().await
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
+/// Resolves on Ctrl-C or SIGTERM. The handlers are in place from the
+/// call on (within a runtime), so that a signal sent while the node is
+/// still starting stops it cleanly once started rather than killing it.
+pub fn shutdown_signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
     {
-        let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        else {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate()).ok();
+        let int = signal(SignalKind::interrupt()).ok();
+        async move {
+            match (term, int) {
+                (Some(mut term), Some(mut int)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -19,6 +19,7 @@ impl NodeView for Network {
                 fetching: s.fetching,
                 rejected: s.rejected,
                 banned: s.banned,
+                role: s.role,
             })
         })
     }

@@ -49,7 +49,7 @@ pub async fn spawn_on(publishers: &[&Publisher], store: Arc<Store>, config: NetC
         policy.trust(p.public(), format!("publisher-{i}")).unwrap();
     }
     store.load_trust(&mut policy, now()).unwrap();
-    let listens = !config.listen.is_empty();
+    let listens = !config.listen_addresses().is_empty();
     let node = Network::spawn(
         config,
         libp2p::identity::Keypair::generate_ed25519(),

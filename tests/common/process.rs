@@ -56,19 +56,30 @@ pub struct NodeProcess {
 }
 
 impl NodeProcess {
-    /// Starts a node on `data`, listening on loopback TCP with no mDNS and
-    /// its gateway on a free port, plus `extra` arguments, and waits until
-    /// it has written its `node.toml`.
+    /// Starts a sharing node on `data` (tests' nodes serve one another,
+    /// as with `NetConfig::for_tests()`), listening on loopback TCP with no
+    /// mDNS and its gateway on a free port, plus `extra` arguments, and
+    /// waits until it has written its `node.toml`.
     pub fn start(data: &Path, extra: &[&str]) -> Self {
+        let mut args = vec!["--listen", "/ip4/127.0.0.1/tcp/0", "--share", "--no-mdns"];
+        args.extend_from_slice(extra);
+        Self::start_with(data, &args)
+    }
+
+    /// Starts `kolokol node` on `data` with only `args` (and its gateway
+    /// on a free port), as a reader would start it, and waits until it
+    /// has written its `node.toml`. Its standard output is kept for
+    /// [`Self::stdout`].
+    pub fn start_with(data: &Path, args: &[&str]) -> Self {
         let _ = std::fs::remove_file(data.join("node.toml"));
         let child = Command::new(BIN)
             .arg("--data-dir")
             .arg(data)
-            .args(["node", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+            .arg("node")
             // Tests never take the default gateway port.
             .args(["--gateway", "127.0.0.1:0"])
-            .args(extra)
-            .stdout(Stdio::null())
+            .args(args)
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
@@ -85,6 +96,16 @@ impl NodeProcess {
         let text = std::fs::read_to_string(self.data.join("node.toml")).unwrap();
         let file: kolokol::node::control::NodeFile = toml::from_str(&text).unwrap();
         format!("{}/p2p/{}", file.listen[0], file.peer_id)
+    }
+
+    /// What the node printed, once it has stopped.
+    #[allow(dead_code)] // not every test crate reads it
+    pub fn stdout(&mut self) -> String {
+        let mut text = String::new();
+        if let Some(out) = self.child.stdout.as_mut() {
+            let _ = std::io::Read::read_to_string(out, &mut text);
+        }
+        text
     }
 
     /// Sends SIGTERM and waits for the node to stop.

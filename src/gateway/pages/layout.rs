@@ -60,6 +60,8 @@ pub(crate) fn layout(page: &Page<'_>, content: Markup) -> Markup {
                     p {
                         "Served by your own Kolokol node. Every story here was checked \
                          against its newsroom's key before it was stored. "
+                        a href="/safety" { "Safety" }
+                        " · "
                         a href="/feed.atom" { "Atom feed" }
                         " · "
                         a href="/api/v1/status" { "API" }

@@ -1,5 +1,6 @@
 //! The HTML pages: the shared layout, lists (home, a publisher's stories),
-//! search, a story with its verification panel, and what pages load (the
+//! search, a story with its verification panel, the Safety page (what
+//! the node keeps and reveals), and what pages load (the
 //! stylesheet, the icon, media).
 //!
 //! Every page is built with maud's `html!`, which escapes each value it
@@ -10,6 +11,7 @@ mod assets;
 mod layout;
 mod lists;
 mod query;
+mod safety;
 mod search;
 mod story_page;
 
@@ -17,5 +19,6 @@ pub(crate) use assets::{icon, media, style};
 pub(crate) use layout::{error_page, not_found};
 pub(crate) use lists::{home, publisher};
 pub(crate) use query::ListQuery;
+pub(crate) use safety::safety;
 pub(crate) use search::search;
 pub(crate) use story_page::story;

@@ -6,8 +6,9 @@
 //! reader received per story in the log and per story it kept, and what an
 //! idle reader's waiting requests cost.
 //!
-//! `KOLOKOL_BENCH_OUTLETS` (default 10) and `KOLOKOL_BENCH_READERS`
-//! (default 4) change the set-up.
+//! `KOLOKOL_BENCH_OUTLETS` (default 10), `KOLOKOL_BENCH_READERS` (default
+//! 4) and `KOLOKOL_BENCH_STORIES` (per outlet, default 100) change the
+//! set-up.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,8 +20,8 @@ use kolokol::proto::bundle::BundleFile;
 use kolokol::proto::*;
 use kolokol::store::{Store, StoreConfig};
 
-/// Stories of each outlet.
-const STORIES: u64 = 100;
+/// Stories of each outlet (`KOLOKOL_BENCH_STORIES`).
+const STORIES: usize = 100;
 /// A story's text: about what a news story's HTML body weighs.
 const BODY_BYTES: usize = 5 * 1024;
 /// Time between rounds.
@@ -154,7 +155,11 @@ fn main() {
     let quick = !std::env::args().any(|a| a == "--bench");
     let outlets_n = env("KOLOKOL_BENCH_OUTLETS", 10).clamp(1, 250);
     let readers_n = env("KOLOKOL_BENCH_READERS", 4).max(1);
-    let stories = if quick { 3 } else { STORIES };
+    let stories = if quick {
+        3
+    } else {
+        env("KOLOKOL_BENCH_STORIES", STORIES).max(1) as u64
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

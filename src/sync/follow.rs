@@ -289,6 +289,7 @@ impl<P: Peer, M: Clone> State<P, M> {
         if entries.len() > MAX_LOG_ENTRIES || certificates.len() > MAX_LOG_ENTRIES {
             return self.ban(peer, Kind::OverLimits, "a log page over its limits", now.at);
         }
+        let empty = entries.is_empty();
         if !self.take_page(peer, certificates, entries, now) {
             return;
         }
@@ -297,9 +298,10 @@ impl<P: Peer, M: Clone> State<P, M> {
         self.out.push_back(Action::Cursor { peer, cursor });
         if let Some(f) = self.follow.following.get_mut(&peer) {
             // Behind the end: ask on at once. At the end: wait there, but
-            // not in a loop with a mirror that answers at once.
+            // not in a loop with a mirror that answers a wait at once with
+            // nothing.
             f.at_end = next >= end;
-            if next >= end && waited {
+            if next >= end && waited && empty {
                 f.not_before = Some(now.at + MIN_WAIT_GAP);
             }
         }

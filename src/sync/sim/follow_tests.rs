@@ -257,3 +257,57 @@ fn a_mirror_whose_page_stands_still_or_lies_is_banned() {
             .any(|a| matches!(a, Action::Ban { .. }))
     );
 }
+
+#[test]
+fn a_wait_answered_at_once_with_nothing_is_asked_again_a_second_later_and_one_with_news_at_once() {
+    let (mut s, ours, theirs) = quiet(u64::MAX);
+    s.peer_up(MIRROR, at(0));
+    let (token, _) = log_request(&drain(&mut s)).expect("it asks");
+    s.log_response(token, Ok(page(&ours, &theirs, 24, 24)), false, at(1));
+    let (token, request) = log_request(&drain(&mut s)).expect("it waits");
+    assert!(request.wait);
+    let nothing = |next| LogResponse::Page {
+        log: LOG,
+        certificates: vec![],
+        entries: vec![],
+        next,
+        end: next,
+    };
+    s.log_response(token, Ok(nothing(24)), false, at(1));
+    assert!(log_request(&drain(&mut s)).is_none());
+    s.tick(at(1));
+    assert!(log_request(&drain(&mut s)).is_none());
+    s.tick(at(3));
+    let (token, request) = log_request(&drain(&mut s)).expect("asked again");
+    assert_eq!(
+        request,
+        LogRequest {
+            from: 24,
+            wait: true
+        }
+    );
+    // A wait answered with a new entry is followed by the next wait at once.
+    let (b, _) = &ours.bundles[0];
+    let news = LogResponse::Page {
+        log: LOG,
+        certificates: vec![],
+        entries: vec![
+            LogEntry::Head(ours.bundles[5].1.clone()),
+            LogEntry::Bundle(SyncBundle {
+                manifest: b.manifest().bytes().to_vec(),
+                blobs: None,
+            }),
+        ],
+        next: 26,
+        end: 26,
+    };
+    s.log_response(token, Ok(news), false, at(4));
+    let (_, request) = log_request(&drain(&mut s)).expect("asked at once");
+    assert_eq!(
+        request,
+        LogRequest {
+            from: 26,
+            wait: true
+        }
+    );
+}

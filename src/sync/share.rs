@@ -33,6 +33,10 @@ pub enum Busy {
     Quiet,
 }
 
+/// What a waiting read is counted as before it ends: a fetch chunk, the
+/// usual answer.
+const RESERVED_PER_READ: usize = crate::sync::messages::CHUNK as usize;
+
 #[derive(Debug)]
 struct Share {
     bucket: Bucket,
@@ -83,7 +87,12 @@ impl<P: Peer> Shares<P> {
         if share.waiting >= MAX_SERVE_JOBS_PER_PEER {
             return Err(Busy::PeerJobs);
         }
-        if !share.bucket.open(now) {
+        // A read is charged when it ends: the reads already waiting count
+        // a chunk each against what is left, so that reads let in at once
+        // cannot together run the share into more than one answer's debt.
+        let reserved = share.waiting.saturating_mul(RESERVED_PER_READ);
+        if !share.bucket.open(now) || (share.waiting > 0 && share.bucket.allowance(now) <= reserved)
+        {
             return Err(Busy::Rate);
         }
         share.waiting += 1;
@@ -132,10 +141,9 @@ mod tests {
     fn a_share_refuses_past_its_rate_and_its_reads() {
         let t = Time::ZERO;
         let mut s: Shares<u32> = Shares::new(Some(1000));
-        for _ in 0..MAX_SERVE_JOBS_PER_PEER {
-            assert_eq!(s.begin(1, t), Ok(()));
-        }
-        assert_eq!(s.begin(1, t), Err(Busy::PeerJobs));
+        // Under a chunk a second: one read waits at a time.
+        assert_eq!(s.begin(1, t), Ok(()));
+        assert_eq!(s.begin(1, t), Err(Busy::Rate));
         // Another peer is not held up by the first.
         assert_eq!(s.begin(2, t), Ok(()));
         s.end(1, 5000, t);
@@ -143,6 +151,17 @@ mod tests {
         assert_eq!(s.begin(1, t + Duration::from_millis(3900)), Err(Busy::Rate));
         assert_eq!(s.begin(1, t + Duration::from_millis(4100)), Ok(()));
         assert_eq!(s.allowance(2, t), 1000);
+
+        // A share of four chunks a second lets four reads wait at once,
+        // and no rate lets the per-peer bound of reads hold.
+        let mut s: Shares<u32> = Shares::new(Some(4 * RESERVED_PER_READ as u64));
+        while s.begin(1, t).is_ok() {}
+        assert_eq!(s.peers[&1].waiting, 4);
+        let mut s: Shares<u32> = Shares::new(None);
+        for _ in 0..MAX_SERVE_JOBS_PER_PEER {
+            assert_eq!(s.begin(1, t), Ok(()));
+        }
+        assert_eq!(s.begin(1, t), Err(Busy::PeerJobs));
     }
 
     #[test]

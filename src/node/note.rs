@@ -29,7 +29,10 @@ pub fn note(role: Role) -> &'static str {
             "This node is a quiet reader. It listens only on this machine, \
              answers no peer's request and shares nothing; the mirrors it \
              connects to see your IP address and when you are online, not \
-             which outlets you read. It takes a new peer id at every start.\n\
+             which outlets you read (a story over 32 KiB, fetched on its own, \
+             does tell the mirror you wanted it; see \
+             large_story_budget_bytes_per_day). It takes a new peer id at \
+             every start.\n\
              It keeps the stories of the publishers you trust in this data \
              directory: anyone holding this device can read them. To remove \
              them, stop the node and delete the data directory.\n\

@@ -60,7 +60,11 @@ pub(crate) async fn safety(State(state): State<GatewayState>) -> Response {
                 strong { "The mirrors your node connects to" }
                 " see your IP address, when you are online and how much you fetch. \
                   They see that you follow the whole log of what they carry, not which \
-                  outlets among them you read."
+                  outlets among them you read, except when your node fetches a story too \
+                  large to come with the others (over 32 KiB, with photos): that fetch \
+                  tells the mirror you wanted that story. Setting \
+                  large_story_budget_bytes_per_day to 0 in the node's settings stops \
+                  those fetches."
             }
             li {
                 strong { "Other peers" }

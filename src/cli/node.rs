@@ -169,6 +169,16 @@ pub(super) fn status(data: &Path) -> Result<ExitCode> {
         st.sync.messages_received,
         st.sync.bytes_received
     );
+    if st.role == crate::sync::Role::Quiet || st.log.messages_sent > 0 {
+        println!(
+            "log:       following {} mirrors; {} messages sent ({} bytes), {} received ({} bytes)",
+            st.followed,
+            st.log.messages_sent,
+            st.log.bytes_sent,
+            st.log.messages_received,
+            st.log.bytes_received
+        );
+    }
     for p in &st.publishers {
         println!("publisher {} ({})", p.name, &p.root_key);
         println!("  stories held: {}", p.held);

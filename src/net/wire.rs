@@ -150,107 +150,110 @@ impl SyncCounters {
     }
 }
 
-/// The catch-up codec: length-prefixed postcard like [`FetchCodec`], with
-/// its traffic counted.
-#[derive(Debug, Clone, Default)]
-pub struct SyncCodec {
-    /// Shared by every connection's copy of the codec.
-    pub counters: std::sync::Arc<SyncCounters>,
+/// The limits and message types of a counted protocol.
+pub trait Protocol: Send + Sync + 'static {
+    /// Its requests.
+    type Request: Serialize + serde::de::DeserializeOwned + Send + std::fmt::Debug;
+    /// Its responses.
+    type Response: Serialize + serde::de::DeserializeOwned + Send + std::fmt::Debug;
+    /// Largest request read.
+    const MAX_REQUEST: usize;
+    /// Largest response read (and written).
+    const MAX_RESPONSE: usize;
+    /// Most bytes a decoded response may hold.
+    const RESPONSE_CEILING: usize;
+    /// What a response is, for the error of one over its limit.
+    const WHAT: &'static str;
 }
 
-impl libp2p::request_response::Codec for SyncCodec {
-    type Protocol = libp2p::StreamProtocol;
+/// Catch-up's messages and limits.
+#[derive(Debug)]
+pub struct CatchUp;
+
+impl Protocol for CatchUp {
     type Request = SyncRequest;
     type Response = SyncResponse;
-
-    async fn read_request<T: AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &Self::Protocol,
-        io: &mut T,
-    ) -> std::io::Result<SyncRequest> {
-        let frame = read_frame(io, MAX_SYNC_REQUEST).await?;
-        self.counters.received(frame.len());
-        // The counts of a request are checked while it decodes.
-        decode(&frame, bounded::ceiling(MAX_SYNC_REQUEST))
-    }
-
-    async fn read_response<T: AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &Self::Protocol,
-        io: &mut T,
-    ) -> std::io::Result<SyncResponse> {
-        let frame = read_frame(io, MAX_SYNC_RESPONSE).await?;
-        self.counters.received(frame.len());
-        decode(&frame, SYNC_DECODE_CEILING)
-    }
-
-    async fn write_request<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &Self::Protocol,
-        io: &mut T,
-        req: SyncRequest,
-    ) -> std::io::Result<()> {
-        let bytes = encode(&req)?;
-        self.counters.sent(bytes.len());
-        write_frame(io, &bytes).await
-    }
-
-    async fn write_response<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &Self::Protocol,
-        io: &mut T,
-        res: SyncResponse,
-    ) -> std::io::Result<()> {
-        let bytes = encode(&res)?;
-        if bytes.len() > MAX_SYNC_RESPONSE {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "catch-up response over its limit",
-            ));
-        }
-        self.counters.sent(bytes.len());
-        write_frame(io, &bytes).await
-    }
+    const MAX_REQUEST: usize = MAX_SYNC_REQUEST;
+    const MAX_RESPONSE: usize = MAX_SYNC_RESPONSE;
+    const RESPONSE_CEILING: usize = SYNC_DECODE_CEILING;
+    const WHAT: &'static str = "catch-up response over its limit";
 }
 
-/// The log codec: length-prefixed postcard like [`FetchCodec`], with its
-/// traffic counted.
-#[derive(Debug, Clone, Default)]
-pub struct LogCodec {
-    /// Shared by every connection's copy of the codec.
-    pub counters: std::sync::Arc<SyncCounters>,
-}
+/// The log's messages and limits.
+#[derive(Debug)]
+pub struct Log;
 
-impl libp2p::request_response::Codec for LogCodec {
-    type Protocol = libp2p::StreamProtocol;
+impl Protocol for Log {
     type Request = LogRequest;
     type Response = LogResponse;
+    const MAX_REQUEST: usize = MAX_LOG_REQUEST;
+    const MAX_RESPONSE: usize = MAX_LOG_RESPONSE;
+    const RESPONSE_CEILING: usize = LOG_DECODE_CEILING;
+    const WHAT: &'static str = "log response over its limit";
+}
+
+/// Length-prefixed postcard like [`FetchCodec`], with the traffic counted.
+#[derive(Debug)]
+pub struct Counted<P> {
+    /// Shared by every connection's copy of the codec.
+    pub counters: std::sync::Arc<SyncCounters>,
+    protocol: std::marker::PhantomData<fn() -> P>,
+}
+
+impl<P> Default for Counted<P> {
+    fn default() -> Self {
+        Self {
+            counters: Default::default(),
+            protocol: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<P> Clone for Counted<P> {
+    fn clone(&self) -> Self {
+        Self {
+            counters: self.counters.clone(),
+            protocol: std::marker::PhantomData,
+        }
+    }
+}
+
+/// The catch-up codec.
+pub type SyncCodec = Counted<CatchUp>;
+/// The log codec.
+pub type LogCodec = Counted<Log>;
+
+impl<P: Protocol> libp2p::request_response::Codec for Counted<P> {
+    type Protocol = libp2p::StreamProtocol;
+    type Request = P::Request;
+    type Response = P::Response;
 
     async fn read_request<T: AsyncRead + Unpin + Send>(
         &mut self,
         _: &Self::Protocol,
         io: &mut T,
-    ) -> std::io::Result<LogRequest> {
-        let frame = read_frame(io, MAX_LOG_REQUEST).await?;
+    ) -> std::io::Result<P::Request> {
+        let frame = read_frame(io, P::MAX_REQUEST).await?;
         self.counters.received(frame.len());
-        decode(&frame, bounded::ceiling(MAX_LOG_REQUEST))
+        // The counts of a request are checked while it decodes.
+        decode(&frame, bounded::ceiling(P::MAX_REQUEST))
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(
         &mut self,
         _: &Self::Protocol,
         io: &mut T,
-    ) -> std::io::Result<LogResponse> {
-        let frame = read_frame(io, MAX_LOG_RESPONSE).await?;
+    ) -> std::io::Result<P::Response> {
+        let frame = read_frame(io, P::MAX_RESPONSE).await?;
         self.counters.received(frame.len());
-        decode(&frame, LOG_DECODE_CEILING)
+        decode(&frame, P::RESPONSE_CEILING)
     }
 
     async fn write_request<T: AsyncWrite + Unpin + Send>(
         &mut self,
         _: &Self::Protocol,
         io: &mut T,
-        req: LogRequest,
+        req: P::Request,
     ) -> std::io::Result<()> {
         let bytes = encode(&req)?;
         self.counters.sent(bytes.len());
@@ -261,13 +264,13 @@ impl libp2p::request_response::Codec for LogCodec {
         &mut self,
         _: &Self::Protocol,
         io: &mut T,
-        res: LogResponse,
+        res: P::Response,
     ) -> std::io::Result<()> {
         let bytes = encode(&res)?;
-        if bytes.len() > MAX_LOG_RESPONSE {
+        if bytes.len() > P::MAX_RESPONSE {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
-                "log response over its limit",
+                P::WHAT,
             ));
         }
         self.counters.sent(bytes.len());

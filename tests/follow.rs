@@ -245,3 +245,22 @@ async fn a_revocation_the_mirror_takes_reaches_a_connected_quiet_reader() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_trusted_on_a_running_quiet_reader_brings_its_past_stories() {
+    let first = Publisher::new(1);
+    let later = Publisher::new(3);
+    let mirror_store = memory_store();
+    let ours = fill(&mirror_store, &first, 3, 300);
+    let theirs = fill(&mirror_store, &later, 3, 300);
+    let mirror = spawn_on(&[&first, &later], mirror_store, mirror_config()).await;
+    let mut reader = spawn_on(&[&first], memory_store(), quiet_config()).await;
+    connect(&mut reader, &mirror).await;
+    wait_stored(&mut reader, &ours, "the first publisher's stories").await;
+    assert!(!reader.store.has_bundle(&theirs[0]).unwrap());
+
+    let text = trust_file(&later, "later");
+    let file = kolokol::trust::PublisherFile::parse(&text, std::path::Path::new("p.toml")).unwrap();
+    reader.node.trust(file).await.unwrap();
+    wait_stored(&mut reader, &theirs, "the stories that went by before").await;
+}

@@ -168,9 +168,10 @@ impl Actor {
         for (p, held, known) in ranges {
             state.set_ranges(p, held, known);
         }
-        for (mirror, log, next) in cursors {
+        for (mirror, log, next, trust) in cursors {
             if let Ok(peer) = PeerId::from_bytes(&mirror) {
-                state.set_cursor(peer, crate::sync::Cursor { log, next }, Time::ZERO);
+                let cursor = crate::sync::Cursor { log, next, trust };
+                state.set_cursor(peer, cursor, Time::ZERO);
             }
         }
         let mut actor = Actor {

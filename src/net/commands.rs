@@ -282,9 +282,10 @@ impl Actor {
                 learned,
                 reply,
             } => {
+                let now = self.now();
                 let result = learned.and_then(|policy| {
                     self.state
-                        .trust(publisher, name)
+                        .trust(publisher, name, now)
                         .map_err(|e| NetError::Rejected(e.to_string()))?;
                     self.absorb(&policy);
                     Ok(())

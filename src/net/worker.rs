@@ -439,7 +439,10 @@ impl Worker {
                 })
             }
             Job::SaveCursor { mirror, cursor } => {
-                match self.store.set_log_cursor(&mirror, cursor.log, cursor.next) {
+                match self
+                    .store
+                    .set_log_cursor(&mirror, cursor.log, cursor.next, cursor.trust)
+                {
                     Ok(()) => true,
                     Err(e) => self.failed("keeping the position in a mirror's log", e),
                 }

@@ -209,8 +209,9 @@ impl Tx<'_> {
 }
 
 /// Where a reader is in one mirror's log: the mirror's peer id as bytes,
-/// the log's name, the position to ask from next.
-pub type LogCursor = (Vec<u8>, [u8; 16], u64);
+/// the log's name, the position to ask from next, and a digest of the
+/// trust list it was read under.
+pub type LogCursor = (Vec<u8>, [u8; 16], u64, [u8; 32]);
 
 /// Mirrors whose log position a reader keeps, at most (the core keeps
 /// the same number).
@@ -224,6 +225,7 @@ impl Store {
         mirror: &[u8],
         log: [u8; 16],
         next: u64,
+        trust: [u8; 32],
     ) -> Result<(), StoreError> {
         let _w = self.lock()?;
         let k = key(META, &[META_LOG_CURSOR, mirror]);
@@ -233,6 +235,7 @@ impl Store {
         // Stamped with the store's own log end, which only grows, to tell the
         // oldest apart.
         v.extend_from_slice(&self.log_end()?.to_be_bytes());
+        v.extend_from_slice(&trust);
         let mut ops = vec![Op::Put(k.clone(), v)];
         let others: Vec<(Vec<u8>, u64)> = self
             .kv
@@ -271,7 +274,12 @@ impl Store {
             ) else {
                 return Err(StoreError::Corrupt("log cursor".into()));
             };
-            out.push((k[prefix.len()..].to_vec(), log, next));
+            // Without a digest (or a damaged one) the log is read again.
+            let trust = v
+                .get(32..64)
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .unwrap_or_default();
+            out.push((k[prefix.len()..].to_vec(), log, next, trust));
         }
         Ok(out)
     }
@@ -340,11 +348,15 @@ mod tests {
     #[test]
     fn cursors_are_kept_per_mirror_and_the_oldest_go_past_the_bound() {
         let store = Store::memory(StoreConfig::default());
-        store.set_log_cursor(b"mirror-a", [1; 16], 5).unwrap();
-        store.set_log_cursor(b"mirror-a", [1; 16], 9).unwrap();
+        store
+            .set_log_cursor(b"mirror-a", [1; 16], 5, [0; 32])
+            .unwrap();
+        store
+            .set_log_cursor(b"mirror-a", [1; 16], 9, [4; 32])
+            .unwrap();
         assert_eq!(
             store.log_cursors().unwrap(),
-            vec![(b"mirror-a".to_vec(), [1; 16], 9)]
+            vec![(b"mirror-a".to_vec(), [1; 16], 9, [4; 32])]
         );
         for i in 0..MAX_STORED_CURSORS + 3 {
             // The stamp is the log's end: let it move between cursors.
@@ -356,7 +368,7 @@ mod tests {
                 )])
                 .unwrap();
             store
-                .set_log_cursor(format!("m{i}").as_bytes(), [2; 16], i as u64)
+                .set_log_cursor(format!("m{i}").as_bytes(), [2; 16], i as u64, [0; 32])
                 .unwrap();
         }
         let cursors = store.log_cursors().unwrap();

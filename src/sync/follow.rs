@@ -47,12 +47,15 @@ pub struct Cursor {
     pub log: [u8; 16],
     /// The position to ask from next.
     pub next: u64,
+    /// [`State::trust_digest`] of the trust list the log was read under
+    /// up to `next`: under another, it is read again from the start.
+    pub trust: [u8; 32],
 }
 
 #[derive(Debug, Default)]
 struct Following {
-    /// A request is out.
-    asking: bool,
+    /// The request out, if one is: the answer to any other is not taken.
+    asking: Option<Token>,
     /// Not asked again before this.
     not_before: Option<Time>,
     /// Failures in a row.
@@ -113,8 +116,51 @@ impl<P: Peer> Follow<P> {
 impl<P: Peer, M: Clone> State<P, M> {
     /// Where the reader was in `mirror`'s log when it last stopped (read
     /// from the store at start).
-    pub fn set_cursor(&mut self, mirror: P, cursor: Cursor, now: Time) {
+    pub fn set_cursor(&mut self, mirror: P, mut cursor: Cursor, now: Time) {
+        // A publisher trusted since went by in that log unkept.
+        if cursor.trust != self.trust_digest() {
+            cursor.next = 0;
+        }
         self.follow.cursor(mirror, cursor, now);
+    }
+
+    /// A digest of the publishers trusted now.
+    pub fn trust_digest(&self) -> [u8; 32] {
+        let mut keys: Vec<&crate::proto::PublicKey> =
+            self.policy.publishers().map(|(k, _)| k).collect();
+        keys.sort_unstable_by_key(|k| k.as_bytes());
+        let mut h = blake3::Hasher::new_derive_key("kolokol/v1/log-trust");
+        for k in keys {
+            h.update(k.as_bytes());
+        }
+        *h.finalize().as_bytes()
+    }
+
+    /// Reads every log followed or remembered again from its start (a
+    /// publisher was trusted: its stories went by earlier). The mirrors
+    /// see a reader reading from the start, as on a first start, and not
+    /// why.
+    pub(super) fn reread_logs(&mut self, now: Now) {
+        for (peer, (cursor, _)) in self.follow.cursors.iter_mut() {
+            cursor.next = 0;
+            self.out.push_back(Action::Cursor {
+                peer: *peer,
+                cursor: *cursor,
+            });
+        }
+        // A request out (a wait at the end, most often) is let go: its
+        // answer is not taken, and the mirror answers it when the new one
+        // comes.
+        for f in self.follow.following.values_mut() {
+            f.at_end = false;
+            f.not_before = None;
+            f.asking = None;
+        }
+        self.follow.requests.clear();
+        let peers: Vec<P> = self.follow.following.keys().copied().collect();
+        for p in peers {
+            self.ask_log(p, now);
+        }
     }
 
     /// Mirrors followed now.
@@ -154,7 +200,7 @@ impl<P: Peer, M: Clone> State<P, M> {
         let Some(f) = self.follow.following.get_mut(&peer) else {
             return;
         };
-        if f.asking || f.not_before.is_some_and(|t| t > now.at) {
+        if f.asking.is_some() || f.not_before.is_some_and(|t| t > now.at) {
             return;
         }
         // Coming back, the position is rounded down, so that it does not
@@ -165,11 +211,11 @@ impl<P: Peer, M: Clone> State<P, M> {
             Some(c) if !f.resumed => (resume_from(c.next), false),
             Some(c) => (c.next, f.at_end),
         };
-        f.asking = true;
+        let token = self.tokens.fresh();
+        f.asking = Some(token);
         f.resumed = true;
         f.from = from;
         f.waited = wait;
-        let token = self.tokens.fresh();
         self.follow.requests.insert(token, peer);
         self.out.push_back(Action::Log {
             peer,
@@ -185,7 +231,7 @@ impl<P: Peer, M: Clone> State<P, M> {
             .follow
             .following
             .iter()
-            .filter(|(_, f)| !f.asking && f.not_before.is_none_or(|t| t <= now.at))
+            .filter(|(_, f)| f.asking.is_none() && f.not_before.is_none_or(|t| t <= now.at))
             .map(|(p, _)| *p)
             .collect();
         for p in due {
@@ -209,7 +255,10 @@ impl<P: Peer, M: Clone> State<P, M> {
         let Some(f) = self.follow.following.get_mut(&peer) else {
             return true;
         };
-        f.asking = false;
+        if f.asking != Some(token) {
+            return true;
+        }
+        f.asking = None;
         let from = f.from;
         let waited = f.waited;
         match response {
@@ -270,7 +319,16 @@ impl<P: Peer, M: Clone> State<P, M> {
             // Another log under the same mirror (its store was made anew):
             // what was asked means nothing there. Start from its beginning.
             tracing::info!(peer = ?peer, "the mirror's log is new: reading it from the start");
-            self.follow.cursor(peer, Cursor { log, next: 0 }, now.at);
+            let trust = self.trust_digest();
+            self.follow.cursor(
+                peer,
+                Cursor {
+                    log,
+                    next: 0,
+                    trust,
+                },
+                now.at,
+            );
             if let Some(f) = self.follow.following.get_mut(&peer) {
                 f.at_end = false;
             }
@@ -293,7 +351,11 @@ impl<P: Peer, M: Clone> State<P, M> {
         if !self.take_page(peer, certificates, entries, now) {
             return;
         }
-        let cursor = Cursor { log, next };
+        let cursor = Cursor {
+            log,
+            next,
+            trust: self.trust_digest(),
+        };
         self.follow.cursor(peer, cursor, now.at);
         self.out.push_back(Action::Cursor { peer, cursor });
         if let Some(f) = self.follow.following.get_mut(&peer) {

@@ -272,8 +272,15 @@ impl<P: Peer, M: Clone> State<P, M> {
     // ---- trust ----
 
     /// Trusts a publisher.
-    pub fn trust(&mut self, root: PublicKey, name: String) -> Result<(), KeyError> {
-        self.policy.trust(root, name)
+    pub fn trust(&mut self, root: PublicKey, name: String, now: Now) -> Result<(), KeyError> {
+        let new = !self.policy.is_trusted(&root);
+        self.policy.trust(root, name)?;
+        // A quiet reader went past the new publisher's stories in every
+        // log it follows: it reads them again from the start.
+        if new && self.config.role == super::Role::Quiet {
+            self.reread_logs(now);
+        }
+        Ok(())
     }
 
     /// Stops trusting (and carrying) a publisher; nothing more is asked of

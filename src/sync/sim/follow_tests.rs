@@ -106,7 +106,11 @@ fn a_quiet_reader_asks_for_the_log_names_nothing_and_keeps_only_what_it_trusts()
         a,
         Action::Cursor {
             peer: MIRROR,
-            cursor: Cursor { log: LOG, next: 24 }
+            cursor: Cursor {
+                log: LOG,
+                next: 24,
+                ..
+            }
         }
     )));
     // At the end of the log it waits there.
@@ -138,11 +142,13 @@ fn with_no_budget_large_stories_are_never_asked_for() {
 #[test]
 fn coming_back_it_asks_from_a_rounded_position_and_a_new_log_from_its_start() {
     let (mut s, ours, theirs) = quiet(u64::MAX);
+    let trust = s.trust_digest();
     s.set_cursor(
         MIRROR,
         Cursor {
             log: LOG,
             next: 130,
+            trust,
         },
         Time::ZERO,
     );
@@ -308,6 +314,82 @@ fn a_wait_answered_at_once_with_nothing_is_asked_again_a_second_later_and_one_wi
         LogRequest {
             from: 26,
             wait: true
+        }
+    );
+}
+
+#[test]
+fn a_publisher_trusted_later_has_its_past_stories_read_again_from_every_log() {
+    let (mut s, ours, theirs) = quiet(u64::MAX);
+    s.peer_up(MIRROR, at(0));
+    let (token, _) = log_request(&drain(&mut s)).expect("it asks");
+    s.log_response(token, Ok(page(&ours, &theirs, 24, 24)), false, at(1));
+    let out = drain(&mut s);
+    let (waiting, request) = log_request(&out).expect("it waits at the end");
+    assert!(request.wait);
+
+    // Trusted now: the log is asked again from its start at once, and the
+    // answer to the wait that was out is not taken.
+    s.trust(theirs.root, "theirs".into(), at(2))
+        .expect("trusted");
+    let out = drain(&mut s);
+    assert!(out.iter().any(|a| matches!(
+        a,
+        Action::Cursor {
+            cursor: Cursor { next: 0, .. },
+            ..
+        }
+    )));
+    let (token, request) = log_request(&out).expect("asked again");
+    assert_eq!(
+        request,
+        LogRequest {
+            from: 0,
+            wait: false
+        }
+    );
+    let nothing = LogResponse::Page {
+        log: LOG,
+        certificates: vec![],
+        entries: vec![],
+        next: 24,
+        end: 24,
+    };
+    assert!(!s.log_response(waiting, Ok(nothing), false, at(2)));
+    assert!(drain(&mut s).is_empty());
+    s.log_response(token, Ok(page(&ours, &theirs, 24, 24)), false, at(3));
+    let stored: usize = drain(&mut s)
+        .iter()
+        .filter_map(|a| match a {
+            Action::StoreBatch { bundles } => Some(
+                bundles
+                    .iter()
+                    .filter(|b| b.manifest().publisher == theirs.root)
+                    .count(),
+            ),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(stored, 5, "theirs, the small ones");
+
+    // A position kept under another trust list is read from the start.
+    let (mut s, _, _) = quiet(u64::MAX);
+    s.set_cursor(
+        MIRROR,
+        Cursor {
+            log: LOG,
+            next: 500,
+            trust: [9; 32],
+        },
+        Time::ZERO,
+    );
+    s.peer_up(MIRROR, at(0));
+    let (_, request) = log_request(&drain(&mut s)).expect("it asks");
+    assert_eq!(
+        request,
+        LogRequest {
+            from: 0,
+            wait: false
         }
     );
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use common::net::{DEADLINE, TestNode, connect, memory_store, poll, spawn_on, wait_for};
 use common::*;
+use common::{numbered as version, numbered_head as head};
 use futures::StreamExt;
 use kolokol::net::wire::{PublisherState, SyncBundle, SyncCodec, SyncRequest, SyncResponse};
 use kolokol::net::{NetConfig, NodeEvent};
@@ -18,30 +19,6 @@ use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{StreamProtocol, noise, tcp, yamux};
 use tokio::time::timeout;
-
-/// A story with its own id, sequence `seq`, and a body of `len` bytes.
-fn version(p: &Publisher, seq: u64, len: usize) -> StoryVersion<'_> {
-    let mut id = [0u8; 16];
-    id[..8].copy_from_slice(&seq.to_be_bytes());
-    let mut body = format!("<p>Story {seq}</p>").into_bytes();
-    body.resize(len.max(body.len()), b'.');
-    StoryVersion {
-        publisher: p,
-        sequence: seq,
-        story: StoryId(id),
-        version: 1,
-        kind: Kind::Story,
-        supersedes: None,
-        published: T0.plus(seq * 60),
-        language: "en",
-        blobs: vec![body],
-    }
-}
-
-/// A head for `seq`, issued later the higher the number.
-fn head(p: &Publisher, seq: u64) -> Vec<u8> {
-    p.head(seq, T0.plus(3600 + seq))
-}
 
 fn bundle_file(p: &Publisher, seq: u64) -> (BundleFile, BundleId) {
     version(p, seq, 200).bundle_file(vec![head(p, seq)])

@@ -11,34 +11,12 @@ use std::time::{Duration, Instant};
 
 use common::net::{DEADLINE, TestNode, connect, memory_store, poll, spawn_on, wait_for};
 use common::*;
+use common::{numbered as version, numbered_head as head};
 use kolokol::net::{NetConfig, NodeEvent};
 use kolokol::proto::bundle::BundleFile;
 use kolokol::proto::*;
 use kolokol::store::{Store, StoreConfig};
 use tokio::time::timeout;
-
-fn version(p: &Publisher, seq: u64, len: usize) -> StoryVersion<'_> {
-    let mut id = [0u8; 16];
-    id[..8].copy_from_slice(&seq.to_be_bytes());
-    id[8] = p.public().as_bytes()[0];
-    let mut body = format!("<p>Story {seq}</p>").into_bytes();
-    body.resize(len.max(body.len()), b'.');
-    StoryVersion {
-        publisher: p,
-        sequence: seq,
-        story: StoryId(id),
-        version: 1,
-        kind: Kind::Story,
-        supersedes: None,
-        published: T0.plus(seq * 60),
-        language: "en",
-        blobs: vec![body],
-    }
-}
-
-fn head(p: &Publisher, seq: u64) -> Vec<u8> {
-    p.head(seq, T0.plus(3600 + seq))
-}
 
 fn bundle_file(p: &Publisher, seq: u64, len: usize) -> (BundleFile, BundleId) {
     version(p, seq, len).bundle_file(vec![head(p, seq)])

@@ -303,3 +303,29 @@ pub fn archive(p: &Publisher, n: u64, body_len: usize) -> Vec<u8> {
 pub fn trust_file(p: &Publisher, name: &str) -> String {
     format!("name = \"{name}\"\nroot_key = \"{}\"\n", p.public())
 }
+
+/// A story with its own id (its sequence number and its publisher's first
+/// key byte), sequence `seq`, and a body of `len` bytes.
+pub fn numbered(p: &Publisher, seq: u64, len: usize) -> StoryVersion<'_> {
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&seq.to_be_bytes());
+    id[8] = p.public().as_bytes()[0];
+    let mut body = format!("<p>Story {seq}</p>").into_bytes();
+    body.resize(len.max(body.len()), b'.');
+    StoryVersion {
+        publisher: p,
+        sequence: seq,
+        story: StoryId(id),
+        version: 1,
+        kind: Kind::Story,
+        supersedes: None,
+        published: T0.plus(seq * 60),
+        language: "en",
+        blobs: vec![body],
+    }
+}
+
+/// A head for `seq`, issued later the higher the number.
+pub fn numbered_head(p: &Publisher, seq: u64) -> Vec<u8> {
+    p.head(seq, T0.plus(3600 + seq))
+}

@@ -37,6 +37,8 @@ pub struct Config {
     /// Publishers to carry, by their names in the trust list; empty for
     /// all of them.
     pub carry: Vec<String>,
+    /// A mirror's TLS front on 443 (off unless `listen` is set).
+    pub front: crate::front::FrontConfig,
 }
 
 impl Default for Config {
@@ -48,6 +50,7 @@ impl Default for Config {
             gateway: GatewayConfig::default(),
             metrics: None,
             carry: Vec::new(),
+            front: crate::front::FrontConfig::default(),
         }
     }
 }

@@ -33,6 +33,7 @@
 pub mod cli;
 pub mod config;
 pub mod files;
+pub mod front;
 pub mod gateway;
 pub mod net;
 pub mod newsroom;

@@ -15,9 +15,9 @@ use kolokol::net::{NetConfig, NodeEvent};
 use kolokol::proto::bundle::BundleFile;
 use kolokol::proto::*;
 use kolokol::store::{Store, StoreConfig};
+use libp2p::StreamProtocol;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{StreamProtocol, noise, tcp, yamux};
 use tokio::time::timeout;
 
 fn bundle_file(p: &Publisher, seq: u64) -> (BundleFile, BundleId) {
@@ -67,11 +67,7 @@ async fn lying_peer(
 ) -> tokio::task::JoinHandle<()> {
     let mut swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
+        .with_other_transport(kolokol::net::transport::tcp_only)
         .unwrap()
         .with_behaviour(|_| {
             request_response::Behaviour::with_codec(

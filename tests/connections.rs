@@ -18,10 +18,9 @@ use futures::StreamExt;
 use kolokol::net::wire::{self, Announcement};
 use kolokol::net::{MAX_PEER_TOPICS, NetConfig, NodeEvent};
 use libp2p::core::transport::Transport;
-use libp2p::core::upgrade;
 use libp2p::gossipsub::{self, IdentTopic, MessageId};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, noise, ping, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, ping};
 
 /// A peer with `key` that dials from `ip`, and dials `target` again
 /// whenever it is not connected, until the test ends. `up` holds the ids
@@ -36,10 +35,9 @@ fn sybil(
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_other_transport(|key| {
+            let key = key.clone();
             BoundTcp(from)
-                .upgrade(upgrade::Version::V1)
-                .authenticate(noise::Config::new(key).unwrap())
-                .multiplex(yamux::Config::default())
+                .and_then(move |io, endpoint| kolokol::net::transport::secure(io, endpoint, key))
         })
         .unwrap()
         .with_behaviour(|_| ping::Behaviour::default())
@@ -218,11 +216,7 @@ async fn a_peer_flooding_subscriptions_cannot_make_the_node_forget_an_honest_one
     // The flooding peer: real gossipsub, which takes any topic.
     let mut swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
+        .with_other_transport(kolokol::net::transport::tcp_only)
         .unwrap()
         .with_behaviour(|key| {
             let config = gossipsub::ConfigBuilder::default()

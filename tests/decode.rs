@@ -17,9 +17,9 @@ use kolokol::net::wire::{self, MAX_SYNC_RESPONSE, SyncCodec, SyncRequest, SyncRe
 use kolokol::net::{NetConfig, NodeEvent};
 use kolokol::proto::bounded;
 use kolokol::proto::*;
+use libp2p::StreamProtocol;
 use libp2p::request_response::{self, Codec, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{StreamProtocol, noise, tcp, yamux};
 
 #[global_allocator]
 static HEAP: Cap<System> = Cap::new(System, usize::MAX);
@@ -128,11 +128,7 @@ async fn an_amplified_summary_is_refused_within_its_bound_and_honest_catch_up_go
     let mut reader = spawn_on(&[&p], memory_store(), config.clone()).await;
     let mut swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
+        .with_other_transport(kolokol::net::transport::tcp_only)
         .unwrap()
         .with_behaviour(|_| {
             request_response::Behaviour::with_codec(

@@ -22,7 +22,7 @@ use kolokol::store::Store;
 use libp2p::gossipsub::{self, IdentTopic, MessageId};
 use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{StreamProtocol, Swarm, noise, tcp, yamux};
+use libp2p::{StreamProtocol, Swarm};
 use tokio::time::timeout;
 
 #[derive(NetworkBehaviour)]
@@ -38,11 +38,7 @@ fn peer_swarm() -> Swarm<PeerBehaviour> {
     let long = request_response::Config::default().with_request_timeout(Duration::from_secs(60));
     libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
+        .with_other_transport(kolokol::net::transport::tcp_only)
         .unwrap()
         .with_behaviour(|key| {
             let config = gossipsub::ConfigBuilder::default()

@@ -20,7 +20,7 @@ use libp2p::gossipsub::{self, IdentTopic, MessageId};
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, noise, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm};
 use tokio::sync::Semaphore;
 use tokio::time::timeout;
 
@@ -179,11 +179,7 @@ impl Hostile {
         let key = Keypair::generate_ed25519();
         let swarm = libp2p::SwarmBuilder::with_existing_identity(key.clone())
             .with_tokio()
-            .with_tcp(
-                tcp::Config::default(),
-                noise::Config::new,
-                yamux::Config::default,
-            )
+            .with_other_transport(kolokol::net::transport::tcp_only)
             .unwrap()
             .with_behaviour(|key| HostileBehaviour {
                 gossipsub: gossipsub::Behaviour::new(

@@ -19,7 +19,7 @@ use kolokol::store::Store;
 use libp2p::gossipsub::{self, IdentTopic, MessageId};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, noise, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm};
 use tokio::time::timeout;
 
 /// How the liar answers blob requests.
@@ -106,11 +106,7 @@ impl Liar {
         let codec_mode = mode.clone();
         let swarm = libp2p::SwarmBuilder::with_new_identity()
             .with_tokio()
-            .with_tcp(
-                tcp::Config::default(),
-                noise::Config::new,
-                yamux::Config::default,
-            )
+            .with_other_transport(kolokol::net::transport::tcp_only)
             .unwrap()
             .with_behaviour(|key| {
                 let config = gossipsub::ConfigBuilder::default()

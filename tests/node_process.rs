@@ -3,40 +3,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::process::{NodeProcess, kolokol, ok, wait_until};
+use common::process::{NodeProcess, kolokol, newsroom_and_reader, ok, wait_until};
 use tempfile::TempDir;
-
-/// Data directories `a` (with a newsroom `name`) and `b` (trusting it),
-/// and the newsroom's folder.
-fn newsroom_and_reader(dir: &TempDir, a: &str, b: &str, name: &str) -> (PathBuf, PathBuf, PathBuf) {
-    let (a, b, newsroom) = (
-        dir.path().join(a),
-        dir.path().join(b),
-        dir.path().join("newsroom"),
-    );
-    ok(
-        &a,
-        &[
-            "newsroom",
-            "init",
-            "--name",
-            name,
-            "--dir",
-            newsroom.to_str().unwrap(),
-        ],
-    );
-    ok(
-        &b,
-        &[
-            "trust",
-            "add",
-            newsroom.join(format!("{name}.toml")).to_str().unwrap(),
-        ],
-    );
-    (a, b, newsroom)
-}
 
 /// Starts a node on `a`, then one on `b` bootstrapped from it, and waits
 /// until they are connected.
@@ -52,7 +22,8 @@ fn connected_pair(a: &Path, b: &Path) -> (NodeProcess, NodeProcess) {
 #[test]
 fn a_story_published_into_one_process_reaches_the_other() {
     let dir = TempDir::new().unwrap();
-    let (a, b, newsroom) = newsroom_and_reader(&dir, "newsroom-node", "reader-node", "proc-news");
+    let (a, b, newsroom) =
+        newsroom_and_reader(dir.path(), "newsroom-node", "reader-node", "proc-news");
     let (mut node_a, mut node_b) = connected_pair(&a, &b);
 
     let article = dir.path().join("a.md");
@@ -106,7 +77,7 @@ fn a_story_published_into_one_process_reaches_the_other() {
 #[test]
 fn sigterm_during_a_fetch_leaves_no_partial_bundle() {
     let dir = TempDir::new().unwrap();
-    let (a, b, newsroom) = newsroom_and_reader(&dir, "a", "b", "big-news");
+    let (a, b, newsroom) = newsroom_and_reader(dir.path(), "a", "b", "big-news");
     let (mut node_a, mut node_b) = connected_pair(&a, &b);
 
     // A story with 40 MB of media: 160 fetch chunks.
@@ -236,7 +207,7 @@ fn a_publisher_files_bootstrap_addresses_are_dialed() {
 #[test]
 fn a_reader_started_late_catches_up_from_a_mirror_process() {
     let dir = TempDir::new().unwrap();
-    let (a, b, newsroom) = newsroom_and_reader(&dir, "mirror", "reader", "late-news");
+    let (a, b, newsroom) = newsroom_and_reader(dir.path(), "mirror", "reader", "late-news");
     let mut mirror = NodeProcess::start(&a, &["--mirror"]);
     let article = dir.path().join("a.md");
     std::fs::write(

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use common::net::{DEADLINE, memory_store, spawn_on};
 use common::process::NodeProcess;
+use common::sockets::open_sockets;
 use common::*;
 use futures::StreamExt;
 use kolokol::net::NetConfig;
@@ -19,72 +20,8 @@ use kolokol::net::wire::{self, FetchCodec, FetchRequest, PublisherQuery, SyncCod
 use kolokol::proto::{BlobHash, StoryId};
 use libp2p::request_response::{self, OutboundFailure, OutboundRequestId, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, noise, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify};
 use tokio::time::timeout;
-
-// ---- sockets, from /proc ----
-
-/// The inodes of the sockets process `pid` holds open.
-fn socket_inodes(pid: u32) -> HashSet<u64> {
-    let mut inodes = HashSet::new();
-    for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .flatten()
-    {
-        if let Ok(target) = std::fs::read_link(entry.path()) {
-            let t = target.to_string_lossy();
-            if let Some(n) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
-                inodes.insert(n.parse().unwrap());
-            }
-        }
-    }
-    inodes
-}
-
-/// A local address of /proc/net/{tcp,udp}[6] as an IP address.
-fn local_ip(hex: &str) -> std::net::IpAddr {
-    let (ip, _port) = hex.split_once(':').unwrap();
-    if ip.len() == 8 {
-        let n = u32::from_str_radix(ip, 16).unwrap();
-        // The kernel prints the address in host order (little-endian here).
-        std::net::IpAddr::V4(std::net::Ipv4Addr::from(n.swap_bytes()))
-    } else {
-        let mut bytes = [0u8; 16];
-        for (i, word) in ip.as_bytes().chunks(8).enumerate() {
-            let w = u32::from_str_radix(std::str::from_utf8(word).unwrap(), 16).unwrap();
-            bytes[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
-        }
-        std::net::IpAddr::V6(std::net::Ipv6Addr::from(bytes))
-    }
-}
-
-/// The local addresses of the sockets of `pid` that take traffic from
-/// anyone: listening TCP sockets, and UDP sockets that are bound but not
-/// connected. Each as (table, address).
-fn open_sockets(pid: u32) -> Vec<(String, String, std::net::IpAddr)> {
-    let inodes = socket_inodes(pid);
-    let mut open = Vec::new();
-    for table in ["tcp", "tcp6", "udp", "udp6"] {
-        let Ok(text) = std::fs::read_to_string(format!("/proc/net/{table}")) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let (local, state, inode) = (f[1], f[3], f[9].parse::<u64>().unwrap());
-            // 0A: TCP_LISTEN; 07: TCP_CLOSE, which UDP shows for a socket
-            // that is not connected.
-            let takes_anyone = if table.starts_with("tcp") {
-                state == "0A"
-            } else {
-                state == "07"
-            };
-            if inodes.contains(&inode) && takes_anyone {
-                open.push((table.to_owned(), local.to_owned(), local_ip(local)));
-            }
-        }
-    }
-    open
-}
 
 fn peer_id_of(data: &Path) -> String {
     let text = std::fs::read_to_string(data.join("node.toml")).unwrap();
@@ -199,11 +136,7 @@ struct Probe {
 fn probe() -> Swarm<Probe> {
     libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
+        .with_other_transport(kolokol::net::transport::tcp_only)
         .unwrap()
         .with_behaviour(|key| {
             let out = |name: &'static str| [(StreamProtocol::new(name), ProtocolSupport::Outbound)];
@@ -438,11 +371,14 @@ async fn a_sharing_reader_answers_the_same_requests_and_a_mirror_the_dht() {
         chunk.starts_with("Chunk") && chunk.contains("offset: 4"),
         "{chunk}"
     );
+    // Serving or not, identify names no Kolokol; a sharing node tells
+    // its addresses.
     assert!(
-        asked.identify.agent_version.starts_with("kolokol/"),
+        asked.identify.agent_version.starts_with("rust-libp2p/"),
         "{}",
         asked.identify.agent_version
     );
+    assert_eq!(asked.identify.protocol_version, "/ipfs/id/1.0.0");
     assert!(!asked.identify.listen_addrs.is_empty());
     sharing.node.shutdown().await.unwrap();
 

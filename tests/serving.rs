@@ -19,7 +19,7 @@ use kolokol::net::{NetConfig, NodeEvent};
 use kolokol::proto::BlobHash;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, StreamProtocol, noise, tcp, yamux};
+use libp2p::{Multiaddr, StreamProtocol};
 
 /// The mirror's rate for each peer.
 const RATE: u64 = 1024 * 1024;
@@ -50,11 +50,7 @@ fn hammer(
 ) -> tokio::task::JoinHandle<()> {
     let mut swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
+        .with_other_transport(kolokol::net::transport::tcp_only)
         .unwrap()
         .with_behaviour(|_| Hammer {
             fetch: request_response::Behaviour::with_codec(

@@ -70,6 +70,32 @@ pub(super) struct NodeArgs {
     /// Do not serve the reader's gateway.
     #[arg(long)]
     no_gateway: bool,
+    /// Dial every peer through this proxy: socks5h://HOST:PORT (names
+    /// resolved by the proxy: Tor, Psiphon, a VPN app's local proxy),
+    /// socks5://, or http:// (CONNECT). QUIC and mDNS are then off.
+    #[arg(long, value_name = "URL")]
+    proxy: Option<String>,
+    /// Trust this certificate (PEM) for mirrors reached by WebSocket
+    /// inside TLS, beside the public authorities (repeatable).
+    #[arg(long = "tls-root", value_name = "FILE")]
+    tls_roots: Vec<PathBuf>,
+    /// Run a TLS front here (e.g. 0.0.0.0:443): an ordinary web site to
+    /// everyone, libp2p over WebSocket on its secret path for peers.
+    #[arg(long, value_name = "ADDR", requires_all = ["front_cert", "front_key"])]
+    front: Option<String>,
+    /// The front's certificate chain (PEM).
+    #[arg(long, value_name = "FILE")]
+    front_cert: Option<PathBuf>,
+    /// The front's private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    front_key: Option<PathBuf>,
+    /// The front's secret WebSocket path [default: drawn at first start,
+    /// kept in DATA_DIR/front.path].
+    #[arg(long, value_name = "PATH")]
+    front_path: Option<String>,
+    /// A folder of static files the front serves to everyone else.
+    #[arg(long, value_name = "DIR")]
+    front_site: Option<PathBuf>,
 }
 
 pub(super) fn run_node(args: NodeArgs, data: &Path) -> Result<ExitCode> {
@@ -111,6 +137,25 @@ pub(super) fn run_node(args: NodeArgs, data: &Path) -> Result<ExitCode> {
     }
     if args.no_gateway {
         config.gateway.enabled = false;
+    }
+    if let Some(p) = args.proxy {
+        config.net.proxy = Some(p);
+    }
+    config.net.tls_roots.extend(args.tls_roots);
+    if let Some(f) = args.front {
+        config.front.listen = Some(f);
+    }
+    if let Some(c) = args.front_cert {
+        config.front.cert = Some(c);
+    }
+    if let Some(k) = args.front_key {
+        config.front.key = Some(k);
+    }
+    if let Some(p) = args.front_path {
+        config.front.path = Some(p);
+    }
+    if let Some(d) = args.front_site {
+        config.front.site = Some(d);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

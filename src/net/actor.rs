@@ -224,6 +224,9 @@ impl Actor {
             let ma: Multiaddr = addr
                 .parse()
                 .map_err(|_| NetError::BadAddress(addr.clone()))?;
+            if !super::transport::names_a_peer(&ma) {
+                return Err(NetError::NoPeerId(addr.clone()));
+            }
             actor.discovery.choose_address(&ma);
             if let Err(e) = actor.swarm.dial(ma) {
                 warn!("cannot dial bootstrap peer {addr}: {e}");

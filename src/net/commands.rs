@@ -47,6 +47,10 @@ impl Actor {
                 let _ = reply.send(self.status());
             }
             Command::Dial { addr, reply } => {
+                if !super::transport::names_a_peer(&addr) {
+                    let _ = reply.send(Err(NetError::NoPeerId(addr.to_string())));
+                    return;
+                }
                 self.discovery.choose_address(&addr);
                 let result = self.swarm.dial(addr.clone()).map_err(|e| NetError::Dial {
                     addr: addr.to_string(),

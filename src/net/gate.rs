@@ -89,6 +89,18 @@ fn remote_ip(addr: &Multiaddr) -> Option<IpAddr> {
     })
 }
 
+/// Whether a connection came through a front or a reverse proxy on this
+/// machine: a WebSocket listener reached from loopback. Every reader
+/// behind it comes from 127.0.0.1, so per-address caps would shut out
+/// all but the first few; the front caps its own connections, and the
+/// node's total caps still hold.
+fn from_a_front(local: &Multiaddr, remote: &Multiaddr) -> bool {
+    let websocket = local
+        .iter()
+        .any(|p| matches!(p, Protocol::Ws(_) | Protocol::Wss(_)));
+    websocket && remote_ip(remote).is_some_and(|ip| ip.is_loopback())
+}
+
 /// The gate.
 #[derive(Debug)]
 pub(super) struct Gate {
@@ -167,9 +179,12 @@ impl NetworkBehaviour for Gate {
     fn handle_pending_inbound_connection(
         &mut self,
         id: ConnectionId,
-        _local: &Multiaddr,
+        local: &Multiaddr,
         remote: &Multiaddr,
     ) -> Result<(), ConnectionDenied> {
+        if from_a_front(local, remote) {
+            return Ok(());
+        }
         let Some(ip) = remote_ip(remote) else {
             return Ok(());
         };
@@ -237,6 +252,19 @@ impl NetworkBehaviour for Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_loopback_to_a_websocket_listener_counts_as_a_front() {
+        let a = |s: &str| -> Multiaddr { s.parse().unwrap() };
+        let ws = a("/ip4/127.0.0.1/tcp/4480/ws");
+        assert!(from_a_front(&ws, &a("/ip4/127.0.0.1/tcp/50000")));
+        assert!(from_a_front(&ws, &a("/ip6/::1/tcp/50000")));
+        assert!(!from_a_front(&ws, &a("/ip4/198.18.2.2/tcp/50000")));
+        assert!(!from_a_front(
+            &a("/ip4/127.0.0.1/tcp/4001"),
+            &a("/ip4/127.0.0.2/tcp/5")
+        ));
+    }
 
     #[test]
     fn keys_group_hosts_and_subnets() {

@@ -31,10 +31,12 @@ mod handle;
 mod log;
 mod logserve;
 mod metrics;
+pub mod proxy;
 mod report;
 mod status;
 mod swarm;
 mod topics;
+pub mod transport;
 pub mod wire;
 mod worker;
 
@@ -79,6 +81,9 @@ pub enum NetError {
     /// peers (a report of who holds a story).
     #[error("a quiet reader does not {0}: run the node with --share or --mirror")]
     QuietRefuses(&'static str),
+    /// The proxy setting is wrong, or the proxy failed.
+    #[error("proxy {0}")]
+    Proxy(String),
     /// Listening on an address failed.
     #[error("cannot listen on {addr}: {reason}")]
     Listen {
@@ -87,6 +92,11 @@ pub enum NetError {
         /// Why.
         reason: String,
     },
+    /// An address to dial does not end in `/p2p/PEER_ID`.
+    #[error(
+        "{0} names no peer: add /p2p/PEER_ID at its end (a Kolokol node answers only dialers who name it)"
+    )]
+    NoPeerId(String),
     /// An address is not a multiaddress.
     #[error("{0:?} is not a valid multiaddress")]
     BadAddress(String),
@@ -233,6 +243,15 @@ pub struct NetConfig {
     /// Most blob bytes fetched from peers per second; `None` for no cap.
     /// Over it, no new request goes out until the rate allows.
     pub max_download_bytes_per_sec: Option<u64>,
+    /// Dial every peer through this proxy (`socks5h://HOST:PORT`, with
+    /// names resolved by the proxy; `socks5://`; `http://` for CONNECT):
+    /// Tor's SOCKS port, a Psiphon or VPN app's local proxy. QUIC is then
+    /// off, and mDNS too: nothing leaves but through the proxy.
+    pub proxy: Option<String>,
+    /// Certificates (PEM files) trusted, beside the public authorities,
+    /// for mirrors reached by WebSocket inside TLS (`/tls/sni/NAME/ws`):
+    /// a mirror with a certificate of its newsroom's own, say.
+    pub tls_roots: Vec<std::path::PathBuf>,
 }
 
 /// What a mirror's relay server allows. Defaults are raised from libp2p's
@@ -301,6 +320,8 @@ impl Default for NetConfig {
             max_upload_bytes_per_peer_per_sec: Some(4 * 1024 * 1024),
             max_download_bytes_per_sec: None,
             large_story_budget_bytes_per_day: 256 * 1024 * 1024,
+            proxy: None,
+            tls_roots: Vec::new(),
         }
     }
 }

@@ -10,7 +10,7 @@ use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, autonat, connection_limits, dcutr, identify, kad,
-    mdns, memory_connection_limits, noise, ping, relay, tcp, yamux,
+    mdns, memory_connection_limits, noise, ping, relay, yamux,
 };
 
 use tracing::warn;
@@ -55,24 +55,20 @@ fn history_length(config: &NetConfig) -> usize {
     (hold_beats as usize + 3).max(6)
 }
 
-/// What a quiet reader's identify says it runs: what rust-libp2p's own
-/// examples send, so that it names nothing of Kolokol. Its agent is
-/// identify's default, `rust-libp2p/<version>`, the same for every
-/// rust-libp2p program that keeps it.
+/// What identify says a node runs: what rust-libp2p's own examples
+/// send, so that it names nothing of Kolokol. Its agent is identify's
+/// default, `rust-libp2p/<version>`, the same for every rust-libp2p
+/// program that keeps it. Only a peer that dialed with the node's peer
+/// id gets this far (see [`super::transport`]), but the id may be
+/// public, in a publisher file: the software stays unnamed all the same.
 pub(super) const GENERIC_PROTOCOL_VERSION: &str = "/ipfs/id/1.0.0";
 
 /// Identify as the node's role wants it: a mirror or a sharing reader
-/// names Kolokol and tells where it listens; a quiet reader says what any
-/// rust-libp2p program says and keeps its addresses (loopback, or a LAN's
-/// private ones) to itself.
+/// tells where it listens; a quiet reader keeps its addresses (loopback,
+/// or a LAN's private ones) to itself.
 fn identify_config(key: &libp2p::identity::Keypair, serves: bool) -> identify::Config {
-    if serves {
-        identify::Config::new("/kolokol/1.0.0".into(), key.public())
-            .with_agent_version(format!("kolokol/{}", env!("CARGO_PKG_VERSION")))
-    } else {
-        identify::Config::new(GENERIC_PROTOCOL_VERSION.into(), key.public())
-            .with_hide_listen_addrs(true)
-    }
+    identify::Config::new(GENERIC_PROTOCOL_VERSION.into(), key.public())
+        .with_hide_listen_addrs(!serves)
 }
 
 /// The connection caps: incoming and outgoing apart, so that peers
@@ -157,7 +153,8 @@ pub(super) async fn build_swarm(
     let fetch_config = request_response::Config::default()
         .with_request_timeout(Duration::from_secs(config.request_timeout_secs))
         .with_max_concurrent_streams(64);
-    let mdns_on = config.mdns && !config.mirror;
+    // mDNS would tell the LAN the node runs, around any proxy.
+    let mdns_on = config.mdns && !config.mirror && config.proxy.is_none();
     let mirror = config.mirror;
     let role = config.role();
     let serves = role.serves();
@@ -205,17 +202,10 @@ pub(super) async fn build_swarm(
     }
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .map_err(|e| setup(&e))?
-        .with_quic()
-        .with_dns()
-        .map_err(|e| setup(&e))?
-        .with_websocket(noise::Config::new, yamux::Config::default)
-        .await
+        .with_other_transport(|key| {
+            super::transport::build(key, config)
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+        })
         .map_err(|e| setup(&e))?
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|e| setup(&e))?

@@ -44,6 +44,9 @@ pub struct NodeFile {
     /// The address of `/metrics` and `/healthz`, when configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<String>,
+    /// The front's address, when it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub front: Option<String>,
 }
 
 #[derive(Clone)]

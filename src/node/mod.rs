@@ -40,6 +40,14 @@ pub enum NodeError {
     /// `carry` names a publisher the trust list does not have.
     #[error("carry names {0:?}, which is not in the trust list (kolokol trust list)")]
     NotTrusted(String),
+    /// The front could not start.
+    #[error(transparent)]
+    Front(#[from] crate::front::FrontError),
+    /// A front was set on a quiet reader, which is never reachable.
+    #[error(
+        "front.listen makes the node reachable, which a quiet reader never is: run a mirror (--mirror) or a sharing node (--share)"
+    )]
+    FrontOnQuiet,
     /// A file of the node could not be read or written.
     #[error(transparent)]
     File(#[from] crate::files::FilesError),
@@ -68,7 +76,11 @@ pub struct RunningNode {
     pub gateway: Option<std::net::SocketAddr>,
     /// The address of `/metrics` and `/healthz`, when configured.
     pub metrics: Option<std::net::SocketAddr>,
+    /// The front's address and the multiaddress suffix readers dial
+    /// through it (`/tls/sni/NAME/x-parity-ws/PATH`, NAME to fill in).
+    pub front: Option<(std::net::SocketAddr, String)>,
     server: tokio::task::JoinHandle<()>,
+    front_task: Option<tokio::task::JoinHandle<()>>,
     metrics_task: Option<tokio::task::JoinHandle<()>>,
     gateway_task: Option<(
         tokio::sync::oneshot::Sender<()>,
@@ -187,6 +199,23 @@ pub async fn start(data_dir: &Path, config: Config) -> Result<RunningNode, NodeE
         &mut policy,
         Timestamp::from_system(std::time::SystemTime::now()),
     )?;
+    // The front, bound before the network starts (a taken port or a bad
+    // certificate fails the start with nothing to undo). Behind it the
+    // node listens for WebSocket on loopback, and, unless told to listen
+    // elsewhere too, nowhere else: a port that speaks libp2p in the clear
+    // beside it would give the mirror away.
+    if config.front.listen.is_some() && !config.net.role().serves() {
+        return Err(NodeError::FrontOnQuiet);
+    }
+    let front = crate::front::Front::bind(&config.front, data_dir).await?;
+    if front.is_some() {
+        let mut listen = match config.net.listen {
+            Some(_) => config.net.listen_addresses(),
+            None => Vec::new(),
+        };
+        listen.push(FRONT_BACKEND.into());
+        config.net.listen = Some(listen);
+    }
     let keypair = identity(data_dir, config.net.role())?;
     let node = Network::spawn(config.net.clone(), keypair, store.clone(), policy).await?;
 
@@ -198,6 +227,26 @@ pub async fn start(data_dir: &Path, config: Config) -> Result<RunningNode, NodeE
         .map(|a| a.to_string())
         .collect();
 
+    let (front, front_task) = match front {
+        Some(front) => {
+            let backend = listen.iter().find_map(|a| backend_of(a)).ok_or_else(|| {
+                NodeError::Net(NetError::Listen {
+                    addr: FRONT_BACKEND.into(),
+                    reason: "the front's WebSocket listener did not come up".into(),
+                })
+            })?;
+            let addr = front.local_addr().map_err(io(Path::new("front")))?;
+            let suffix = libp2p::Multiaddr::empty()
+                .with(libp2p::multiaddr::Protocol::Tls)
+                .with(libp2p::multiaddr::Protocol::Sni("NAME".into()))
+                .with(libp2p::multiaddr::Protocol::Ws(
+                    front.path().to_owned().into(),
+                ))
+                .to_string();
+            (Some((addr, suffix)), Some(tokio::spawn(front.run(backend))))
+        }
+        None => (None, None),
+    };
     let token = control_token(data_dir)?;
     let listener = tokio::net::TcpListener::bind(&config.control)
         .await
@@ -252,6 +301,7 @@ pub async fn start(data_dir: &Path, config: Config) -> Result<RunningNode, NodeE
         control: control.to_string(),
         gateway: gateway.map(|a| a.to_string()),
         metrics: metrics.map(|a| a.to_string()),
+        front: front.as_ref().map(|(a, _)| a.to_string()),
     };
     let path = data_dir.join("node.toml");
     crate::files::write_atomic(&path, toml::to_string(&file).unwrap_or_default().as_bytes())?;
@@ -263,7 +313,9 @@ pub async fn start(data_dir: &Path, config: Config) -> Result<RunningNode, NodeE
         listen,
         gateway,
         metrics,
+        front,
         server,
+        front_task,
         metrics_task,
         gateway_task,
         data_dir: data_dir.to_owned(),
@@ -275,6 +327,9 @@ impl RunningNode {
     /// `node.toml`.
     pub async fn stop(self) -> Result<(), NodeError> {
         self.server.abort();
+        if let Some(t) = &self.front_task {
+            t.abort();
+        }
         if let Some(t) = &self.metrics_task {
             t.abort();
         }
@@ -296,6 +351,25 @@ impl RunningNode {
     }
 }
 
+/// Where the node listens for its front's upgrades: loopback, any port.
+const FRONT_BACKEND: &str = "/ip4/127.0.0.1/tcp/0/ws";
+
+/// The socket address of a loopback WebSocket listen address.
+fn backend_of(addr: &str) -> Option<std::net::SocketAddr> {
+    use libp2p::multiaddr::Protocol;
+    let addr: libp2p::Multiaddr = addr.parse().ok()?;
+    let mut it = addr.iter();
+    let ip = match it.next()? {
+        Protocol::Ip4(ip) if ip.is_loopback() => std::net::IpAddr::V4(ip),
+        Protocol::Ip6(ip) if ip.is_loopback() => std::net::IpAddr::V6(ip),
+        _ => return None,
+    };
+    let Protocol::Tcp(port) = it.next()? else {
+        return None;
+    };
+    matches!(it.next()?, Protocol::Ws(_)).then_some(std::net::SocketAddr::new(ip, port))
+}
+
 /// Runs a node until `shutdown` completes.
 pub async fn run(
     data_dir: &Path,
@@ -314,6 +388,13 @@ pub async fn run(
     println!("control API on {}", running.control);
     if let Some(g) = running.gateway {
         println!("reader's gateway on http://{g}/");
+    }
+    if let Some((addr, suffix)) = &running.front {
+        println!(
+            "front on {addr} (TLS); readers dial /dns4/NAME/tcp/{}{suffix}/p2p/{}, NAME the certificate's",
+            addr.port(),
+            running.network.peer_id()
+        );
     }
     if let Some(m) = running.metrics {
         println!("metrics on http://{m}/metrics, health on http://{m}/healthz");

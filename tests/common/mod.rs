@@ -6,6 +6,8 @@ pub mod gateway;
 pub mod net;
 pub mod process;
 pub mod recording;
+pub mod sockets;
+pub mod tls;
 
 use kolokol::proto::bundle::BundleFile;
 use kolokol::proto::*;

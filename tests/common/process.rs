@@ -40,6 +40,40 @@ pub fn ok(data: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Data directories `a` (with a newsroom `name`) and `b` (trusting it),
+/// and the newsroom's folder, all in `dir`.
+pub fn newsroom_and_reader(
+    dir: &Path,
+    a: &str,
+    b: &str,
+    name: &str,
+) -> (PathBuf, PathBuf, PathBuf) {
+    let (a, b, newsroom) = (dir.join(a), dir.join(b), dir.join("newsroom"));
+    ok(
+        &a,
+        &["newsroom", "init", "--name", name, "--dir", s(&newsroom)],
+    );
+    ok(
+        &b,
+        &["trust", "add", s(&newsroom.join(format!("{name}.toml")))],
+    );
+    (a, b, newsroom)
+}
+
+/// Publishes a one-line story titled `title` from `newsroom` into the
+/// node (or store) on `data`; returns its bundle id.
+pub fn publish(data: &Path, newsroom: &Path, title: &str) -> String {
+    let article = newsroom.join(format!("{}.md", blake3::hash(title.as_bytes()).to_hex()));
+    std::fs::write(
+        &article,
+        format!("---\ntitle: {title}\nlang: en\n---\nText.\n"),
+    )
+    .unwrap();
+    ok(data, &["publish", s(&article), "--newsroom", s(newsroom)])
+        .trim()
+        .to_owned()
+}
+
 /// Polls `cond` until it holds, failing after [`DEADLINE`].
 pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();

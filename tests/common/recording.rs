@@ -12,8 +12,8 @@
 //! Noise's, and the peer id stands for it.
 //!
 //! [`HostileMirror`] runs a swarm on that transport with the behaviours a
-//! mirror offers, built as the node builds them: identify (`/kolokol/1.0.0`,
-//! agent `kolokol/<version>`), ping, Kademlia in server mode under
+//! mirror offers, built as the node builds them: identify (`/ipfs/id/1.0.0`,
+//! a generic agent), ping, Kademlia in server mode under
 //! [`wire::KAD_PROTOCOL`], gossipsub (strict, messages identified by the
 //! blake3 of their data) subscribed to the topics of
 //! [`MirrorConfig::topics`], and request-response for fetch
@@ -56,9 +56,7 @@ use kolokol::net::wire::{
 use kolokol::proto::PublicKey;
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::Boxed;
-use libp2p::core::upgrade::{
-    InboundConnectionUpgrade, OutboundConnectionUpgrade, UpgradeInfo, Version,
-};
+use libp2p::core::upgrade::{InboundConnectionUpgrade, OutboundConnectionUpgrade, UpgradeInfo};
 use libp2p::gossipsub::{self, IdentTopic, MessageId, Sha256Topic};
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
@@ -66,7 +64,7 @@ use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent, dummy};
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, Transport, identify, kad, noise, ping, tcp, yamux,
+    Multiaddr, PeerId, StreamProtocol, Swarm, Transport, identify, kad, noise, ping, tcp,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -244,12 +242,9 @@ pub struct RecordingNoise {
 }
 
 impl RecordingNoise {
-    /// Noise for `key`, recording into `recordings`.
-    pub fn new(key: &Keypair, recordings: Recordings) -> Result<Self, noise::Error> {
-        Ok(Self {
-            noise: noise::Config::new(key)?,
-            recordings,
-        })
+    /// `noise`, recording into `recordings`.
+    pub fn new(noise: noise::Config, recordings: Recordings) -> Self {
+        Self { noise, recordings }
     }
 }
 
@@ -299,17 +294,20 @@ where
 }
 
 /// TCP, Noise (recorded into `recordings`) and yamux, upgraded as the
-/// node's TCP transport is; for `SwarmBuilder::with_other_transport`.
+/// node's TCP transport is (with its prologue); for
+/// `SwarmBuilder::with_other_transport`.
 pub fn recording_transport(
     key: &Keypair,
     recordings: &Recordings,
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, noise::Error> {
+    let (key, recordings) = (key.clone(), recordings.clone());
     Ok(
         tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
-            .upgrade(Version::V1Lazy)
-            .authenticate(RecordingNoise::new(key, recordings.clone())?)
-            .multiplex(yamux::Config::default())
-            .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+            .and_then(move |io, endpoint| async move {
+                let noise = kolokol::net::transport::noise_for(&key, &endpoint)?;
+                let upgrade = RecordingNoise::new(noise, recordings);
+                kolokol::net::transport::secure_with(io, endpoint, upgrade).await
+            })
             .boxed(),
     )
 }
@@ -538,7 +536,7 @@ impl Default for MirrorConfig<dummy::Behaviour> {
         Self {
             key: Keypair::generate_ed25519(),
             topics: Vec::new(),
-            agent: format!("kolokol/{}", env!("CARGO_PKG_VERSION")),
+            agent: format!("rust-libp2p/{}", env!("CARGO_PKG_VERSION")),
             heartbeat: Duration::from_millis(200),
             fetch: Box::new(|_, _| Some(FetchResponse::NotFound)),
             sync: Box::new(|_, _| Some(SyncResponse::Refused)),
@@ -708,7 +706,7 @@ fn behaviour<X: NetworkBehaviour>(
     kad.set_mode(Some(kad::Mode::Server));
     Ok(MirrorBehaviour {
         identify: identify::Behaviour::new(
-            identify::Config::new("/kolokol/1.0.0".into(), key.public()).with_agent_version(agent),
+            identify::Config::new("/ipfs/id/1.0.0".into(), key.public()).with_agent_version(agent),
         ),
         ping: ping::Behaviour::default(),
         kad,
@@ -908,7 +906,12 @@ where
             if done.len() >= MAX_DIAL_BACKS_PER_PEER || !done.insert(addr.clone()) {
                 continue;
             }
-            let opts = DialOpts::unknown_peer_id().address(addr.clone()).build();
+            // By its id, which the mirror has from the connection: a
+            // Kolokol node answers no dialer that does not name it.
+            let opts = DialOpts::peer_id(peer)
+                .addresses(vec![addr.clone()])
+                .condition(libp2p::swarm::dial_opts::PeerCondition::Always)
+                .build();
             let id = opts.connection_id();
             match self.swarm.dial(opts) {
                 Ok(()) => {

@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod gateway;
+pub mod lab;
 pub mod net;
 pub mod process;
 pub mod recording;

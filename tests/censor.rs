@@ -704,6 +704,27 @@ fn frame(src: SocketAddrV4, dst: SocketAddrV4, seq: u32, flags: u8, payload: &[u
 
 // ---- a story across the lab ----
 
+/// Says a figure of the lab: on standard error, and as a line of
+/// `$KOLOKOL_ARTIFACTS/censor-lab.txt`, which `scripts/test` prints at the
+/// end (cargo test shows no output of a test that passes).
+macro_rules! report {
+    ($($arg:tt)*) => {{
+        let line = format!($($arg)*);
+        eprintln!("{line}");
+        if let Some(dir) = std::env::var_os("KOLOKOL_ARTIFACTS") {
+            use std::io::Write;
+            let _ = std::fs::create_dir_all(&dir);
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(std::path::Path::new(&dir).join("censor-lab.txt"))
+            {
+                let _ = f.write_all(format!("{line}\n").as_bytes());
+            }
+        }
+    }};
+}
+
 /// The name on the mirror's certificate, resolved in OUTSIDE only (by the
 /// proxy there); the reader is told to trust the certificate's root.
 const MIRROR_NAME: &str = "mirror.lab";
@@ -876,7 +897,7 @@ fn story_crosses_probed(
         status = lab.kolokol_ok(Side::Inside, &n.reader, &["status"]);
         if status.contains("stories held: 1") {
             let took = published.elapsed();
-            eprintln!(
+            report!(
                 "censor lab, {}: the story reached the reader {took:?} after its publication \
                  ({:?} after the reader started)",
                 lab.name(),
@@ -1000,7 +1021,7 @@ fn a_story_crosses_a_censor_that_passes_only_tls_on_443() {
         if let Err(e) = tls_records(&f.to_server).and(tls_records(&f.to_client)) {
             panic!("not TLS: {e}: {f:?}");
         }
-        eprintln!(
+        report!(
             "censor lab, cross-tls: a flow on 443: {} bytes to the mirror, {} back, all TLS records; first bytes {:02x?} / {:02x?}",
             f.to_server.len(),
             f.to_client.len(),
@@ -1040,7 +1061,7 @@ fn probe_the_front(lab: &Lab) {
         )
     });
     let (head, body) = home.unwrap();
-    eprintln!(
+    report!(
         "censor lab, cross-probe: GET / answered {:?}",
         head.lines().next()
     );

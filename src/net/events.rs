@@ -222,11 +222,15 @@ impl Actor {
                 // A mirror is run where it can be reached: what it listens
                 // on is what it tells peers (and relay clients) to use,
                 // unless addresses to announce are configured.
+                // A loopback WebSocket listener is a front's or a reverse
+                // proxy's backend: of no use to peers, and the public
+                // address in front of it stays out of the DHT.
                 if self.config.mirror
                     && self.config.external_addresses.is_empty()
                     && !address
                         .iter()
                         .any(|p| p == libp2p::multiaddr::Protocol::P2pCircuit)
+                    && !super::gate::is_backend(&address)
                 {
                     self.swarm.add_external_address(address.clone());
                 }

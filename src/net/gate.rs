@@ -95,10 +95,16 @@ fn remote_ip(addr: &Multiaddr) -> Option<IpAddr> {
 /// all but the first few; the front caps its own connections, and the
 /// node's total caps still hold.
 fn from_a_front(local: &Multiaddr, remote: &Multiaddr) -> bool {
-    let websocket = local
+    is_backend(local) && remote_ip(remote).is_some_and(|ip| ip.is_loopback())
+}
+
+/// Whether a listen address is a front's or a reverse proxy's backend: a
+/// WebSocket listener on loopback.
+pub(super) fn is_backend(listen: &Multiaddr) -> bool {
+    let websocket = listen
         .iter()
         .any(|p| matches!(p, Protocol::Ws(_) | Protocol::Wss(_)));
-    websocket && remote_ip(remote).is_some_and(|ip| ip.is_loopback())
+    websocket && remote_ip(listen).is_some_and(|ip| ip.is_loopback())
 }
 
 /// The gate.

@@ -62,16 +62,25 @@ fn other(e: impl std::error::Error + Send + Sync + 'static) -> io::Error {
     io::Error::other(e)
 }
 
+/// Whether this end runs the handshake as its initiator: it dialed, and
+/// hole punching (DCUtR's simultaneous open) did not make it the
+/// responder. As libp2p's own upgrade decides.
+fn initiates(endpoint: &ConnectedPoint) -> bool {
+    matches!(endpoint, ConnectedPoint::Dialer { role_override, .. } if role_override.is_dialer())
+}
+
 /// Noise for `key` with the prologue of `endpoint` (see the module
 /// documentation).
 pub fn noise_for(key: &Keypair, endpoint: &ConnectedPoint) -> io::Result<noise::Config> {
+    // The responder's id: the dialed peer's, unless this end answers
+    // (a listener, or a dialer whose role hole punching turned around).
     let prologue = match endpoint {
         // A dialer that names no peer mixes none, and so reaches no
         // Kolokol node: bootstrap addresses carry the id.
-        ConnectedPoint::Dialer { address, .. } => named_peer(address)
+        ConnectedPoint::Dialer { address, .. } if initiates(endpoint) => named_peer(address)
             .map(|p| prologue(&p))
             .unwrap_or_default(),
-        ConnectedPoint::Listener { .. } => prologue(&key.public().to_peer_id()),
+        _ => prologue(&key.public().to_peer_id()),
     };
     Ok(noise::Config::new(key)
         .map_err(other)?
@@ -111,7 +120,7 @@ where
 {
     use multistream_select::{dialer_select_proto, listener_select_proto};
     let yamux = yamux::Config::default();
-    if endpoint.is_dialer() {
+    if initiates(&endpoint) {
         let (name, io) = dialer_select_proto(io, upgrade.protocol_info(), Version::V1Lazy)
             .await
             .map_err(other)?;
@@ -237,6 +246,93 @@ pub fn tcp_only(key: &Keypair) -> Boxed<(PeerId, StreamMuxerBox)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use libp2p::core::Endpoint;
+    use libp2p::core::transport::PortUse;
+
+    /// Runs Noise, with the prologues [`noise_for`] picks, over a loopback
+    /// TCP pair, `a` as `a_end`, `b` as `b_end`; the peer id each got.
+    /// (Noise alone: a lazy yamux would wait for a muxer nobody polls.)
+    async fn handshake(
+        a: &Keypair,
+        a_end: ConnectedPoint,
+        b: &Keypair,
+        b_end: ConnectedPoint,
+    ) -> (io::Result<PeerId>, io::Result<PeerId>) {
+        async fn run(
+            key: &Keypair,
+            end: ConnectedPoint,
+            io: tcp::tokio::TcpStream,
+        ) -> io::Result<PeerId> {
+            let noise = noise_for(key, &end)?;
+            let info = noise.protocol_info().next().unwrap();
+            let peer = if initiates(&end) {
+                noise.upgrade_outbound(io, info).await.map_err(other)?.0
+            } else {
+                noise.upgrade_inbound(io, info).await.map_err(other)?.0
+            };
+            Ok(peer)
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (sa, sb) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let (sa, sb) = (
+            tcp::tokio::TcpStream(sa.unwrap()),
+            tcp::tokio::TcpStream(sb.unwrap().0),
+        );
+        let limit = Duration::from_secs(5);
+        let (ra, rb) = tokio::join!(
+            tokio::time::timeout(limit, run(a, a_end, sa)),
+            tokio::time::timeout(limit, run(b, b_end, sb)),
+        );
+        let flat = |r: Result<io::Result<PeerId>, _>| {
+            r.unwrap_or_else(|_| Err(io::Error::other("timed out")))
+        };
+        (flat(ra), flat(rb))
+    }
+
+    fn dialer(to: &PeerId, role: Endpoint) -> ConnectedPoint {
+        ConnectedPoint::Dialer {
+            address: format!("/ip4/127.0.0.1/tcp/1/p2p/{to}").parse().unwrap(),
+            role_override: role,
+            port_use: PortUse::Reuse,
+        }
+    }
+
+    fn listener() -> ConnectedPoint {
+        ConnectedPoint::Listener {
+            local_addr: "/ip4/127.0.0.1/tcp/1".parse().unwrap(),
+            send_back_addr: "/ip4/127.0.0.1/tcp/2".parse().unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_handshake_needs_the_responders_id_however_the_roles_came() {
+        let (a, b) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
+        let (ida, idb) = (a.public().to_peer_id(), b.public().to_peer_id());
+        // A dials B by its id.
+        let (ra, rb) = handshake(&a, dialer(&idb, Endpoint::Dialer), &b, listener()).await;
+        assert_eq!((ra.unwrap(), rb.unwrap()), (idb, ida));
+        // Hole punching: both dialed, B answers as the responder.
+        let (ra, rb) = handshake(
+            &a,
+            dialer(&idb, Endpoint::Dialer),
+            &b,
+            dialer(&ida, Endpoint::Listener),
+        )
+        .await;
+        assert_eq!((ra.unwrap(), rb.unwrap()), (idb, ida));
+        // A dialer that names someone else, or no one, gets nowhere.
+        let other = Keypair::generate_ed25519().public().to_peer_id();
+        let (ra, _) = handshake(&a, dialer(&other, Endpoint::Dialer), &b, listener()).await;
+        assert!(ra.is_err());
+        let bare = ConnectedPoint::Dialer {
+            address: "/ip4/127.0.0.1/tcp/1".parse().unwrap(),
+            role_override: Endpoint::Dialer,
+            port_use: PortUse::Reuse,
+        };
+        let (ra, _) = handshake(&a, bare, &b, listener()).await;
+        assert!(ra.is_err());
+    }
 
     #[test]
     fn the_prologue_is_the_peers_own() {

@@ -122,6 +122,11 @@ struct Fetch<P, M> {
     sponsor: Option<P>,
     entry: usize,
     buf: Vec<u8>,
+    /// The peer whose chunks `buf` holds. A false blob is only found
+    /// whole, so a blob comes from one peer: `buf` is kept while that
+    /// peer is asked again (after "not now", a timeout), and starts over
+    /// with any other.
+    buf_peer: Option<P>,
     blobs: Vec<Vec<u8>>,
     candidates: VecDeque<P>,
     current: Option<P>,
@@ -255,6 +260,7 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
                 sponsor: first,
                 entry: 0,
                 buf: Vec::new(),
+                buf_peer: None,
                 blobs: Vec::with_capacity(entries),
                 candidates,
                 current: None,
@@ -332,7 +338,10 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
                 kept.push_back(p);
             }
             f.candidates = kept;
-            f.buf.clear();
+            if f.buf_peer != Some(peer) {
+                f.buf.clear();
+            }
+            f.buf_peer = Some(peer);
             f.current = Some(peer);
         }
         if !ctx.download.open(ctx.now) {
@@ -368,6 +377,19 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
             f.current = None;
             f.in_flight = None;
             f.buf.clear();
+        }
+        self.advance(id, ctx);
+    }
+
+    /// Moves a fetch on after a peer lacked a chunk or let a request
+    /// fail: the next candidate is asked, and the chunks so far are kept
+    /// should it be the same peer (a rate-limited mirror that said "not
+    /// now", a slow link whose request timed out), so that a large blob
+    /// does not start over each time.
+    fn ask_again(&mut self, id: BundleId, ctx: &mut Ctx<'_, P, M>) {
+        if let Some(f) = self.fetches.get_mut(&id) {
+            f.current = None;
+            f.in_flight = None;
         }
         self.advance(id, ctx);
     }
@@ -461,7 +483,7 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
                     f.misses = 0;
                     f.paused_until = Some(ctx.now + RETRY_PAUSE);
                 }
-                self.next_peer(id, ctx)
+                self.ask_again(id, ctx)
             }
             Err(_) => {
                 // A failure that came only after the stall time is a stall
@@ -470,7 +492,21 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
                 if ctx.now.since(sent) >= self.limits.stall {
                     self.strike(peer, ctx);
                 }
-                self.next_peer(id, ctx)
+                // Still connected, it keeps a turn (after any back-off its
+                // strikes earned), and what it sent so far; a failure
+                // counts as a miss, so that a peer whose every request
+                // fails at once is not asked again in a loop.
+                if let Some(f) = self.fetches.get_mut(&id) {
+                    if ctx.connected.contains(&peer) && !f.candidates.contains(&peer) {
+                        f.candidates.push_back(peer);
+                    }
+                    f.misses += 1;
+                    if f.misses >= f.candidates.len() {
+                        f.misses = 0;
+                        f.paused_until = Some(ctx.now + RETRY_PAUSE);
+                    }
+                }
+                self.ask_again(id, ctx)
             }
         }
     }

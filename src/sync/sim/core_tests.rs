@@ -13,22 +13,31 @@ use crate::sync::messages::{
     Announcement, FetchRequest, FetchResponse, PublisherState, SyncRequest, SyncResponse,
     topic_name,
 };
-use crate::sync::{Action, Config, Kind, Now, Origin, State, Stored, Time, Verdict};
+use crate::sync::{Action, Config, Kind, Now, Origin, State, Stored, Time, Token, Verdict};
 
 fn fixture() -> (State<u32, u64>, Newsroom) {
-    fixture_with(FetchLimits {
+    fixture_with(limits())
+}
+
+fn limits() -> FetchLimits {
+    FetchLimits {
         max_fetches: 8,
         max_requests_per_peer: 4,
         deadline: Duration::from_secs(30),
         per_peer: 8,
         reserved: 0,
         stall: Duration::from_secs(30),
-    })
+    }
 }
 
 pub(super) fn fixture_with(fetch: FetchLimits) -> (State<u32, u64>, Newsroom) {
     let mut rng = StdRng::seed_from_u64(7);
     let news = newsroom(6, 1000, &mut rng).expect("the newsroom signs");
+    (state_for(&news, fetch), news)
+}
+
+/// A sharing node's core that trusts `news`.
+fn state_for(news: &Newsroom, fetch: FetchLimits) -> State<u32, u64> {
     let mut policy = TrustPolicy::new();
     policy.trust(news.root, "test").expect("a valid name");
     let config = Config {
@@ -40,7 +49,7 @@ pub(super) fn fixture_with(fetch: FetchLimits) -> (State<u32, u64>, Newsroom) {
         role: crate::sync::Role::Share,
         large_budget: u64::MAX,
     };
-    (State::new(config, policy, Time::ZERO), news)
+    State::new(config, policy, Time::ZERO)
 }
 
 pub(super) fn at(secs: u64) -> Now {
@@ -120,6 +129,97 @@ fn a_peer_without_the_blobs_yet_is_asked_again_after_a_pause() {
     let again = token(&drain(&mut s)).expect("asked again after the pause");
     assert_ne!(again, first);
     assert_eq!(s.fetching(), 1);
+}
+
+/// The one blob request among `out`: its peer, token and offset.
+fn blob_request(out: &[Action<u32, u64>]) -> Option<(u32, Token, u64)> {
+    out.iter().find_map(|a| match a {
+        Action::Fetch {
+            peer,
+            token,
+            request: FetchRequest::Blob { offset, .. },
+        } => Some((*peer, *token, *offset)),
+        _ => None,
+    })
+}
+
+/// A newsroom of one story whose body takes three chunks, the core of a
+/// node trusting it, and the body.
+fn large_story() -> (State<u32, u64>, Newsroom, Vec<u8>) {
+    let mut rng = StdRng::seed_from_u64(11);
+    let len = 2 * crate::sync::messages::CHUNK as usize + 100;
+    let news = newsroom(1, len, &mut rng).expect("the newsroom signs");
+    let s = state_for(&news, limits());
+    let body = news.bundles[0]
+        .0
+        .blobs()
+        .map(|(_, b)| b.to_vec())
+        .max_by_key(|b| b.len())
+        .expect("a body");
+    (s, news, body)
+}
+
+fn chunk(body: &[u8], offset: u64) -> FetchResponse {
+    let c = crate::sync::messages::CHUNK as usize;
+    let start = offset as usize;
+    FetchResponse::Chunk {
+        total: body.len() as u64,
+        offset,
+        data: body[start..(start + c).min(body.len())].to_vec(),
+    }
+}
+
+#[test]
+fn a_blob_the_peer_refuses_midway_resumes_from_its_last_chunk() {
+    let (mut s, news, body) = large_story();
+    s.peer_up(7, at(0));
+    drain(&mut s);
+    announce(&mut s, &news, 0, 7, at(1));
+    let (peer, token, offset) = blob_request(&drain(&mut s)).expect("asked");
+    assert_eq!((peer, offset), (7, 0));
+    s.fetch_response(token, Ok(chunk(&body, 0)), at(1));
+    let (_, token, offset) = blob_request(&drain(&mut s)).expect("the next chunk");
+    let c = crate::sync::messages::CHUNK;
+    assert_eq!(offset, c);
+    // "Not now" (over its share, say), then a request that times out:
+    // each time the same peer is asked again from where it stopped.
+    s.fetch_response(token, Ok(FetchResponse::NotFound), at(1));
+    s.tick(at(2));
+    let (peer, token, offset) = blob_request(&drain(&mut s)).expect("asked again");
+    assert_eq!((peer, offset), (7, c), "resumed, not started over");
+    s.fetch_response(token, Err("timed out".into()), at(2));
+    assert!(blob_request(&drain(&mut s)).is_none(), "not again at once");
+    s.tick(at(3));
+    let (peer, token, offset) = blob_request(&drain(&mut s)).expect("asked again");
+    assert_eq!((peer, offset), (7, c));
+    s.fetch_response(token, Ok(chunk(&body, c)), at(3));
+    let (_, token, offset) = blob_request(&drain(&mut s)).expect("the last chunk");
+    assert_eq!(offset, 2 * c);
+    s.fetch_response(token, Ok(chunk(&body, 2 * c)), at(3));
+    assert!(
+        drain(&mut s)
+            .iter()
+            .any(|a| matches!(a, Action::Store { .. })),
+        "the story is whole"
+    );
+}
+
+#[test]
+fn a_blob_another_peer_takes_over_starts_from_zero() {
+    let (mut s, news, body) = large_story();
+    s.peer_up(7, at(0));
+    s.peer_up(8, at(0));
+    drain(&mut s);
+    announce(&mut s, &news, 0, 7, at(1));
+    let (peer, token, _) = blob_request(&drain(&mut s)).expect("asked");
+    assert_eq!(peer, 7);
+    s.fetch_response(token, Ok(chunk(&body, 0)), at(1));
+    let (_, token, _) = blob_request(&drain(&mut s)).expect("the next chunk");
+    s.fetch_response(token, Ok(FetchResponse::NotFound), at(1));
+    // A false blob shows only whole: one peer's chunks are never mixed
+    // with another's, so that the peer it came from can be named.
+    let (peer, _, offset) = blob_request(&drain(&mut s)).expect("the other peer");
+    assert_eq!((peer, offset), (8, 0));
 }
 
 #[test]

@@ -5,12 +5,14 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use common::process::{NodeProcess, newsroom_and_reader, ok, publish, s, wait_until};
+use common::process::{
+    Killed, NodeProcess, free_port, newsroom_and_reader, ok, publish, s, wait_until,
+};
 use common::tls::{certs, status_of, tls_exchange};
 use kolokol::node::control::NodeFile;
 use libp2p::Multiaddr;
@@ -18,23 +20,6 @@ use libp2p::multiaddr::Protocol;
 
 const NAME: &str = "mirror.test";
 const SECRET: &str = "/a-location-only-readers-know";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Nginx(Child);
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The configuration of docs/censorship.md, on loopback ports.
 fn nginx_conf(dir: &Path, port: u16, backend: u16, certs: &common::tls::Certs) -> String {
@@ -109,7 +94,7 @@ fn a_quiet_reader_reaches_a_mirror_behind_nginx() {
         );
         return;
     };
-    let _nginx = Nginx(child);
+    let _nginx = Killed(child);
     let front: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     wait_until("nginx to listen", || TcpStream::connect(front).is_ok());
 

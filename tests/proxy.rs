@@ -7,30 +7,15 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use common::process::{NodeProcess, newsroom_and_reader, ok, publish, wait_until};
+use common::process::{
+    Killed, NodeProcess, free_port, newsroom_and_reader, ok, publish, wait_until,
+};
 use common::sockets::connected_to;
 use kolokol::node::control::NodeFile;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A mirror (the newsroom's node) on loopback TCP, a reader dialing it
 /// by name through `proxy`; checks that the story comes and that every

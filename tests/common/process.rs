@@ -74,6 +74,25 @@ pub fn publish(data: &Path, newsroom: &Path, title: &str) -> String {
         .to_owned()
 }
 
+/// A loopback TCP port free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A helper process (nginx, a SOCKS server), killed when dropped.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Polls `cond` until it holds, failing after [`DEADLINE`].
 pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();

@@ -381,13 +381,23 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
         self.advance(id, ctx);
     }
 
-    /// Moves a fetch on after a peer lacked a chunk or let a request
-    /// fail: the next candidate is asked, and the chunks so far are kept
-    /// should it be the same peer (a rate-limited mirror that said "not
-    /// now", a slow link whose request timed out), so that a large blob
-    /// does not start over each time.
-    fn ask_again(&mut self, id: BundleId, ctx: &mut Ctx<'_, P, M>) {
+    /// `peer` lacked a chunk (not there yet, or over its serving share)
+    /// or let a request fail. It stays a candidate while connected; once
+    /// every candidate missed in a row, all wait a pause. The next
+    /// candidate is asked, and the chunks so far are kept should it be
+    /// the same peer (a rate-limited mirror that said "not now", a slow
+    /// link whose request timed out), so that a large blob does not start
+    /// over each time.
+    fn missed(&mut self, id: BundleId, peer: P, ctx: &mut Ctx<'_, P, M>) {
         if let Some(f) = self.fetches.get_mut(&id) {
+            if ctx.connected.contains(&peer) && !f.candidates.contains(&peer) {
+                f.candidates.push_back(peer);
+            }
+            f.misses += 1;
+            if f.misses >= f.candidates.len() {
+                f.misses = 0;
+                f.paused_until = Some(ctx.now + RETRY_PAUSE);
+            }
             f.current = None;
             f.in_flight = None;
         }
@@ -472,19 +482,7 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
                 }
                 self.advance(id, ctx);
             }
-            // Not there yet, perhaps: the peer stays a candidate while it
-            // is connected. Once every candidate missed, all wait a pause.
-            Ok(FetchResponse::NotFound) => {
-                if ctx.connected.contains(&peer) && !f.candidates.contains(&peer) {
-                    f.candidates.push_back(peer);
-                }
-                f.misses += 1;
-                if f.misses >= f.candidates.len() {
-                    f.misses = 0;
-                    f.paused_until = Some(ctx.now + RETRY_PAUSE);
-                }
-                self.ask_again(id, ctx)
-            }
+            Ok(FetchResponse::NotFound) => self.missed(id, peer, ctx),
             Err(_) => {
                 // A failure that came only after the stall time is a stall
                 // (the transport's own timeout); a quick one (connection
@@ -493,20 +491,10 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
                     self.strike(peer, ctx);
                 }
                 // Still connected, it keeps a turn (after any back-off its
-                // strikes earned), and what it sent so far; a failure
-                // counts as a miss, so that a peer whose every request
-                // fails at once is not asked again in a loop.
-                if let Some(f) = self.fetches.get_mut(&id) {
-                    if ctx.connected.contains(&peer) && !f.candidates.contains(&peer) {
-                        f.candidates.push_back(peer);
-                    }
-                    f.misses += 1;
-                    if f.misses >= f.candidates.len() {
-                        f.misses = 0;
-                        f.paused_until = Some(ctx.now + RETRY_PAUSE);
-                    }
-                }
-                self.ask_again(id, ctx)
+                // strikes earned); a failure counts as a miss, so that a
+                // peer whose every request fails at once is not asked
+                // again in a loop.
+                self.missed(id, peer, ctx)
             }
         }
     }

@@ -278,11 +278,7 @@ async fn serve(
             Err(_) => return Ok(()),
             Ok(Ok(Some(head))) => head,
             Ok(Ok(None)) => return Ok(()),
-            Ok(Err(http::HeadError::Malformed)) => {
-                let _ = site.error(&mut stream, 400, true).await;
-                return Ok(());
-            }
-            Ok(Err(http::HeadError::TooLarge)) => {
+            Ok(Err(http::HeadError::Malformed | http::HeadError::TooLarge)) => {
                 let _ = site.error(&mut stream, 400, true).await;
                 return Ok(());
             }

@@ -196,36 +196,32 @@ fn a_front_with_a_bad_setting_fails_the_start_and_says_why() {
         assert!(!out.status.success(), "{args:?}");
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
-    let e = run(&[
-        "--front",
-        "127.0.0.1:0",
-        "--front-cert",
-        s(&certs.cert),
-        "--front-key",
-        s(&certs.key),
-    ]);
+    // A front on a free loopback port with this certificate and key.
+    let front = |cert: &Path, key: &Path| -> Vec<String> {
+        [
+            "--front",
+            "127.0.0.1:0",
+            "--front-cert",
+            s(cert),
+            "--front-key",
+            s(key),
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let with = |mut a: Vec<String>, more: &[&str]| -> Vec<String> {
+        a.extend(more.iter().map(|m| (*m).to_owned()));
+        a
+    };
+    let run_owned = |a: Vec<String>| run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let e = run_owned(front(&certs.cert, &certs.key));
     assert!(e.contains("quiet reader"), "{e}");
-    let e = run(&[
-        "--mirror",
-        "--front",
-        "127.0.0.1:0",
-        "--front-cert",
-        s(&certs.ca),
-        "--front-key",
-        s(&certs.ca),
-    ]);
+    let e = run_owned(with(front(&certs.ca, &certs.ca), &["--mirror"]));
     assert!(e.contains("not a PEM private key"), "{e}");
-    let e = run(&[
-        "--mirror",
-        "--front",
-        "127.0.0.1:0",
-        "--front-cert",
-        s(&certs.cert),
-        "--front-key",
-        s(&certs.key),
-        "--front-path",
-        "/short",
-    ]);
+    let e = run_owned(with(
+        front(&certs.cert, &certs.key),
+        &["--mirror", "--front-path", "/short"],
+    ));
     assert!(e.contains("hard to guess"), "{e}");
     let e = run(&["--bootstrap", "/ip4/127.0.0.1/tcp/4001"]);
     assert!(e.contains("names no peer"), "{e}");

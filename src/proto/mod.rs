@@ -13,6 +13,7 @@ mod ids;
 mod keys;
 pub mod limits;
 mod objects;
+pub mod pieces;
 mod policy;
 pub mod ranges;
 mod request;

@@ -118,6 +118,23 @@ pub struct Lab {
     relay: Mutex<Option<probe::Served>>,
 }
 
+/// Says a figure of the lab: on standard error, and as a line of
+/// `$KOLOKOL_ARTIFACTS/censor-lab.txt`, which `scripts/test` prints at the
+/// end (cargo test shows no output of a test that passes).
+pub fn report(line: &str) {
+    eprintln!("{line}");
+    if let Some(dir) = std::env::var_os("KOLOKOL_ARTIFACTS") {
+        let _ = std::fs::create_dir_all(&dir);
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(Path::new(&dir).join("censor-lab.txt"))
+        {
+            let _ = f.write_all(format!("{line}\n").as_bytes());
+        }
+    }
+}
+
 /// Says a test is skipped for want of a tool, or fails it under
 /// `KOLOKOL_LAB=require` (as CI runs).
 pub fn skip(line: &str) {

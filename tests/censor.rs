@@ -704,25 +704,11 @@ fn frame(src: SocketAddrV4, dst: SocketAddrV4, seq: u32, flags: u8, payload: &[u
 
 // ---- a story across the lab ----
 
-/// Says a figure of the lab: on standard error, and as a line of
-/// `$KOLOKOL_ARTIFACTS/censor-lab.txt`, which `scripts/test` prints at the
-/// end (cargo test shows no output of a test that passes).
+/// Says a figure of the lab ([`report`]), formatted.
 macro_rules! report {
-    ($($arg:tt)*) => {{
-        let line = format!($($arg)*);
-        eprintln!("{line}");
-        if let Some(dir) = std::env::var_os("KOLOKOL_ARTIFACTS") {
-            use std::io::Write;
-            let _ = std::fs::create_dir_all(&dir);
-            if let Ok(mut f) = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(std::path::Path::new(&dir).join("censor-lab.txt"))
-            {
-                let _ = f.write_all(format!("{line}\n").as_bytes());
-            }
-        }
-    }};
+    ($($arg:tt)*) => {
+        report(&format!($($arg)*))
+    };
 }
 
 /// The name on the mirror's certificate, resolved in OUTSIDE only (by the
@@ -871,7 +857,27 @@ fn story_crosses_probed(
     within: Duration,
     probe: impl FnOnce(&Lab),
 ) -> Result<Duration, String> {
+    story_with_media_crosses(lab, crossing, within, probe, 0)
+}
+
+/// [`story_crosses_probed`] with an image of `image_bytes` in the story
+/// (none if 0).
+fn story_with_media_crosses(
+    lab: &Lab,
+    crossing: &Crossing,
+    within: Duration,
+    probe: impl FnOnce(&Lab),
+    image_bytes: usize,
+) -> Result<Duration, String> {
     let n = newsroom("lab-news");
+    let image = n.article.with_file_name("photo.jpg");
+    if image_bytes > 0 {
+        // Bytes that do not compress, as a photo's do not.
+        let bytes: Vec<u8> = (0..image_bytes as u64)
+            .map(|i| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u8)
+            .collect();
+        std::fs::write(&image, bytes).unwrap();
+    }
     let mut args = vec!["--mirror".to_owned()];
     args.extend((crossing.mirror)(&n.certs));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -881,16 +887,16 @@ fn story_crosses_probed(
     let reader_args: Vec<&str> = reader_args.iter().map(String::as_str).collect();
     let started = Instant::now();
     let _reader = lab.node(Side::Inside, &n.reader, &reader_args);
-    lab.kolokol_ok(
-        Side::Outside,
-        &n.mirror,
-        &[
-            "publish",
-            n.article.to_str().unwrap(),
-            "--newsroom",
-            n.newsroom.to_str().unwrap(),
-        ],
-    );
+    let mut publish = vec![
+        "publish",
+        n.article.to_str().unwrap(),
+        "--newsroom",
+        n.newsroom.to_str().unwrap(),
+    ];
+    if image_bytes > 0 {
+        publish.extend(["--image", image.to_str().unwrap()]);
+    }
+    lab.kolokol_ok(Side::Outside, &n.mirror, &publish);
     let published = Instant::now();
     let mut status = String::new();
     while published.elapsed() < within {
@@ -946,6 +952,36 @@ fn a_story_crosses_a_slow_lossy_link() {
     };
     lab.shape(&slow).unwrap();
     must_cross(&lab, &PLAIN_TCP);
+}
+
+/// A 1 MiB image over 128 kbit/s with loss and delay: about 70 s of
+/// transfer at the link's rate, so every request must be sized to the
+/// link. Before pieces were sized to it, a 256 KiB chunk needed about 16 s
+/// against a 15 s request timeout and the image never arrived.
+#[test]
+fn a_large_image_crosses_a_128_kbit_lossy_link() {
+    let Some(lab) = Lab::new("image-slow") else {
+        return;
+    };
+    let slow = Shape {
+        delay: Some(Duration::from_millis(150)),
+        rate_kbit: Some(128),
+        loss_percent: Some(3),
+    };
+    lab.shape(&slow).unwrap();
+    let within = Duration::from_secs(120);
+    match story_with_media_crosses(&lab, &PLAIN_TCP, within, |_| {}, 1024 * 1024) {
+        Ok(took) => report!(
+            "censor lab, {}: a story with a 1 MiB image over 128 kbit/s, 150 ms each way and \
+             3 % loss took {took:?}",
+            lab.name()
+        ),
+        Err(status) => panic!(
+            "{}: the image did not reach the reader in 120 s; its status:\n{status}\nlogs:\n{}",
+            lab.name(),
+            lab.logs()
+        ),
+    }
 }
 
 #[test]

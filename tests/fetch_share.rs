@@ -179,12 +179,13 @@ async fn a_peer_that_announces_much_and_never_answers_gets_only_its_share() {
                     if let SwarmEvent::Behaviour(PeerBehaviourEvent::Fetch(
                         request_response::Event::Message {
                             message: request_response::Message::Request {
-                                request: FetchRequest::Blob { hash, .. }, channel, ..
+                                request, channel, ..
                             },
                             ..
                         },
                     )) = e
                     {
+                        let hash = request.hash();
                         let now = Instant::now();
                         arrivals.push((now, hash));
                         arrivals.retain(|(t, _)| now.duration_since(*t) < window);
@@ -242,19 +243,11 @@ async fn a_late_first_answer_after_the_fetch_started_again_bans_nobody() {
     let head = p.head(1, now().minus(60));
     let mut slow = peer_swarm();
     slow.dial(target.addr.clone()).unwrap();
-    let chunk = |hash: &BlobHash, offset: u64| {
-        let blob = &by_hash[hash];
-        let end = (offset as usize + wire::CHUNK as usize).min(blob.len());
-        FetchResponse::Chunk {
-            total: blob.len() as u64,
-            offset,
-            data: blob[offset as usize..end].to_vec(),
-        }
-    };
+    let chunk = |request: &FetchRequest| answer_fetch(&by_hash[&request.hash()], request);
     // The first request is held; it is answered only when the fetch,
     // given up and started again, asks for the image, and that request is
     // answered a little after, so the stale answer arrives first.
-    let mut first: Option<(ResponseChannel<FetchResponse>, u64)> = None;
+    let mut first: Option<(ResponseChannel<FetchResponse>, FetchRequest)> = None;
     let mut answered_late = false;
     let mut delayed: Vec<(
         tokio::time::Instant,
@@ -301,21 +294,22 @@ async fn a_late_first_answer_after_the_fetch_started_again_bans_nobody() {
                     SwarmEvent::Behaviour(PeerBehaviourEvent::Fetch(
                         request_response::Event::Message {
                             message: request_response::Message::Request {
-                                request: FetchRequest::Blob { hash, offset }, channel, ..
+                                request, channel, ..
                             },
                             ..
                         },
                     )) => {
+                        let hash = request.hash();
                         if first.is_none() && !answered_late {
                             assert_eq!(hash, body);
-                            first = Some((channel, offset));
-                        } else if hash != body && let Some((late, offset)) = first.take() {
-                            let _ = slow.behaviour_mut().fetch.send_response(late, chunk(&body, offset));
+                            first = Some((channel, request));
+                        } else if hash != body && let Some((late, asked)) = first.take() {
+                            let _ = slow.behaviour_mut().fetch.send_response(late, chunk(&asked));
                             answered_late = true;
                             let at = tokio::time::Instant::now() + Duration::from_millis(300);
-                            delayed.push((at, channel, chunk(&hash, offset)));
+                            delayed.push((at, channel, chunk(&request)));
                         } else {
-                            let response = chunk(&hash, offset);
+                            let response = chunk(&request);
                             let _ = slow.behaviour_mut().fetch.send_response(channel, response);
                         }
                     }

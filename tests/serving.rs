@@ -126,6 +126,7 @@ fn hammer(
                             FetchResponse::NotFound => {
                                 got.refused.fetch_add(1, Relaxed);
                             }
+                            FetchResponse::Outboard { .. } => {}
                         }
                     }
                     request_response::Event::OutboundFailure { .. } => blobs -= 1,

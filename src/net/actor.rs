@@ -384,6 +384,7 @@ impl Actor {
                     self.noted(peer, refusal);
                 }
                 Action::Noted { peer, refusal } => self.noted(peer, refusal),
+                Action::Reconnect { peer } => self.reconnect(peer),
                 Action::Ban { peer, refusal } => {
                     self.rejected += 1;
                     let _ = self.swarm.disconnect_peer_id(peer);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use libp2p::core::transport::ListenerId;
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, autonat, identify, kad, relay};
 use tracing::{debug, info, warn};
 
@@ -113,11 +113,16 @@ pub(super) struct DiscoveryState {
     relay_retry: Vec<(Multiaddr, Instant)>,
     /// The last reachability autonat found.
     pub(super) nat: Option<String>,
+    /// Where each peer the node dialed was reached (while connected), so
+    /// that a connection whose requests stall can be replaced by a fresh
+    /// one to the same place.
+    dialed: HashMap<PeerId, Multiaddr>,
 }
 
 impl DiscoveryState {
     pub(super) fn peer_gone(&mut self, peer: &PeerId) {
         self.relays.remove(peer);
+        self.dialed.remove(peer);
     }
 
     /// The node chose `peer` (a bootstrap or reserved peer, a mirror
@@ -142,6 +147,7 @@ impl DiscoveryState {
 
     /// An outgoing connection to `peer` at `addr` came up.
     pub(super) fn dialed(&mut self, peer: PeerId, addr: &Multiaddr) {
+        self.dialed.insert(peer, addr.clone());
         let bare: Multiaddr = addr
             .iter()
             .filter(|p| !matches!(p, Protocol::P2p(_)))
@@ -153,6 +159,25 @@ impl DiscoveryState {
 }
 
 impl Actor {
+    /// A request to `peer` stalled: its connections are closed and, if
+    /// the node dialed it, it is dialed again at the same address, so the
+    /// requests that follow go over a fresh flow. A peer that dialed in is
+    /// left to dial again itself.
+    pub(super) fn reconnect(&mut self, peer: PeerId) {
+        let Some(addr) = self.discovery.dialed.get(&peer).cloned() else {
+            return;
+        };
+        debug!(peer = %peer, "a request stalled; replacing the connection");
+        let _ = self.swarm.disconnect_peer_id(peer);
+        let opts = DialOpts::peer_id(peer)
+            .addresses(vec![addr])
+            .condition(PeerCondition::Always)
+            .build();
+        if let Err(e) = self.swarm.dial(opts) {
+            debug!(peer = %peer, "redial failed: {e}");
+        }
+    }
+
     /// Listens through the relays named in the configuration.
     pub(super) fn listen_via_relays(&mut self) {
         for addr in self.config.relays.clone() {

@@ -30,12 +30,10 @@ impl Actor {
         if self.refuse_quietly(peer, "fetch") {
             return;
         }
-        let FetchRequest::Blob { hash, offset } = request;
         let now = self.now().at;
         let job = Job::ServeBlob {
             peer,
-            hash,
-            offset,
+            request,
             channel,
         };
         let refused = match self.state.begin_serving(peer, now) {

@@ -22,6 +22,7 @@
 //! `discovery`, `report`, `metrics`, `wire` (the codecs).
 
 mod actor;
+mod blobserve;
 mod commands;
 mod discovery;
 mod events;

@@ -19,10 +19,11 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
 use super::NetError;
-use super::wire::{CHUNK, FetchResponse, LogResponse, MAX_HELD_VERSIONS, SyncResponse};
+use super::blobserve;
+use super::wire::{FetchRequest, FetchResponse, LogResponse, MAX_HELD_VERSIONS, SyncResponse};
 use crate::proto::{
-    BlobHash, BundleId, Head, Manifest, PublicKey, StoryId, Timestamp, TrustPolicy, Verified,
-    VerifiedBundle, check_bundle,
+    BundleId, Head, Manifest, PublicKey, StoryId, Timestamp, TrustPolicy, Verified, VerifiedBundle,
+    check_bundle,
 };
 use crate::store::archive::{self, ImportReport};
 use crate::store::{Ingested, Store, StoreError, Totals};
@@ -69,8 +70,7 @@ pub(super) enum Job {
     /// A piece of a blob for a peer.
     ServeBlob {
         peer: PeerId,
-        hash: BlobHash,
-        offset: u64,
+        request: FetchRequest,
         channel: ResponseChannel<FetchResponse>,
     },
     /// Bundles for a peer, packed within the plan's budget.
@@ -196,7 +196,11 @@ pub(super) fn spawn(
         .name("kolokol-store".into())
         .spawn(move || {
             let log_end = store.log_end().unwrap_or(0);
-            let w = Worker { store, done };
+            let w = Worker {
+                store,
+                done,
+                outboards: blobserve::Outboards::default(),
+            };
             let mut log_end = log_end;
             while let Some(job) = rx.blocking_recv() {
                 if !w.run(job) {
@@ -238,6 +242,7 @@ fn wall() -> Timestamp {
 struct Worker {
     store: Arc<Store>,
     done: mpsc::Sender<Done>,
+    outboards: blobserve::Outboards,
 }
 
 impl Worker {
@@ -345,22 +350,10 @@ impl Worker {
             } => self.import(path, &mut policy, reply),
             Job::ServeBlob {
                 peer,
-                hash,
-                offset,
+                request,
                 channel,
             } => {
-                let (response, bytes) = match self.store.blob_range(&hash, offset, CHUNK) {
-                    Ok(Some((total, data))) => {
-                        let bytes = data.len() as u64;
-                        let response = FetchResponse::Chunk {
-                            total,
-                            offset: offset.min(total),
-                            data,
-                        };
-                        (response, bytes)
-                    }
-                    _ => (FetchResponse::NotFound, 0),
-                };
+                let (response, bytes) = blobserve::answer(&self.store, &self.outboards, &request);
                 self.send(Done::Blob {
                     peer,
                     channel,

@@ -395,13 +395,9 @@ impl Assembly {
         Ok(put)
     }
 
-    /// The whole blob, once every piece is checked.
-    pub fn finish(self) -> Result<Vec<u8>, Self> {
-        if self.is_complete() {
-            Ok(self.data)
-        } else {
-            Err(self)
-        }
+    /// The whole blob, once every piece is checked (`None` before).
+    pub fn finish(self) -> Option<Vec<u8>> {
+        self.is_complete().then_some(self.data)
     }
 }
 

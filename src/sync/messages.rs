@@ -9,6 +9,7 @@ mod log;
 pub use log::*;
 
 use crate::proto::bounded::{self, BoundedError};
+use crate::proto::pieces::MAX_OUTBOARD_BYTES;
 use crate::proto::{BlobHash, PublicKey, limits};
 
 /// Protocol name of blob fetching.
@@ -19,6 +20,8 @@ pub const CHUNK: u64 = 256 * 1024;
 pub const MAX_REQUEST: usize = 1024;
 /// Largest fetch response read: one chunk and its framing.
 pub const MAX_RESPONSE: usize = CHUNK as usize + 1024;
+// An outboard answers in one response.
+const _: () = assert!(MAX_OUTBOARD_BYTES <= CHUNK as usize);
 /// Largest gossip message: a manifest and its certificate, with framing.
 pub const MAX_GOSSIP: usize = limits::MAX_MANIFEST_BYTES + limits::MAX_CERTIFICATE_BYTES + 64;
 
@@ -97,13 +100,40 @@ impl Announcement {
 /// A fetch request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FetchRequest {
-    /// Up to [`CHUNK`] bytes of a blob from `offset`.
+    /// Up to [`CHUNK`] bytes of a blob from `offset`: how a blob of one
+    /// piece ([`PIECE_LEN`](crate::proto::pieces::PIECE_LEN)) is asked for, whole.
     Blob {
         /// The blob.
         hash: BlobHash,
         /// Where to start.
         offset: u64,
     },
+    /// The outboard of a blob of more than one piece
+    /// ([`crate::proto::pieces`]): what each piece is then checked against.
+    Outboard {
+        /// The blob.
+        hash: BlobHash,
+    },
+    /// `len` bytes (at most [`CHUNK`]) of a blob from `offset`: the asker
+    /// sizes them to what the link carries, so that a slow link is asked
+    /// for less rather than cut off.
+    Range {
+        /// The blob.
+        hash: BlobHash,
+        /// Where to start: the start of a piece.
+        offset: u64,
+        /// How many bytes.
+        len: u32,
+    },
+}
+
+impl FetchRequest {
+    /// The blob asked about.
+    pub fn hash(&self) -> BlobHash {
+        match self {
+            Self::Blob { hash, .. } | Self::Outboard { hash } | Self::Range { hash, .. } => *hash,
+        }
+    }
 }
 
 /// A fetch response.
@@ -121,6 +151,14 @@ pub enum FetchResponse {
     },
     /// The peer does not hold the blob.
     NotFound,
+    /// A blob's outboard.
+    Outboard {
+        /// The blob's whole size.
+        total: u64,
+        /// The chaining value of each piece.
+        #[serde(deserialize_with = "bounded::fields::bytes::<{ MAX_OUTBOARD_BYTES }, _>")]
+        data: Vec<u8>,
+    },
 }
 
 /// Protocol name of catch-up.

@@ -178,6 +178,13 @@ pub enum Action<P, M> {
         /// Why.
         refusal: Refusal,
     },
+    /// A request to the peer stalled: close its connections and dial it
+    /// again, so that what follows goes over a fresh flow (a frozen one
+    /// stays open and silent). Not a ban: the peer may be blameless.
+    Reconnect {
+        /// The peer.
+        peer: P,
+    },
     /// A peer served false data: it is banned; disconnect it.
     Ban {
         /// The peer.

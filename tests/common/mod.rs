@@ -332,3 +332,29 @@ pub fn numbered(p: &Publisher, seq: u64, len: usize) -> StoryVersion<'_> {
 pub fn numbered_head(p: &Publisher, seq: u64) -> Vec<u8> {
     p.head(seq, T0.plus(3600 + seq))
 }
+
+/// An honest answer to a fetch `request` for `blob`, as a mirror gives
+/// it: the outboard, a range, or a chunk from an offset.
+pub fn answer_fetch(
+    blob: &[u8],
+    request: &kolokol::net::wire::FetchRequest,
+) -> kolokol::net::wire::FetchResponse {
+    use kolokol::net::wire::{CHUNK, FetchRequest, FetchResponse};
+    let (offset, len) = match *request {
+        FetchRequest::Outboard { .. } => {
+            return FetchResponse::Outboard {
+                total: blob.len() as u64,
+                data: kolokol::proto::pieces::Outboard::compute(blob).encode(),
+            };
+        }
+        FetchRequest::Blob { offset, .. } => (offset, CHUNK),
+        FetchRequest::Range { offset, len, .. } => (offset, u64::from(len).min(CHUNK)),
+    };
+    let start = (offset as usize).min(blob.len());
+    let end = (start + len as usize).min(blob.len());
+    FetchResponse::Chunk {
+        total: blob.len() as u64,
+        offset: start as u64,
+        data: blob[start..end].to_vec(),
+    }
+}

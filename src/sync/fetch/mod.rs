@@ -35,6 +35,7 @@
 //! before the fetch moved on, was given up or started again) is dropped
 //! without judging anyone.
 
+mod blob;
 mod peers;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -48,10 +49,12 @@ pub const VERDICT_HOLD: Duration = Duration::from_secs(1);
 /// before asking them again.
 pub const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
-use super::messages::{CHUNK, FetchRequest, FetchResponse};
+use super::messages::FetchResponse;
 use super::verdict::{Kind, Refusal};
 use super::{Action, Ctx, Origin, Peer, Time, Token, Verdict};
-use crate::proto::{BundleId, Manifest, PublicKey, Verified, check_blob};
+use crate::proto::{BundleId, Manifest, PublicKey, Verified};
+use blob::{Asked, BlobFetch, Rate, Taken};
+pub use blob::{FIRST_RANGE, MIN_STALL, TARGET};
 use peers::Peers;
 
 /// Most peers asked for one bundle before giving up.
@@ -111,6 +114,9 @@ struct Request<P> {
     bundle: BundleId,
     peer: P,
     sent: Time,
+    asked: Asked,
+    /// When it counts as stalled: sized to what it asked for.
+    stall: Duration,
 }
 
 /// One bundle being fetched.
@@ -121,12 +127,9 @@ struct Fetch<P, M> {
     /// The peer charged for this fetch's slot.
     sponsor: Option<P>,
     entry: usize,
-    buf: Vec<u8>,
-    /// The peer whose chunks `buf` holds. A false blob is only found
-    /// whole, so a blob comes from one peer: `buf` is kept while that
-    /// peer is asked again (after "not now", a timeout), and starts over
-    /// with any other.
-    buf_peer: Option<P>,
+    /// The blob of `entry`: its checked pieces are kept whichever peer
+    /// sends the rest.
+    blob: Option<BlobFetch>,
     blobs: Vec<Vec<u8>>,
     candidates: VecDeque<P>,
     current: Option<P>,
@@ -137,6 +140,10 @@ struct Fetch<P, M> {
     /// Every candidate lacked it: none is asked again before this.
     paused_until: Option<Time>,
     started: Time,
+    /// When good bytes last came: a fetch is given up only after its
+    /// deadline passes with none, so that a large story on a slow link
+    /// that is getting through is never cut off.
+    progressed: Time,
 }
 
 /// The bundles being fetched.
@@ -252,6 +259,7 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
         }
         let id = manifest.id();
         let entries = manifest.entries.len();
+        let blob = manifest.entries.first().cloned().map(BlobFetch::new);
         self.fetches.insert(
             id,
             Fetch {
@@ -259,8 +267,7 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
                 origin,
                 sponsor: first,
                 entry: 0,
-                buf: Vec::new(),
-                buf_peer: None,
+                blob,
                 blobs: Vec::with_capacity(entries),
                 candidates,
                 current: None,
@@ -268,6 +275,7 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
                 misses: 0,
                 paused_until: None,
                 started: ctx.now,
+                progressed: ctx.now,
             },
         );
         self.advance(id, ctx);
@@ -319,13 +327,24 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
         let Some(peer) = pick else {
             // Nobody can be asked now; the banned are dropped for good.
             f.candidates = kept;
+            if f.current.is_none() && f.candidates.is_empty() {
+                // A peer that came back (a replaced connection) or a new
+                // one may hold the blobs: the pieces so far are kept.
+                for p in ctx.connected.iter() {
+                    if f.candidates.len() >= MAX_CANDIDATES {
+                        break;
+                    }
+                    if !ctx.bans.is_banned(p, ctx.now) {
+                        f.candidates.push_back(*p);
+                    }
+                }
+            }
             if f.current.is_some_and(|p| ctx.bans.is_banned(&p, ctx.now)) {
                 f.current = None;
-                f.buf.clear();
             }
-            if f.current.is_none() && f.candidates.is_empty() {
-                return self.fail(id, "no peer could supply every blob", ctx);
-            }
+            // With nobody to ask, the fetch waits (its pieces kept) for a
+            // peer to come, up to its deadline: a connection replaced
+            // after a stall goes down before the new one is up.
             return; // asked again on the next tick
         };
         if f.current != Some(peer) {
@@ -338,20 +357,17 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
                 kept.push_back(p);
             }
             f.candidates = kept;
-            if f.buf_peer != Some(peer) {
-                f.buf.clear();
-            }
-            f.buf_peer = Some(peer);
             f.current = Some(peer);
         }
         if !ctx.download.open(ctx.now) {
             return; // asked again on the next tick
         }
-        let entry = &f.manifest.entries[f.entry];
-        let request = FetchRequest::Blob {
-            hash: entry.hash,
-            offset: f.buf.len() as u64,
+        let Some(blob) = &f.blob else {
+            return self.complete(id, ctx);
         };
+        let rate = self.peers.rate(&peer);
+        let (request, asked) = blob.next(Rate::range(rate));
+        let stall = Rate::stall(rate, asked.len(blob.entry()), self.limits.stall);
         let token = ctx.tokens.fresh();
         f.in_flight = Some(token);
         self.peers.sent(peer);
@@ -361,6 +377,8 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
                 bundle: id,
                 peer,
                 sent: ctx.now,
+                asked,
+                stall,
             },
         );
         ctx.out.push_back(Action::Fetch {
@@ -376,7 +394,6 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
         if let Some(f) = self.fetches.get_mut(&id) {
             f.current = None;
             f.in_flight = None;
-            f.buf.clear();
         }
         self.advance(id, ctx);
     }
@@ -434,6 +451,8 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
             bundle: id,
             peer,
             sent,
+            asked,
+            stall,
         }) = self.requests.remove(&token)
         else {
             return;
@@ -449,53 +468,63 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
             return;
         }
         f.in_flight = None;
-        let entry = f.manifest.entries[f.entry].clone();
-        match response {
-            Ok(FetchResponse::Chunk {
-                total,
-                offset,
-                data,
-            }) => {
-                let ok = total == entry.size
-                    && offset == f.buf.len() as u64
-                    && data.len() as u64 <= CHUNK
-                    && offset + data.len() as u64 <= total
-                    && (!data.is_empty() || total == 0);
-                if !ok {
-                    ctx.ban(peer, Refusal::new(Kind::Malformed, "malformed blob chunk"));
-                    return self.next_peer(id, ctx);
-                }
+        let Ok(response) = response else {
+            // A failure that came only after the stall time is a stall
+            // (the transport's own timeout); a quick one (connection
+            // closed, refused) is not held against the peer.
+            if ctx.now.since(sent) >= stall {
+                self.stalled(peer, ctx);
+            }
+            // Still connected, it keeps a turn (after any back-off its
+            // strikes earned); a failure counts as a miss, so that a
+            // peer whose every request fails at once is not asked
+            // again in a loop.
+            return self.missed(id, peer, ctx);
+        };
+        let Some(blob) = f.blob.as_mut() else {
+            return self.complete(id, ctx);
+        };
+        match blob.take(asked, response) {
+            Taken::NotFound => self.missed(id, peer, ctx),
+            Taken::Malformed(why) => {
+                ctx.ban(peer, Refusal::new(Kind::Malformed, why));
+                self.next_peer(id, ctx)
+            }
+            Taken::False(why) => {
+                ctx.ban(peer, Refusal::new(Kind::FalseBlob, why));
+                self.next_peer(id, ctx)
+            }
+            Taken::More { bytes } => {
                 f.misses = 0;
-                f.buf.extend_from_slice(&data);
-                ctx.received(data.len() as u64);
-                if f.buf.len() as u64 == entry.size {
-                    let blob = std::mem::take(&mut f.buf);
-                    if let Err(e) = check_blob(&entry, &blob) {
-                        ctx.ban(
-                            peer,
-                            Refusal::new(Kind::FalseBlob, format!("tampered blob: {e}")),
-                        );
-                        return self.next_peer(id, ctx);
-                    }
-                    f.blobs.push(blob);
-                    f.entry += 1;
-                }
-                self.advance(id, ctx);
+                f.progressed = ctx.now;
+                ctx.received(bytes);
+                self.peers.delivered(peer, bytes, ctx.now.since(sent));
+                self.advance(id, ctx)
             }
-            Ok(FetchResponse::NotFound) => self.missed(id, peer, ctx),
-            Err(_) => {
-                // A failure that came only after the stall time is a stall
-                // (the transport's own timeout); a quick one (connection
-                // closed, refused) is not held against the peer.
-                if ctx.now.since(sent) >= self.limits.stall {
-                    self.strike(peer, ctx);
-                }
-                // Still connected, it keeps a turn (after any back-off its
-                // strikes earned); a failure counts as a miss, so that a
-                // peer whose every request fails at once is not asked
-                // again in a loop.
-                self.missed(id, peer, ctx)
+            Taken::Done { blob, bytes } => {
+                f.misses = 0;
+                f.progressed = ctx.now;
+                ctx.received(bytes);
+                f.blobs.push(blob);
+                f.entry += 1;
+                f.blob = f.manifest.entries.get(f.entry).cloned().map(BlobFetch::new);
+                self.peers.delivered(peer, bytes, ctx.now.since(sent));
+                self.advance(id, ctx)
             }
+        }
+    }
+
+    /// A request of `peer` went unanswered past its stall time: the peer
+    /// is struck, asked for less next time, and its connection is to be
+    /// replaced (a censor that freezes a flow leaves it open and silent,
+    /// and every later request on it would hang the same way). Several
+    /// requests stalled at once are one incident.
+    fn stalled(&mut self, peer: P, ctx: &mut Ctx<'_, P, M>) {
+        let first = !self.peers.backing_off(&peer, ctx.now);
+        self.peers.slowed(peer);
+        self.strike(peer, ctx);
+        if first && !ctx.bans.is_banned(&peer, ctx.now) {
+            ctx.out.push_back(Action::Reconnect { peer });
         }
     }
 
@@ -574,19 +603,22 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
             .iter()
             .filter_map(|(id, f)| {
                 let r = self.requests.get(&f.in_flight?)?;
-                (ctx.now.since(r.sent) >= self.limits.stall).then_some((*id, r.peer))
+                (ctx.now.since(r.sent) >= r.stall).then_some((*id, r.peer))
             })
             .collect();
         for (id, peer) in stalled {
             // The request stays open (and counted against the peer) until
-            // it is answered or fails; its answer is then dropped.
-            self.strike(peer, ctx);
+            // it is answered or fails; its answer is then dropped. The
+            // fetch moves on to another candidate with the pieces so far;
+            // with no other, the peer is asked again after its back-off,
+            // over the fresh connection (a link that froze may come back).
+            self.stalled(peer, ctx);
             self.next_peer(id, ctx);
         }
         let overdue: Vec<BundleId> = self
             .fetches
             .iter()
-            .filter(|(_, f)| ctx.now.since(f.started) > self.limits.deadline)
+            .filter(|(_, f)| ctx.now.since(f.progressed) > self.limits.deadline)
             .map(|(id, _)| *id)
             .collect();
         for id in overdue {
@@ -614,7 +646,6 @@ impl<P: Peer, M: Clone> Fetches<P, M> {
             if f.current.as_ref() == Some(peer) {
                 f.current = None;
                 f.in_flight = None;
-                f.buf.clear();
                 waiting.push(*id);
             }
         }

@@ -8,6 +8,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::super::{Peer, Time};
+use super::blob::Rate;
+use crate::proto::pieces::PIECE_LEN;
 
 /// Strikes that get a peer banned. A strike earned while the peer is still
 /// backing off from the last one is the same incident and is not counted,
@@ -47,6 +49,9 @@ pub(super) struct Peers<P> {
     /// or the request fails.
     open: HashMap<P, usize>,
     strikes: HashMap<P, Strikes>,
+    /// What each connected peer delivered lately (dropped when it goes,
+    /// so bounded by the connections).
+    rates: HashMap<P, Rate>,
 }
 
 impl<P> Default for Peers<P> {
@@ -54,6 +59,7 @@ impl<P> Default for Peers<P> {
         Self {
             open: HashMap::new(),
             strikes: HashMap::new(),
+            rates: HashMap::new(),
         }
     }
 }
@@ -130,6 +136,37 @@ impl<P: Peer> Peers<P> {
     /// Its strikes stay, so coming back does not wipe them.
     pub(super) fn gone(&mut self, peer: &P) {
         self.open.remove(peer);
+        self.rates.remove(peer);
+    }
+
+    /// What `peer` delivered lately, if measured.
+    pub(super) fn rate(&self, peer: &P) -> Option<Rate> {
+        self.rates.get(peer).copied()
+    }
+
+    /// `peer` answered with `bytes` good bytes in `took`. An answer of a
+    /// piece or more forgives one strike: a peer behind a link that
+    /// freezes and comes back on a fresh connection is making progress,
+    /// and is not to be banned as one that holds requests and sends
+    /// nothing.
+    pub(super) fn delivered(&mut self, peer: P, bytes: u64, took: Duration) {
+        if bytes < PIECE_LEN {
+            // The time of a small answer is the round trip, not the link.
+            return;
+        }
+        let rate = Rate::sample(self.rates.get(&peer).copied(), bytes, took);
+        self.rates.insert(peer, rate);
+        if bytes >= PIECE_LEN
+            && let Some(s) = self.strikes.get_mut(&peer)
+        {
+            s.count = s.count.saturating_sub(1);
+        }
+    }
+
+    /// A request of `peer` stalled: ask it for less.
+    pub(super) fn slowed(&mut self, peer: P) {
+        let rate = Rate::stalled(self.rates.get(&peer).copied());
+        self.rates.insert(peer, rate);
     }
 
     /// Peers with an entry (for tests of the bound).
@@ -139,6 +176,7 @@ impl<P: Peer> Peers<P> {
 
     pub(super) fn clear(&mut self) {
         self.open.clear();
+        self.rates.clear();
     }
 }
 

@@ -7,8 +7,9 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use super::world::{Newsroom, T0, newsroom, newsroom_of};
+use crate::proto::pieces::{Outboard, PIECE_LEN};
 use crate::proto::{PublicKey, SecretKey, Timestamp, TrustPolicy};
-use crate::sync::fetch::FetchLimits;
+use crate::sync::fetch::{FIRST_RANGE, FetchLimits};
 use crate::sync::messages::{
     Announcement, FetchRequest, FetchResponse, PublisherState, SyncRequest, SyncResponse,
     topic_name,
@@ -131,14 +132,14 @@ fn a_peer_without_the_blobs_yet_is_asked_again_after_a_pause() {
     assert_eq!(s.fetching(), 1);
 }
 
-/// The one blob request among `out`: its peer, token and offset.
-fn blob_request(out: &[Action<u32, u64>]) -> Option<(u32, Token, u64)> {
+/// The one fetch request among `out`: its peer, token and request.
+fn request_of(out: &[Action<u32, u64>]) -> Option<(u32, Token, FetchRequest)> {
     out.iter().find_map(|a| match a {
         Action::Fetch {
             peer,
             token,
-            request: FetchRequest::Blob { offset, .. },
-        } => Some((*peer, *token, *offset)),
+            request,
+        } => Some((*peer, *token, request.clone())),
         _ => None,
     })
 }
@@ -159,67 +160,171 @@ fn large_story() -> (State<u32, u64>, Newsroom, Vec<u8>) {
     (s, news, body)
 }
 
-fn chunk(body: &[u8], offset: u64) -> FetchResponse {
-    let c = crate::sync::messages::CHUNK as usize;
+/// An honest answer to `request` from a peer holding `body`.
+fn serve(body: &[u8], request: &FetchRequest) -> FetchResponse {
+    let c = crate::sync::messages::CHUNK;
+    let (offset, len) = match *request {
+        FetchRequest::Outboard { .. } => {
+            return FetchResponse::Outboard {
+                total: body.len() as u64,
+                data: Outboard::compute(body).encode(),
+            };
+        }
+        FetchRequest::Blob { offset, .. } => (offset, c),
+        FetchRequest::Range { offset, len, .. } => (offset, u64::from(len)),
+    };
     let start = offset as usize;
     FetchResponse::Chunk {
         total: body.len() as u64,
         offset,
-        data: body[start..(start + c).min(body.len())].to_vec(),
+        data: body[start..(start + len as usize).min(body.len())].to_vec(),
     }
 }
 
+/// Answers every request of a fetch honestly until the bundle goes to
+/// the store; false if it never does.
+fn serve_to_the_end(
+    s: &mut State<u32, u64>,
+    body: &[u8],
+    mut out: Vec<Action<u32, u64>>,
+    now: Now,
+) -> bool {
+    for _ in 0..200 {
+        if out.iter().any(|a| matches!(a, Action::Store { .. })) {
+            return true;
+        }
+        let Some((_, token, request)) = request_of(&out) else {
+            return false;
+        };
+        s.fetch_response(token, Ok(serve(body, &request)), now);
+        out = drain(s);
+    }
+    false
+}
+
 #[test]
-fn a_blob_the_peer_refuses_midway_resumes_from_its_last_chunk() {
+fn a_blob_the_peer_refuses_midway_resumes_from_its_last_piece() {
     let (mut s, news, body) = large_story();
     s.peer_up(7, at(0));
     drain(&mut s);
     announce(&mut s, &news, 0, 7, at(1));
-    let (peer, token, offset) = blob_request(&drain(&mut s)).expect("asked");
-    assert_eq!((peer, offset), (7, 0));
-    s.fetch_response(token, Ok(chunk(&body, 0)), at(1));
-    let (_, token, offset) = blob_request(&drain(&mut s)).expect("the next chunk");
-    let c = crate::sync::messages::CHUNK;
-    assert_eq!(offset, c);
-    // "Not now" (over its share, say), then a request that times out:
-    // each time the same peer is asked again from where it stopped.
+    let (peer, token, request) = request_of(&drain(&mut s)).expect("asked");
+    assert_eq!(peer, 7);
+    assert!(
+        matches!(request, FetchRequest::Outboard { .. }),
+        "{request:?}"
+    );
+    s.fetch_response(token, Ok(serve(&body, &request)), at(1));
+    let (_, token, request) = request_of(&drain(&mut s)).expect("the first range");
+    assert!(matches!(request, FetchRequest::Range { offset: 0, .. }));
+    s.fetch_response(token, Ok(serve(&body, &request)), at(1));
+    let (_, token, request) = request_of(&drain(&mut s)).expect("the next range");
+    let FetchRequest::Range { offset: next, .. } = request else {
+        panic!("{request:?}")
+    };
+    assert_eq!(next, FIRST_RANGE);
+    // "Not now" (over its share, say), then a request that fails: each
+    // time the same peer is asked again from where it stopped.
     s.fetch_response(token, Ok(FetchResponse::NotFound), at(1));
     s.tick(at(2));
-    let (peer, token, offset) = blob_request(&drain(&mut s)).expect("asked again");
-    assert_eq!((peer, offset), (7, c), "resumed, not started over");
+    let (peer, token, request) = request_of(&drain(&mut s)).expect("asked again");
+    assert!(matches!(request, FetchRequest::Range { offset, .. } if offset == next));
+    assert_eq!(peer, 7);
     s.fetch_response(token, Err("timed out".into()), at(2));
-    assert!(blob_request(&drain(&mut s)).is_none(), "not again at once");
+    assert!(request_of(&drain(&mut s)).is_none(), "not again at once");
     s.tick(at(3));
-    let (peer, token, offset) = blob_request(&drain(&mut s)).expect("asked again");
-    assert_eq!((peer, offset), (7, c));
-    s.fetch_response(token, Ok(chunk(&body, c)), at(3));
-    let (_, token, offset) = blob_request(&drain(&mut s)).expect("the last chunk");
-    assert_eq!(offset, 2 * c);
-    s.fetch_response(token, Ok(chunk(&body, 2 * c)), at(3));
+    let out = drain(&mut s);
+    let (peer, _, request) = request_of(&out).expect("asked again");
+    assert_eq!(peer, 7);
+    assert!(matches!(request, FetchRequest::Range { offset, .. } if offset == next));
     assert!(
-        drain(&mut s)
-            .iter()
-            .any(|a| matches!(a, Action::Store { .. })),
+        serve_to_the_end(&mut s, &body, out, at(3)),
         "the story is whole"
     );
 }
 
 #[test]
-fn a_blob_another_peer_takes_over_starts_from_zero() {
+fn another_peer_takes_over_from_the_last_checked_piece() {
     let (mut s, news, body) = large_story();
     s.peer_up(7, at(0));
     s.peer_up(8, at(0));
     drain(&mut s);
     announce(&mut s, &news, 0, 7, at(1));
-    let (peer, token, _) = blob_request(&drain(&mut s)).expect("asked");
+    let (peer, token, request) = request_of(&drain(&mut s)).expect("asked");
     assert_eq!(peer, 7);
-    s.fetch_response(token, Ok(chunk(&body, 0)), at(1));
-    let (_, token, _) = blob_request(&drain(&mut s)).expect("the next chunk");
+    s.fetch_response(token, Ok(serve(&body, &request)), at(1));
+    let (_, token, request) = request_of(&drain(&mut s)).expect("a range");
+    s.fetch_response(token, Ok(serve(&body, &request)), at(1));
+    let (_, token, _) = request_of(&drain(&mut s)).expect("the next range");
     s.fetch_response(token, Ok(FetchResponse::NotFound), at(1));
-    // A false blob shows only whole: one peer's chunks are never mixed
-    // with another's, so that the peer it came from can be named.
-    let (peer, _, offset) = blob_request(&drain(&mut s)).expect("the other peer");
-    assert_eq!((peer, offset), (8, 0));
+    // Pieces are checked one by one, so the next peer goes on where the
+    // first stopped, without the outboard again.
+    let (peer, token, request) = request_of(&drain(&mut s)).expect("the other peer");
+    assert_eq!(peer, 8);
+    assert!(
+        matches!(request, FetchRequest::Range { offset, .. } if offset == FIRST_RANGE),
+        "{request:?}"
+    );
+    // A false piece from it bans it at once; what was checked stays.
+    let mut lie = serve(&body, &request);
+    if let FetchResponse::Chunk { data, .. } = &mut lie {
+        data[20] ^= 1;
+    }
+    s.fetch_response(token, Ok(lie), at(1));
+    let out = drain(&mut s);
+    assert!(
+        out.iter().any(
+            |a| matches!(a, Action::Ban { peer: 8, refusal } if refusal.kind == Kind::FalseBlob)
+        )
+    );
+    let (peer, _, request) = request_of(&out).expect("back to the first");
+    assert_eq!(peer, 7);
+    assert!(matches!(request, FetchRequest::Range { offset, .. } if offset == FIRST_RANGE));
+    assert!(serve_to_the_end(&mut s, &body, out, at(1)));
+}
+
+#[test]
+fn a_slow_link_is_asked_for_less_and_a_stall_replaces_the_connection() {
+    let (mut s, news, body) = large_story();
+    s.peer_up(7, at(0));
+    drain(&mut s);
+    announce(&mut s, &news, 0, 7, at(1));
+    let (_, token, request) = request_of(&drain(&mut s)).expect("asked");
+    s.fetch_response(token, Ok(serve(&body, &request)), at(1));
+    // 128 kbit/s: the first range of 64 KiB takes 4 s.
+    let (_, token, request) = request_of(&drain(&mut s)).expect("a range");
+    s.fetch_response(token, Ok(serve(&body, &request)), at(5));
+    let (_, token, request) = request_of(&drain(&mut s)).expect("the next range");
+    let FetchRequest::Range { len, .. } = request else {
+        panic!("{request:?}")
+    };
+    assert_eq!(u64::from(len), 2 * PIECE_LEN, "two seconds' worth");
+    // Answered within four times what it should take: not a stall.
+    s.tick(at(12));
+    assert!(request_of(&drain(&mut s)).is_none());
+    s.fetch_response(token, Ok(serve(&body, &request)), at(12));
+    let (_, _, request) = request_of(&drain(&mut s)).expect("the next range");
+    // This one the link freezes: after four times its time it is a stall,
+    // the connection is replaced and the peer asked for one piece.
+    s.tick(at(30));
+    let out = drain(&mut s);
+    assert!(
+        out.iter()
+            .any(|a| matches!(a, Action::Reconnect { peer: 7 })),
+        "{out:?}"
+    );
+    assert!(!out.iter().any(|a| matches!(a, Action::Ban { .. })));
+    s.tick(at(32));
+    let out = drain(&mut s);
+    let (_, _, again) = request_of(&out).expect("asked again after its back-off");
+    assert!(
+        matches!((&request, &again), (
+            FetchRequest::Range { offset: a, .. },
+            FetchRequest::Range { offset: b, len, .. },
+        ) if a == b && u64::from(*len) == PIECE_LEN),
+        "{again:?}"
+    );
+    assert!(serve_to_the_end(&mut s, &body, out, at(32)));
 }
 
 #[test]

@@ -47,26 +47,26 @@ fn announce(
     s.gossip(origin, &topic_name(&news.root), &data, now);
 }
 
-/// The fetch requests among `out`: peer, token, blob hash and offset.
-fn fetches(out: &[Action<u32, u64>]) -> Vec<(u32, Token, crate::proto::BlobHash, u64)> {
+/// The fetch requests among `out`: peer, token, blob hash and request.
+fn fetches(out: &[Action<u32, u64>]) -> Vec<(u32, Token, crate::proto::BlobHash, FetchRequest)> {
     out.iter()
         .filter_map(|a| match a {
             Action::Fetch {
                 peer,
                 token,
-                request: FetchRequest::Blob { hash, offset },
-            } => Some((*peer, *token, *hash, *offset)),
+                request,
+            } => Some((*peer, *token, request.hash(), request.clone())),
             _ => None,
         })
         .collect()
 }
 
-/// The bytes of blob `hash` of story `story`, from `offset`, one chunk.
+/// An honest answer to `request` for blob `hash` of story `story`.
 fn chunk(
     news: &Newsroom,
     story: usize,
     hash: crate::proto::BlobHash,
-    offset: u64,
+    request: FetchRequest,
 ) -> FetchResponse {
     let blob = news.bundles[story]
         .0
@@ -74,8 +74,18 @@ fn chunk(
         .find(|(e, _)| e.hash == hash)
         .map(|(_, b)| b.to_vec())
         .expect("a blob of the story");
+    let (offset, len) = match request {
+        FetchRequest::Blob { offset, .. } => (offset, crate::sync::messages::CHUNK),
+        FetchRequest::Range { offset, len, .. } => (offset, u64::from(len)),
+        FetchRequest::Outboard { .. } => {
+            return FetchResponse::Outboard {
+                total: blob.len() as u64,
+                data: crate::proto::pieces::Outboard::compute(&blob).encode(),
+            };
+        }
+    };
     let start = offset as usize;
-    let end = (start + crate::sync::messages::CHUNK as usize).min(blob.len());
+    let end = (start + len as usize).min(blob.len());
     FetchResponse::Chunk {
         total: blob.len() as u64,
         offset,
@@ -187,13 +197,17 @@ fn a_late_answer_to_an_aborted_fetch_judges_nobody() {
     assert_eq!(verdicts(&drain(&mut s)), vec![(1, Verdict::Accept)]);
     // Fetched again; the body comes, then the image's first chunk is asked.
     announce(&mut s, &news, 4, 7, 2, at(32));
-    let (_, t, hash, offset) = fetches(&drain(&mut s))[0];
-    s.fetch_response(t, Ok(chunk(&news, 4, hash, offset)), at(33));
-    let (_, t, image, offset) = fetches(&drain(&mut s))[0];
+    let (_, t, hash, req) = fetches(&drain(&mut s))[0].clone();
+    s.fetch_response(t, Ok(chunk(&news, 4, hash, req)), at(33));
+    let (_, t, image, req) = fetches(&drain(&mut s))[0].clone();
     assert_ne!(image, body);
     // The first fetch's answer arrives now: the body at offset 0, which
     // the new fetch (on the image) would take for a malformed chunk.
-    assert!(s.fetch_response(first, Ok(chunk(&news, 4, body, 0)), at(34)));
+    let whole = FetchRequest::Blob {
+        hash: body,
+        offset: 0,
+    };
+    assert!(s.fetch_response(first, Ok(chunk(&news, 4, body, whole)), at(34)));
     let out = drain(&mut s);
     assert!(
         !out.iter().any(|a| matches!(a, Action::Ban { .. })),
@@ -201,14 +215,18 @@ fn a_late_answer_to_an_aborted_fetch_judges_nobody() {
     );
     assert!(!s.is_banned(&7, at(34).at));
     // The new fetch goes on and completes.
-    s.fetch_response(t, Ok(chunk(&news, 4, image, offset)), at(35));
-    let (_, t, hash, offset) = fetches(&drain(&mut s))[0];
-    assert_eq!((hash, offset), (image, crate::sync::messages::CHUNK));
-    s.fetch_response(t, Ok(chunk(&news, 4, image, offset)), at(35));
+    s.fetch_response(t, Ok(chunk(&news, 4, image, req)), at(35));
+    let mut out = drain(&mut s);
+    for _ in 0..64 {
+        let Some((_, t, hash, req)) = fetches(&out).first().cloned() else {
+            break;
+        };
+        assert_eq!(hash, image);
+        s.fetch_response(t, Ok(chunk(&news, 4, image, req)), at(35));
+        out = drain(&mut s);
+    }
     assert!(
-        drain(&mut s)
-            .iter()
-            .any(|a| matches!(a, Action::Store { .. })),
+        out.iter().any(|a| matches!(a, Action::Store { .. })),
         "the bundle goes to the store"
     );
 }
@@ -281,7 +299,7 @@ fn a_cut_in_an_unsorted_ask_puts_every_number_back() {
     );
     // Meanwhile peer 8 announces story 1: it takes the one slot.
     announce(&mut s, &news, 0, 8, 1, at(2));
-    let (_, fetch_token, hash, offset) = fetches(&drain(&mut s))[0];
+    let (_, fetch_token, hash, req) = fetches(&drain(&mut s))[0].clone();
     // 2 to 4 come whole, 5 (too large to come inline) finds no slot, and
     // the answer is cut at 6.
     let whole = |story: usize| SyncBundle {
@@ -310,7 +328,7 @@ fn a_cut_in_an_unsorted_ask_puts_every_number_back() {
     s.sync_response(asked[0].0, Ok(reply), false, at(2));
     drain(&mut s);
     // The slot frees: the next ask is 6 then 5.
-    s.fetch_response(fetch_token, Ok(chunk(&news, 0, hash, offset)), at(3));
+    s.fetch_response(fetch_token, Ok(chunk(&news, 0, hash, req)), at(3));
     let asked = bundles_asked(&drain(&mut s));
     assert_eq!(asked[0].1, vec![6, 5]);
     // Cut at once (the peer is over its upload cap): both are asked again.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::world::{Ev, Node, TICK};
 use super::{Lie, Sim, message_id};
 use crate::proto::check_bundle;
+use crate::proto::pieces::Outboard;
 use crate::sync::messages::{
     Announcement, CHUNK, FetchRequest, FetchResponse, SyncBundle, SyncRequest, SyncResponse,
     topic_name,
@@ -75,7 +76,9 @@ impl Sim {
                     Err("closed".to_owned())
                 };
                 let bytes = match &response {
-                    Ok(FetchResponse::Chunk { data, .. }) => data.len(),
+                    Ok(
+                        FetchResponse::Chunk { data, .. } | FetchResponse::Outboard { data, .. },
+                    ) => data.len(),
                     _ => 8,
                 };
                 self.later(
@@ -196,13 +199,22 @@ impl Sim {
     }
 
     fn serve_blob(&self, at: Node, request: FetchRequest) -> FetchResponse {
-        let FetchRequest::Blob { hash, offset } = request;
         let node = &self.nodes[at as usize];
-        let Some(blob) = node.store.blobs.get(&hash) else {
+        let Some(blob) = node.store.blobs.get(&request.hash()) else {
             return FetchResponse::NotFound;
         };
+        let (offset, len) = match request {
+            FetchRequest::Blob { offset, .. } => (offset, CHUNK),
+            FetchRequest::Range { offset, len, .. } => (offset, u64::from(len).min(CHUNK)),
+            FetchRequest::Outboard { .. } => {
+                return FetchResponse::Outboard {
+                    total: blob.len() as u64,
+                    data: Outboard::compute(blob).encode(),
+                };
+            }
+        };
         let start = (offset as usize).min(blob.len());
-        let end = (start + CHUNK as usize).min(blob.len());
+        let end = (start + len as usize).min(blob.len());
         let mut data = blob[start..end].to_vec();
         if node.lie == Some(Lie::TamperedBlob)
             && let Some(b) = data.first_mut()
@@ -349,6 +361,7 @@ impl Sim {
                     self.nodes[i as usize].state.stored_batch(&stored, now);
                 }
                 Action::Refused { .. }
+                | Action::Reconnect { .. }
                 | Action::Noted { .. }
                 | Action::Received(_)
                 | Action::Record(_)

@@ -12,6 +12,7 @@ mod error;
 mod ids;
 mod keys;
 pub mod limits;
+pub mod mirrors;
 mod objects;
 pub mod pieces;
 mod policy;
@@ -23,6 +24,7 @@ mod time;
 pub use error::DecodeError;
 pub use ids::{BlobHash, BundleId, CertId, ParseIdError, StoryId};
 pub use keys::{KeyError, PUBLIC_KEY_PREFIX, PublicKey, SecretKey};
+pub use mirrors::MirrorList;
 pub use objects::{
     BODY_MEDIA_TYPE, BODY_PATH, Entry, FORMAT_VERSION, Head, KeyCertificate, Kind, Manifest,
     Metadata, REVOCATION_FORMAT_CUTOFF, Revocation, Scope, is_bidi_override, is_safe_path,
@@ -52,6 +54,9 @@ impl SignedObject for Manifest {
 }
 impl SignedObject for Head {
     const KIND: ObjectKind = ObjectKind::Head;
+}
+impl SignedObject for MirrorList {
+    const KIND: ObjectKind = ObjectKind::MirrorList;
 }
 impl SignedObject for CertificateRequest {
     const KIND: ObjectKind = ObjectKind::CertificateRequest;

@@ -17,6 +17,7 @@ use super::time::Timestamp;
 mod announced;
 mod blobs;
 mod error;
+mod mirrors;
 #[cfg(test)]
 mod tests;
 

@@ -34,6 +34,8 @@ pub enum ObjectKind {
     /// (proof of possession). It never travels on the network: it is
     /// carried to the machine that holds the root key.
     CertificateRequest,
+    /// A publisher's mirror list, signed by a certified signing key.
+    MirrorList,
 }
 
 impl ObjectKind {
@@ -46,6 +48,7 @@ impl ObjectKind {
             ObjectKind::Manifest => "kolokol/v1/manifest",
             ObjectKind::Head => "kolokol/v1/head",
             ObjectKind::CertificateRequest => "kolokol/v1/certificate-request",
+            ObjectKind::MirrorList => "kolokol/v1/mirror-list",
         }
     }
 
@@ -57,6 +60,7 @@ impl ObjectKind {
             ObjectKind::Manifest => limits::MAX_MANIFEST_BYTES,
             ObjectKind::Head => limits::MAX_HEAD_BYTES,
             ObjectKind::CertificateRequest => limits::MAX_CERTIFICATE_REQUEST_BYTES,
+            ObjectKind::MirrorList => super::mirrors::MAX_MIRROR_LIST_BYTES,
         }
     }
 
@@ -68,6 +72,7 @@ impl ObjectKind {
             ObjectKind::Manifest => "manifest",
             ObjectKind::Head => "head",
             ObjectKind::CertificateRequest => "certificate request",
+            ObjectKind::MirrorList => "mirror list",
         }
     }
 }

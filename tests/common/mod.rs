@@ -4,6 +4,7 @@
 
 pub mod gateway;
 pub mod lab;
+pub mod mirrors;
 pub mod net;
 pub mod process;
 pub mod recording;

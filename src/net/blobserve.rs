@@ -24,8 +24,11 @@ pub(super) struct Outboards(RefCell<VecDeque<(BlobHash, u64, Vec<u8>)>>);
 impl Outboards {
     fn get(&self, store: &Store, hash: &BlobHash) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
         let mut cache = self.0.borrow_mut();
-        if let Some(i) = cache.iter().position(|(h, _, _)| h == hash) {
-            let hit = cache.remove(i).unwrap_or_else(|| unreachable!());
+        if let Some(hit) = cache
+            .iter()
+            .position(|(h, _, _)| h == hash)
+            .and_then(|i| cache.remove(i))
+        {
             let answer = (hit.1, hit.2.clone());
             cache.push_back(hit);
             return Ok(Some(answer));

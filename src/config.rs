@@ -39,6 +39,8 @@ pub struct Config {
     pub carry: Vec<String>,
     /// A mirror's TLS front on 443 (off unless `listen` is set).
     pub front: crate::front::FrontConfig,
+    /// The plain-HTTPS channel: web trees to read, and one to write.
+    pub web: crate::web::WebConfig,
 }
 
 impl Default for Config {
@@ -51,6 +53,7 @@ impl Default for Config {
             metrics: None,
             carry: Vec::new(),
             front: crate::front::FrontConfig::default(),
+            web: crate::web::WebConfig::default(),
         }
     }
 }

@@ -42,3 +42,4 @@ pub mod proto;
 pub mod store;
 pub mod sync;
 pub mod trust;
+pub mod web;

@@ -79,6 +79,11 @@ pub(super) struct NodeArgs {
     /// inside TLS, beside the public authorities (repeatable).
     #[arg(long = "tls-root", value_name = "FILE")]
     tls_roots: Vec<PathBuf>,
+    /// Read stories from this web tree too (https://HOST/PATH/, as
+    /// `kolokol export --web` writes one), through the proxy if one is set
+    /// (repeatable).
+    #[arg(long = "web-source", value_name = "URL")]
+    web_sources: Vec<String>,
     /// Run a TLS front here (e.g. 0.0.0.0:443): an ordinary web site to
     /// everyone, libp2p over WebSocket on its secret path for peers.
     #[arg(long, value_name = "ADDR", requires_all = ["front_cert", "front_key"])]
@@ -142,6 +147,7 @@ pub(super) fn run_node(args: NodeArgs, data: &Path) -> Result<ExitCode> {
         config.net.proxy = Some(p);
     }
     config.net.tls_roots.extend(args.tls_roots);
+    config.web.sources.extend(args.web_sources);
     if let Some(f) = args.front {
         config.front.listen = Some(f);
     }

@@ -60,8 +60,13 @@ pub(super) struct ExportArgs {
     #[arg(long)]
     have: Option<PathBuf>,
     /// The archive to write.
-    #[arg(long)]
-    out: PathBuf,
+    #[arg(long, required_unless_present = "web", conflicts_with = "web")]
+    out: Option<PathBuf>,
+    /// Write (or bring up to date) a web tree in this folder instead: files
+    /// any static web host, CDN or object store can serve, which readers'
+    /// nodes read over HTTPS (see docs/censorship.md).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["publishers", "since", "have"])]
+    web: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -216,6 +221,27 @@ pub(super) fn run_store(cmd: StoreCommand, data: &Path) -> Result<ExitCode> {
 
 pub(super) fn export(args: ExportArgs, data: &Path) -> Result<ExitCode> {
     let store = open_store(data)?;
+    let path = match (&args.web, &args.out) {
+        (Some(dir), _) => {
+            if dir.exists() && !dir.is_dir() {
+                anyhow::bail!("--web {}: not a folder", display(dir));
+            }
+            let r = crate::web::export_web(&store, dir)
+                .with_context(|| format!("--web {}", display(dir)))?;
+            println!(
+                "web tree {}: {} new segments ({} in all), {} large blobs, {} bytes written; log position {}",
+                display(dir),
+                r.segments,
+                r.total_segments,
+                r.blobs,
+                r.bytes,
+                r.end
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        (None, Some(out)) => out.clone(),
+        (None, None) => anyhow::bail!("give --out FILE or --web DIR"),
+    };
     let mut filter = ExportFilter::default();
     for p in &args.publishers {
         filter.publishers.push(resolve_publisher(data, p)?);
@@ -227,17 +253,17 @@ pub(super) fn export(args: ExportArgs, data: &Path) -> Result<ExitCode> {
         filter.have = Some(Summary::load(have).with_context(|| display(have))?);
     }
     let bar = progress(None, "exporting");
-    let result = crate::files::write_atomic_with(&args.out, |file| -> Result<_> {
+    let result = crate::files::write_atomic_with(&path, |file| -> Result<_> {
         let mut out = std::io::BufWriter::new(file);
         let report = archive::export(&store, &filter, &mut out, &mut |n| bar.set_position(n))?;
-        out.flush().with_context(|| display(&args.out))?;
+        out.flush().with_context(|| display(&path))?;
         Ok(report)
     });
     bar.finish_and_clear();
-    let report = result.with_context(|| display(&args.out))?;
+    let report = result.with_context(|| display(&path))?;
     println!(
         "wrote {}: {} bundles, {} bytes{}",
-        display(&args.out),
+        display(&path),
         report.bundles,
         report.bytes,
         if report.skipped > 0 {

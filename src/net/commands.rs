@@ -20,13 +20,16 @@ impl Actor {
     pub(super) fn command(&mut self, cmd: Command) {
         match cmd {
             Command::Publish { file, reply } => self.publish(*file, reply),
-            Command::Import { path, reply } => {
+            Command::Import { source, reply } => {
                 let policy = Box::new(self.state.policy().clone());
                 self.job(Job::Import {
-                    path,
+                    source,
                     policy,
                     reply,
                 });
+            }
+            Command::Policy { reply } => {
+                let _ = reply.send(Box::new(self.state.policy().clone()));
             }
             Command::Trust { file, reply } => {
                 // What the store kept of it (from before it was last

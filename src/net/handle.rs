@@ -17,6 +17,14 @@ use crate::store::Store;
 use crate::store::archive::ImportReport;
 use crate::trust::PublisherFile;
 
+/// Where an import's archive is.
+pub(super) enum ImportSource {
+    /// A file on this machine.
+    Path(PathBuf),
+    /// Bytes in memory.
+    Bytes(Vec<u8>),
+}
+
 /// Commands waiting for the actor; senders wait when it is full.
 pub const COMMAND_QUEUE: usize = 64;
 /// Events kept for slow subscribers before the oldest are dropped.
@@ -29,8 +37,11 @@ pub(super) enum Command {
         reply: oneshot::Sender<Result<BundleId, NetError>>,
     },
     Import {
-        path: PathBuf,
+        source: ImportSource,
         reply: oneshot::Sender<Result<ImportReport, NetError>>,
+    },
+    Policy {
+        reply: oneshot::Sender<Box<TrustPolicy>>,
     },
     Trust {
         file: PublisherFile,
@@ -143,7 +154,26 @@ impl Network {
     /// Imports an archive or bundle file from a path on this machine, and
     /// announces the new bundles.
     pub async fn import(&self, path: PathBuf) -> Result<ImportReport, NetError> {
-        self.ask(|reply| Command::Import { path, reply }).await?
+        self.ask(|reply| Command::Import {
+            source: ImportSource::Path(path),
+            reply,
+        })
+        .await?
+    }
+
+    /// Imports an archive held in memory (what the web channel read), and
+    /// announces the new bundles.
+    pub async fn import_bytes(&self, archive: Vec<u8>) -> Result<ImportReport, NetError> {
+        self.ask(|reply| Command::Import {
+            source: ImportSource::Bytes(archive),
+            reply,
+        })
+        .await?
+    }
+
+    /// A copy of the trust policy the node checks everything against now.
+    pub async fn policy(&self) -> Result<TrustPolicy, NetError> {
+        Ok(*self.ask(|reply| Command::Policy { reply }).await?)
     }
 
     /// Trusts a publisher from now on (the caller keeps the trust list file).

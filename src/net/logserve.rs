@@ -22,7 +22,7 @@ pub(super) const MAX_HELD: usize = 1024;
 
 /// A page of the log from `from`, within [`LOG_BUDGET`]; with the blob
 /// bytes it carries.
-pub(super) fn page(store: &Store, from: u64) -> Result<(LogResponse, u64), StoreError> {
+pub(crate) fn page(store: &Store, from: u64) -> Result<(LogResponse, u64), StoreError> {
     let log = store.log_id()?;
     let end = store.log_end()?;
     let mut next = from.min(end);

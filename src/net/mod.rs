@@ -30,7 +30,7 @@ mod followed;
 mod gate;
 mod handle;
 mod log;
-mod logserve;
+pub(crate) mod logserve;
 mod metrics;
 pub mod proxy;
 mod report;

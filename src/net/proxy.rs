@@ -235,6 +235,23 @@ impl Transport for ProxyTransport {
     }
 }
 
+/// Connects through `proxy` to `host:port` (a name, which a `socks5h://`
+/// or `http://` proxy resolves, or an address), within
+/// [`PROXY_HANDSHAKE`]: the web channel's flows go this way.
+pub(crate) async fn connect_to(proxy: &Proxy, host: &str, port: u16) -> io::Result<TcpStream> {
+    let target = match host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
+        Ok(ip) => Target::Ip(SocketAddr::new(ip, port)),
+        Err(_) => Target::Name(host.to_owned(), port),
+    };
+    tokio::time::timeout(PROXY_HANDSHAKE, connect(proxy, target))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the proxy did not connect us"))?
+}
+
 /// Connects to the proxy and asks it for `target`.
 async fn connect(proxy: &Proxy, target: Target) -> io::Result<TcpStream> {
     let mut stream = TcpStream::connect((proxy.host.as_str(), proxy.port)).await?;

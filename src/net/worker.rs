@@ -9,7 +9,6 @@
 //! actor's backlog, bounded by the fetches and requests that produce them.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use libp2p::PeerId;
@@ -63,7 +62,7 @@ pub(super) enum Job {
     Publish(Box<Publication>),
     /// Import an archive, checking it against a copy of the policy.
     Import {
-        path: PathBuf,
+        source: super::handle::ImportSource,
         policy: Box<TrustPolicy>,
         reply: oneshot::Sender<Result<ImportReport, NetError>>,
     },
@@ -344,10 +343,10 @@ impl Worker {
                 }) && (!new || self.limits())
             }
             Job::Import {
-                path,
+                source,
                 mut policy,
                 reply,
-            } => self.import(path, &mut policy, reply),
+            } => self.import(source, &mut policy, reply),
             Job::ServeBlob {
                 peer,
                 request,
@@ -491,25 +490,24 @@ impl Worker {
 
     fn import(
         &self,
-        path: PathBuf,
+        source: super::handle::ImportSource,
         policy: &mut TrustPolicy,
         reply: oneshot::Sender<Result<ImportReport, NetError>>,
     ) -> bool {
-        let file = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            Err(source) => {
-                let _ = reply.send(Err(NetError::Store(StoreError::Io { path, source })));
-                return true;
-            }
+        let reader: Box<dyn std::io::Read> = match source {
+            super::handle::ImportSource::Path(path) => match std::fs::File::open(&path) {
+                Ok(f) => Box::new(std::io::BufReader::new(f)),
+                Err(source) => {
+                    let _ = reply.send(Err(NetError::Store(StoreError::Io { path, source })));
+                    return true;
+                }
+            },
+            super::handle::ImportSource::Bytes(b) => Box::new(std::io::Cursor::new(b)),
         };
         let mut stored = Vec::new();
-        let result = archive::import(
-            &self.store,
-            policy,
-            std::io::BufReader::new(file),
-            wall(),
-            &mut |id| stored.push(*id),
-        );
+        let result = archive::import(&self.store, policy, reader, wall(), &mut |id| {
+            stored.push(*id)
+        });
         let report = match result {
             Ok(r) => r,
             Err(e) => {

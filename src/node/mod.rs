@@ -40,6 +40,9 @@ pub enum NodeError {
     /// `carry` names a publisher the trust list does not have.
     #[error("carry names {0:?}, which is not in the trust list (kolokol trust list)")]
     NotTrusted(String),
+    /// The web channel's settings are wrong.
+    #[error(transparent)]
+    Web(#[from] crate::web::WebError),
     /// The front could not start.
     #[error(transparent)]
     Front(#[from] crate::front::FrontError),
@@ -86,6 +89,8 @@ pub struct RunningNode {
         tokio::sync::oneshot::Sender<()>,
         tokio::task::JoinHandle<()>,
     )>,
+    web_stop: tokio::sync::watch::Sender<bool>,
+    web_tasks: Vec<tokio::task::JoinHandle<()>>,
     data_dir: PathBuf,
 }
 
@@ -295,6 +300,7 @@ pub async fn start(data_dir: &Path, config: Config) -> Result<RunningNode, NodeE
         }
         None => (None, None),
     };
+    let (web_stop, web_tasks) = web_tasks(&config, &node, &store)?;
     let file = NodeFile {
         peer_id: node.peer_id().to_string(),
         listen: listen.clone(),
@@ -318,8 +324,73 @@ pub async fn start(data_dir: &Path, config: Config) -> Result<RunningNode, NodeE
         front_task,
         metrics_task,
         gateway_task,
+        web_stop,
+        web_tasks,
         data_dir: data_dir.to_owned(),
     })
+}
+
+/// The web channel's tasks: the puller (always, since signed mirror lists
+/// may name sources later) and, on a node told to keep one, the export of
+/// its own tree.
+fn web_tasks(
+    config: &Config,
+    node: &Network,
+    store: &Arc<Store>,
+) -> Result<
+    (
+        tokio::sync::watch::Sender<bool>,
+        Vec<tokio::task::JoinHandle<()>>,
+    ),
+    NodeError,
+> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let proxy = match &config.net.proxy {
+        Some(p) => Some(crate::net::proxy::Proxy::parse(p)?),
+        None => None,
+    };
+    for s in &config.web.sources {
+        crate::web::http::Source::parse(s)?;
+    }
+    // Roots trusted for mirrors' TLS are trusted for their web trees too.
+    let roots: Vec<PathBuf> = config
+        .web
+        .roots
+        .iter()
+        .chain(&config.net.tls_roots)
+        .cloned()
+        .collect();
+    let client = crate::web::http::HttpClient::new(&roots, proxy)?;
+    let puller = crate::web::Puller::new(store.clone(), crate::web::pull::Sink::Node(node.clone()));
+    let mut tasks = vec![tokio::spawn(puller.run(
+        config.web.clone(),
+        client,
+        Vec::new,
+        stopped.clone(),
+    ))];
+    if let Some(dir) = config.web.export_dir.clone() {
+        let store = store.clone();
+        let every = Duration::from_secs(config.web.export_secs.max(1));
+        let mut stopped = stopped;
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let (s, d) = (store.clone(), dir.clone());
+                match tokio::task::spawn_blocking(move || crate::web::export_web(&s, &d)).await {
+                    Ok(Ok(r)) if r.segments > 0 => {
+                        tracing::debug!(segments = r.segments, "web tree updated")
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!("updating the web tree in {}: {e}", dir.display()),
+                    Err(_) => return,
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stopped.changed() => return,
+                }
+            }
+        }));
+    }
+    Ok((stop, tasks))
 }
 
 impl RunningNode {
@@ -338,6 +409,16 @@ impl RunningNode {
             let _ = stop.send(());
             let abort = task.abort_handle();
             if tokio::time::timeout(Duration::from_secs(2), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+        let _ = self.web_stop.send(true);
+        for t in self.web_tasks {
+            let abort = t.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(2), t)
                 .await
                 .is_err()
             {

@@ -40,6 +40,19 @@ const MIN_WAIT_GAP: Duration = Duration::from_secs(1);
 /// The budget's period.
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
+/// A digest of the publishers `policy` trusts: a position in a log read
+/// under another trust list is read again from the start, since a
+/// publisher trusted since went by unkept.
+pub fn trust_digest(policy: &crate::proto::TrustPolicy) -> [u8; 32] {
+    let mut keys: Vec<&crate::proto::PublicKey> = policy.publishers().map(|(k, _)| k).collect();
+    keys.sort_unstable_by_key(|k| k.as_bytes());
+    let mut h = blake3::Hasher::new_derive_key("kolokol/v1/log-trust");
+    for k in keys {
+        h.update(k.as_bytes());
+    }
+    *h.finalize().as_bytes()
+}
+
 /// Where a reader is in one mirror's log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cursor {
@@ -126,14 +139,7 @@ impl<P: Peer, M: Clone> State<P, M> {
 
     /// A digest of the publishers trusted now.
     pub fn trust_digest(&self) -> [u8; 32] {
-        let mut keys: Vec<&crate::proto::PublicKey> =
-            self.policy.publishers().map(|(k, _)| k).collect();
-        keys.sort_unstable_by_key(|k| k.as_bytes());
-        let mut h = blake3::Hasher::new_derive_key("kolokol/v1/log-trust");
-        for k in keys {
-            h.update(k.as_bytes());
-        }
-        *h.finalize().as_bytes()
+        trust_digest(&self.policy)
     }
 
     /// Reads every log followed or remembered again from its start (a

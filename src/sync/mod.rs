@@ -33,7 +33,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::fmt::Debug;
 use std::hash::Hash;
 
-pub use follow::{Cursor, MAX_CURSORS, MAX_FOLLOWED, MAX_WAITING};
+pub use follow::{Cursor, MAX_CURSORS, MAX_FOLLOWED, MAX_WAITING, trust_digest};
 pub use serve::{BundlesPlan, Packer};
 pub use state::{Config, PublisherFigures, State, Stored};
 pub use time::Time;

@@ -949,6 +949,7 @@ fn a_story_crosses_a_slow_lossy_link() {
         delay: Some(Duration::from_millis(150)),
         rate_kbit: Some(1000),
         loss_percent: Some(2),
+        freeze_after: None,
     };
     lab.shape(&slow).unwrap();
     must_cross(&lab, &PLAIN_TCP);
@@ -967,6 +968,7 @@ fn a_large_image_crosses_a_128_kbit_lossy_link() {
         delay: Some(Duration::from_millis(150)),
         rate_kbit: Some(128),
         loss_percent: Some(3),
+        freeze_after: None,
     };
     lab.shape(&slow).unwrap();
     let within = Duration::from_secs(120);

@@ -13,7 +13,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use tracing::debug;
+use tracing::{debug, info};
 
 use super::WebError;
 use super::http::{Conn, HttpClient, Source};
@@ -168,6 +168,13 @@ impl Flows {
         if stalled {
             h.stalls += 1;
             if conn_read >= MIN_FREEZE {
+                if h.freeze_at.is_none_or(|f| conn_read < f) {
+                    info!(
+                        source = self.source.url(),
+                        "flows to this web source freeze after about {conn_read} bytes: \
+                         fresh connections are opened before that"
+                    );
+                }
                 h.freeze_at = Some(h.freeze_at.map_or(conn_read, |f| f.min(conn_read)));
                 h.clean = 0;
             }

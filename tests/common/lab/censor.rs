@@ -167,4 +167,9 @@ pub struct Shape {
     pub rate_kbit: Option<u32>,
     /// Packets dropped at random, each way, in percent (nft numgen).
     pub loss_percent: Option<u8>,
+    /// Every TCP flow from INSIDE freezes after this many bytes from the
+    /// server, as Russia's TSPU freezes flows to foreign hosting after
+    /// 16-20 KB: the relay in ROUTER passes nothing more either way and
+    /// sends no reset or end; the flow just stops.
+    pub freeze_after: Option<u64>,
 }

@@ -527,9 +527,9 @@ impl Lab {
                 ));
             }
         }
-        match shape.delay.filter(|_| !netem) {
-            Some(delay) => self.start_relay(delay),
-            None => self.stop_relay(),
+        match (shape.delay.filter(|_| !netem), shape.freeze_after) {
+            (None, None) => self.stop_relay(),
+            (delay, freeze) => self.start_relay(delay.unwrap_or_default(), freeze),
         }
         // Loss by nftables (numgen), in a table of its own beside the censor.
         let mut rules = String::from("table inet shape {}\ndelete table inet shape\n");
@@ -572,14 +572,15 @@ impl Lab {
     /// that holds each chunk `delay` before passing it on, each way
     /// (nft `redirect` to the relay, which finds the real destination with
     /// `SO_ORIGINAL_DST` and dials it from the router's address).
-    fn start_relay(&self, delay: Duration) {
+    /// With `freeze`, each connection's answer stops after that many bytes.
+    fn start_relay(&self, delay: Duration, freeze: Option<u64>) {
         self.stop_relay();
         let listener = self.in_ns(Side::Router, || {
             TcpListener::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, RELAY_PORT))
                 .expect("the relay's port in ROUTER")
         });
         // The accept loop, and the threads it starts, run in ROUTER.
-        let served = self.in_ns(Side::Router, || relay::serve(listener, delay));
+        let served = self.in_ns(Side::Router, || relay::serve(listener, delay, freeze));
         *self.relay.lock().unwrap() = Some(served);
         let ri = self.router_veth(Side::Inside);
         self.nft(&format!(

@@ -119,19 +119,55 @@ impl Site {
             return Ok(close);
         }
         let modified = meta.modified().unwrap_or(self.started);
+        let len = meta.len();
+        // One range, as static servers answer it (a web tree is read so);
+        // a range they would not take is answered whole, as nginx does.
+        let range = head
+            .header("range")
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| byte_range(v, len));
+        let (status, start, count, extra) = match range {
+            Some(Ok((start, end))) => (
+                206,
+                start,
+                end - start + 1,
+                Some(format!("bytes {start}-{end}/{len}")),
+            ),
+            Some(Err(())) => {
+                let total = format!("bytes */{len}");
+                self.send(
+                    s,
+                    416,
+                    "text/html",
+                    0,
+                    SystemTime::now(),
+                    close,
+                    &[("Content-Range", &total)],
+                )
+                .await?;
+                return Ok(close);
+            }
+            None => (200, 0, len, None),
+        };
+        let extra: Vec<(&str, &str)> = extra
+            .as_deref()
+            .map(|r| vec![("Content-Range", r)])
+            .unwrap_or_default();
         self.send(
             s,
-            200,
+            status,
             content_type(&file_path),
-            meta.len(),
+            count,
             modified,
             close,
-            &[],
+            &extra,
         )
         .await?;
         if get {
+            use tokio::io::{AsyncReadExt, AsyncSeekExt};
             let mut file = file;
-            tokio::io::copy(&mut file, s).await?;
+            file.seek(std::io::SeekFrom::Start(start)).await?;
+            tokio::io::copy(&mut file.take(count), s).await?;
         }
         Ok(close)
     }
@@ -181,7 +217,7 @@ impl Site {
             self.server,
             httpdate::fmt_http_date(SystemTime::now()),
         );
-        if status == 200 {
+        if status == 200 || status == 206 {
             let secs = modified
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map(|d| d.as_secs())
@@ -206,6 +242,43 @@ impl Site {
         h.push_str("\r\n");
         s.write_all(h.as_bytes()).await
     }
+}
+
+/// A `Range` header's single byte range within a file of `len` bytes:
+/// `Some(Ok((first, last)))` to answer, `Some(Err(()))` when it starts
+/// past the end (416), `None` to answer the whole file (no range, several,
+/// or one not understood).
+fn byte_range(value: &str, len: u64) -> Option<Result<(u64, u64), ()>> {
+    let spec = value.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (first, last) = spec.split_once('-')?;
+    let (first, last) = (first.trim(), last.trim());
+    let (start, end) = if first.is_empty() {
+        // The last N bytes.
+        let n: u64 = last.parse().ok()?;
+        if n == 0 {
+            return Some(Err(()));
+        }
+        (len.saturating_sub(n), len.checked_sub(1)?)
+    } else {
+        let start: u64 = first.parse().ok()?;
+        let end = if last.is_empty() {
+            len.saturating_sub(1)
+        } else {
+            let e: u64 = last.parse().ok()?;
+            if e < start {
+                return None;
+            }
+            e.min(len.saturating_sub(1))
+        };
+        (start, end)
+    };
+    if start >= len {
+        return Some(Err(()));
+    }
+    Some(Ok((start, end)))
 }
 
 /// A request path as a path under the site's root: percent-decoded, with
@@ -235,6 +308,8 @@ fn reason(status: u16) -> &'static str {
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Not Allowed",
+        206 => "Partial Content",
+        416 => "Requested Range Not Satisfiable",
         _ => "Error",
     }
 }
@@ -276,5 +351,17 @@ mod tests {
         for bad in ["/../etc/passwd", "/a/%2e%2e/%2e%2e/x", "/a%00b", "relative"] {
             assert_eq!(relative_path(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn single_byte_ranges_are_taken_as_static_servers_take_them() {
+        assert_eq!(byte_range("bytes=0-99", 1000), Some(Ok((0, 99))));
+        assert_eq!(byte_range("bytes=900-", 1000), Some(Ok((900, 999))));
+        assert_eq!(byte_range("bytes=990-2000", 1000), Some(Ok((990, 999))));
+        assert_eq!(byte_range("bytes=-10", 1000), Some(Ok((990, 999))));
+        assert_eq!(byte_range("bytes=1000-", 1000), Some(Err(())));
+        assert_eq!(byte_range("bytes=0-1,5-9", 1000), None);
+        assert_eq!(byte_range("bytes=9-1", 1000), None);
+        assert_eq!(byte_range("items=0-1", 1000), None);
     }
 }

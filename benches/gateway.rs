@@ -127,6 +127,7 @@ fn fill(store: &Store) -> (PublisherFile, Vec<BundleId>) {
         homepage: None,
         bootstrap: vec![],
         demo: false,
+        mirror_list: None,
     };
     (file, ids)
 }

@@ -351,6 +351,7 @@ fn hostile_publisher(store: &Store, stories: u8) -> (Publisher, PublisherFile) {
         homepage: Some("https://blocked.example/".into()),
         bootstrap: vec![],
         demo: false,
+        mirror_list: None,
     };
     (p, file)
 }
@@ -586,6 +587,7 @@ async fn a_node_serves_its_gateway_and_says_where() {
         homepage: None,
         bootstrap: vec![],
         demo: false,
+        mirror_list: None,
     };
     kolokol::trust::TrustList::open(&data)
         .unwrap()

@@ -320,14 +320,22 @@ impl Newsroom {
 
     /// The public publisher file to share with readers (and for `keys/`).
     pub fn public_file(&self) -> PublisherFile {
-        PublisherFile {
+        let mut file = PublisherFile {
             name: self.config.name.clone(),
             display_name: self.config.display_name.clone(),
             root_key: self.root_public,
             homepage: self.config.homepage.clone(),
             bootstrap: Vec::new(),
             demo: self.root_public == crate::trust::DEMO_ROOT_KEY,
+            mirror_list: None,
+        };
+        // The list signed here (`newsroom mirrors`) goes out with the file.
+        match self.mirror_list() {
+            Ok(Some(bytes)) => file.set_mirror_list(&bytes),
+            Ok(None) => {}
+            Err(e) => tracing::warn!("the publisher file goes out without its mirror list: {e}"),
         }
+        file
     }
 
     /// Where the public publisher file is written.

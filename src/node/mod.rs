@@ -195,10 +195,19 @@ pub async fn start(data_dir: &Path, config: Config) -> Result<RunningNode, NodeE
             }
         }
     }
-    store.load_trust(
-        &mut policy,
-        Timestamp::from_system(std::time::SystemTime::now()),
-    )?;
+    let wall = Timestamp::from_system(std::time::SystemTime::now());
+    store.load_trust(&mut policy, wall)?;
+    // Mirror lists that came in publisher files: stored when they verify
+    // and are newer than what the store holds, so they travel on from here.
+    for p in &publishers {
+        if let Ok(Some(bytes)) = p.mirror_list_bytes() {
+            match store.put_mirror_list(&bytes, &policy, wall) {
+                Ok(true) => tracing::info!("stored the mirror list of {}", p.name),
+                Ok(false) => {}
+                Err(e) => tracing::warn!("publisher file {}: mirror list not used: {e}", p.name),
+            }
+        }
+    }
     // The front, bound before the network starts (a taken port or a bad
     // certificate fails the start with nothing to undo). Behind it the
     // node listens for WebSocket on loopback, and, unless told to listen

@@ -128,6 +128,7 @@ fn fill(store: &Store) -> (PublisherFile, Vec<BundleId>) {
         bootstrap: vec![],
         demo: false,
         mirror_list: None,
+        mirror_certificate: None,
     };
     (file, ids)
 }

@@ -123,6 +123,9 @@ fn a_signed_list_goes_into_the_folder_and_the_publisher_file() {
     );
     let trusted = PublisherFile::load(&tmp.join("reader/trust/mirrored.toml")).unwrap();
     assert_eq!(trusted.mirror_list_bytes().unwrap(), Some(again));
+    // With the certificate that signs it, for a reader who knows no key yet.
+    let cert = trusted.mirror_certificate_bytes().unwrap().unwrap();
+    assert_eq!(kolokol::proto::CertId::of(&cert), newer.certificate);
 }
 
 #[test]

@@ -352,6 +352,7 @@ fn hostile_publisher(store: &Store, stories: u8) -> (Publisher, PublisherFile) {
         bootstrap: vec![],
         demo: false,
         mirror_list: None,
+        mirror_certificate: None,
     };
     (p, file)
 }
@@ -588,6 +589,7 @@ async fn a_node_serves_its_gateway_and_says_where() {
         bootstrap: vec![],
         demo: false,
         mirror_list: None,
+        mirror_certificate: None,
     };
     kolokol::trust::TrustList::open(&data)
         .unwrap()

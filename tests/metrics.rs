@@ -101,6 +101,7 @@ async fn metrics_parse_as_prometheus_text_and_health_answers() {
                 bootstrap: vec![],
                 demo: false,
                 mirror_list: None,
+                mirror_certificate: None,
             })
             .unwrap();
         }

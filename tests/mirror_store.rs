@@ -242,6 +242,22 @@ fn a_publisher_file_carries_the_list_as_hex_checked_when_read() {
         (with(&p, &hex::encode(b"not a list")), "mirror_list"),
         (with(&p, &"00".repeat(MAX_MIRROR_LIST_BYTES + 1)), "at most"),
     ];
+    // The certificate that signs it comes along, checked the same way.
+    let mut with_cert = file.clone();
+    with_cert.set_mirror_list(&bytes, &p.cert);
+    let back = PublisherFile::parse(&with_cert.to_toml(), path).unwrap();
+    assert_eq!(
+        back.mirror_certificate_bytes().unwrap(),
+        Some(p.cert.clone())
+    );
+    let other_cert = Publisher::new(3).cert;
+    let text = format!(
+        "{}mirror_certificate = \"{}\"\n",
+        trust_file(&p, "news"),
+        hex::encode(&other_cert)
+    );
+    let err = PublisherFile::parse(&text, path).unwrap_err().to_string();
+    assert!(err.contains("mirror_certificate"), "{err}");
     for (text, why) in refused {
         let err = PublisherFile::parse(&text, path).unwrap_err().to_string();
         assert!(err.contains(why) && err.contains("news.toml"), "{err}");

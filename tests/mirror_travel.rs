@@ -100,3 +100,27 @@ async fn a_quiet_reader_gets_the_list_from_a_mirrors_log() {
         vec![format!("/ip4/192.0.2.1/tcp/4002/p2p/{PEER}")]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_adds_the_publisher_file_learns_the_list_before_the_keys() {
+    let (p, wall) = publisher();
+    let bytes = signed(&p, wall.minus(60), 4003);
+    // A node that has heard nothing of the newsroom: no certificate.
+    let reader = spawn_on(&[&p], memory_store(), NetConfig::for_tests()).await;
+    let mut file = kolokol::trust::PublisherFile::parse(
+        &trust_file(&p, "test-publisher"),
+        std::path::Path::new("news.toml"),
+    )
+    .unwrap();
+    file.set_mirror_list(&bytes, &p.cert);
+    reader.node.trust(file).await.unwrap();
+    let got = poll("the mirror list", async || {
+        reader.store.mirror_list(&p.public()).unwrap()
+    })
+    .await;
+    assert_eq!(got.1, bytes);
+    assert_eq!(
+        reader.store.certificates_of(&p.public()).unwrap(),
+        vec![p.cert.clone()]
+    );
+}

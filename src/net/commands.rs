@@ -39,6 +39,7 @@ impl Actor {
                     name: file.name.clone(),
                     // Checked as text when the file was read.
                     mirror_list: file.mirror_list_bytes().ok().flatten(),
+                    mirror_certificate: file.mirror_certificate_bytes().ok().flatten(),
                     reply,
                 });
             }

@@ -92,8 +92,10 @@ pub(super) enum Job {
     Relearn {
         publisher: PublicKey,
         name: String,
-        /// The publisher file's mirror list, to verify and store.
+        /// The publisher file's mirror list, to verify and store, and the
+        /// certificate that signs it.
         mirror_list: Option<Vec<u8>>,
+        mirror_certificate: Option<Vec<u8>>,
         reply: oneshot::Sender<Result<(), NetError>>,
     },
     /// Retention and quotas.
@@ -401,13 +403,17 @@ impl Worker {
                 publisher,
                 name,
                 mirror_list,
+                mirror_certificate,
                 reply,
             } => {
                 let mut policy = TrustPolicy::new();
                 let learned = match policy.trust(publisher, name.clone()) {
                     Err(e) => Err(NetError::Rejected(e.to_string())),
                     Ok(()) => match self.store.load_trust(&mut policy, wall()) {
-                        Ok(()) => Ok(Box::new(policy)),
+                        Ok(()) => {
+                            self.learn_certificate(&mut policy, mirror_certificate);
+                            Ok(Box::new(policy))
+                        }
                         Err(e) => Err(NetError::Store(e)),
                     },
                 };
@@ -501,6 +507,21 @@ impl Worker {
                     }
                 }
             }
+        }
+    }
+
+    /// Learns and keeps the certificate a publisher file brought for its
+    /// mirror list, so the list verifies before the newsroom's keys came
+    /// any other way. Root-signed: one that does not verify is skipped.
+    fn learn_certificate(&self, policy: &mut TrustPolicy, bytes: Option<Vec<u8>>) {
+        let Some(bytes) = bytes else { return };
+        match policy.learn_certificate(&bytes) {
+            Ok(cert) => {
+                if let Err(e) = self.store.put_certificate(&cert) {
+                    warn!("the publisher file's certificate was not stored: {e}");
+                }
+            }
+            Err(e) => warn!("the publisher file's certificate was not used: {e}"),
         }
     }
 

@@ -328,10 +328,12 @@ impl Newsroom {
             bootstrap: Vec::new(),
             demo: self.root_public == crate::trust::DEMO_ROOT_KEY,
             mirror_list: None,
+            mirror_certificate: None,
         };
-        // The list signed here (`newsroom mirrors`) goes out with the file.
-        match self.mirror_list() {
-            Ok(Some(bytes)) => file.set_mirror_list(&bytes),
+        // The list signed here (`newsroom mirrors`) goes out with the file,
+        // and the certificate that signs it.
+        match self.mirror_list_with_certificate() {
+            Ok(Some((list, cert))) => file.set_mirror_list(&list, &cert),
             Ok(None) => {}
             Err(e) => tracing::warn!("the publisher file goes out without its mirror list: {e}"),
         }

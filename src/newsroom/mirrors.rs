@@ -13,6 +13,9 @@ use crate::proto::{CertId, FORMAT_VERSION, PolicyError, Timestamp, decode_unveri
 /// The signed mirror list in the newsroom folder.
 pub const MIRROR_LIST_FILE: &str = "mirrors.list";
 
+/// A mirror list's signed bytes and its certificate's.
+pub(super) type Signed = (Vec<u8>, Vec<u8>);
+
 /// A mirror list the newsroom signed, and where it went.
 #[derive(Debug, Clone)]
 pub struct SignedMirrorList {
@@ -42,6 +45,29 @@ impl Newsroom {
             &path,
             MAX_MIRROR_LIST_BYTES as u64,
         )?))
+    }
+
+    /// The kept mirror list and the certificate of the key that signed it.
+    pub(super) fn mirror_list_with_certificate(&self) -> Result<Option<Signed>, NewsroomError> {
+        let Some(list) = self.mirror_list()? else {
+            return Ok(None);
+        };
+        let path = self.mirror_list_path();
+        let named = decode_unverified::<MirrorList>(&list)
+            .map_err(|e| NewsroomError::Invalid {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?
+            .certificate;
+        let cert = self
+            .certificates()?
+            .into_iter()
+            .find(|c| CertId::of(c) == named)
+            .ok_or_else(|| NewsroomError::Invalid {
+                path,
+                reason: format!("signed under certificate {named}, not in certs/"),
+            })?;
+        Ok(Some((list, cert)))
     }
 
     /// Signs a mirror list of these libp2p addresses and `https://` URLs,

@@ -19,7 +19,7 @@ use crate::net::{NetError, Network, load_identity};
 use crate::proto::Timestamp;
 use crate::store::{Store, StoreError};
 use crate::sync::Role;
-use crate::trust::{TrustError, TrustList};
+use crate::trust::{PublisherFile, TrustError, TrustList};
 use control::{ApiState, NodeFile};
 
 /// Why a node could not run.
@@ -200,6 +200,7 @@ pub async fn start(data_dir: &Path, config: Config) -> Result<RunningNode, NodeE
     // Mirror lists that came in publisher files: stored when they verify
     // and are newer than what the store holds, so they travel on from here.
     for p in &publishers {
+        learn_file_certificate(&store, &mut policy, p);
         if let Ok(Some(bytes)) = p.mirror_list_bytes() {
             match store.put_mirror_list(&bytes, &policy, wall) {
                 Ok(true) => tracing::info!("stored the mirror list of {}", p.name),
@@ -441,5 +442,27 @@ pub fn shutdown_signal() -> impl Future<Output = ()> {
         async {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+/// Learns and stores the certificate a publisher file brings for its
+/// mirror list, so that the list verifies before the newsroom's keys have
+/// come in any other way. It is root-signed: one that does not verify is
+/// skipped with a warning.
+pub(crate) fn learn_file_certificate(
+    store: &Store,
+    policy: &mut crate::proto::TrustPolicy,
+    file: &PublisherFile,
+) {
+    let Ok(Some(bytes)) = file.mirror_certificate_bytes() else {
+        return;
+    };
+    match policy.learn_certificate(&bytes) {
+        Ok(cert) => {
+            if let Err(e) = store.put_certificate(&cert) {
+                tracing::warn!("publisher file {}: certificate not stored: {e}", file.name);
+            }
+        }
+        Err(e) => tracing::warn!("publisher file {}: certificate not used: {e}", file.name),
     }
 }

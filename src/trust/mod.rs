@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::files::{self, FilesError};
+use crate::proto::limits::MAX_CERTIFICATE_BYTES;
 use crate::proto::mirrors::{MAX_MIRROR_LIST_BYTES, MirrorList};
-use crate::proto::{PublicKey, TrustPolicy};
+use crate::proto::{KeyCertificate, PublicKey, TrustPolicy};
 
 include!(concat!(env!("OUT_DIR"), "/bundled_keys.rs"));
 
@@ -114,6 +115,12 @@ pub struct PublisherFile {
     /// checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror_list: Option<String>,
+    /// The certificate that signs `mirror_list`, as hex of its signed bytes
+    /// (at most `MAX_CERTIFICATE_BYTES`): a reader who adds the file before
+    /// it has heard of the newsroom's keys can verify the list at once.
+    /// Root-signed, so it is checked like one from anywhere else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror_certificate: Option<String>,
 }
 
 mod as_text {
@@ -195,7 +202,37 @@ impl PublisherFile {
             )));
         }
         file.mirror_list_bytes().map_err(invalid)?;
+        file.mirror_certificate_bytes().map_err(invalid)?;
         Ok(file)
+    }
+
+    /// The signed bytes of the certificate of the file's mirror list, if
+    /// it has one; why not when its text is too long, not hex, not a
+    /// certificate, or another publisher's. Its signature is checked by the
+    /// node that learns it.
+    pub fn mirror_certificate_bytes(&self) -> Result<Option<Vec<u8>>, String> {
+        let Some(text) = &self.mirror_certificate else {
+            return Ok(None);
+        };
+        let text = text.trim();
+        if text.len() > 2 * MAX_CERTIFICATE_BYTES {
+            return Err(format!(
+                "mirror_certificate is {} hex digits; at most {}",
+                text.len(),
+                2 * MAX_CERTIFICATE_BYTES
+            ));
+        }
+        let bytes = hex::decode(text)
+            .map_err(|e| format!("mirror_certificate is not hex of a certificate: {e}"))?;
+        let cert = crate::proto::decode_unverified::<KeyCertificate>(&bytes)
+            .map_err(|e| format!("mirror_certificate: {e}"))?;
+        if cert.publisher != self.root_key {
+            return Err(format!(
+                "mirror_certificate is of publisher {}, not this file's root key",
+                cert.publisher
+            ));
+        }
+        Ok(Some(bytes))
     }
 
     /// The signed bytes of the file's mirror list, if it has one; why not
@@ -227,9 +264,11 @@ impl PublisherFile {
         Ok(Some(bytes))
     }
 
-    /// Sets the file's mirror list to `signed` (its signed bytes).
-    pub fn set_mirror_list(&mut self, signed: &[u8]) {
+    /// Sets the file's mirror list to `signed` (its signed bytes), with the
+    /// certificate that signs it.
+    pub fn set_mirror_list(&mut self, signed: &[u8], certificate: &[u8]) {
         self.mirror_list = Some(hex::encode(signed));
+        self.mirror_certificate = Some(hex::encode(certificate));
     }
 
     /// Reads and checks a publisher file.

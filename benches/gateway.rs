@@ -127,6 +127,8 @@ fn fill(store: &Store) -> (PublisherFile, Vec<BundleId>) {
         homepage: None,
         bootstrap: vec![],
         demo: false,
+        mirror_list: None,
+        mirror_certificate: None,
     };
     (file, ids)
 }

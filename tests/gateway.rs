@@ -351,6 +351,8 @@ fn hostile_publisher(store: &Store, stories: u8) -> (Publisher, PublisherFile) {
         homepage: Some("https://blocked.example/".into()),
         bootstrap: vec![],
         demo: false,
+        mirror_list: None,
+        mirror_certificate: None,
     };
     (p, file)
 }
@@ -579,14 +581,11 @@ async fn a_node_serves_its_gateway_and_says_where() {
 
     // A publisher trusted while the node runs appears at once.
     let p = Publisher::new(60);
-    let file = PublisherFile {
-        name: "late-news".into(),
-        display_name: None,
-        root_key: p.public(),
-        homepage: None,
-        bootstrap: vec![],
-        demo: false,
-    };
+    let file = PublisherFile::parse(
+        &common::trust_file(&p, "late-news"),
+        std::path::Path::new("late-news.toml"),
+    )
+    .unwrap();
     kolokol::trust::TrustList::open(&data)
         .unwrap()
         .add_file(&file)

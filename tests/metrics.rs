@@ -100,6 +100,8 @@ async fn metrics_parse_as_prometheus_text_and_health_answers() {
                 homepage: None,
                 bootstrap: vec![],
                 demo: false,
+                mirror_list: None,
+                mirror_certificate: None,
             })
             .unwrap();
         }

@@ -320,6 +320,18 @@ pub(super) fn inspect(args: InspectArgs) -> Result<ExitCode> {
                 );
                 blob_index += 1;
             }
+            FrameTag::MirrorList => {
+                match decode_unverified::<crate::proto::mirrors::MirrorList>(p) {
+                    Ok(l) => println!(
+                        "mirror list: {} libp2p address(es), {} web tree(s), issued {} expires {}",
+                        l.libp2p.len(),
+                        l.https.len(),
+                        l.issued_at,
+                        l.expires_at
+                    ),
+                    Err(e) => println!("mirror list: undecodable: {e}"),
+                }
+            }
             FrameTag::End => {}
         }
     }

@@ -3,6 +3,7 @@
 mod bundle;
 mod demo;
 mod feed;
+mod mirrors;
 mod newsroom;
 mod node;
 mod store;

@@ -232,6 +232,22 @@ pub(super) enum NewsroomCommand {
         #[arg(long, default_value = "10s")]
         wait: humantime::Duration,
     },
+    /// Sign the list of mirrors that carry the newsroom's stories, so that
+    /// readers who lose one find the others; it goes into the publisher file.
+    Mirrors {
+        /// Newsroom folder [default: DATA_DIR/newsroom].
+        #[arg(long, env = "KOLOKOL_NEWSROOM")]
+        dir: Option<PathBuf>,
+        /// Mirrors' libp2p addresses, each ending in /p2p/<peer id>.
+        #[arg(long = "libp2p", value_name = "ADDR", num_args = 1..)]
+        libp2p: Vec<String>,
+        /// Web trees' https:// base URLs.
+        #[arg(long = "https", value_name = "URL", num_args = 1..)]
+        https: Vec<String>,
+        /// Days the list stays valid (at most 366).
+        #[arg(long, default_value_t = 90)]
+        days: u64,
+    },
     /// Show the newsroom's keys and counts.
     Info {
         /// Newsroom folder [default: DATA_DIR/newsroom].
@@ -463,6 +479,12 @@ pub(super) fn run(cmd: NewsroomCommand, data: &Path) -> Result<ExitCode> {
             let n = open_newsroom(&dir)?;
             return report(&n, &story, wait.into(), data);
         }
+        NewsroomCommand::Mirrors {
+            dir,
+            libp2p,
+            https,
+            days,
+        } => super::mirrors::run(dir, libp2p, https, days, data)?,
         NewsroomCommand::Info { dir } => {
             let dir = newsroom_dir(dir, data);
             let n = open_newsroom(&dir)?;

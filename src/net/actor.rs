@@ -137,12 +137,13 @@ impl Actor {
         // runtime's threads.
         let publishers: Vec<PublicKey> = policy.publishers().map(|(k, _)| *k).collect();
         let reader = store.clone();
-        let (ranges, log_id, log_end, cursors) = tokio::task::spawn_blocking(move || {
+        let (ranges, log_id, log_end, cursors, lists) = tokio::task::spawn_blocking(move || {
             Ok::<_, crate::store::StoreError>((
                 worker::ranges_of(&reader, publishers)?,
                 reader.log_id()?,
                 reader.log_end()?,
                 reader.log_cursors()?,
+                reader.mirror_lists()?,
             ))
         })
         .await
@@ -167,6 +168,14 @@ impl Actor {
         let mut state = State::new(core, policy, Time::ZERO);
         for (p, held, known) in ranges {
             state.set_ranges(p, held, known);
+        }
+        // The stored lists, as the core's policy verifies them now: the
+        // newest known of each publisher, to pass on and to compare with.
+        let wall = Timestamp::from_system(std::time::SystemTime::now());
+        for (_, bytes) in lists {
+            if let Ok(list) = state.policy().verify_mirror_list(&bytes, wall) {
+                state.know_mirror_list(list);
+            }
         }
         for (mirror, log, next, trust) in cursors {
             if let Ok(peer) = PeerId::from_bytes(&mirror) {

@@ -11,7 +11,7 @@ use super::wire::{self, Announcement};
 use super::worker::{Done, Job, Publication};
 use super::{NetError, NodeEvent};
 use crate::proto::bundle::{BundleFile, verify_bundle_file};
-use crate::proto::{BundleId, TrustPolicy};
+use crate::proto::{BundleId, PublicKey, TrustPolicy};
 use crate::store::Ingested;
 
 impl Actor {
@@ -40,6 +40,9 @@ impl Actor {
                 self.job(Job::Relearn {
                     publisher: file.root_key,
                     name: file.name.clone(),
+                    // Checked as text when the file was read.
+                    mirror_list: file.mirror_list_bytes().ok().flatten(),
+                    mirror_certificate: file.mirror_certificate_bytes().ok().flatten(),
                     reply,
                 });
             }
@@ -175,9 +178,38 @@ impl Actor {
                 );
             }
         }
+        // The publisher's mirror list travels with its stories, so that a
+        // node that came up since hears of it too; one that knows it
+        // ignores it.
+        if let Some(a) = self.mirror_list_announcement(&publisher) {
+            self.announce(&publisher, a);
+        }
         self.emit(NodeEvent::Stored(id));
         info!(bundle = %id.short(), "published");
         let _ = p.reply.send(Ok(id));
+    }
+
+    /// The announcement of `publisher`'s newest mirror list, when one is
+    /// known and still in force under the policy (not expired, its key not
+    /// revoked since).
+    pub(super) fn mirror_list_announcement(&self, publisher: &PublicKey) -> Option<Announcement> {
+        let wall = self.now().wall;
+        let policy = self.state.policy();
+        let list = self.state.mirror_list(publisher)?;
+        let fresh = policy.verify_mirror_list(list.bytes(), wall).ok()?;
+        if fresh.is_expired(wall) {
+            return None;
+        }
+        let certificate = policy
+            .publisher(publisher)?
+            .certificates()
+            .find(|c| c.id() == fresh.certificate)?
+            .bytes()
+            .to_vec();
+        Some(Announcement::MirrorList {
+            certificate,
+            list: fresh.bytes().to_vec(),
+        })
     }
 
     // ---- store results ----
@@ -287,6 +319,7 @@ impl Actor {
                 publisher,
                 name,
                 learned,
+                mirror_list,
                 reply,
             } => {
                 let now = self.now();
@@ -295,6 +328,9 @@ impl Actor {
                         .trust(publisher, name, now)
                         .map_err(|e| NetError::Rejected(e.to_string()))?;
                     self.absorb(&policy);
+                    if let Some(list) = mirror_list {
+                        self.state.know_mirror_list(*list);
+                    }
                     Ok(())
                 });
                 if result.is_ok() {

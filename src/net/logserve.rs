@@ -68,6 +68,10 @@ pub(crate) fn page(store: &Store, from: u64) -> Result<(LogResponse, u64), Store
                 let cost = bytes.len();
                 (LogEntry::Revocation(bytes), None, cost, 0)
             }
+            LogObject::MirrorList(bytes, cert) => {
+                let cost = bytes.len();
+                (LogEntry::MirrorList(bytes), Some(cert), cost, 0)
+            }
         };
         let cert = match cert {
             Some(id) if !sent_certs.contains(&id) => store.certificate_bytes(&id)?.map(|b| (id, b)),

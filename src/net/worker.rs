@@ -20,6 +20,7 @@ use tracing::{debug, warn};
 use super::NetError;
 use super::blobserve;
 use super::wire::{FetchRequest, FetchResponse, LogResponse, MAX_HELD_VERSIONS, SyncResponse};
+use crate::proto::mirrors::MirrorList;
 use crate::proto::{
     BundleId, Head, Manifest, PublicKey, StoryId, Timestamp, TrustPolicy, Verified, VerifiedBundle,
     check_bundle,
@@ -90,6 +91,10 @@ pub(super) enum Job {
     Relearn {
         publisher: PublicKey,
         name: String,
+        /// The publisher file's mirror list, to verify and store, and the
+        /// certificate that signs it.
+        mirror_list: Option<Vec<u8>>,
+        mirror_certificate: Option<Vec<u8>>,
         reply: oneshot::Sender<Result<(), NetError>>,
     },
     /// Retention and quotas.
@@ -160,6 +165,8 @@ pub(super) enum Done {
         publisher: PublicKey,
         name: String,
         learned: Result<Box<TrustPolicy>, NetError>,
+        /// The newest stored mirror list of the publisher, verified.
+        mirror_list: Option<Box<Verified<MirrorList>>>,
         reply: oneshot::Sender<Result<(), NetError>>,
     },
     /// The store's totals, for the metrics that wait for them.
@@ -394,20 +401,30 @@ impl Worker {
             Job::Relearn {
                 publisher,
                 name,
+                mirror_list,
+                mirror_certificate,
                 reply,
             } => {
                 let mut policy = TrustPolicy::new();
                 let learned = match policy.trust(publisher, name.clone()) {
                     Err(e) => Err(NetError::Rejected(e.to_string())),
                     Ok(()) => match self.store.load_trust(&mut policy, wall()) {
-                        Ok(()) => Ok(Box::new(policy)),
+                        Ok(()) => {
+                            self.learn_certificate(&mut policy, mirror_certificate);
+                            Ok(Box::new(policy))
+                        }
                         Err(e) => Err(NetError::Store(e)),
                     },
+                };
+                let mirror_list = match &learned {
+                    Ok(policy) => self.relearn_mirror_list(&publisher, policy, mirror_list),
+                    Err(_) => None,
                 };
                 self.send(Done::Relearned {
                     publisher,
                     name,
                     learned,
+                    mirror_list,
                     reply,
                 })
             }
@@ -465,6 +482,10 @@ impl Worker {
                 Ok(_) => true,
                 Err(e) => self.failed("recording a head", e),
             },
+            Record::MirrorList(l) => match self.store.record_mirror_list(&l, wall()) {
+                Ok(_) => true,
+                Err(e) => self.failed("recording a mirror list", e),
+            },
             Record::Revocation(change) => {
                 let (publisher, key) = (change.revocation.publisher, change.revocation.key);
                 match self.store.record_revocation(&change) {
@@ -486,6 +507,45 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Learns and keeps the certificate a publisher file brought for its
+    /// mirror list, so the list verifies before the newsroom's keys came
+    /// any other way. Root-signed: one that does not verify is skipped.
+    fn learn_certificate(&self, policy: &mut TrustPolicy, bytes: Option<Vec<u8>>) {
+        let Some(bytes) = bytes else { return };
+        match policy.learn_certificate(&bytes) {
+            Ok(cert) => {
+                if let Err(e) = self.store.put_certificate(&cert) {
+                    warn!("the publisher file's certificate was not stored: {e}");
+                }
+            }
+            Err(e) => warn!("the publisher file's certificate was not used: {e}"),
+        }
+    }
+
+    /// Stores the mirror list a publisher file brought (when it verifies
+    /// and is newer), and returns the newest stored one in force, for the
+    /// core to know. A list that does not verify is not the publisher's
+    /// fault nor the reader's: it is skipped with a warning.
+    fn relearn_mirror_list(
+        &self,
+        publisher: &PublicKey,
+        policy: &TrustPolicy,
+        from_file: Option<Vec<u8>>,
+    ) -> Option<Box<Verified<MirrorList>>> {
+        let now = wall();
+        if let Some(bytes) = from_file
+            && let Err(e) = self.store.put_mirror_list(&bytes, policy, now)
+        {
+            warn!("the publisher file's mirror list was not stored: {e}");
+        }
+        let (_, bytes) = self.store.mirror_list(publisher).ok()??;
+        policy
+            .verify_mirror_list(&bytes, now)
+            .ok()
+            .filter(|l| !l.is_expired(now))
+            .map(Box::new)
     }
 
     fn import(

@@ -320,14 +320,24 @@ impl Newsroom {
 
     /// The public publisher file to share with readers (and for `keys/`).
     pub fn public_file(&self) -> PublisherFile {
-        PublisherFile {
+        let mut file = PublisherFile {
             name: self.config.name.clone(),
             display_name: self.config.display_name.clone(),
             root_key: self.root_public,
             homepage: self.config.homepage.clone(),
             bootstrap: Vec::new(),
             demo: self.root_public == crate::trust::DEMO_ROOT_KEY,
+            mirror_list: None,
+            mirror_certificate: None,
+        };
+        // The list signed here (`newsroom mirrors`) goes out with the file,
+        // and the certificate that signs it.
+        match self.mirror_list_with_certificate() {
+            Ok(Some((list, cert))) => file.set_mirror_list(&list, &cert),
+            Ok(None) => {}
+            Err(e) => tracing::warn!("the publisher file goes out without its mirror list: {e}"),
         }
+        file
     }
 
     /// Where the public publisher file is written.

@@ -29,6 +29,7 @@ pub mod fetch;
 mod folder;
 pub mod keyfile;
 mod keys;
+mod mirrors;
 pub mod offline;
 mod publish;
 mod signing;
@@ -37,6 +38,7 @@ pub use draft::{
     ArticleDraft, Draft, DraftBuilder, DraftError, MediaFile, Relation, content_entries,
 };
 pub use keys::Converted;
+pub use mirrors::{MIRROR_LIST_FILE, SignedMirrorList};
 pub use publish::{Published, read_manifest};
 
 use std::path::{Path, PathBuf};

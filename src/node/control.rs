@@ -276,7 +276,14 @@ pub(crate) fn router(state: ApiState) -> Router {
             post(publish).layer(DefaultBodyLimit::max(MAX_BODY)),
         )
         .route("/v1/import", post(import))
-        .route("/v1/trust", post(trust))
+        .route(
+            "/v1/trust",
+            // A publisher file may carry a mirror list: larger than the
+            // other small bodies.
+            post(trust).layer(DefaultBodyLimit::max(
+                crate::trust::MAX_PUBLISHER_FILE as usize,
+            )),
+        )
         .route("/v1/untrust", post(untrust))
         .route(
             "/v1/revoke",

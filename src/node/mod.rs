@@ -19,7 +19,7 @@ use crate::net::{NetError, Network, load_identity};
 use crate::proto::Timestamp;
 use crate::store::{Store, StoreError};
 use crate::sync::Role;
-use crate::trust::{TrustError, TrustList};
+use crate::trust::{PublisherFile, TrustError, TrustList};
 use control::{ApiState, NodeFile};
 
 /// Why a node could not run.
@@ -200,10 +200,20 @@ pub async fn start(data_dir: &Path, config: Config) -> Result<RunningNode, NodeE
             }
         }
     }
-    store.load_trust(
-        &mut policy,
-        Timestamp::from_system(std::time::SystemTime::now()),
-    )?;
+    let wall = Timestamp::from_system(std::time::SystemTime::now());
+    store.load_trust(&mut policy, wall)?;
+    // Mirror lists that came in publisher files: stored when they verify
+    // and are newer than what the store holds, so they travel on from here.
+    for p in &publishers {
+        learn_file_certificate(&store, &mut policy, p);
+        if let Ok(Some(bytes)) = p.mirror_list_bytes() {
+            match store.put_mirror_list(&bytes, &policy, wall) {
+                Ok(true) => tracing::info!("stored the mirror list of {}", p.name),
+                Ok(false) => {}
+                Err(e) => tracing::warn!("publisher file {}: mirror list not used: {e}", p.name),
+            }
+        }
+    }
     // The front, bound before the network starts (a taken port or a bad
     // certificate fails the start with nothing to undo). Behind it the
     // node listens for WebSocket on loopback, and, unless told to listen
@@ -365,7 +375,6 @@ fn web_tasks(
     let mut tasks = vec![tokio::spawn(puller.run(
         config.web.clone(),
         client,
-        Vec::new,
         stopped.clone(),
     ))];
     if let Some(dir) = config.web.export_dir.clone() {
@@ -513,5 +522,27 @@ pub fn shutdown_signal() -> impl Future<Output = ()> {
         async {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+/// Learns and stores the certificate a publisher file brings for its
+/// mirror list, so that the list verifies before the newsroom's keys have
+/// come in any other way. It is root-signed: one that does not verify is
+/// skipped with a warning.
+pub(crate) fn learn_file_certificate(
+    store: &Store,
+    policy: &mut crate::proto::TrustPolicy,
+    file: &PublisherFile,
+) {
+    let Ok(Some(bytes)) = file.mirror_certificate_bytes() else {
+        return;
+    };
+    match policy.learn_certificate(&bytes) {
+        Ok(cert) => {
+            if let Err(e) = store.put_certificate(&cert) {
+                tracing::warn!("publisher file {}: certificate not stored: {e}", file.name);
+            }
+        }
+        Err(e) => tracing::warn!("publisher file {}: certificate not used: {e}", file.name),
     }
 }

@@ -50,6 +50,8 @@ pub enum FrameTag {
     Manifest = 4,
     /// The bytes of one entry of the preceding manifest.
     Blob = 5,
+    /// A publisher's signed mirror list (archives only).
+    MirrorList = 6,
     /// The end of the file.
     End = 0xFF,
 }
@@ -62,6 +64,7 @@ impl FrameTag {
             3 => Self::Head,
             4 => Self::Manifest,
             5 => Self::Blob,
+            6 => Self::MirrorList,
             0xFF => Self::End,
             _ => return None,
         })
@@ -75,6 +78,7 @@ impl FrameTag {
             Self::Head => ObjectKind::Head.max_len() as u64,
             Self::Manifest => ObjectKind::Manifest.max_len() as u64,
             Self::Blob => limits::MAX_BLOB_BYTES,
+            Self::MirrorList => ObjectKind::MirrorList.max_len() as u64,
             Self::End => END_LEN as u64,
         }
     }
@@ -87,6 +91,7 @@ impl FrameTag {
             Self::Head => "head frame",
             Self::Manifest => "manifest frame",
             Self::Blob => "blob frame",
+            Self::MirrorList => "mirror list frame",
             Self::End => "end frame",
         }
     }
@@ -449,6 +454,15 @@ impl BundleFile {
                         )));
                     }
                     file.blobs.push(frame.payload);
+                }
+                // A bundle file is one story: a mirror list travels in
+                // archives, gossip and logs.
+                FrameTag::MirrorList => {
+                    return Err(FileError::Structure(format!(
+                        "{} at byte {}: a bundle file holds none",
+                        frame.tag.what(),
+                        frame.offset
+                    )));
                 }
                 FrameTag::End => unreachable_end()?,
             }

@@ -1,5 +1,5 @@
-//! Archives: many bundles with their certificates, revocations and heads
-//! in one `.kolokol` file, for carrying by hand; and store summaries, so an
+//! Archives: many bundles with their certificates, revocations, heads and
+//! mirror lists in one `.kolokol` file, for carrying by hand; and store summaries, so an
 //! export holds only what the receiving machine lacks.
 
 use std::io::{Read, Write};
@@ -175,6 +175,9 @@ pub fn export<W: Write>(
         if let Some((h, _)) = store.head(p)? {
             w.write_frame(FrameTag::Head, &h)?;
         }
+        if let Some((_, list)) = store.mirror_list(p)? {
+            w.write_frame(FrameTag::MirrorList, &list)?;
+        }
     }
     for p in &publishers {
         for (seq, id) in store.held_bundles(p)? {
@@ -245,6 +248,9 @@ pub struct ImportReport {
     pub revocations: u64,
     /// Heads that became the newest known.
     pub heads: u64,
+    /// Mirror lists that became the newest known of their publisher.
+    #[serde(default)]
+    pub mirror_lists: u64,
     /// Bundles removed because a revocation in the file covered them.
     pub purged: u64,
     /// The file itself was damaged or cut short; what came before was kept.
@@ -466,6 +472,18 @@ pub fn import<R: Read>(
                         Err(PolicyError::HeadRollback { .. }) => {}
                         Err(e) => imp.reject(tag.what(), at, e),
                     },
+                    FrameTag::MirrorList => {
+                        match imp.store.put_mirror_list(&frame.payload, imp.policy, now) {
+                            Ok(true) => imp.report.mirror_lists += 1,
+                            // As old as the one held, or older: not news.
+                            Ok(false) => {}
+                            // An archive carried a while may hold a list
+                            // that expired on the way: not news either.
+                            Err(StoreError::MirrorListExpired { .. }) => {}
+                            Err(StoreError::MirrorList(e)) => imp.reject(tag.what(), at, e),
+                            Err(e) => return Err(e),
+                        }
+                    }
                     FrameTag::Blob | FrameTag::End => {}
                 }
             }

@@ -1,10 +1,12 @@
-//! The log: everything the store took (bundles, heads, revocations),
-//! numbered in the order it took it, so that a quiet reader can follow a
-//! mirror without naming what it wants (see `sync::messages::log`).
+//! The log: everything the store took (bundles, heads, revocations,
+//! mirror lists), numbered in the order it took it, so that a quiet reader
+//! can follow a mirror without naming what it wants (see
+//! `sync::messages::log`).
 //!
 //! Entries are `l` + position (u64 BE) → what was taken: a bundle id, the
-//! publisher of a head (the entry stands for its newest head), or a
-//! revocation's publisher and key. Positions are given in the batch that
+//! publisher of a head (the entry stands for its newest head), a
+//! revocation's publisher and key, or the publisher of a mirror list (the
+//! entry stands for its newest list). Positions are given in the batch that
 //! stores the object, under the write lock, so they follow the order of
 //! the writes and none is given twice. An entry whose object went
 //! (evicted, revoked) stays and is skipped when read. Each store names its
@@ -13,8 +15,8 @@
 
 use super::kv::Op;
 use super::tables::{
-    CERT, HEAD, LOG, META, META_LOG_CURSOR, META_LOG_ID, META_LOG_NEXT, REVOCATION, SEQ, SeqState,
-    key, u64_of,
+    CERT, HEAD, LOG, META, META_LOG_CURSOR, META_LOG_ID, META_LOG_NEXT, MIRRORS, REVOCATION, SEQ,
+    SeqState, key, u64_of,
 };
 use super::tx::Tx;
 use super::{Store, StoreError};
@@ -32,6 +34,8 @@ pub enum LogItem {
     Head(PublicKey),
     /// A publisher's revocation of a key.
     Revocation(PublicKey, PublicKey),
+    /// The newest mirror list of a publisher.
+    MirrorList(PublicKey),
 }
 
 impl LogItem {
@@ -40,6 +44,7 @@ impl LogItem {
             LogItem::Bundle(id) => [&[b'b'][..], id.as_bytes()].concat(),
             LogItem::Head(p) => [&[b'h'][..], p.as_bytes()].concat(),
             LogItem::Revocation(p, k) => [&[b'x'][..], p.as_bytes(), k.as_bytes()].concat(),
+            LogItem::MirrorList(p) => [&[b'w'][..], p.as_bytes()].concat(),
         }
     }
 
@@ -55,6 +60,7 @@ impl LogItem {
                 PublicKey(key32(1..33)?),
                 PublicKey(key32(33..65)?),
             )),
+            (Some(b'w'), 33) => Ok(LogItem::MirrorList(PublicKey(key32(1..33)?))),
             _ => Err(bad()),
         }
     }
@@ -147,6 +153,13 @@ impl Store {
                 .map_err(|_| StoreError::Corrupt("revocation key".into()))?;
             items.push(LogItem::Revocation(PublicKey(p), PublicKey(r)));
         }
+        for item in self.kv.scan(&[MIRRORS], false) {
+            let (k, _) = item?;
+            let p: [u8; 32] = k[1..]
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("mirror list key".into()))?;
+            items.push(LogItem::MirrorList(PublicKey(p)));
+        }
         for (n, chunk) in items.chunks(BUILD_BATCH).enumerate() {
             let start = (n * BUILD_BATCH) as u64;
             let ops = chunk
@@ -177,6 +190,8 @@ pub enum LogObject {
     Head(Vec<u8>, CertId),
     /// A revocation.
     Revocation(Vec<u8>),
+    /// A publisher's newest mirror list, and the certificate that signs it.
+    MirrorList(Vec<u8>, CertId),
 }
 
 impl Store {
@@ -192,6 +207,9 @@ impl Store {
                 .kv
                 .get(&key(REVOCATION, &[p.as_bytes(), k.as_bytes()]))?
                 .map(LogObject::Revocation),
+            LogItem::MirrorList(p) => self
+                .mirror_list(p)?
+                .map(|(list, bytes)| LogObject::MirrorList(bytes, list.certificate)),
         })
     }
 

@@ -12,7 +12,8 @@
 //! Each file answers one question: `tables` the key layout, `tx` the atomic
 //! batch, `trust` certificates, revocations and heads, `ingest` how bundles
 //! come in, `read` what is held, `ranges` sequence arithmetic, `limits`
-//! retention and quotas, `check` integrity and repair; `kv` and `blobs` are
+//! retention and quotas, `check` integrity and repair, `mirrors` each
+//! publisher's newest mirror list; `kv` and `blobs` are
 //! the storage underneath.
 
 pub mod archive;
@@ -22,6 +23,7 @@ mod ingest;
 mod kv;
 mod limits;
 mod log;
+mod mirrors;
 mod read;
 mod tables;
 mod trust;
@@ -75,6 +77,15 @@ pub enum StoreError {
         stored: u64,
         /// The offered head's sequence.
         offered: u64,
+    },
+    /// A mirror list did not verify under the trust policy.
+    #[error("mirror list refused: {0}")]
+    MirrorList(#[source] crate::proto::PolicyError),
+    /// A mirror list that expired is not taken.
+    #[error("the mirror list expired at {expired}; sign a new one")]
+    MirrorListExpired {
+        /// When it expired.
+        expired: crate::proto::Timestamp,
     },
     /// A file of the store could not be read or written.
     #[error("{path}: {source}")]

@@ -17,6 +17,7 @@
 //! | `x` | publisher, revoked key | signed revocation |
 //! | `p` | publisher, story | empty: the story is pinned |
 //! | `l` | position (u64 BE) | what the store took there (see `log`) |
+//! | `w` | publisher | the newest signed mirror list (see `mirrors`) |
 //!
 //! Blobs up to [`INLINE_BLOB_MAX`] are values under `b`; larger ones are
 //! files beside the database (see `blobs`), made durable before the
@@ -43,6 +44,7 @@ pub(super) const CERT: u8 = b'c';
 pub(super) const REVOCATION: u8 = b'x';
 pub(super) const PIN: u8 = b'p';
 pub(super) const LOG: u8 = b'l';
+pub(super) const MIRRORS: u8 = b'w';
 
 /// Blobs up to this size are kept in the index database, in the same
 /// batch as their bundle; larger ones are files (see `blobs`). Small values

@@ -452,6 +452,18 @@ impl<P: Peer, M: Clone> State<P, M> {
                     }
                     Err(_) => {}
                 },
+                LogEntry::MirrorList(list) => {
+                    match self.policy.verify_mirror_list(&list, now.wall) {
+                        Ok(l) => {
+                            self.accept_mirror_list(l, now.wall);
+                        }
+                        Err(e) if judge(&e) == Verdict::Reject => {
+                            self.refuse_from(peer, "log mirror list", &e, now.at);
+                            return false;
+                        }
+                        Err(_) => {}
+                    }
+                }
             }
         }
         if !whole.is_empty() {

@@ -127,6 +127,26 @@ impl<P: Peer, M: Clone> State<P, M> {
                     Err(e) => self.refuse(origin, "head", e, now),
                 }
             }
+            Announcement::MirrorList { certificate, list } => {
+                let cert = match self.policy.verify_certificate_of(&publisher, &certificate) {
+                    Ok(c) => c,
+                    Err(e) => return self.refuse(origin, "certificate", e, now),
+                };
+                self.add_certificate(cert.clone());
+                match self.policy.verify_mirror_list_with(&list, &cert, now.wall) {
+                    Ok(l) => {
+                        // An expired or older list is true but of no use:
+                        // not passed on, at no cost to the sender.
+                        let verdict = if self.accept_mirror_list(l, now.wall) {
+                            Verdict::Accept
+                        } else {
+                            Verdict::Ignore
+                        };
+                        self.give(origin, verdict);
+                    }
+                    Err(e) => self.refuse(origin, "mirror list", e, now),
+                }
+            }
             Announcement::Certificate(bytes) => {
                 match self.policy.verify_certificate_of(&publisher, &bytes) {
                     Ok(c) => {

@@ -9,6 +9,7 @@ mod log;
 pub use log::*;
 
 use crate::proto::bounded::{self, BoundedError};
+use crate::proto::mirrors::MAX_MIRROR_LIST_BYTES;
 use crate::proto::pieces::MAX_OUTBOARD_BYTES;
 use crate::proto::{BlobHash, PublicKey, limits};
 
@@ -24,6 +25,8 @@ pub const MAX_RESPONSE: usize = CHUNK as usize + 1024;
 const _: () = assert!(MAX_OUTBOARD_BYTES <= CHUNK as usize);
 /// Largest gossip message: a manifest and its certificate, with framing.
 pub const MAX_GOSSIP: usize = limits::MAX_MANIFEST_BYTES + limits::MAX_CERTIFICATE_BYTES + 64;
+// A mirror list and its certificate travel in one message.
+const _: () = assert!(MAX_MIRROR_LIST_BYTES + limits::MAX_CERTIFICATE_BYTES + 64 <= MAX_GOSSIP);
 
 /// The gossip topic of a publisher.
 pub fn topic_name(publisher: &PublicKey) -> String {
@@ -71,6 +74,18 @@ pub enum Announcement {
         )]
         Vec<u8>,
     ),
+    /// The publisher's newest mirror list. New variants go last: the
+    /// index is the wire tag, and older nodes refuse only the new kind.
+    MirrorList {
+        /// Signed key certificate.
+        #[serde(
+            deserialize_with = "bounded::fields::bytes::<{ limits::MAX_CERTIFICATE_BYTES }, _>"
+        )]
+        certificate: Vec<u8>,
+        /// Signed mirror list.
+        #[serde(deserialize_with = "bounded::fields::bytes::<{ MAX_MIRROR_LIST_BYTES }, _>")]
+        list: Vec<u8>,
+    },
 }
 
 impl Announcement {

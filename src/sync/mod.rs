@@ -20,6 +20,7 @@ pub mod fetch;
 mod follow;
 mod gossip;
 pub mod messages;
+mod mirrors;
 pub mod outbox;
 mod serve;
 pub mod share;
@@ -39,6 +40,7 @@ pub use state::{Config, PublisherFigures, State, Stored};
 pub use time::Time;
 pub use verdict::{Kind, Refusal, Verdict};
 
+use crate::proto::mirrors::MirrorList;
 use crate::proto::{
     Head, KeyCertificate, Manifest, PublicKey, RevocationChange, Timestamp, Verified,
     VerifiedBundle,
@@ -117,6 +119,8 @@ pub enum Record {
     Revocation(RevocationChange),
     /// The new trusted head.
     Head(Verified<Head>),
+    /// A publisher's mirror list, newer than any known before.
+    MirrorList(Verified<MirrorList>),
 }
 
 /// What the driver is to do.

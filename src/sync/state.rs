@@ -133,6 +133,9 @@ pub struct State<P, M> {
     pub(super) shares: Shares<P>,
     /// Bundles handed to the store and not yet reported back.
     pub(super) storing: HashSet<BundleId>,
+    /// The newest mirror list known of each trusted publisher (see
+    /// `mirrors`): at most one per publisher of the trust list.
+    pub(super) mirror_lists: HashMap<PublicKey, Verified<crate::proto::mirrors::MirrorList>>,
     pub(super) tokens: Tokens,
     pub(super) out: VecDeque<Action<P, M>>,
 }
@@ -155,6 +158,7 @@ impl<P: Peer, M: Clone> State<P, M> {
             bans: Bans::default(),
             strikes: Strikes::default(),
             storing: HashSet::new(),
+            mirror_lists: HashMap::new(),
             tokens: Tokens::default(),
             out: VecDeque::new(),
         }
@@ -289,6 +293,7 @@ impl<P: Peer, M: Clone> State<P, M> {
         let was = self.policy.untrust(root);
         self.catchup.forget_publisher(root);
         self.ranges.remove(root);
+        self.mirror_lists.remove(root);
         was
     }
 

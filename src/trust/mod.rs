@@ -1,5 +1,5 @@
 //! The trust list: publisher files (name, root key, homepage, bootstrap
-//! addresses) kept as small TOML files in the data directory.
+//! addresses, mirror list) kept as small TOML files in the data directory.
 //!
 //! A new data directory starts with the publishers shipped in the
 //! repository's `keys/` folder. The demo newsroom is never among them: its
@@ -14,12 +14,15 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::files::{self, FilesError};
-use crate::proto::{PublicKey, TrustPolicy};
+use crate::proto::limits::MAX_CERTIFICATE_BYTES;
+use crate::proto::mirrors::{MAX_MIRROR_LIST_BYTES, MirrorList};
+use crate::proto::{KeyCertificate, PublicKey, TrustPolicy};
 
 include!(concat!(env!("OUT_DIR"), "/bundled_keys.rs"));
 
-/// Largest publisher file read, in bytes.
-pub const MAX_PUBLISHER_FILE: u64 = 64 * 1024;
+/// Largest publisher file read, in bytes: room for a mirror list at its
+/// limit as hex (64 KiB) and the other fields.
+pub const MAX_PUBLISHER_FILE: u64 = 96 * 1024;
 /// Most bootstrap addresses in one publisher file.
 pub const MAX_BOOTSTRAP: usize = 32;
 
@@ -105,6 +108,19 @@ pub struct PublisherFile {
     /// Marks the demo newsroom, whose secret key is public.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub demo: bool,
+    /// The publisher's signed mirror list, as hex of its signed bytes (at
+    /// most [`MAX_MIRROR_LIST_BYTES`]), so that a reader who adds the file
+    /// learns the mirrors. Verified by the node that stores it, like any
+    /// mirror list; here only its size, its encoding and its publisher are
+    /// checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror_list: Option<String>,
+    /// The certificate that signs `mirror_list`, as hex of its signed bytes
+    /// (at most `MAX_CERTIFICATE_BYTES`): a reader who adds the file before
+    /// it has heard of the newsroom's keys can verify the list at once.
+    /// Root-signed, so it is checked like one from anywhere else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror_certificate: Option<String>,
 }
 
 mod as_text {
@@ -185,7 +201,74 @@ impl PublisherFile {
                 "more than {MAX_BOOTSTRAP} bootstrap addresses"
             )));
         }
+        file.mirror_list_bytes().map_err(invalid)?;
+        file.mirror_certificate_bytes().map_err(invalid)?;
         Ok(file)
+    }
+
+    /// The signed bytes of the certificate of the file's mirror list, if
+    /// it has one; why not when its text is too long, not hex, not a
+    /// certificate, or another publisher's. Its signature is checked by the
+    /// node that learns it.
+    pub fn mirror_certificate_bytes(&self) -> Result<Option<Vec<u8>>, String> {
+        let Some(text) = &self.mirror_certificate else {
+            return Ok(None);
+        };
+        let text = text.trim();
+        if text.len() > 2 * MAX_CERTIFICATE_BYTES {
+            return Err(format!(
+                "mirror_certificate is {} hex digits; at most {}",
+                text.len(),
+                2 * MAX_CERTIFICATE_BYTES
+            ));
+        }
+        let bytes = hex::decode(text)
+            .map_err(|e| format!("mirror_certificate is not hex of a certificate: {e}"))?;
+        let cert = crate::proto::decode_unverified::<KeyCertificate>(&bytes)
+            .map_err(|e| format!("mirror_certificate: {e}"))?;
+        if cert.publisher != self.root_key {
+            return Err(format!(
+                "mirror_certificate is of publisher {}, not this file's root key",
+                cert.publisher
+            ));
+        }
+        Ok(Some(bytes))
+    }
+
+    /// The signed bytes of the file's mirror list, if it has one; why not
+    /// when its text is too long, not hex, not a mirror list, or another
+    /// publisher's. Its signature is not checked here (the node's trust
+    /// policy does, with the publisher's certificates).
+    pub fn mirror_list_bytes(&self) -> Result<Option<Vec<u8>>, String> {
+        let Some(text) = &self.mirror_list else {
+            return Ok(None);
+        };
+        let text = text.trim();
+        if text.len() > 2 * MAX_MIRROR_LIST_BYTES {
+            return Err(format!(
+                "mirror_list is {} hex digits; at most {}",
+                text.len(),
+                2 * MAX_MIRROR_LIST_BYTES
+            ));
+        }
+        let bytes = hex::decode(text)
+            .map_err(|e| format!("mirror_list is not hex of a signed mirror list: {e}"))?;
+        let list = crate::proto::decode_unverified::<MirrorList>(&bytes)
+            .map_err(|e| format!("mirror_list: {e}"))?;
+        if list.publisher != self.root_key {
+            return Err(format!(
+                "mirror_list is signed for publisher {}, not this file's root key",
+                list.publisher
+            ));
+        }
+        Ok(Some(bytes))
+    }
+
+    /// Sets the file's mirror list to `signed` (its signed bytes), with the
+    /// certificate that signs it.
+    pub fn set_mirror_list(&mut self, signed: &[u8], certificate: &[u8]) {
+        self.mirror_list = Some(hex::encode(signed));
+        self.mirror_certificate = Some(hex::encode(certificate));
     }
 
     /// Reads and checks a publisher file.

@@ -178,6 +178,7 @@ impl Puller {
         for entry in entries {
             match entry {
                 LogEntry::Head(h) => archive.frame(FrameTag::Head, &h)?,
+                LogEntry::MirrorList(l) => archive.frame(FrameTag::MirrorList, &l)?,
                 LogEntry::Revocation(r) => {
                     let _ = policy.learn_revocation(&r);
                     archive.frame(FrameTag::Revocation, &r)?;
@@ -257,14 +258,26 @@ impl Puller {
         }
     }
 
-    /// Polls the configured sources and those `more` names (from signed
-    /// mirror lists) until `stop` fires: each source every `poll_secs`,
-    /// one that failed again sooner, backing off.
+    /// The web trees the signed mirror lists of trusted publishers name.
+    async fn listed_sources(&self) -> Vec<String> {
+        let Ok(policy) = self.policy().await else {
+            return Vec::new();
+        };
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.web_sources(&policy, now()))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default()
+    }
+
+    /// Polls the configured sources and those the stored mirror lists name
+    /// until `stop` fires: each source every `poll_secs`, one that failed
+    /// again sooner, backing off.
     pub async fn run(
         mut self,
         config: WebConfig,
         client: HttpClient,
-        more: impl Fn() -> Vec<String> + Send,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
         let poll = Duration::from_secs(config.poll_secs.max(1));
@@ -274,7 +287,7 @@ impl Puller {
         let mut sources: HashMap<String, (Arc<Flows>, Instant, Duration)> = HashMap::new();
         loop {
             let mut wanted: Vec<String> = config.sources.clone();
-            wanted.extend(more());
+            wanted.extend(self.listed_sources().await);
             wanted.sort();
             wanted.dedup();
             sources.retain(|url, _| wanted.contains(url));

@@ -1,7 +1,9 @@
 //! Verifying a publisher's mirror list.
 
+use super::announced::check_attached;
 use super::{PolicyError, TrustPolicy, Verified};
 use crate::proto::mirrors::MirrorList;
+use crate::proto::objects::KeyCertificate;
 use crate::proto::signed::{self, ObjectKind};
 use crate::proto::time::Timestamp;
 
@@ -15,8 +17,33 @@ impl TrustPolicy {
         bytes: &[u8],
         now: Timestamp,
     ) -> Result<Verified<MirrorList>, PolicyError> {
+        self.verify_mirror_list_under(bytes, None, now)
+    }
+
+    /// [`TrustPolicy::verify_mirror_list`] for a list that came with
+    /// `attached`, its signing key's certificate (a gossip announcement):
+    /// one that names another certificate or publisher is refused before
+    /// its signature is checked.
+    pub fn verify_mirror_list_with(
+        &self,
+        bytes: &[u8],
+        attached: &Verified<KeyCertificate>,
+        now: Timestamp,
+    ) -> Result<Verified<MirrorList>, PolicyError> {
+        self.verify_mirror_list_under(bytes, Some(attached), now)
+    }
+
+    fn verify_mirror_list_under(
+        &self,
+        bytes: &[u8],
+        attached: Option<&Verified<KeyCertificate>>,
+        now: Timestamp,
+    ) -> Result<Verified<MirrorList>, PolicyError> {
         let obj = signed::decode::<MirrorList>(ObjectKind::MirrorList, bytes)?;
         let list = &obj.value;
+        if let Some(attached) = attached {
+            check_attached(attached, &list.publisher, &list.certificate)?;
+        }
         list.validate()?;
         let (cert, key) = self.signing_certificate(&list.publisher, &list.certificate)?;
         if !obj.check_signature(&key) {

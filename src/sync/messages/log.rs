@@ -1,8 +1,8 @@
 //! The log: how a quiet reader learns every story a mirror carries
 //! without naming one.
 //!
-//! A mirror numbers what it stores (bundles, heads, revocations) in the
-//! order it stored them: its log. A reader asks "what comes after
+//! A mirror numbers what it stores (bundles, heads, revocations, mirror
+//! lists) in the order it stored them: its log. A reader asks "what comes after
 //! position `from`?" and gets a page of entries of every publisher the
 //! mirror carries; it keeps those its trust list names and drops the
 //! rest unwritten. Asked at the end of the log with `wait`, the mirror
@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::SyncBundle;
 use crate::proto::bounded;
 use crate::proto::limits;
+use crate::proto::mirrors::MAX_MIRROR_LIST_BYTES;
 
 /// Protocol name of the log.
 pub const LOG_PROTOCOL: &str = "/kolokol/log/1";
@@ -78,6 +79,12 @@ pub enum LogEntry {
         #[serde(
             deserialize_with = "bounded::fields::signed::<{ limits::MAX_REVOCATION_BYTES }, _>"
         )]
+        Vec<u8>,
+    ),
+    /// A publisher's newest mirror list (its certificate in the page's
+    /// list). New variants go last: the index is the wire tag.
+    MirrorList(
+        #[serde(deserialize_with = "bounded::fields::signed::<{ MAX_MIRROR_LIST_BYTES }, _>")]
         Vec<u8>,
     ),
 }

@@ -35,6 +35,17 @@ fn quiet(large_budget: u64) -> (State<u32, u64>, Newsroom, Newsroom) {
     (State::new(config, policy, Time::ZERO), ours, theirs)
 }
 
+/// A quiet reader trusting one newsroom (seed 1), and that newsroom.
+pub(super) fn quiet_of(large_budget: u64) -> (State<u32, u64>, Newsroom) {
+    let (s, ours, _) = quiet(large_budget);
+    (s, ours)
+}
+
+/// The token of the log request among `actions`.
+pub(super) fn asked(actions: &[Action<u32, u64>]) -> Option<Token> {
+    log_request(actions).map(|(t, _)| t)
+}
+
 fn log_request(actions: &[Action<u32, u64>]) -> Option<(Token, LogRequest)> {
     actions.iter().find_map(|a| match a {
         Action::Log { token, request, .. } => Some((*token, *request)),

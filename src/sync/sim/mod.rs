@@ -107,6 +107,8 @@ mod core_tests;
 mod fetch_tests;
 #[cfg(test)]
 mod follow_tests;
+#[cfg(test)]
+mod mirror_tests;
 mod step;
 mod world;
 

@@ -23,6 +23,7 @@
 
 mod actor;
 mod blobserve;
+pub mod book;
 mod commands;
 mod discovery;
 mod events;

@@ -18,6 +18,9 @@ use super::{
 /// address at its longest fits, with room for the encoding.
 pub const MAX_SAVED_BYTES: usize = MAX_PEERS * (64 + MAX_ADDRS * (MAX_ADDR_BYTES + 8));
 
+// The store keeps a full book.
+const _: () = assert!(MAX_SAVED_BYTES <= crate::store::MAX_ADDRESS_BOOK_BYTES);
+
 /// Version of the encoding; another is ignored (the book starts afresh).
 const VERSION: u8 = 1;
 

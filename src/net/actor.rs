@@ -77,6 +77,9 @@ pub(super) struct Actor {
     pub(super) log_counters: Arc<wire::SyncCounters>,
     pub(super) metrics: metrics::Metrics,
     pub(super) discovery: DiscoveryState,
+    /// The mirrors the node dials by its own choice, and when.
+    pub(super) book: super::book::Book,
+    pub(super) book_times: super::redial::BookTimes,
     pub(super) reports: Reports,
     /// When retention and quotas were last applied on the tick.
     last_limits: Option<Instant>,
@@ -137,12 +140,19 @@ impl Actor {
         // runtime's threads.
         let publishers: Vec<PublicKey> = policy.publishers().map(|(k, _)| *k).collect();
         let reader = store.clone();
-        let (ranges, log_id, log_end, cursors) = tokio::task::spawn_blocking(move || {
+        let (ranges, log_id, log_end, cursors, book) = tokio::task::spawn_blocking(move || {
+            // A book that cannot be read costs the mirrors it remembered,
+            // never the start.
+            let book = reader.address_book().unwrap_or_else(|e| {
+                warn!("cannot read the saved address book: {e}");
+                None
+            });
             Ok::<_, crate::store::StoreError>((
                 worker::ranges_of(&reader, publishers)?,
                 reader.log_id()?,
                 reader.log_end()?,
                 reader.log_cursors()?,
+                book,
             ))
         })
         .await
@@ -201,6 +211,8 @@ impl Actor {
             log_counters,
             metrics: own_metrics,
             discovery: DiscoveryState::default(),
+            book: super::redial::start_book(book),
+            book_times: Default::default(),
             reports: Reports::default(),
             last_limits: None,
             revokes: HashMap::new(),
@@ -228,8 +240,13 @@ impl Actor {
                 return Err(NetError::NoPeerId(addr.clone()));
             }
             actor.discovery.choose_address(&ma);
+            let peer = actor.book_bootstrap(&ma);
             if let Err(e) = actor.swarm.dial(ma) {
                 warn!("cannot dial bootstrap peer {addr}: {e}");
+                // Dialed again from the book, after a back-off.
+                if let Some(peer) = peer {
+                    actor.book_dial_failed(&peer);
+                }
             }
         }
         Ok(actor)
@@ -286,6 +303,9 @@ impl Actor {
             if self.jobs.send(job).await.is_err() {
                 break;
             }
+        }
+        if let Some(book) = self.book_to_save() {
+            let _ = self.jobs.send(Job::SaveBook(book)).await;
         }
         let (tx, rx) = oneshot::channel();
         if self.jobs.send(Job::Flush(tx)).await.is_ok() {
@@ -538,6 +558,7 @@ impl Actor {
         self.state.tick(now);
         self.log_tick();
         self.discovery_tick();
+        self.book_tick();
         self.finish_reports(true);
     }
 }

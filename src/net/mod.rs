@@ -19,7 +19,9 @@
 //! `worker` (the store thread), `swarm` (building it), `gate` (the
 //! per-address cap on incoming connections), `topics` (which of a peer's
 //! subscriptions are recorded), `status`,
-//! `discovery`, `report`, `metrics`, `wire` (the codecs).
+//! `discovery`, `report`, `metrics`, `wire` (the codecs), `book` (the
+//! address book: which mirrors to dial, and when) and `redial` (its side
+//! in the actor).
 
 mod actor;
 mod blobserve;
@@ -34,6 +36,7 @@ mod log;
 mod logserve;
 mod metrics;
 pub mod proxy;
+mod redial;
 mod report;
 mod status;
 mod swarm;

@@ -77,6 +77,9 @@ pub(super) struct Actor {
     pub(super) log_counters: Arc<wire::SyncCounters>,
     pub(super) metrics: metrics::Metrics,
     pub(super) discovery: DiscoveryState,
+    /// The mirrors the node dials by its own choice, and when.
+    pub(super) book: super::book::Book,
+    pub(super) book_times: super::redial::BookTimes,
     pub(super) reports: Reports,
     /// When retention and quotas were last applied on the tick.
     last_limits: Option<Instant>,
@@ -137,17 +140,25 @@ impl Actor {
         // runtime's threads.
         let publishers: Vec<PublicKey> = policy.publishers().map(|(k, _)| *k).collect();
         let reader = store.clone();
-        let (ranges, log_id, log_end, cursors, lists) = tokio::task::spawn_blocking(move || {
-            Ok::<_, crate::store::StoreError>((
-                worker::ranges_of(&reader, publishers)?,
-                reader.log_id()?,
-                reader.log_end()?,
-                reader.log_cursors()?,
-                reader.mirror_lists()?,
-            ))
-        })
-        .await
-        .map_err(|e| NetError::Setup(format!("reading the store: {e}")))??;
+        let (ranges, log_id, log_end, cursors, lists, book) =
+            tokio::task::spawn_blocking(move || {
+                // A book that cannot be read costs the mirrors it remembered,
+                // never the start.
+                let book = reader.address_book().unwrap_or_else(|e| {
+                    warn!("cannot read the saved address book: {e}");
+                    None
+                });
+                Ok::<_, crate::store::StoreError>((
+                    worker::ranges_of(&reader, publishers)?,
+                    reader.log_id()?,
+                    reader.log_end()?,
+                    reader.log_cursors()?,
+                    reader.mirror_lists()?,
+                    book,
+                ))
+            })
+            .await
+            .map_err(|e| NetError::Setup(format!("reading the store: {e}")))??;
         let (jobs, done) = worker::spawn(store)?;
         let origin = Instant::now();
         let core = Config {
@@ -172,8 +183,10 @@ impl Actor {
         // The stored lists, as the core's policy verifies them now: the
         // newest known of each publisher, to pass on and to compare with.
         let wall = Timestamp::from_system(std::time::SystemTime::now());
+        let mut listed = Vec::new();
         for (_, bytes) in lists {
             if let Ok(list) = state.policy().verify_mirror_list(&bytes, wall) {
+                listed.extend(list_addresses(&list));
                 state.know_mirror_list(list);
             }
         }
@@ -210,6 +223,8 @@ impl Actor {
             log_counters,
             metrics: own_metrics,
             discovery: DiscoveryState::default(),
+            book: super::redial::start_book(book),
+            book_times: Default::default(),
             reports: Reports::default(),
             last_limits: None,
             revokes: HashMap::new(),
@@ -221,6 +236,9 @@ impl Actor {
             actor.swarm.add_external_address(ma);
         }
         actor.listen_via_relays();
+        // Mirrors the stored signed lists name: dialed by the book with
+        // the others, best first.
+        actor.learn(&listed, super::book::Source::MirrorList);
         let publishers: Vec<PublicKey> =
             actor.state.policy().publishers().map(|(k, _)| *k).collect();
         for p in publishers {
@@ -237,8 +255,13 @@ impl Actor {
                 return Err(NetError::NoPeerId(addr.clone()));
             }
             actor.discovery.choose_address(&ma);
+            let peer = actor.book_bootstrap(&ma);
             if let Err(e) = actor.swarm.dial(ma) {
                 warn!("cannot dial bootstrap peer {addr}: {e}");
+                // Dialed again from the book, after a back-off.
+                if let Some(peer) = peer {
+                    actor.book_dial_failed(&peer);
+                }
             }
         }
         Ok(actor)
@@ -295,6 +318,9 @@ impl Actor {
             if self.jobs.send(job).await.is_err() {
                 break;
             }
+        }
+        if let Some(book) = self.book_to_save() {
+            let _ = self.jobs.send(Job::SaveBook(book)).await;
         }
         let (tx, rx) = oneshot::channel();
         if self.jobs.send(Job::Flush(tx)).await.is_ok() {
@@ -404,7 +430,14 @@ impl Actor {
                 }
                 Action::Store { manifest, blobs } => self.job(Job::Store { manifest, blobs }),
                 Action::StoreBatch { bundles } => self.job(Job::StoreBatch { bundles }),
-                Action::Record(r) => self.job(Job::Record(r)),
+                Action::Record(r) => {
+                    // A newer mirror list's mirrors go into the book.
+                    if let crate::sync::Record::MirrorList(l) = &r {
+                        let addrs = list_addresses(l);
+                        self.learn(&addrs, super::book::Source::MirrorList);
+                    }
+                    self.job(Job::Record(r))
+                }
                 Action::Head {
                     publisher,
                     sequence,
@@ -547,6 +580,12 @@ impl Actor {
         self.state.tick(now);
         self.log_tick();
         self.discovery_tick();
+        self.book_tick();
         self.finish_reports(true);
     }
+}
+
+/// The libp2p addresses of a verified mirror list that parse.
+fn list_addresses(list: &crate::proto::MirrorList) -> Vec<Multiaddr> {
+    list.libp2p.iter().filter_map(|a| a.parse().ok()).collect()
 }

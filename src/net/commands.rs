@@ -75,6 +75,13 @@ impl Actor {
             Command::Listeners { reply } => {
                 let _ = reply.send(self.swarm.listeners().cloned().collect());
             }
+            Command::Learn {
+                addrs,
+                source,
+                reply,
+            } => {
+                let _ = reply.send(self.learn(&addrs, source));
+            }
             Command::Shutdown { .. } => {}
         }
     }

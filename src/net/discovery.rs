@@ -125,6 +125,11 @@ impl DiscoveryState {
         self.dialed.remove(peer);
     }
 
+    /// Peers connected now that the node dialed.
+    pub(super) fn dialed_count(&self) -> usize {
+        self.dialed.len()
+    }
+
     /// The node chose `peer` (a bootstrap or reserved peer, a mirror
     /// found): it may serve as a relay.
     pub(super) fn choose(&mut self, peer: PeerId) {
@@ -237,6 +242,7 @@ impl Actor {
 
     /// Identify told us a peer's addresses and protocols.
     pub(super) fn identified(&mut self, peer: PeerId, info: identify::Info) {
+        self.book_listing(peer, &info.listen_addrs);
         let kad_protocol = StreamProtocol::new(wire::KAD_PROTOCOL);
         if info.protocols.contains(&kad_protocol) {
             for addr in info.listen_addrs.iter().take(16) {

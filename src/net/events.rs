@@ -257,6 +257,7 @@ impl Actor {
             } => {
                 self.denied(&cause, "outgoing", &Multiaddr::empty());
                 if let Some(peer) = peer_id {
+                    self.book_dial_failed(&peer);
                     self.report_unreachable(peer, cause.to_string());
                 }
             }
@@ -278,6 +279,10 @@ impl Actor {
                     self.discovery
                         .dialed(peer_id, endpoint.get_remote_address());
                 }
+                let dialed = endpoint
+                    .is_dialer()
+                    .then(|| endpoint.get_remote_address().clone());
+                self.book_connected(peer_id, dialed.as_ref());
                 self.emit(NodeEvent::Connected(peer_id));
                 if num_established.get() == 1 {
                     let now = self.now();
@@ -291,7 +296,10 @@ impl Actor {
                 peer_id: Some(peer),
                 error,
                 ..
-            } => self.report_unreachable(peer, error.to_string()),
+            } => {
+                self.book_dial_failed(&peer);
+                self.report_unreachable(peer, error.to_string())
+            }
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 num_established: 0,
@@ -301,6 +309,7 @@ impl Actor {
                 self.held_logs.forget(&peer_id);
                 self.state.peer_down(&peer_id, now);
                 self.discovery.peer_gone(&peer_id);
+                self.book_disconnected(&peer_id);
                 self.peer_topics.remove(&peer_id);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {

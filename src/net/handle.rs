@@ -61,6 +61,11 @@ pub(super) enum Command {
     Listeners {
         reply: oneshot::Sender<Vec<Multiaddr>>,
     },
+    Learn {
+        addrs: Vec<Multiaddr>,
+        source: super::book::Source,
+        reply: oneshot::Sender<usize>,
+    },
     Metrics {
         reply: oneshot::Sender<String>,
     },
@@ -223,6 +228,23 @@ impl Network {
             reply,
         })
         .await?
+    }
+
+    /// Teaches the address book where mirrors are: each address must end
+    /// in `/p2p/ID`; those that do not, or that the book has no room for,
+    /// are skipped. The node dials them when it needs mirrors, as it does
+    /// its configured ones. How many addresses were new to the book.
+    pub async fn learn(
+        &self,
+        addrs: Vec<Multiaddr>,
+        source: super::book::Source,
+    ) -> Result<usize, NetError> {
+        self.ask(|reply| Command::Learn {
+            addrs,
+            source,
+            reply,
+        })
+        .await
     }
 
     /// The node's metrics (its own and gossipsub's) in the Prometheus text

@@ -19,10 +19,13 @@
 //! `worker` (the store thread), `swarm` (building it), `gate` (the
 //! per-address cap on incoming connections), `topics` (which of a peer's
 //! subscriptions are recorded), `status`,
-//! `discovery`, `report`, `metrics`, `wire` (the codecs).
+//! `discovery`, `report`, `metrics`, `wire` (the codecs), `book` (the
+//! address book: which mirrors to dial, and when) and `redial` (its side
+//! in the actor).
 
 mod actor;
 mod blobserve;
+pub mod book;
 mod commands;
 mod discovery;
 mod events;
@@ -33,6 +36,7 @@ mod log;
 pub(crate) mod logserve;
 mod metrics;
 pub mod proxy;
+mod redial;
 mod report;
 mod status;
 mod swarm;

@@ -111,6 +111,8 @@ pub(super) enum Job {
     },
     /// Where this reader is in a mirror's log.
     SaveCursor { mirror: Vec<u8>, cursor: Cursor },
+    /// The address book, encoded, in place of the saved one.
+    SaveBook(Vec<u8>),
     /// Everything before this is done and flushed.
     Flush(oneshot::Sender<()>),
 }
@@ -456,6 +458,10 @@ impl Worker {
                     Err(e) => self.failed("keeping the position in a mirror's log", e),
                 }
             }
+            Job::SaveBook(bytes) => match self.store.set_address_book(&bytes) {
+                Ok(()) => true,
+                Err(e) => self.failed("keeping the address book", e),
+            },
             Job::Limits => self.limits(),
             Job::Totals { reply } => self.send(Done::Totals {
                 totals: self.store.totals().ok(),

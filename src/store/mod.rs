@@ -13,11 +13,12 @@
 //! batch, `trust` certificates, revocations and heads, `ingest` how bundles
 //! come in, `read` what is held, `ranges` sequence arithmetic, `limits`
 //! retention and quotas, `check` integrity and repair, `mirrors` each
-//! publisher's newest mirror list; `kv` and `blobs` are
-//! the storage underneath.
+//! publisher's newest mirror list, `book` the node's address book; `kv`
+//! and `blobs` are the storage underneath.
 
 pub mod archive;
 mod blobs;
+mod book;
 mod check;
 mod ingest;
 mod kv;
@@ -43,6 +44,7 @@ use tables::{META, META_SCHEMA, key};
 
 /// Range arithmetic is the protocol's: the store uses the same.
 pub use crate::proto::ranges::{gaps, to_ranges};
+pub use book::MAX_ADDRESS_BOOK_BYTES;
 pub use check::CheckReport;
 pub use ingest::Ingested;
 pub use limits::Eviction;

@@ -69,6 +69,8 @@ pub(super) const META_LOG_ID: &[u8] = b"log-id";
 /// Followed by a mirror's peer id: where this reader is in its log.
 pub(super) const META_LOG_CURSOR: &[u8] = b"log-cursor/";
 pub(super) const META_BLOB_DISK: &[u8] = b"blobdisk";
+/// The node's address book (see `book`).
+pub(super) const META_ADDRESS_BOOK: &[u8] = b"address-book";
 
 /// What a sequence number's index entry says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,153 +4,18 @@
 //! the same run; then the messages and bytes two nodes already in sync at
 //! 100,000 stories exchange to find out that they are.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kolokol::net::{NetConfig, Network, NodeEvent, SyncTraffic};
-use kolokol::proto::*;
+use common::{BODY, Fixture, wait_stored};
+use kolokol::net::{Network, SyncTraffic};
 use kolokol::store::{Store, StoreConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const STORIES: u64 = 10_000;
-const BODY: usize = 4096;
 const SETTLED: u64 = 100_000;
-
-fn key(n: u8) -> SecretKey {
-    SecretKey::from_seed(&[n; 32])
-}
-
-fn now() -> Timestamp {
-    Timestamp::from_system(std::time::SystemTime::now())
-}
-
-struct Fixture {
-    root: SecretKey,
-    signing: SecretKey,
-    cert: Vec<u8>,
-    policy: TrustPolicy,
-}
-
-impl Fixture {
-    fn new() -> Self {
-        let root = key(1);
-        let signing = key(2);
-        let cert = KeyCertificate {
-            format: FORMAT_VERSION,
-            publisher: root.public(),
-            signing_key: signing.public(),
-            serial: 1,
-            not_before: now().minus(86_400),
-            not_after: now().plus(86_400),
-            scope: Scope::default(),
-        }
-        .sign(&root)
-        .unwrap();
-        let mut policy = TrustPolicy::new();
-        policy.trust(root.public(), "bench").unwrap();
-        policy.learn_certificate(&cert).unwrap();
-        Self {
-            root,
-            signing,
-            cert,
-            policy,
-        }
-    }
-
-    fn bundle(&self, seq: u64) -> (Vec<u8>, Vec<u8>) {
-        let mut body = format!("<p>Story {seq}</p>").into_bytes();
-        body.resize(BODY, b'.');
-        let mut id = [0u8; 16];
-        id[..8].copy_from_slice(&seq.to_be_bytes());
-        let signed_at = now().minus(3600);
-        let m = Manifest {
-            format: FORMAT_VERSION,
-            publisher: self.root.public(),
-            certificate: CertId::of(&self.cert),
-            story: StoryId(id),
-            version: 1,
-            kind: Kind::Story,
-            sequence: seq,
-            supersedes: None,
-            signed_at,
-            metadata: Metadata {
-                title: format!("Story {seq}"),
-                language: "en".into(),
-                authors: vec![],
-                section: None,
-                published: signed_at,
-                updated: None,
-                original_url: None,
-                summary: None,
-            },
-            entries: vec![Entry {
-                path: BODY_PATH.into(),
-                media_type: BODY_MEDIA_TYPE.into(),
-                size: body.len() as u64,
-                hash: BlobHash::of(&body),
-            }],
-        };
-        (m.sign(&self.signing).unwrap(), body)
-    }
-
-    /// A store holding sequences 1..=n and a head for n; the bytes held.
-    fn store(&self, store: &Store, n: u64) -> u64 {
-        let cert = self.policy.verify_certificate(&self.cert).unwrap();
-        store.put_certificate(&cert).unwrap();
-        let mut bytes = 0;
-        let mut batch = Vec::new();
-        for seq in 1..=n {
-            let (m, body) = self.bundle(seq);
-            bytes += (m.len() + body.len()) as u64;
-            let vm = self.policy.verify_manifest(&m, now()).unwrap();
-            batch.push(self.policy.verify_bundle(vm, vec![body]).unwrap());
-            if batch.len() == 1024 {
-                store.ingest(&batch).unwrap();
-                batch.clear();
-            }
-        }
-        store.ingest(&batch).unwrap();
-        let head = Head {
-            format: FORMAT_VERSION,
-            publisher: self.root.public(),
-            certificate: CertId::of(&self.cert),
-            sequence: n,
-            issued_at: now().minus(60),
-            expires_at: now().plus(86_400),
-        }
-        .sign(&self.signing)
-        .unwrap();
-        let h = self.policy.verify_head(&head, now()).unwrap();
-        store.record_head(&h).unwrap();
-        bytes
-    }
-
-    async fn node(&self, store: Arc<Store>) -> (Network, libp2p::Multiaddr) {
-        let mut policy = TrustPolicy::new();
-        policy.trust(self.root.public(), "bench").unwrap();
-        store.load_trust(&mut policy, now()).unwrap();
-        let config = NetConfig {
-            sync_interval_secs: 3600,
-            ..NetConfig::for_tests()
-        };
-        let node = Network::spawn(
-            config,
-            libp2p::identity::Keypair::generate_ed25519(),
-            store,
-            policy,
-        )
-        .await
-        .unwrap();
-        let addr = node
-            .wait_listening(1, Duration::from_secs(10))
-            .await
-            .unwrap()
-            .pop()
-            .unwrap()
-            .with(libp2p::multiaddr::Protocol::P2p(node.peer_id()));
-        (node, addr)
-    }
-}
 
 /// Seconds to send `bytes` over one loopback TCP connection, 64 KiB at a
 /// time, until the receiver has read them all.
@@ -181,19 +46,6 @@ async fn raw_tcp(bytes: u64) -> f64 {
     }
     assert_eq!(reader.await.unwrap(), bytes);
     start.elapsed().as_secs_f64()
-}
-
-async fn wait_stored(events: &mut tokio::sync::broadcast::Receiver<NodeEvent>, n: u64) -> bool {
-    let mut stored = 0;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
-    while stored < n {
-        match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Ok(NodeEvent::Stored(_))) => stored += 1,
-            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
-            _ => return false,
-        }
-    }
-    true
 }
 
 async fn traffic(node: &Network) -> SyncTraffic {

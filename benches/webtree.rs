@@ -215,7 +215,6 @@ async fn web_pull(
     let dir = tempfile::TempDir::new().unwrap();
     let fresh = Arc::new(Store::open(dir.path(), StoreConfig::default()).unwrap());
     let (node, _) = f.node(fresh.clone()).await;
-    let mut events = node.events();
     let client = HttpClient::new(&[ca.to_owned()], None).unwrap();
     let flows = Flows::new(
         Source::parse(url).unwrap(),
@@ -240,6 +239,12 @@ async fn web_pull(
 
 fn main() {
     let quick = !std::env::args().any(|a| a == "--bench");
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let stories = if quick { 300 } else { STORIES };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -535,6 +535,14 @@ impl Actor {
     }
 
     pub(super) fn announce(&mut self, publisher: &PublicKey, a: Announcement) {
+        self.queue_announcement(publisher, a);
+        self.flush_outbox();
+    }
+
+    /// Queues an announcement without publishing: many at once (an
+    /// import's) are queued, then flushed once, since every flush tries
+    /// again all that wait for a peer.
+    pub(super) fn queue_announcement(&mut self, publisher: &PublicKey, a: Announcement) {
         let now = self.now().at;
         if !self
             .outbox
@@ -542,7 +550,6 @@ impl Actor {
         {
             warn!("announcement queue full; dropped the oldest (catch-up will carry it)");
         }
-        self.flush_outbox();
     }
 
     /// Publishes what waits; an announcement with no subscribed peer yet

@@ -271,7 +271,7 @@ impl Actor {
                         .and_then(|t| t.certificates().find(|c| c.id() == m.certificate))
                         .map(|c| c.bytes().to_vec());
                     if let Some(certificate) = cert {
-                        self.announce(
+                        self.queue_announcement(
                             &publisher,
                             Announcement::Bundle {
                                 certificate,
@@ -281,6 +281,7 @@ impl Actor {
                         self.emit(NodeEvent::Stored(id));
                     }
                 }
+                self.flush_outbox();
                 let _ = reply.send(Ok(report));
             }
             Done::Blob {

@@ -34,8 +34,11 @@ const HEAD_ALLOWANCE: u64 = 1024;
 /// bad path, not a byte count.
 const MIN_FREEZE: u64 = 4 * 1024;
 /// Requests that complete under a learned freeze count before it is
-/// raised by a quarter, in case the path got better.
+/// raised by a quarter, in case the path got better; doubled each time
+/// the raised count froze again, up to [`MAX_PROBE_AFTER`].
 const PROBE_AFTER: u32 = 64;
+/// The longest wait between raises of the freeze count.
+const MAX_PROBE_AFTER: u32 = 8192;
 /// Failures in a row after which a flow gives up.
 const FLOW_FAILURES: u32 = 4;
 
@@ -46,6 +49,10 @@ struct Health {
     freeze_at: Option<u64>,
     /// Requests completed under the freeze count since it was last set.
     clean: u32,
+    /// Clean requests before the count is raised (0: [`PROBE_AFTER`]).
+    probe_after: u32,
+    /// The count was raised and has not frozen since.
+    probed: bool,
     /// Bytes per second, smoothed.
     rate: Option<f64>,
     /// Connections opened.
@@ -177,14 +184,19 @@ impl Flows {
                 }
                 h.freeze_at = Some(h.freeze_at.map_or(conn_read, |f| f.min(conn_read)));
                 h.clean = 0;
+                if std::mem::take(&mut h.probed) {
+                    // The censor is still there: probe less often.
+                    h.probe_after = (h.probe_after.max(PROBE_AFTER) * 2).min(MAX_PROBE_AFTER);
+                }
             }
             // A stalled flow is also a slow one.
             h.rate = h.rate.map(|r| r / 2.0);
         } else if let Some(f) = h.freeze_at {
             h.clean += 1;
-            if h.clean >= PROBE_AFTER {
+            if h.clean >= h.probe_after.max(PROBE_AFTER) {
                 h.freeze_at = Some(f + f / 4);
                 h.clean = 0;
+                h.probed = true;
             }
         }
     }

@@ -134,12 +134,21 @@ impl Puller {
         };
         let mut report = PullReport::default();
         for seg in index.from_position(from).to_vec() {
+            let started = Instant::now();
             let bytes = flows
                 .fetch_object(&seg.hash, seg.len, None)
                 .await
                 .map_err(|(e, _)| e)?;
+            let fetched = started.elapsed();
             let page = tree::decode_segment(&bytes)?;
             self.segment(flows, page, &mut report).await?;
+            debug!(
+                from = seg.from,
+                bytes = seg.len,
+                ?fetched,
+                imported = ?(started.elapsed() - fetched),
+                "web segment read"
+            );
             report.segments += 1;
             let store = self.store.clone();
             let key = key.clone();

@@ -84,6 +84,35 @@ fn publish_with_image(data: &Path, newsroom: &Path, title: &str, bytes: usize) {
     );
 }
 
+/// nginx serving `tree` at `/tree/` on a free port, once it listens;
+/// `None` (the test skipped, and saying so) without nginx.
+fn nginx(dir: &Path, tree: &Path, certs: &common::tls::Certs) -> Option<(Killed, u16)> {
+    let web = dir.join("nginx");
+    std::fs::create_dir_all(&web).unwrap();
+    let port = free_port();
+    std::fs::write(web.join("nginx.conf"), nginx_conf(&web, port, tree, certs)).unwrap();
+    let spawned = Command::new("nginx")
+        .arg("-p")
+        .arg(&web)
+        .arg("-c")
+        .arg(web.join("nginx.conf"))
+        .arg("-e")
+        .arg(web.join("error.log"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn();
+    let Ok(child) = spawned else {
+        common::lab::skip(
+            "nginx is not installed (Debian's nginx-light): the web tree test is skipped",
+        );
+        return None;
+    };
+    let nginx = Killed(child);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_until("nginx to listen", || TcpStream::connect(addr).is_ok());
+    Some((nginx, port))
+}
+
 fn held(reader: &Path, n: usize) -> bool {
     ok(reader, &["status"]).contains(&format!("stories held: {n}"))
 }
@@ -120,33 +149,9 @@ fn a_quiet_reader_reads_a_web_tree_from_nginx_and_refuses_a_damaged_file() {
     bad[150 * 1024] ^= 0xFF;
     std::fs::write(&image, &bad).unwrap();
 
-    let web = dir.path().join("nginx");
-    std::fs::create_dir_all(&web).unwrap();
-    let port = free_port();
-    std::fs::write(
-        web.join("nginx.conf"),
-        nginx_conf(&web, port, &tree, &certs),
-    )
-    .unwrap();
-    let spawned = Command::new("nginx")
-        .arg("-p")
-        .arg(&web)
-        .arg("-c")
-        .arg(web.join("nginx.conf"))
-        .arg("-e")
-        .arg(web.join("error.log"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn();
-    let Ok(child) = spawned else {
-        common::lab::skip(
-            "nginx is not installed (Debian's nginx-light): the web tree test is skipped",
-        );
+    let Some((_nginx, port)) = nginx(dir.path(), &tree, &certs) else {
         return;
     };
-    let _nginx = Killed(child);
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    wait_until("nginx to listen", || TcpStream::connect(addr).is_ok());
 
     std::fs::write(
         reader.join("config.toml"),
@@ -185,4 +190,51 @@ fn a_quiet_reader_reads_a_web_tree_from_nginx_and_refuses_a_damaged_file() {
         "a later story came in {:?} after its export",
         later.elapsed()
     );
+}
+
+#[test]
+fn a_web_tree_named_only_by_the_signed_mirror_list_is_read() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let certs = certs(&dir.path().join("certs"), "localhost");
+    let newsroom_data = dir.path().join("newsroom-data");
+    let reader = dir.path().join("reader");
+    let newsroom = dir.path().join("newsroom");
+    ok(
+        &newsroom_data,
+        &[
+            "newsroom",
+            "init",
+            "--name",
+            "listed-web",
+            "--dir",
+            s(&newsroom),
+        ],
+    );
+    publish(&newsroom_data, &newsroom, "Found through the list");
+    let tree = dir.path().join("tree");
+    ok(&newsroom_data, &["export", "--web", s(&tree)]);
+    let Some((_nginx, port)) = nginx(dir.path(), &tree, &certs) else {
+        return;
+    };
+    let url = format!("https://localhost:{port}/tree/");
+    ok(
+        &newsroom_data,
+        &[
+            "newsroom",
+            "mirrors",
+            "--dir",
+            s(&newsroom),
+            "--https",
+            &url,
+        ],
+    );
+    // The reader is handed the publisher file, list inside, and nothing
+    // else: no peer, no web source of its own.
+    ok(
+        &reader,
+        &["trust", "add", s(&newsroom.join("listed-web.toml"))],
+    );
+    std::fs::write(reader.join("config.toml"), "[web]\npoll_secs = 1\n").unwrap();
+    let _r = NodeProcess::start_with(&reader, &["--no-mdns", "--tls-root", s(&certs.ca)]);
+    wait_until("the story from the listed web tree", || held(&reader, 1));
 }

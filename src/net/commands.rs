@@ -265,7 +265,15 @@ impl Actor {
                 reply,
             } => {
                 self.absorb(&policy);
+                // What a quiet reader imports (an archive carried by hand,
+                // a web tree it read) is never announced: mirrors
+                // subscribed to the topic would learn what it holds.
+                let serves = self.config.role().serves();
                 for (publisher, id, manifest, m) in announce {
+                    if !serves {
+                        self.emit(NodeEvent::Stored(id));
+                        continue;
+                    }
                     let cert = policy
                         .publisher(&publisher)
                         .and_then(|t| t.certificates().find(|c| c.id() == m.certificate))

@@ -43,11 +43,27 @@ impl Outbox {
 
     /// Tries every waiting announcement with `send`, keeping those it says
     /// to try later, unless they waited longer than [`OUTBOX_TTL`].
+    ///
+    /// Once a topic's announcement is to go later, the rest of that topic
+    /// waits untried: with no peer on the topic, each try builds and signs
+    /// a message for nothing, and a full queue tried at every flush cost
+    /// thousands of them.
     pub fn flush(&mut self, now: Time, mut send: impl FnMut(&str, &[u8]) -> Sent) {
         let mut keep = VecDeque::new();
+        let mut later: Vec<String> = Vec::new();
         while let Some((topic, data, since)) = self.queue.pop_front() {
-            if send(&topic, &data) == Sent::Later && now.since(since) < OUTBOX_TTL {
-                keep.push_back((topic, data, since));
+            let fresh = now.since(since) < OUTBOX_TTL;
+            if later.contains(&topic) {
+                if fresh {
+                    keep.push_back((topic, data, since));
+                }
+                continue;
+            }
+            if send(&topic, &data) == Sent::Later {
+                later.push(topic.clone());
+                if fresh {
+                    keep.push_back((topic, data, since));
+                }
             }
         }
         self.queue = keep;
@@ -87,6 +103,33 @@ mod tests {
         assert_eq!(o.len(), 1);
         o.flush(t + OUTBOX_TTL, |_, _| Sent::Later);
         assert!(o.is_empty());
+    }
+
+    #[test]
+    fn a_topic_that_must_wait_is_tried_once_per_flush() {
+        let mut o = Outbox::default();
+        for i in 0..100u8 {
+            o.push("quiet".into(), vec![i], Time::ZERO);
+            o.push("busy".into(), vec![i], Time::ZERO);
+        }
+        let mut tries = (0, 0);
+        o.flush(Time::ZERO, |topic, _| {
+            if topic == "quiet" {
+                tries.0 += 1;
+                Sent::Later
+            } else {
+                tries.1 += 1;
+                Sent::Done
+            }
+        });
+        assert_eq!(tries, (1, 100));
+        assert_eq!(o.len(), 100, "the waiting topic keeps all it had");
+        let mut order = Vec::new();
+        o.flush(Time::ZERO, |_, data| {
+            order.push(data[0]);
+            Sent::Done
+        });
+        assert_eq!(order, (0..100).collect::<Vec<u8>>(), "in order");
     }
 
     #[test]

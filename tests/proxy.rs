@@ -5,10 +5,8 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use common::process::{
@@ -78,50 +76,9 @@ fn a_quiet_reader_reaches_its_mirror_through_a_socks5_proxy() {
     through(&format!("socks5h://127.0.0.1:{port}"), proxy);
 }
 
-/// A CONNECT proxy: one thread per client, bytes copied both ways.
-/// Records each CONNECT target.
-fn connect_proxy() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let asked = Arc::new(Mutex::new(Vec::new()));
-    let seen = asked.clone();
-    std::thread::spawn(move || {
-        for client in listener.incoming().flatten() {
-            let seen = seen.clone();
-            std::thread::spawn(move || {
-                let mut client = client;
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
-                    if client.read_exact(&mut byte).is_err() {
-                        return;
-                    }
-                    head.push(byte[0]);
-                }
-                let text = String::from_utf8_lossy(&head).into_owned();
-                let target = text.split_whitespace().nth(1).unwrap_or("").to_owned();
-                seen.lock().unwrap().push(target.clone());
-                let Ok(upstream) = TcpStream::connect(&target) else {
-                    let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n");
-                    return;
-                };
-                let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
-                let (mut c2, mut u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
-                let mut upstream = upstream;
-                std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut c2, &mut u2);
-                    let _ = u2.shutdown(std::net::Shutdown::Write);
-                });
-                let _ = std::io::copy(&mut upstream, &mut client);
-            });
-        }
-    });
-    (addr, asked)
-}
-
 #[test]
 fn a_quiet_reader_reaches_its_mirror_through_an_http_connect_proxy() {
-    let (proxy, asked) = connect_proxy();
+    let (proxy, asked) = common::connect::connect_proxy();
     through(&format!("http://{proxy}"), proxy);
     let asked = asked.lock().unwrap();
     assert!(

@@ -238,3 +238,79 @@ fn a_web_tree_named_only_by_the_signed_mirror_list_is_read() {
     let _r = NodeProcess::start_with(&reader, &["--no-mdns", "--tls-root", s(&certs.ca)]);
     wait_until("the story from the listed web tree", || held(&reader, 1));
 }
+
+#[test]
+fn a_blob_missing_from_the_host_skips_its_bundle_not_the_tree() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let certs = certs(&dir.path().join("certs"), "localhost");
+    let (newsroom_data, reader, newsroom) =
+        newsroom_and_reader(dir.path(), "newsroom-data", "reader", "web-gaps");
+    publish_with_image(
+        &newsroom_data,
+        &newsroom,
+        "A photo the host lost",
+        100 * 1024,
+    );
+    publish(&newsroom_data, &newsroom, "A later story");
+    let tree = dir.path().join("tree");
+    ok(&newsroom_data, &["export", "--web", s(&tree)]);
+    // The host lost the photo (the largest file) and its outboard.
+    let image = std::fs::read_dir(tree.join("o"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_none())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    std::fs::remove_file(&image).unwrap();
+    let Some((_nginx, port)) = nginx(dir.path(), &tree, &certs) else {
+        return;
+    };
+    std::fs::write(reader.join("config.toml"), "[web]\npoll_secs = 1\n").unwrap();
+    let _r = NodeProcess::start_with(
+        &reader,
+        &[
+            "--no-mdns",
+            "--web-source",
+            &format!("https://localhost:{port}/tree/"),
+            "--tls-root",
+            s(&certs.ca),
+        ],
+    );
+    wait_until("the later story", || held(&reader, 1));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(held(&reader, 1), "{}", ok(&reader, &["status"]));
+}
+
+#[test]
+fn the_web_channel_goes_through_the_proxy_option() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let certs = certs(&dir.path().join("certs"), "localhost");
+    let (newsroom_data, reader, newsroom) =
+        newsroom_and_reader(dir.path(), "newsroom-data", "reader", "web-proxied");
+    publish(&newsroom_data, &newsroom, "Through the proxy");
+    let tree = dir.path().join("tree");
+    ok(&newsroom_data, &["export", "--web", s(&tree)]);
+    let Some((_nginx, port)) = nginx(dir.path(), &tree, &certs) else {
+        return;
+    };
+    let (proxy, asked) = common::connect::connect_proxy();
+    std::fs::write(reader.join("config.toml"), "[web]\npoll_secs = 1\n").unwrap();
+    let _r = NodeProcess::start_with(
+        &reader,
+        &[
+            "--no-mdns",
+            "--proxy",
+            &format!("http://{proxy}"),
+            "--web-source",
+            &format!("https://localhost:{port}/tree/"),
+            "--tls-root",
+            s(&certs.ca),
+        ],
+    );
+    wait_until("the story through the proxy", || held(&reader, 1));
+    let asked = asked.lock().unwrap();
+    assert!(
+        asked.iter().any(|t| *t == format!("localhost:{port}")),
+        "the web source's name went to the proxy unresolved: {asked:?}"
+    );
+}

@@ -220,18 +220,40 @@ impl Puller {
                         }
                         let mut one = Archive::new(&certificates)?;
                         one.frame(FrameTag::Manifest, &b.manifest)?;
+                        let mut whole = true;
                         for e in &m.entries {
                             let blob = match self.store.blob(&e.hash)? {
                                 Some(b) => b,
                                 None => {
                                     report.blobs += 1;
-                                    self.blob(flows, e.hash.as_bytes(), e.size).await?
+                                    match self.blob(flows, e.hash.as_bytes(), e.size).await {
+                                        Ok(b) => b,
+                                        // The export writes blobs before the
+                                        // segments naming them: a host
+                                        // without one is broken, and waiting
+                                        // on it would stop the whole tree
+                                        // here. The bundle is skipped (other
+                                        // channels may bring it).
+                                        Err(WebError::NotFound(file)) => {
+                                            warn!(
+                                                source = flows.source().url(),
+                                                "{file} is missing: bundle skipped"
+                                            );
+                                            whole = false;
+                                            break;
+                                        }
+                                        Err(e) => return Err(e),
+                                    }
                                 }
                             };
                             one.frame(FrameTag::Blob, &blob)?;
                         }
-                        let r = self.import(one.finish()?).await?;
-                        report.add(&r);
+                        if whole {
+                            let r = self.import(one.finish()?).await?;
+                            report.add(&r);
+                        } else {
+                            report.refused += 1;
+                        }
                     }
                 },
             }

@@ -2,6 +2,7 @@
 //! manifests, heads, certificates and revocations at chosen times.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod connect;
 pub mod gateway;
 pub mod lab;
 pub mod mirrors;

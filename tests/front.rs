@@ -295,3 +295,42 @@ async fn only_a_dialer_that_names_the_node_completes_the_handshake() {
     assert!(!e.contains(&peer.to_string()), "{e}");
     drop(node);
 }
+
+/// A mirror's front serves the web tree its node keeps inside the site:
+/// a reader that knows only the tree's address reads the story from it,
+/// in ranges, as from any static server.
+#[test]
+fn a_front_serves_the_web_tree_its_node_keeps() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let certs = certs(&dir.path().join("certs"), "localhost");
+    let (mirror, reader, newsroom) =
+        newsroom_and_reader(dir.path(), "mirror", "reader", "front-tree");
+    let site = dir.path().join("site");
+    std::fs::create_dir_all(site.join("tree")).unwrap();
+    std::fs::write(site.join("index.html"), "<html><body>A blog</body></html>").unwrap();
+    std::fs::create_dir_all(&mirror).unwrap();
+    std::fs::write(
+        mirror.join("config.toml"),
+        format!(
+            "[web]\nexport_dir = {:?}\nexport_secs = 1\n",
+            site.join("tree").display().to_string()
+        ),
+    )
+    .unwrap();
+    let (_m, front) = mirror_with_front(&mirror, &certs, &["--front-site", s(&site)]);
+    publish(&mirror, &newsroom, "From the front's own tree");
+    std::fs::write(reader.join("config.toml"), "[web]\npoll_secs = 1\n").unwrap();
+    let _r = NodeProcess::start_with(
+        &reader,
+        &[
+            "--no-mdns",
+            "--web-source",
+            &format!("https://localhost:{}/tree/", front.port()),
+            "--tls-root",
+            s(&certs.ca),
+        ],
+    );
+    wait_until("the story from the front's tree", || {
+        ok(&reader, &["status"]).contains("stories held: 1")
+    });
+}

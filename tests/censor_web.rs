@@ -64,36 +64,15 @@ fn setup() -> Setup {
 fn nginx(lab: &Lab, s: &Setup) -> Killed {
     let d = lab.dir().join("nginx");
     std::fs::create_dir_all(&d).unwrap();
-    let conf = format!(
-        r#"daemon off;
-master_process off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    server {{
-        listen {OUTSIDE_IP}:443 ssl;
-        server_name {WEB_NAME};
-        ssl_certificate {cert};
-        ssl_certificate_key {key};
-        location /tree/ {{
-            alias {tree}/;
-            default_type application/octet-stream;
-        }}
-    }}
-}}
-"#,
-        d = d.display(),
-        cert = s.certs.cert.display(),
-        key = s.certs.key.display(),
-        tree = s.tree.display(),
+    let conf = common::nginx::conf(
+        &d,
+        &format!(
+            "        listen {OUTSIDE_IP}:443 ssl;\n        server_name {WEB_NAME};\n        \
+             ssl_certificate {};\n        ssl_certificate_key {};\n{}",
+            s.certs.cert.display(),
+            s.certs.key.display(),
+            common::nginx::tree_locations(&s.tree)
+        ),
     );
     std::fs::write(d.join("nginx.conf"), conf).unwrap();
     let mut cmd = Command::new("nginx");

@@ -19,42 +19,15 @@ use common::tls::certs;
 /// nginx serving `root` as the tree at `/tree/` over TLS, as
 /// docs/censorship.md sets one up.
 fn nginx_conf(dir: &Path, port: u16, root: &Path, certs: &common::tls::Certs) -> String {
-    let d = dir.display();
-    format!(
-        r#"daemon off;
-master_process off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    server {{
-        listen 127.0.0.1:{port} ssl;
-        server_name localhost;
-        ssl_certificate {cert};
-        ssl_certificate_key {key};
-        location /tree/ {{
-            alias {root}/;
-            default_type application/octet-stream;
-            add_header Cache-Control "public, max-age=31536000, immutable";
-        }}
-        location = /tree/index.kolokol {{
-            alias {root}/index.kolokol;
-            default_type application/octet-stream;
-            add_header Cache-Control "no-cache";
-        }}
-    }}
-}}
-"#,
-        cert = certs.cert.display(),
-        key = certs.key.display(),
-        root = root.display(),
+    common::nginx::conf(
+        dir,
+        &format!(
+            "        listen 127.0.0.1:{port} ssl;\n        server_name localhost;\n        \
+             ssl_certificate {};\n        ssl_certificate_key {};\n{}",
+            certs.cert.display(),
+            certs.key.display(),
+            common::nginx::tree_locations(root)
+        ),
     )
 }
 

@@ -7,6 +7,7 @@ pub mod gateway;
 pub mod lab;
 pub mod mirrors;
 pub mod net;
+pub mod nginx;
 pub mod process;
 pub mod recording;
 pub mod sockets;

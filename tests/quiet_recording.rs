@@ -255,3 +255,42 @@ async fn quiet_readers_name_nothing_they_trust_and_cannot_be_told_apart() {
     .await
     .expect("the test finishes in time");
 }
+
+/// What a quiet reader imports (an archive carried by hand, a web tree it
+/// read) it keeps to itself: a mirror subscribed to the publisher's topic
+/// receives no announcement of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_reader_does_not_announce_what_it_imports() {
+    timeout(QUICK, async {
+        let p = Publisher::new(5);
+        let mirror = HostileMirror::spawn(MirrorConfig {
+            topics: vec![wire::topic_name(&p.public())],
+            ..MirrorConfig::default()
+        })
+        .await;
+        let r = spawn_on(&[&p], memory_store(), quiet()).await;
+        let id = r.node.peer_id();
+        r.node.dial(mirror.addr.clone()).await.unwrap();
+        mirror
+            .log
+            .wait_for("the reader's identify", Duration::from_secs(10), |log| {
+                log.iter()
+                    .any(|e| matches!(e, Observed::Identify { peer, .. } if *peer == id))
+                    .then_some(())
+            })
+            .await;
+        let report = r.node.import_bytes(archive(&p, 5, 200)).await.unwrap();
+        assert_eq!(report.new, 5);
+        // Gossipsub's heartbeat is 200 ms: an announcement would be out.
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        let gossip: Vec<Observed> = mirror
+            .log
+            .entries()
+            .into_iter()
+            .filter(|e| e.peer() == Some(id) && matches!(e, Observed::Gossip { .. }))
+            .collect();
+        assert!(gossip.is_empty(), "the reader announced {gossip:?}");
+    })
+    .await
+    .expect("the test finishes in time");
+}

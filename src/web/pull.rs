@@ -29,6 +29,8 @@ use crate::store::archive::{self, ImportReport};
 
 /// Partly read blobs kept for the next try, at most.
 const MAX_PARTIAL: usize = 4;
+/// Bytes of partly read blobs kept, at most (each holds its whole size).
+const MAX_PARTIAL_BYTES: u64 = 128 * 1024 * 1024;
 /// Waits at most this long between looks at the sources.
 const TICK: Duration = Duration::from_secs(5);
 /// The first wait after a source failed; doubled up to the poll interval.
@@ -277,12 +279,28 @@ impl Puller {
             Ok(b) => Ok(b),
             Err((e, kept)) => {
                 if let Some(a) = kept {
-                    if self.partial.len() >= MAX_PARTIAL
-                        && let Some(k) = self.partial.keys().next().copied()
+                    let size = a.outboard().size();
+                    let held = |p: &HashMap<[u8; 32], Assembly>| -> u64 {
+                        p.values().map(|a| a.outboard().size()).sum()
+                    };
+                    while !self.partial.is_empty()
+                        && (self.partial.len() >= MAX_PARTIAL
+                            || held(&self.partial) + size > MAX_PARTIAL_BYTES)
                     {
+                        // The one with the least checked is given up first.
+                        let Some(k) = self
+                            .partial
+                            .iter()
+                            .min_by_key(|(_, a)| a.verified_bytes())
+                            .map(|(k, _)| *k)
+                        else {
+                            break;
+                        };
                         self.partial.remove(&k);
                     }
-                    self.partial.insert(*hash, a);
+                    if size <= MAX_PARTIAL_BYTES {
+                        self.partial.insert(*hash, a);
+                    }
                 }
                 Err(e)
             }

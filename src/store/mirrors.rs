@@ -111,15 +111,7 @@ impl Store {
         policy: &TrustPolicy,
         now: Timestamp,
     ) -> Result<Vec<String>, StoreError> {
-        let mut out: Vec<String> = Vec::new();
-        for list in self.lists_in_force(policy, now)? {
-            for a in list.libp2p {
-                if !out.contains(&a) {
-                    out.push(a);
-                }
-            }
-        }
-        Ok(out)
+        Ok(distinct(self.lists_in_force(policy, now)?, |l| l.libp2p))
     }
 
     /// The `https://` web-tree URLs of the mirror lists in force under
@@ -129,16 +121,18 @@ impl Store {
         policy: &TrustPolicy,
         now: Timestamp,
     ) -> Result<Vec<String>, StoreError> {
-        let mut out: Vec<String> = Vec::new();
-        for list in self.lists_in_force(policy, now)? {
-            for u in list.https {
-                if !out.contains(&u) {
-                    out.push(u);
-                }
-            }
-        }
-        Ok(out)
+        Ok(distinct(self.lists_in_force(policy, now)?, |l| l.https))
     }
+}
+
+/// The entries `pick` takes from each list, in order, each once.
+fn distinct(lists: Vec<MirrorList>, pick: impl Fn(MirrorList) -> Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    lists
+        .into_iter()
+        .flat_map(pick)
+        .filter(|e| seen.insert(e.clone()))
+        .collect()
 }
 
 fn decode_list(bytes: &[u8]) -> Result<MirrorList, StoreError> {

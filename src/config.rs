@@ -64,6 +64,54 @@ impl Config {
         Self::load_file(&data_dir.join("config.toml"))
     }
 
+    /// The settings of a sealed data directory: the sealed text `base`,
+    /// with the plain file at `path` (if there is one) laid over it, key
+    /// by key. The plain file of a sealed directory holds what is needed
+    /// before unlocking; anything added there later also counts.
+    pub fn load_layered(base: Option<&str>, path: &Path) -> Result<Self, ConfigError> {
+        let Some(base) = base else {
+            return Self::load_file(path);
+        };
+        let text = Self::layered_text(base, path)?;
+        toml::from_str(&text).map_err(|e| ConfigError {
+            path: "the settings".into(),
+            reason: e.message().to_string(),
+        })
+    }
+
+    /// The text of [`Config::load_layered`]'s settings, as one file.
+    pub fn layered_text(base: &str, path: &Path) -> Result<String, ConfigError> {
+        let err = |what: &str, reason: String| ConfigError {
+            path: what.to_owned(),
+            reason,
+        };
+        let mut table: toml::Table = toml::from_str(base)
+            .map_err(|e| err("the sealed settings", e.message().to_string()))?;
+        if path.exists() {
+            let text = crate::files::read_bounded_text(path, 1024 * 1024)
+                .map_err(|e| err(&path.display().to_string(), e.to_string()))?;
+            let over: toml::Table = toml::from_str(&text)
+                .map_err(|e| err(&path.display().to_string(), e.message().to_string()))?;
+            merge(&mut table, over);
+        }
+        toml::to_string(&table).map_err(|e| err("the settings", e.to_string()))
+    }
+
+    /// The part of these settings a sealed directory keeps in plain text:
+    /// where the control API, the gateway (and its lock page) and the
+    /// metrics listen. Nothing in it names a publisher, a peer or a source.
+    pub fn unlocking_part(&self) -> String {
+        let mut t = toml::Table::new();
+        t.insert("control".into(), self.control.clone().into());
+        if let Some(m) = &self.metrics {
+            t.insert("metrics".into(), m.clone().into());
+        }
+        if let Ok(g) = toml::Value::try_from(&self.gateway) {
+            t.insert("gateway".into(), g);
+        }
+        toml::to_string(&t).unwrap_or_default()
+    }
+
     /// Reads a configuration file, or the defaults when there is none.
     pub fn load_file(path: &Path) -> Result<Self, ConfigError> {
         let path = path.to_owned();
@@ -77,5 +125,17 @@ impl Config {
         let text =
             crate::files::read_bounded_text(&path, 1024 * 1024).map_err(|e| err(e.to_string()))?;
         toml::from_str(&text).map_err(|e| err(e.message().to_string()))
+    }
+}
+
+/// Lays `over` on `base`: tables merge key by key, anything else replaces.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
     }
 }

@@ -39,6 +39,7 @@ pub mod net;
 pub mod newsroom;
 pub mod node;
 pub mod proto;
+pub mod seal;
 pub mod store;
 pub mod sync;
 pub mod trust;

@@ -16,7 +16,6 @@ use crate::proto::{
     BundleId, Head, KeyCertificate, Manifest, Revocation, TrustPolicy, VerifiedBundle,
     decode_unverified,
 };
-use crate::trust::TrustList;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum BundleCommand {
@@ -167,7 +166,7 @@ fn read_bundle_file(path: &Path) -> Result<BundleFile> {
 }
 
 pub(super) fn verify(args: VerifyArgs, data: &Path) -> Result<ExitCode> {
-    let trust = TrustList::open(data)?;
+    let trust = super::store::trust_list(data)?;
     let names: std::collections::HashMap<_, _> = trust
         .list()?
         .into_iter()

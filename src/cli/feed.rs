@@ -17,7 +17,6 @@ use crate::newsroom::fetch::Fetcher;
 use crate::newsroom::{Newsroom, Published};
 use crate::node::control::ControlClient;
 use crate::store::archive;
-use crate::trust::TrustList;
 
 /// The shortest `--watch` interval: a feed is the newsroom's own server's
 /// load, and news does not change by the second.
@@ -190,7 +189,7 @@ impl Target {
             return Ok(Target::Node(client));
         }
         let store = open_store(data)?;
-        let trust = TrustList::open(data)?;
+        let trust = super::store::trust_list(data)?;
         if !trust.policy()?.is_trusted(&newsroom.root_public()) {
             trust.add(&newsroom.public_file_path())?;
             eprintln!("added {} to this node's trust list", newsroom.config().name);

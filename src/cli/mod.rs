@@ -6,6 +6,7 @@ mod feed;
 mod mirrors;
 mod newsroom;
 mod node;
+mod seal;
 mod store;
 mod trust;
 
@@ -69,6 +70,12 @@ enum Command {
     Node(node::NodeArgs),
     /// Show the running node's peers, topics and, per publisher, what is held and missing.
     Status,
+    /// Encrypt the data directory (store, trust list, identity, settings) under a passphrase.
+    Seal(seal::SealArgs),
+    /// Turn a sealed data directory back into plain files.
+    Unseal,
+    /// Destroy the data directory: its key first (unreadable within a second), then the rest.
+    Wipe(seal::WipeArgs),
 }
 
 /// The data directory: `--data-dir`, `$KOLOKOL_DATA_DIR`, or the platform's.
@@ -188,5 +195,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Import(args) => store::import(args, &data),
         Command::Node(args) => node::run_node(args, &data),
         Command::Status => node::status(&data),
+        Command::Seal(args) => seal::seal(args, &data),
+        Command::Unseal => seal::unseal(&data),
+        Command::Wipe(args) => seal::wipe(args, &data),
     }
 }

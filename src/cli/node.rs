@@ -7,7 +7,6 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::{display, now};
-use crate::config::Config;
 use crate::node::control::ControlClient;
 use crate::store::archive::ranges_text;
 
@@ -98,16 +97,21 @@ pub(super) struct NodeArgs {
     /// kept in DATA_DIR/front.path].
     #[arg(long, value_name = "PATH")]
     front_path: Option<String>,
+    /// Seal the data directory first if it is not (asks for a new
+    /// passphrase, or takes KOLOKOL_PASSPHRASE).
+    #[arg(long)]
+    sealed: bool,
     /// A folder of static files the front serves to everyone else.
     #[arg(long, value_name = "DIR")]
     front_site: Option<PathBuf>,
 }
 
 pub(super) fn run_node(args: NodeArgs, data: &Path) -> Result<ExitCode> {
-    let mut config = match &args.config {
-        Some(path) => Config::load_file(path)?,
-        None => Config::load(data)?,
-    };
+    if args.sealed && !crate::seal::DataDir::is_sealed(data) {
+        super::seal::seal(super::seal::SealArgs::default(), data)?;
+    }
+    let dir = super::seal::open_dir(data)?;
+    let mut config = dir.config(args.config.as_deref())?;
     if !args.listen.is_empty() {
         config.net.listen = Some(args.listen);
     }
@@ -171,7 +175,7 @@ pub(super) fn run_node(args: NodeArgs, data: &Path) -> Result<ExitCode> {
     // node starts then stops it once started.
     runtime.block_on(async {
         let shutdown = crate::node::shutdown_signal();
-        crate::node::run(data, config, shutdown).await
+        crate::node::run(dir, config, shutdown).await
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -180,7 +184,7 @@ pub(super) fn status(data: &Path) -> Result<ExitCode> {
     let Some(client) = ControlClient::for_data_dir(data) else {
         println!("no node is running on {}", display(data));
         let store = super::store::open_store(data)?;
-        let names = crate::trust::TrustList::open(data)?.list()?;
+        let names = super::seal::open_dir(data)?.trust()?.list()?;
         for p in names {
             let held = ranges_text(&store.held_ranges(&p.root_key)?);
             println!(

@@ -12,7 +12,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::bundle::{CreateArgs, create};
 use super::newsroom::newsroom_dir;
 use super::{display, now, parse_time, printable};
-use crate::config::Config;
 use crate::newsroom::Newsroom;
 use crate::node::control::ControlClient;
 use crate::proto::{BundleId, PublicKey, TrustPolicy};
@@ -81,14 +80,20 @@ pub(super) struct ImportArgs {
 
 /// Opens the data directory's store.
 pub(crate) fn open_store(data: &Path) -> Result<Store> {
-    let config = Config::load(data)?;
+    let dir = super::seal::open_dir(data)?;
+    let config = dir.config(None)?;
     fs::create_dir_all(data).with_context(|| display(data))?;
-    Ok(Store::open(&data.join("store"), config.store)?)
+    Ok(dir.open_store(config.store)?)
+}
+
+/// The data directory's trust list.
+pub(crate) fn trust_list(data: &Path) -> Result<TrustList> {
+    Ok(super::seal::open_dir(data)?.trust()?)
 }
 
 /// The trust list's policy, taught what the store knows.
 pub(super) fn policy(data: &Path, store: &Store) -> Result<TrustPolicy> {
-    let mut policy = TrustList::open(data)?.policy()?;
+    let mut policy = trust_list(data)?.policy()?;
     store.load_trust(&mut policy, now())?;
     Ok(policy)
 }
@@ -114,7 +119,7 @@ fn resolve_publisher(data: &Path, text: &str) -> Result<PublicKey> {
     if let Ok(k) = text.parse::<PublicKey>() {
         return Ok(k);
     }
-    TrustList::open(data)?
+    trust_list(data)?
         .list()?
         .into_iter()
         .find(|p| p.name == text)
@@ -156,7 +161,7 @@ pub(super) fn run_store(cmd: StoreCommand, data: &Path) -> Result<ExitCode> {
             if let Some(q) = store.config().quota_bytes {
                 println!("quota:     {q} bytes");
             }
-            let names: std::collections::HashMap<_, _> = TrustList::open(data)?
+            let names: std::collections::HashMap<_, _> = trust_list(data)?
                 .list()?
                 .into_iter()
                 .map(|p| (p.root_key, p.name))
@@ -405,7 +410,7 @@ pub(super) fn publish(args: CreateArgs, data: &Path) -> Result<ExitCode> {
     }
     let store = open_store(data)?;
     // A newsroom's own node trusts the newsroom.
-    let trust = TrustList::open(data)?;
+    let trust = trust_list(data)?;
     if !trust.policy()?.is_trusted(&newsroom.root_public()) {
         trust.add(&newsroom.public_file_path())?;
         eprintln!("added {} to this node's trust list", newsroom.config().name);

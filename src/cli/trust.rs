@@ -6,8 +6,6 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Subcommand;
 
-use crate::trust::TrustList;
-
 #[derive(Debug, Subcommand)]
 pub(super) enum TrustCommand {
     /// Trust the publisher described by a publisher file (from `keys/` or a newsroom).
@@ -25,7 +23,7 @@ pub(super) enum TrustCommand {
 }
 
 pub(super) fn run(cmd: TrustCommand, data: &Path) -> Result<ExitCode> {
-    let list = TrustList::open(data)?;
+    let list = super::store::trust_list(data)?;
     match cmd {
         TrustCommand::Add { file } => {
             let p = crate::trust::PublisherFile::load(&file)?;

@@ -183,7 +183,7 @@ impl KdfParams {
         Ok(params)
     }
 
-    fn derive(
+    pub(crate) fn derive(
         &self,
         passphrase: &[u8],
         salt: &[u8; SALT_LEN],

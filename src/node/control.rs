@@ -53,9 +53,21 @@ pub struct NodeFile {
 pub(crate) struct ApiState {
     pub(crate) node: Network,
     pub(crate) token: String,
-    pub(crate) data_dir: std::path::PathBuf,
+    /// The node's trust list (sealed when the data directory is).
+    pub(crate) trust: TrustList,
     /// The publishers the node carries, by name; empty for all.
     pub(crate) carry: Vec<String>,
+    /// Told when a client asks the node to stop (`kolokol wipe`).
+    pub(crate) stop: std::sync::Arc<tokio::sync::Notify>,
+}
+
+/// Asks the node to stop at once: it drops its key and its store.
+async fn stop(State(s): State<ApiState>, headers: HeaderMap) -> Response {
+    if !authorized(&s, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong control token");
+    }
+    s.stop.notify_one();
+    axum::Json(serde_json::json!({ "stopping": true })).into_response()
 }
 
 #[derive(Serialize, Deserialize)]
@@ -204,10 +216,7 @@ async fn untrust(State(s): State<ApiState>, headers: HeaderMap, body: String) ->
         return error(StatusCode::UNAUTHORIZED, "missing or wrong control token");
     }
     let name = body.trim();
-    let list = match TrustList::open(&s.data_dir) {
-        Ok(l) => l,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
-    };
+    let list = &s.trust;
     let key = match list.list() {
         Ok(all) => all.into_iter().find(|p| p.name == name).map(|p| p.root_key),
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
@@ -236,10 +245,7 @@ async fn trust(State(s): State<ApiState>, headers: HeaderMap, body: String) -> R
         Ok(f) => f,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let list = match TrustList::open(&s.data_dir) {
-        Ok(l) => l,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
-    };
+    let list = &s.trust;
     if let Err(e) = list.add_file(&file) {
         // 409 means only "clashes with a publisher already trusted", so
         // that a client can tell it from a failure by the status alone.
@@ -292,6 +298,7 @@ pub(crate) fn router(state: ApiState) -> Router {
             )),
         )
         .route("/v1/report", post(report))
+        .route("/v1/stop", post(stop))
         .layer(DefaultBodyLimit::max(MAX_SMALL_BODY))
         // Outermost: the token is checked before any limit or handler
         // touches the body.
@@ -499,6 +506,12 @@ impl ControlClient {
     /// stop carrying it.
     pub fn untrust(&self, name: &str) -> Result<(), ControlError> {
         self.request("POST", "/v1/untrust", "text/plain", name.as_bytes())
+            .map(|_| ())
+    }
+
+    /// Asks the node to stop at once.
+    pub fn stop(&self) -> Result<(), ControlError> {
+        self.request("POST", "/v1/stop", "text/plain", b"")
             .map(|_| ())
     }
 

@@ -15,11 +15,12 @@ use thiserror::Error;
 use tracing::info;
 
 use crate::config::Config;
-use crate::net::{NetError, Network, load_identity};
+use crate::net::{NetError, Network};
 use crate::proto::Timestamp;
+use crate::seal::DataDir;
 use crate::store::{Store, StoreError};
 use crate::sync::Role;
-use crate::trust::{PublisherFile, TrustError, TrustList};
+use crate::trust::{PublisherFile, TrustError};
 use control::{ApiState, NodeFile};
 
 /// Why a node could not run.
@@ -54,6 +55,9 @@ pub enum NodeError {
     /// A file of the node could not be read or written.
     #[error(transparent)]
     File(#[from] crate::files::FilesError),
+    /// The data directory could not be opened or unlocked.
+    #[error(transparent)]
+    Seal(#[from] crate::seal::SealError),
     /// A file of the node could not be written.
     #[error("{path}: {source}")]
     Io {
@@ -92,6 +96,7 @@ pub struct RunningNode {
     web_stop: tokio::sync::watch::Sender<bool>,
     web_tasks: Vec<tokio::task::JoinHandle<()>>,
     data_dir: PathBuf,
+    stop_requested: Arc<tokio::sync::Notify>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> NodeError + '_ {
@@ -126,18 +131,26 @@ fn control_token(data_dir: &Path) -> Result<String, NodeError> {
 /// and a peer id that stayed would tie every run of the reader together
 /// for whoever saw it twice. A rotated id would still tie the runs within
 /// one period; a new one per start ties none.
-fn identity(data_dir: &Path, role: Role) -> Result<libp2p::identity::Keypair, NodeError> {
+fn identity(dir: &DataDir, role: Role) -> Result<libp2p::identity::Keypair, NodeError> {
     if role.serves() {
-        Ok(load_identity(&data_dir.join("node.key"))?)
+        Ok(dir.identity()?)
     } else {
         Ok(libp2p::identity::Keypair::generate_ed25519())
     }
 }
 
-/// Starts a node on `data_dir`: opens the store (holding its lock), loads
-/// the trust list and what the store knows, starts the network and the
-/// control API, and writes `node.toml` with its peer id and addresses.
+/// Starts a node on the plain data directory `data_dir`: see [`start_dir`].
 pub async fn start(data_dir: &Path, config: Config) -> Result<RunningNode, NodeError> {
+    start_dir(DataDir::plain(data_dir)?, config).await
+}
+
+/// Starts a node on an opened (for a sealed one, unlocked) data
+/// directory: opens the store (holding its lock), loads the trust list and
+/// what the store knows, starts the network and the control API, and
+/// writes `node.toml` with its peer id and addresses.
+pub async fn start_dir(dir: DataDir, config: Config) -> Result<RunningNode, NodeError> {
+    let data_dir = dir.root().to_owned();
+    let data_dir = data_dir.as_path();
     // The token travels in clear text: the control API stays on loopback.
     let loopback = config
         .control
@@ -155,7 +168,7 @@ pub async fn start(data_dir: &Path, config: Config) -> Result<RunningNode, NodeE
     std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
     // The store's lock first: a second node on this data directory is told
     // so, rather than that the gateway's port is taken (by the first).
-    let store = Arc::new(Store::open(&data_dir.join("store"), config.store.clone())?);
+    let store = Arc::new(dir.open_store(config.store.clone())?);
     // Then the gateway's port, before the network starts: a port in use
     // fails the start with nothing to undo.
     let gateway_listener = if config.gateway.enabled {
@@ -172,7 +185,7 @@ pub async fn start(data_dir: &Path, config: Config) -> Result<RunningNode, NodeE
         ),
         None => None,
     };
-    let trust = TrustList::open(data_dir)?;
+    let trust = dir.trust()?;
     let mut publishers = trust.list()?;
     // A mirror may carry some of the publishers it trusts, not all.
     if !config.carry.is_empty() {
@@ -231,7 +244,7 @@ pub async fn start(data_dir: &Path, config: Config) -> Result<RunningNode, NodeE
         listen.push(FRONT_BACKEND.into());
         config.net.listen = Some(listen);
     }
-    let keypair = identity(data_dir, config.net.role())?;
+    let keypair = identity(&dir, config.net.role())?;
     let node = Network::spawn(config.net.clone(), keypair, store.clone(), policy).await?;
 
     // Wait briefly for the listeners to come up, so they can be reported.
@@ -263,6 +276,7 @@ pub async fn start(data_dir: &Path, config: Config) -> Result<RunningNode, NodeE
         None => (None, None),
     };
     let token = control_token(data_dir)?;
+    let stop_requested = Arc::new(tokio::sync::Notify::new());
     let listener = tokio::net::TcpListener::bind(&config.control)
         .await
         .map_err(io(Path::new(&config.control)))?;
@@ -272,8 +286,9 @@ pub async fn start(data_dir: &Path, config: Config) -> Result<RunningNode, NodeE
     let state = ApiState {
         node: node.clone(),
         token,
-        data_dir: data_dir.to_owned(),
+        trust: trust.clone(),
         carry: config.carry.clone(),
+        stop: stop_requested.clone(),
     };
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, control::router(state)).await;
@@ -337,6 +352,7 @@ pub async fn start(data_dir: &Path, config: Config) -> Result<RunningNode, NodeE
         web_stop,
         web_tasks,
         data_dir: data_dir.to_owned(),
+        stop_requested,
     })
 }
 
@@ -403,6 +419,11 @@ fn web_tasks(
 }
 
 impl RunningNode {
+    /// Resolves when a client of the control API asked the node to stop.
+    pub async fn stop_requested(&self) {
+        self.stop_requested.notified().await
+    }
+
     /// Stops the gateway, the control API and the network, flushes the store and removes
     /// `node.toml`.
     pub async fn stop(self) -> Result<(), NodeError> {
@@ -462,12 +483,14 @@ fn backend_of(addr: &str) -> Option<std::net::SocketAddr> {
 
 /// Runs a node until `shutdown` completes.
 pub async fn run(
-    data_dir: &Path,
+    dir: DataDir,
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), NodeError> {
     let role = config.net.role();
-    let running = start(data_dir, config).await?;
+    let data_dir = dir.root().to_owned();
+    let data_dir = data_dir.as_path();
+    let running = start_dir(dir, config).await?;
     if let Some(note) = note::first_start(data_dir, role) {
         println!("{note}\n");
     }
@@ -489,7 +512,10 @@ pub async fn run(
     if let Some(m) = running.metrics {
         println!("metrics on http://{m}/metrics, health on http://{m}/healthz");
     }
-    shutdown.await;
+    tokio::select! {
+        _ = shutdown => {}
+        _ = running.stop_requested() => {}
+    }
     info!("shutting down");
     running.stop().await
 }

@@ -218,13 +218,15 @@ impl Store {
     /// a blob was written and before its bundle's batch was applied.
     pub(super) fn sweep_orphans(&self) -> Result<(), StoreError> {
         let _w = self.lock()?;
-        let mut removed = 0;
-        for hash in self.blobs.list()? {
-            if !self.kv.contains(&key(REFS, &[hash.as_bytes()]))? {
-                self.blobs.remove(&hash)?;
-                removed += 1;
-            }
+        let mut referenced = Vec::new();
+        for item in self.kv.scan(&[REFS], false) {
+            let (k, _) = item?;
+            let hash: [u8; 32] = k[1..]
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("blob use count key".into()))?;
+            referenced.push(BlobHash(hash));
         }
+        let removed = self.blobs.remove_others(&referenced)?;
         if removed > 0 {
             info!(removed, "removed blob files of bundles never stored");
         }

@@ -8,10 +8,12 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use super::StoreError;
+use super::sealed::sealed_key;
+use crate::seal::Sealer;
 
 /// One write in an atomic batch.
 #[derive(Debug, Clone)]
@@ -30,6 +32,10 @@ enum Backend {
 
 pub(crate) struct Kv {
     backend: Backend,
+    /// When the store is sealed: keys become keyed names and values are
+    /// encrypted (see `sealed`). Everything above this layer sees plain
+    /// keys and values either way.
+    sealer: Option<Arc<Sealer>>,
     /// Batches applied since the store was opened: readers that keep
     /// something derived from the store (the gateway's catalog) compare it
     /// to know when to rebuild, without a scan.
@@ -59,6 +65,13 @@ fn held_elsewhere(path: &Path) -> bool {
     matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
 }
 
+fn sealed_damage() -> StoreError {
+    StoreError::Corrupt(
+        "a sealed entry does not open under this store's key (damaged, or moved from another store)"
+            .into(),
+    )
+}
+
 /// The first key after every key starting with `prefix`, if any.
 fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
@@ -72,7 +85,11 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 }
 
 impl Kv {
-    pub(crate) fn open_sled(path: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
+    pub(crate) fn open_sled(
+        path: &Path,
+        cache_bytes: u64,
+        sealer: Option<Arc<Sealer>>,
+    ) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(cache_bytes)
@@ -85,14 +102,51 @@ impl Kv {
                 other => sled_err(other),
             })?;
         let tree = db.open_tree("kolokol").map_err(sled_err)?;
-        Ok(Kv::new(Backend::Sled { db, tree }))
+        Ok(Kv::new(Backend::Sled { db, tree }, sealer))
     }
 
-    fn new(backend: Backend) -> Self {
+    fn new(backend: Backend, sealer: Option<Arc<Sealer>>) -> Self {
         Self {
             backend,
+            sealer,
             changes: AtomicU64::new(0),
         }
+    }
+
+    /// Whether keys and values are sealed.
+    pub(crate) fn is_sealed(&self) -> bool {
+        self.sealer.is_some()
+    }
+
+    fn name(&self, key: &[u8], prefix: bool) -> Vec<u8> {
+        match &self.sealer {
+            Some(s) => sealed_key(s, key, prefix),
+            None => key.to_vec(),
+        }
+    }
+
+    /// A stored pair as the layers above see it.
+    fn open_pair(&self, (k, v): Pair) -> Result<Pair, StoreError> {
+        match &self.sealer {
+            Some(s) => s.open_value(&k, &v).map_err(|_| sealed_damage()),
+            None => Ok((k, v)),
+        }
+    }
+
+    fn seal_op(&self, op: Op) -> Result<Op, StoreError> {
+        let Some(s) = &self.sealer else {
+            return Ok(op);
+        };
+        Ok(match op {
+            Op::Put(k, v) => {
+                let name = sealed_key(s, &k, false);
+                let sealed = s
+                    .seal_value(&name, &k, &v)
+                    .map_err(|e| StoreError::Corrupt(format!("sealing an entry: {e}")))?;
+                Op::Put(name, sealed)
+            }
+            Op::Delete(k) => Op::Delete(sealed_key(s, &k, false)),
+        })
     }
 
     /// How many batches were applied since the store was opened.
@@ -100,11 +154,26 @@ impl Kv {
         self.changes.load(Ordering::Acquire)
     }
 
-    pub(crate) fn memory() -> Self {
-        Kv::new(Backend::Memory(RwLock::new(BTreeMap::new())))
+    pub(crate) fn memory_sealed(sealer: Option<Arc<Sealer>>) -> Self {
+        Kv::new(Backend::Memory(RwLock::new(BTreeMap::new())), sealer)
     }
 
     pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let name = self.name(key, false);
+        match self.raw_get(&name)? {
+            None => Ok(None),
+            Some(v) => {
+                let (k, v) = self.open_pair((name, v))?;
+                // A sealed value names the key it was stored under.
+                if k != key {
+                    return Err(sealed_damage());
+                }
+                Ok(Some(v))
+            }
+        }
+    }
+
+    fn raw_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         match &self.backend {
             Backend::Sled { tree, .. } => Ok(tree.get(key).map_err(sled_err)?.map(|v| v.to_vec())),
             Backend::Memory(m) => Ok(m
@@ -116,6 +185,8 @@ impl Kv {
     }
 
     pub(crate) fn contains(&self, key: &[u8]) -> Result<bool, StoreError> {
+        let key = self.name(key, false);
+        let key = key.as_slice();
         match &self.backend {
             Backend::Sled { tree, .. } => tree.contains_key(key).map_err(sled_err),
             Backend::Memory(m) => Ok(m
@@ -129,7 +200,11 @@ impl Kv {
     pub(crate) fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         // Counted after the batch is in, so a reader that sees the new count
         // also sees the batch.
-        let result = self.apply_batch(ops);
+        let result = ops
+            .into_iter()
+            .map(|op| self.seal_op(op))
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|ops| self.apply_batch(ops));
         self.changes.fetch_add(1, Ordering::AcqRel);
         result
     }
@@ -165,6 +240,19 @@ impl Kv {
 
     /// Every pair whose key starts with `prefix`, in key order (or reverse).
     pub(crate) fn scan(
+        &self,
+        prefix: &[u8],
+        reverse: bool,
+    ) -> Box<dyn Iterator<Item = Result<Pair, StoreError>> + '_> {
+        let prefix = self.name(prefix, true);
+        let raw = self.raw_scan(&prefix, reverse);
+        if self.sealer.is_none() {
+            return raw;
+        }
+        Box::new(raw.map(move |r| r.and_then(|p| self.open_pair(p))))
+    }
+
+    fn raw_scan(
         &self,
         prefix: &[u8],
         reverse: bool,
@@ -208,7 +296,9 @@ impl Kv {
         start: &[u8],
         limit: usize,
     ) -> Result<Vec<Pair>, StoreError> {
-        match &self.backend {
+        let (prefix, start) = (self.name(prefix, true), self.name(start, false));
+        let (prefix, start) = (prefix.as_slice(), start.as_slice());
+        let raw: Vec<Pair> = match &self.backend {
             Backend::Sled { tree, .. } => tree
                 .range(start.to_vec()..)
                 .take_while(|r| r.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
@@ -223,6 +313,20 @@ impl Kv {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect())
             }
+        }?;
+        raw.into_iter().map(|p| self.open_pair(p)).collect()
+    }
+
+    /// Every pair, plain, in stored order: what a conversion copies.
+    pub(crate) fn all(&self) -> Box<dyn Iterator<Item = Result<Pair, StoreError>> + '_> {
+        self.scan(&[], false)
+    }
+
+    /// Whether the database holds no entry at all.
+    pub(crate) fn is_empty(&self) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sled { tree, .. } => Ok(tree.is_empty()),
+            Backend::Memory(m) => Ok(m.read().map_err(|_| StoreError::Poisoned)?.is_empty()),
         }
     }
 

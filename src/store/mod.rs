@@ -20,24 +20,27 @@ pub mod archive;
 mod blobs;
 mod book;
 mod check;
+mod copy;
 mod ingest;
 mod kv;
 mod limits;
 mod log;
 mod mirrors;
 mod read;
+mod sealed;
 mod tables;
 mod trust;
 mod tx;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::proto::{CertId, PublicKey};
+use crate::seal::Sealer;
 use blobs::Blobs;
 use kv::{Kv, Op};
 use tables::{META, META_SCHEMA, key};
@@ -46,6 +49,7 @@ use tables::{META, META_SCHEMA, key};
 pub use crate::proto::ranges::{gaps, to_ranges};
 pub use book::MAX_ADDRESS_BOOK_BYTES;
 pub use check::CheckReport;
+pub use copy::Copied;
 pub use ingest::Ingested;
 pub use limits::Eviction;
 pub use log::{LogCursor, LogItem, LogObject};
@@ -98,6 +102,12 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The database was written under another sealing key, or sealed and
+    /// opened plain, or the reverse.
+    #[error(
+        "the store does not open this way: it was sealed with another key, or sealed and opened as a plain store (or the reverse)"
+    )]
+    OtherKey,
     /// A store written by another version of Kolokol.
     #[error("the store has schema version {found}; this build reads version {SCHEMA_VERSION}")]
     SchemaMismatch {
@@ -154,17 +164,30 @@ impl Store {
     /// Opens (or creates) the store in the folder `path`: the index
     /// database in `path/index`, blob files in `path/blobs`.
     pub fn open(path: &Path, config: StoreConfig) -> Result<Self, StoreError> {
+        Self::open_with(path, config, None)
+    }
+
+    /// [`Store::open`] for a sealed store when `sealer` is given: every
+    /// key is a keyed name and every value and blob file is encrypted.
+    /// A store made with another key (or none) is refused, never mixed.
+    pub fn open_with(
+        path: &Path,
+        config: StoreConfig,
+        sealer: Option<Arc<Sealer>>,
+    ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(path).map_err(|source| StoreError::Io {
             path: path.to_owned(),
             source,
         })?;
         // The database lock comes first: nothing else is touched while
         // another process holds the store.
-        let kv = Kv::open_sled(&path.join("index"), config.cache_bytes).map_err(|e| match e {
-            StoreError::Locked(_) => StoreError::Locked(path.to_owned()),
-            other => other,
-        })?;
-        let blobs = Blobs::open(&path.join("blobs"))?;
+        let kv = Kv::open_sled(&path.join("index"), config.cache_bytes, sealer.clone()).map_err(
+            |e| match e {
+                StoreError::Locked(_) => StoreError::Locked(path.to_owned()),
+                other => other,
+            },
+        )?;
+        let blobs = Blobs::open(&path.join("blobs"), sealer)?;
         let store = Self::init(kv, blobs, config, Some(path.to_owned()))?;
         store.sweep_orphans()?;
         store.count_publishers()?;
@@ -174,7 +197,12 @@ impl Store {
 
     /// A store in memory, with the same behaviour, for tests.
     pub fn memory(config: StoreConfig) -> Self {
-        match Self::init(Kv::memory(), Blobs::memory(), config, None) {
+        Self::memory_with(config, None)
+    }
+
+    /// [`Store::memory`], sealed when `sealer` is given.
+    pub fn memory_with(config: StoreConfig, sealer: Option<Arc<Sealer>>) -> Self {
+        match Self::init(Kv::memory_sealed(sealer), Blobs::memory(), config, None) {
             Ok(s) if s.build_log().is_ok() => s,
             Ok(_) => unreachable!("in-memory store init failed: the log"),
             // The memory backend has no failure mode at init.
@@ -190,6 +218,10 @@ impl Store {
     ) -> Result<Self, StoreError> {
         let schema_key = key(META, &[META_SCHEMA]);
         match kv.get(&schema_key)? {
+            // A database with entries but no schema under this key's name
+            // for it was written sealed with another key, or sealed while
+            // this is not (or the reverse): refused, so the two never mix.
+            None if !kv.is_empty()? => return Err(StoreError::OtherKey),
             None => {
                 kv.apply(vec![Op::Put(
                     schema_key,
@@ -212,6 +244,11 @@ impl Store {
             cert_keys: Mutex::new(HashMap::new()),
             write: Mutex::new(()),
         })
+    }
+
+    /// Whether the store is sealed.
+    pub fn is_sealed(&self) -> bool {
+        self.kv.is_sealed()
     }
 
     /// Where the store lives on disk, if it does.

@@ -9,6 +9,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -17,6 +18,7 @@ use crate::files::{self, FilesError};
 use crate::proto::limits::MAX_CERTIFICATE_BYTES;
 use crate::proto::mirrors::{MAX_MIRROR_LIST_BYTES, MirrorList};
 use crate::proto::{KeyCertificate, PublicKey, TrustPolicy};
+use crate::seal::Sealer;
 
 include!(concat!(env!("OUT_DIR"), "/bundled_keys.rs"));
 
@@ -303,29 +305,98 @@ impl PublisherFile {
 #[derive(Debug, Clone)]
 pub struct TrustList {
     dir: PathBuf,
+    /// Sealed, each file is encrypted and named by the keyed name of the
+    /// publisher's name: the folder does not say which outlets are trusted.
+    sealer: Option<Arc<Sealer>>,
 }
+
+/// The keyed-name domain of sealed publisher files.
+const SEALED_DOMAIN: &[u8] = b"trust file";
+/// The extension of sealed publisher files.
+const SEALED_EXT: &str = "sealed";
 
 impl TrustList {
     /// Opens the trust list under `data_dir`, creating it from the bundled
     /// publisher files the first time.
     pub fn open(data_dir: &Path) -> Result<Self, TrustError> {
-        let dir = data_dir.join("trust");
-        let io = |source| TrustError::Io {
-            path: dir.clone(),
-            source,
+        Self::open_in(&data_dir.join("trust"), None)
+    }
+
+    /// Opens the trust list in the folder `dir`, sealed when `sealer` is
+    /// given, creating it from the bundled publisher files the first time.
+    pub fn open_in(dir: &Path, sealer: Option<Arc<Sealer>>) -> Result<Self, TrustError> {
+        let list = Self {
+            dir: dir.to_owned(),
+            sealer,
         };
         if !dir.exists() {
-            fs::create_dir_all(&dir).map_err(io)?;
+            fs::create_dir_all(dir).map_err(|source| TrustError::Io {
+                path: dir.to_owned(),
+                source,
+            })?;
             for (file_name, text) in BUNDLED_KEYS {
                 let file = PublisherFile::parse(text, Path::new(file_name))?;
                 if file.is_demo() {
                     continue;
                 }
-                let path = dir.join(format!("{}.toml", file.name));
-                files::write_atomic(&path, text.as_bytes())?;
+                list.write(&file.name, text)?;
             }
         }
-        Ok(Self { dir })
+        Ok(list)
+    }
+
+    /// Whether the files are sealed.
+    pub fn is_sealed(&self) -> bool {
+        self.sealer.is_some()
+    }
+
+    fn path_of(&self, name: &str) -> PathBuf {
+        match &self.sealer {
+            Some(s) => self.dir.join(format!(
+                "{}.{SEALED_EXT}",
+                hex::encode(s.name(SEALED_DOMAIN, name.as_bytes()))
+            )),
+            None => self.dir.join(format!("{name}.toml")),
+        }
+    }
+
+    fn write(&self, name: &str, text: &str) -> Result<(), TrustError> {
+        let path = self.path_of(name);
+        match &self.sealer {
+            Some(s) => {
+                let file_name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let sealed = s
+                    .seal_value(file_name.as_bytes(), name.as_bytes(), text.as_bytes())
+                    .map_err(|e| TrustError::Invalid {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                files::write_private(&path, &sealed)?;
+            }
+            None => files::write_atomic(&path, text.as_bytes())?,
+        }
+        Ok(())
+    }
+
+    fn read_sealed(&self, s: &Sealer, path: &Path) -> Result<PublisherFile, TrustError> {
+        let bytes = files::read_bounded(path, 2 * MAX_PUBLISHER_FILE)?;
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let invalid = |reason: &str| TrustError::Invalid {
+            path: path.to_owned(),
+            reason: reason.into(),
+        };
+        let (name, text) = s
+            .open_value(file_name.as_bytes(), &bytes)
+            .map_err(|_| invalid("does not open under this data directory's key"))?;
+        let name = String::from_utf8(name).map_err(|_| invalid("damaged name"))?;
+        let text = String::from_utf8(text).map_err(|_| invalid("not UTF-8 text"))?;
+        PublisherFile::parse(&text, Path::new(&format!("{name}.toml")))
     }
 
     /// The folder holding the files.
@@ -346,8 +417,14 @@ impl TrustList {
                 source,
             })?;
             let path = entry.path();
-            if path.extension().is_some_and(|e| e == "toml") {
-                out.push(PublisherFile::load(&path)?);
+            match &self.sealer {
+                Some(s) if path.extension().is_some_and(|e| e == SEALED_EXT) => {
+                    out.push(self.read_sealed(s, &path)?)
+                }
+                None if path.extension().is_some_and(|e| e == "toml") => {
+                    out.push(PublisherFile::load(&path)?)
+                }
+                _ => {}
             }
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -366,9 +443,7 @@ impl TrustList {
     /// Adds a publisher file already read; same rules as [`TrustList::add`].
     pub fn add_file(&self, file: &PublisherFile) -> Result<(), TrustError> {
         self.check_add(file)?;
-        let dest = self.dir.join(format!("{}.toml", file.name));
-        files::write_atomic(&dest, file.to_toml().as_bytes())?;
-        Ok(())
+        self.write(&file.name, &file.to_toml())
     }
 
     /// Whether [`TrustList::add_file`] would take `file`, without adding
@@ -396,7 +471,7 @@ impl TrustList {
         if !valid_name(name) {
             return Err(TrustError::NotFound(name.to_owned()));
         }
-        let path = self.dir.join(format!("{name}.toml"));
+        let path = self.path_of(name);
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

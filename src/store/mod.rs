@@ -13,13 +13,15 @@
 //! batch, `trust` certificates, revocations and heads, `ingest` how bundles
 //! come in, `read` what is held, `ranges` sequence arithmetic, `limits`
 //! retention and quotas, `check` integrity and repair, `mirrors` each
-//! publisher's newest mirror list, `book` the node's address book; `kv`
+//! publisher's newest mirror list, `book` the node's address book,
+//! `forget` the removal of every trace of one publisher; `kv`
 //! and `blobs` are the storage underneath.
 
 pub mod archive;
 mod blobs;
 mod book;
 mod check;
+mod forget;
 mod ingest;
 mod kv;
 mod limits;
@@ -46,6 +48,7 @@ use tables::{META, META_SCHEMA, key};
 pub use crate::proto::ranges::{gaps, to_ranges};
 pub use book::MAX_ADDRESS_BOOK_BYTES;
 pub use check::CheckReport;
+pub use forget::Forgotten;
 pub use ingest::Ingested;
 pub use limits::Eviction;
 pub use log::{LogCursor, LogItem, LogObject};

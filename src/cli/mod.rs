@@ -3,6 +3,7 @@
 mod bundle;
 mod demo;
 mod feed;
+mod forget;
 mod mirrors;
 mod newsroom;
 mod node;
@@ -57,6 +58,8 @@ enum Command {
     /// Manage the trust list of publishers.
     #[command(subcommand)]
     Trust(trust::TrustCommand),
+    /// Remove a publisher's stories, media and traces from this machine, and stop trusting it.
+    Forget(forget::ForgetArgs),
     /// Sign an article, or import a feed (--feed), and add it to the local store in one step.
     Publish(feed::PublishArgs),
     /// Look after the local store.
@@ -189,6 +192,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Verify(args) => bundle::verify(args, &data),
         Command::Inspect(args) => bundle::inspect(args),
         Command::Trust(cmd) => trust::run(cmd, &data),
+        Command::Forget(args) => forget::forget(args, &data),
         Command::Publish(args) => feed::publish(args, &data),
         Command::Store(cmd) => store::run_store(cmd, &data),
         Command::Export(args) => store::export(args, &data),

@@ -31,8 +31,15 @@ pub(crate) fn page(store: &Store, from: u64) -> Result<(LogResponse, u64), Store
     let mut entries = Vec::new();
     let mut used = 0usize;
     let mut blob_bytes = 0u64;
-    for (position, item) in store.log_items(next, MAX_SCAN)? {
+    let items = store.log_items(next, MAX_SCAN)?;
+    // Positions are given in order and an entry is only ever removed, so
+    // when the scan ends short, no entry lies between it and `end`: the
+    // positions left are holes (entries of a forgotten publisher).
+    let whole = items.len() < MAX_SCAN;
+    let mut cut = false;
+    for (position, item) in items {
         if entries.len() >= MAX_LOG_ENTRIES {
+            cut = true;
             break;
         }
         let Some(object) = store.log_object(&item)? else {
@@ -79,6 +86,7 @@ pub(crate) fn page(store: &Store, from: u64) -> Result<(LogResponse, u64), Store
         };
         let cost = cost + cert.as_ref().map_or(0, |(_, b)| b.len());
         if !entries.is_empty() && used + cost > LOG_BUDGET {
+            cut = true;
             break;
         }
         if let Some((id, bytes)) = cert {
@@ -90,8 +98,9 @@ pub(crate) fn page(store: &Store, from: u64) -> Result<(LogResponse, u64), Store
         entries.push(entry);
         next = position + 1;
     }
-    // Nothing at all past `next` up to the end: the whole scan was gone
-    // entries, or the log ends here.
+    if whole && !cut {
+        next = next.max(end);
+    }
     Ok((
         LogResponse::Page {
             log,

@@ -13,7 +13,7 @@ use super::tables::{
 use super::tx::{Tx, ref_count, set_ref_count};
 use super::{Store, StoreError};
 use crate::proto::{
-    BlobHash, BundleId, CertId, KeyCertificate, PublicKey, Revocation, VerifiedBundle,
+    BlobHash, BundleId, CertId, KeyCertificate, Manifest, PublicKey, Revocation, VerifiedBundle,
     decode_unverified, revokes,
 };
 
@@ -190,30 +190,9 @@ impl Store {
         };
         let m = &sm.manifest;
         tx.delete(key(MANIFEST, &[id.as_bytes()]));
-        let mut removed = sm.bytes.len() as u64;
         let mut unlink = Vec::new();
-        let mut decrements: HashMap<BlobHash, u32> = HashMap::new();
-        for e in &m.entries {
-            *decrements.entry(e.hash).or_default() += 1;
-        }
-        for (hash, dec) in decrements {
-            let count = ref_count(&tx, &hash)?;
-            let size = m
-                .entries
-                .iter()
-                .find(|e| e.hash == hash)
-                .map_or(0, |e| e.size);
-            let inline = size <= INLINE_BLOB_MAX;
-            if count <= dec {
-                removed += size;
-                if !inline {
-                    tx.blob_disk -= disk_cost(size) as i64;
-                    unlink.push(hash);
-                }
-                tx.blobs -= 1;
-            }
-            set_ref_count(&mut tx, &hash, count.saturating_sub(dec), inline, None)?;
-        }
+        let (freed, _) = release_blobs(&mut tx, m, &mut unlink)?;
+        let removed = sm.bytes.len() as u64 + freed;
         let mut seq_val = vec![state as u8];
         seq_val.extend_from_slice(id.as_bytes());
         tx.put(
@@ -248,4 +227,35 @@ impl Store {
         }
         Ok(removed)
     }
+}
+
+/// Takes one use of each of a removed manifest's blobs, in `tx`: a blob
+/// whose last use goes is removed with its bytes counted, and a file's
+/// hash is added to `unlink`, for removal once the batch is applied (the
+/// index must no longer name it). Returns the bytes and blobs freed.
+pub(super) fn release_blobs(
+    tx: &mut Tx<'_>,
+    m: &Manifest,
+    unlink: &mut Vec<BlobHash>,
+) -> Result<(u64, u64), StoreError> {
+    let mut freed = (0, 0);
+    let mut decrements: HashMap<BlobHash, (u32, u64)> = HashMap::new();
+    for e in &m.entries {
+        decrements.entry(e.hash).or_insert((0, e.size)).0 += 1;
+    }
+    for (hash, (dec, size)) in decrements {
+        let count = ref_count(tx, &hash)?;
+        let inline = size <= INLINE_BLOB_MAX;
+        if count <= dec {
+            freed.0 += size;
+            freed.1 += 1;
+            if !inline {
+                tx.blob_disk -= disk_cost(size) as i64;
+                unlink.push(hash);
+            }
+            tx.blobs -= 1;
+        }
+        set_ref_count(tx, &hash, count.saturating_sub(dec), inline, None)?;
+    }
+    Ok(freed)
 }

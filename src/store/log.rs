@@ -9,7 +9,8 @@
 //! entry stands for its newest list). Positions are given in the batch that
 //! stores the object, under the write lock, so they follow the order of
 //! the writes and none is given twice. An entry whose object went
-//! (evicted, revoked) stays and is skipped when read. Each store names its
+//! (evicted, revoked) stays and is skipped when read; those of a
+//! forgotten publisher are removed, and their positions stay empty. Each store names its
 //! log with random bytes of its own, so a reader knows its position in
 //! one store means nothing in a store made anew.
 
@@ -48,7 +49,7 @@ impl LogItem {
         }
     }
 
-    fn decode(v: &[u8]) -> Result<Self, StoreError> {
+    pub(super) fn decode(v: &[u8]) -> Result<Self, StoreError> {
         let bad = || StoreError::Corrupt("log entry".into());
         let key32 = |r: std::ops::Range<usize>| -> Result<[u8; 32], StoreError> {
             v.get(r).and_then(|b| b.try_into().ok()).ok_or_else(bad)

@@ -13,7 +13,8 @@
 //! batch, `trust` certificates, revocations and heads, `ingest` how bundles
 //! come in, `read` what is held, `ranges` sequence arithmetic, `limits`
 //! retention and quotas, `check` integrity and repair, `mirrors` each
-//! publisher's newest mirror list, `book` the node's address book; `kv`
+//! publisher's newest mirror list, `book` the node's address book,
+//! `forget` the removal of every trace of one publisher; `kv`
 //! and `blobs` are the storage underneath.
 
 pub mod archive;
@@ -21,6 +22,7 @@ mod blobs;
 mod book;
 mod check;
 mod copy;
+mod forget;
 mod ingest;
 mod kv;
 mod limits;
@@ -50,6 +52,7 @@ pub use crate::proto::ranges::{gaps, to_ranges};
 pub use book::MAX_ADDRESS_BOOK_BYTES;
 pub use check::CheckReport;
 pub use copy::Copied;
+pub use forget::Forgotten;
 pub use ingest::Ingested;
 pub use limits::Eviction;
 pub use log::{LogCursor, LogItem, LogObject};

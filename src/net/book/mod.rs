@@ -29,7 +29,7 @@ use thiserror::Error;
 
 use crate::sync::Time;
 
-pub use saved::MAX_SAVED_BYTES;
+pub use saved::{MAX_SAVED_BYTES, forget_listed, listed_peer};
 
 /// Peers the book holds at most.
 pub const MAX_PEERS: usize = 256;

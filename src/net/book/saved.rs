@@ -148,3 +148,52 @@ impl Book {
         Ok(taken)
     }
 }
+
+/// The saved book `saved` without the addresses `listed` (multiaddrs
+/// ending in `/p2p/ID`, as a mirror list gives them) where it has them
+/// from a mirror list: what forgetting a publisher takes from the book. A
+/// peer left with no address goes. `None` when nothing changed.
+pub fn forget_listed(saved: &[u8], listed: &[String]) -> Result<Option<Vec<u8>>, BookError> {
+    if saved.len() > MAX_SAVED_BYTES {
+        return Err(BookError::Damaged(format!(
+            "{} bytes, over the bound of {MAX_SAVED_BYTES}",
+            saved.len()
+        )));
+    }
+    let gone: Vec<(Vec<u8>, Vec<u8>)> = listed
+        .iter()
+        .filter_map(|text| text.parse::<Multiaddr>().ok())
+        .filter_map(|addr| match super::split(&addr) {
+            (bare, Some(peer)) => Some((peer.to_bytes(), bare.to_vec())),
+            (_, None) => None,
+        })
+        .collect();
+    // Bounded above, as in `load`.
+    let mut book: SavedBook =
+        postcard::from_bytes(saved).map_err(|e| BookError::Damaged(e.to_string()))?;
+    let mut changed = false;
+    for p in &mut book.peers {
+        let before = p.addrs.len();
+        p.addrs.retain(|a| {
+            a.source != Source::MirrorList
+                || !gone
+                    .iter()
+                    .any(|(peer, addr)| *peer == p.peer && *addr == a.addr)
+        });
+        changed |= p.addrs.len() != before;
+    }
+    book.peers.retain(|p| !p.addrs.is_empty());
+    if !changed {
+        return Ok(None);
+    }
+    postcard::to_stdvec(&book)
+        .map(Some)
+        .map_err(|e| BookError::Damaged(e.to_string()))
+}
+
+/// The peer id, as bytes, that a mirror list's address names (its
+/// `/p2p/ID`), if it names one.
+pub fn listed_peer(addr: &str) -> Option<Vec<u8>> {
+    let addr = addr.parse::<Multiaddr>().ok()?;
+    super::split(&addr).1.map(|p| p.to_bytes())
+}

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{BODY, Fixture, wait_stored};
 use kolokol::net::{Network, SyncTraffic};
+use kolokol::seal::{DataKey, Sealer};
 use kolokol::store::{Store, StoreConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -48,6 +49,34 @@ async fn raw_tcp(bytes: u64) -> f64 {
     start.elapsed().as_secs_f64()
 }
 
+/// A fresh node on a store on disk (sealed or not) catching up from a
+/// node on `full`: seconds taken, and the fresh node (still running, for
+/// its traffic figures) with its folder.
+async fn catch_up(
+    f: &Fixture,
+    full: &Arc<Store>,
+    stories: u64,
+    sealed: bool,
+) -> (f64, Network, tempfile::TempDir) {
+    let dir = tempfile::TempDir::new().unwrap();
+    let sealer = sealed.then(|| Arc::new(Sealer::new(&DataKey::random())));
+    let fresh = Arc::new(Store::open_with(dir.path(), StoreConfig::default(), sealer).unwrap());
+    let (a, a_addr) = f.node(full.clone()).await;
+    let (b, _) = f.node(fresh.clone()).await;
+    let mut events = b.events();
+    let start = Instant::now();
+    b.dial(a_addr).await.unwrap();
+    let done = wait_stored(&mut events, stories).await;
+    let took = start.elapsed().as_secs_f64();
+    assert!(done, "the fresh node caught up");
+    assert_eq!(
+        fresh.held_ranges(&f.root.public()).unwrap(),
+        vec![(1, stories)]
+    );
+    a.shutdown().await.unwrap();
+    (took, b, dir)
+}
+
 async fn traffic(node: &Network) -> SyncTraffic {
     node.status().await.unwrap().sync
 }
@@ -69,17 +98,7 @@ fn main() {
         // A fresh node catching up from one peer.
         let full = Arc::new(Store::memory(StoreConfig::default()));
         let bytes = f.store(&full, stories);
-        let dir = tempfile::TempDir::new().unwrap();
-        let fresh = Arc::new(Store::open(dir.path(), StoreConfig::default()).unwrap());
-        let (a, a_addr) = f.node(full.clone()).await;
-        let (b, _) = f.node(fresh.clone()).await;
-        let mut events = b.events();
-        let start = Instant::now();
-        b.dial(a_addr).await.unwrap();
-        let done = wait_stored(&mut events, stories).await;
-        let took = start.elapsed().as_secs_f64();
-        assert!(done, "the fresh node caught up");
-        assert_eq!(fresh.held_ranges(&f.root.public()).unwrap(), vec![(1, stories)]);
+        let (took, b, _dir) = catch_up(&f, &full, stories, false).await;
         let t = traffic(&b).await;
         let raw = raw_tcp(bytes).await;
         println!(
@@ -101,8 +120,22 @@ fn main() {
             t.messages_received,
             t.bytes_received as f64 / 1e6
         );
-        a.shutdown().await.unwrap();
         b.shutdown().await.unwrap();
+
+        // The same into a sealed store, then plain again: the better of
+        // the two plain runs against the sealed one.
+        let (sealed, node, _d) = catch_up(&f, &full, stories, true).await;
+        node.shutdown().await.unwrap();
+        let (again, node, _d) = catch_up(&f, &full, stories, false).await;
+        node.shutdown().await.unwrap();
+        let plain = took.min(again);
+        println!(
+            "  into a sealed store: {:.2} s, {:.0} stories/s; plain {:.0} stories/s; ratio {:.2} (target >= 0.8)",
+            sealed,
+            stories as f64 / sealed,
+            stories as f64 / plain,
+            plain / sealed
+        );
 
         // Two nodes already in sync.
         let one = Arc::new(Store::memory(StoreConfig::default()));

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use kolokol::gateway::{self, GatewayConfig, GatewayState};
 use kolokol::proto::*;
+use kolokol::seal::{DataKey, Sealer};
 use kolokol::store::{Store, StoreConfig};
 use kolokol::trust::PublisherFile;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -280,23 +281,14 @@ fn row(what: &str, f: &Figures) {
     );
 }
 
-fn main() {
-    let dir = tempfile::TempDir::new().unwrap();
-    let store = Arc::new(Store::open(&dir.path().join("store"), StoreConfig::default()).unwrap());
-    let t = Instant::now();
-    let (publisher, ids) = fill(&store);
-    println!(
-        "stored {STORIES} stories (about 4 KiB each) in {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
-
-    let server = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let state = GatewayState::new(store.clone(), vec![publisher]);
-    let addr = server.block_on(async {
+/// A gateway on `store`, served by `server`.
+fn serve(
+    server: &tokio::runtime::Runtime,
+    store: Arc<Store>,
+    publisher: PublisherFile,
+) -> SocketAddr {
+    let state = GatewayState::new(store, vec![publisher]);
+    server.block_on(async {
         let listener = gateway::bind(&GatewayConfig {
             enabled: true,
             address: "127.0.0.1:0".into(),
@@ -307,7 +299,82 @@ fn main() {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(gateway::serve(listener, state, std::future::pending()));
         addr
-    });
+    })
+}
+
+/// The same pages from a plain store and a sealed one holding the same
+/// stories, measured in turn in one run.
+async fn sealed_vs_plain(
+    plain: SocketAddr,
+    sealed: SocketAddr,
+    ids: &[BundleId],
+    sealed_ids: &[BundleId],
+) {
+    let paths = |ids: &[BundleId]| {
+        Arc::new(
+            ids.iter()
+                .map(|id| format!("/story/{id}"))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let home = Arc::new(vec!["/".to_owned()]);
+    println!(
+        "\n| Sealed against plain ({CONNECTIONS} connections, {} s each) | plain requests/s | sealed requests/s | ratio (target >= 0.8) | sealed p99 |",
+        RUN.as_secs()
+    );
+    println!("|---|---|---|---|---|");
+    for (what, on_plain, on_sealed) in [
+        (
+            "story page, all 10,000 in turn",
+            paths(ids),
+            paths(sealed_ids),
+        ),
+        ("home page", home.clone(), home.clone()),
+    ] {
+        let _ = closed_loop(sealed, on_sealed.clone()).await;
+        let p = closed_loop(plain, on_plain).await;
+        let s = closed_loop(sealed, on_sealed).await;
+        println!(
+            "| {what} | {:.0} | {:.0} | {:.2} | {:.2} ms |",
+            p.per_sec,
+            s.per_sec,
+            s.per_sec / p.per_sec,
+            s.p99_us as f64 / 1000.0
+        );
+    }
+}
+
+fn main() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("store"), StoreConfig::default()).unwrap());
+    let t = Instant::now();
+    let (publisher, ids) = fill(&store);
+    println!(
+        "stored {STORIES} stories (about 4 KiB each) in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let sealed_store = Arc::new(
+        Store::open_with(
+            &dir.path().join("sealed"),
+            StoreConfig::default(),
+            Some(Arc::new(Sealer::new(&DataKey::random()))),
+        )
+        .unwrap(),
+    );
+    let t = Instant::now();
+    let (_, sealed_ids) = fill(&sealed_store);
+    println!(
+        "stored the same stories in a sealed store in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    let server = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let addr = serve(&server, store.clone(), publisher.clone());
+    let sealed_addr = serve(&server, sealed_store.clone(), publisher);
 
     let client = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -370,6 +437,7 @@ fn main() {
             &fixed_rate(addr, all_stories.clone()).await,
         );
         row("home page", &fixed_rate(addr, home.clone()).await);
+        sealed_vs_plain(addr, sealed_addr, &ids, &sealed_ids).await;
     });
     drop(server);
 }

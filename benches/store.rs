@@ -1,6 +1,7 @@
 //! `cargo bench --bench store`: store ingest against raw sled inserts of
-//! the same bytes, `kolokol import` end to end, and peak memory while
-//! importing a 1 GiB archive. Prints figures; asserts nothing.
+//! the same bytes, sealed store ingest against plain, `kolokol import`
+//! end to end, and peak memory while importing a 1 GiB archive. Prints
+//! figures; asserts nothing.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -9,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use kolokol::proto::bundle::{FileKind, FrameTag, FrameWriter};
 use kolokol::proto::*;
+use kolokol::seal::{DataKey, Sealer};
 use kolokol::store::{Store, StoreConfig};
+use std::sync::Arc;
 
 const T0: Timestamp = Timestamp(1_750_000_000);
 const GROUP: usize = 256;
@@ -169,6 +172,47 @@ fn ingest_vs_sled(p: &Publisher, n: u64) {
     );
 }
 
+/// Ingest rate into a store at `dir`, sealed or plain.
+fn ingest_rate(p: &Publisher, bundles: &[VerifiedBundle], sealed: bool) -> f64 {
+    let policy = p.policy();
+    let dir = tempfile::TempDir::new().unwrap();
+    let sealer = sealed.then(|| Arc::new(Sealer::new(&DataKey::random())));
+    let store = Store::open_with(dir.path(), StoreConfig::default(), sealer).unwrap();
+    store
+        .put_certificate(&policy.verify_certificate(&p.cert).unwrap())
+        .unwrap();
+    let start = Instant::now();
+    for group in bundles.chunks(GROUP) {
+        black_box(store.ingest(group).unwrap());
+    }
+    bundles.len() as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Sealed against plain ingest of the same bundles, in the same run; each
+/// measured twice, alternating, and the better of each kept.
+fn sealed_vs_plain(p: &Publisher, n: u64, body_len: usize) {
+    let policy = p.policy();
+    let now = T0.plus(3600 * 24 * 365);
+    let bundles: Vec<VerifiedBundle> = (1..=n)
+        .map(|s| {
+            let (m, body) = p.bundle(s, body_len);
+            policy
+                .verify_bundle(policy.verify_manifest(&m, now).unwrap(), vec![body])
+                .unwrap()
+        })
+        .collect();
+    let (mut plain, mut sealed) = (0f64, 0f64);
+    for _ in 0..2 {
+        plain = plain.max(ingest_rate(p, &bundles, false));
+        sealed = sealed.max(ingest_rate(p, &bundles, true));
+    }
+    println!(
+        "sealed store ingest, {n} bundles of {} KiB: sealed {sealed:.0}/s | plain {plain:.0}/s | ratio {:.2} (target >= 0.8)",
+        body_len / 1024,
+        sealed / plain
+    );
+}
+
 /// Runs the real binary and returns (wall time, peak resident bytes).
 fn run_import(data: &Path, archive: &Path) -> (Duration, u64) {
     let start = Instant::now();
@@ -240,10 +284,13 @@ fn main() {
     let p = Publisher::new();
     if quick {
         ingest_vs_sled(&p, 512);
+        sealed_vs_plain(&p, 512, 4096);
         import_end_to_end(&p, 512);
         return;
     }
     ingest_vs_sled(&p, 10_000);
+    sealed_vs_plain(&p, 10_000, 4096);
+    sealed_vs_plain(&p, 1_000, 256 * 1024);
     import_end_to_end(&p, 10_000);
     import_memory(&p, 1);
 }

@@ -9,10 +9,8 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use super::{display, printable};
-use crate::config::Config;
 use crate::proto::PublicKey;
-use crate::store::{Store, StoreError};
-use crate::trust::TrustList;
+use crate::store::StoreError;
 
 #[derive(Debug, Args)]
 pub(super) struct ForgetArgs {
@@ -34,7 +32,8 @@ fn parse_key(text: &str) -> Option<PublicKey> {
 }
 
 pub(super) fn forget(args: ForgetArgs, data: &Path) -> Result<ExitCode> {
-    let list = TrustList::open(data)?;
+    let dir = super::seal::open_dir(data)?;
+    let list = dir.trust()?;
     let key = parse_key(&args.publisher);
     let trusted = list
         .list()?
@@ -50,9 +49,8 @@ pub(super) fn forget(args: ForgetArgs, data: &Path) -> Result<ExitCode> {
             printable(&args.publisher)
         ),
     };
-    let config = Config::load(data)?;
-    let store_dir = data.join("store");
-    let store = match Store::open(&store_dir, config.store) {
+    let config = dir.config(None)?;
+    let store = match dir.open_store(config.store) {
         Ok(s) => s,
         Err(StoreError::Locked(_)) => bail!(
             "a kolokol node is running on {}: stop it first, then forget (the store must be closed to be cleaned)",
@@ -76,6 +74,10 @@ pub(super) fn forget(args: ForgetArgs, data: &Path) -> Result<ExitCode> {
         }
     }
     let gone = store.forget_publisher(&root)?;
+    store.flush()?;
+    // sled keeps removed values in its files until it reuses the space:
+    // the store is copied into fresh files, and the old ones removed.
+    crate::seal::convert::rewrite_store(&dir, store)?;
     // Only once the store is clean: a forget cut short before this still
     // finds the publisher by its name the next time.
     if let Some(name) = &name {

@@ -153,7 +153,12 @@ pub(super) fn run_store(cmd: StoreCommand, data: &Path) -> Result<ExitCode> {
         }
         StoreCommand::Stats => {
             let t = store.totals()?;
-            println!("store:     {}", display(&data.join("store")));
+            let path = store
+                .path()
+                .map(Path::to_owned)
+                .unwrap_or_else(|| data.join("store"));
+            let sealed = if store.is_sealed() { " (sealed)" } else { "" };
+            println!("store:     {}{sealed}", display(&path));
             println!("bundles:   {}", t.bundles);
             println!("blobs:     {}", t.blobs);
             println!("payload:   {} bytes", t.payload_bytes);

@@ -337,7 +337,7 @@ mod tests {
             assert!(p >= len);
             assert!(p - len <= len / 8 + 1, "{len} -> {p}");
         }
-        assert_eq!(padme(1000), 1008);
+        assert_eq!(padme(1000), 1024);
     }
 
     #[test]

@@ -379,3 +379,34 @@ pub fn rewrap(
     crate::files::write_private(&path, wrapped.to_toml().as_bytes())?;
     Ok(())
 }
+
+/// Rewrites the store of the opened directory `dir` into fresh files and
+/// puts them in place of the old ones, crash-safely: what was removed
+/// from it (`kolokol forget`) no longer lies in sled's old segments.
+/// `store` is that store, open; it is closed before the swap.
+pub fn rewrite_store(dir: &DataDir, store: Store) -> Result<crate::store::Copied, SealError> {
+    let root = dir.root();
+    let _lock = lock(root)?;
+    recover_locked(root)?;
+    let stage = new_stage(root, "rewrite")?;
+    let copied = store.copy_to(&stage.join("store"), dir.sealer())?;
+    store.flush()?;
+    drop(store);
+    let to = if dir.sealed() {
+        format!("{SEALED_DIR}/store")
+    } else {
+        "store".into()
+    };
+    // The old plain store is overwritten as it goes: it held what was
+    // forgotten. A sealed one is noise without its entries' names.
+    commit(
+        root,
+        &stage,
+        vec![Step::Move {
+            from: rel(&stage, "store"),
+            to,
+            scrub: !dir.sealed(),
+        }],
+    )?;
+    Ok(copied)
+}

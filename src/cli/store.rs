@@ -82,8 +82,10 @@ pub(super) struct ImportArgs {
 /// Opens the data directory's store.
 pub(crate) fn open_store(data: &Path) -> Result<Store> {
     let config = Config::load(data)?;
-    fs::create_dir_all(data).with_context(|| display(data))?;
-    Ok(Store::open(&data.join("store"), config.store)?)
+    crate::files::create_private_dir_all(data).with_context(|| display(data))?;
+    let store = Store::open(&data.join("store"), config.store)?;
+    crate::files::tighten_data_dir(data, &data.join("store").join("index"));
+    Ok(store)
 }
 
 /// The trust list's policy, taught what the store knows.

@@ -154,7 +154,7 @@ impl Store {
     /// Opens (or creates) the store in the folder `path`: the index
     /// database in `path/index`, blob files in `path/blobs`.
     pub fn open(path: &Path, config: StoreConfig) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(path).map_err(|source| StoreError::Io {
+        crate::files::create_private_dir_all(path).map_err(|source| StoreError::Io {
             path: path.to_owned(),
             source,
         })?;

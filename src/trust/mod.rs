@@ -315,14 +315,14 @@ impl TrustList {
             source,
         };
         if !dir.exists() {
-            fs::create_dir_all(&dir).map_err(io)?;
+            files::create_private_dir_all(&dir).map_err(io)?;
             for (file_name, text) in BUNDLED_KEYS {
                 let file = PublisherFile::parse(text, Path::new(file_name))?;
                 if file.is_demo() {
                     continue;
                 }
                 let path = dir.join(format!("{}.toml", file.name));
-                files::write_atomic(&path, text.as_bytes())?;
+                files::write_private(&path, text.as_bytes())?;
             }
         }
         Ok(Self { dir })
@@ -367,7 +367,7 @@ impl TrustList {
     pub fn add_file(&self, file: &PublisherFile) -> Result<(), TrustError> {
         self.check_add(file)?;
         let dest = self.dir.join(format!("{}.toml", file.name));
-        files::write_atomic(&dest, file.to_toml().as_bytes())?;
+        files::write_private(&dest, file.to_toml().as_bytes())?;
         Ok(())
     }
 

@@ -326,6 +326,145 @@ where
     }
 }
 
+/// The mode of every folder in a data directory: its owner's only.
+#[cfg(unix)]
+const PRIVATE_DIR_MODE: u32 = 0o700;
+/// The mode of every file in a data directory: its owner's only.
+#[cfg(unix)]
+const PRIVATE_FILE_MODE: u32 = 0o600;
+
+/// Creates the folder `path` and any missing parents, as
+/// `std::fs::create_dir_all` does, but with mode 0700 (on unix) set as
+/// each is made, so that none is open to others even for a moment,
+/// whatever the umask. A folder already there keeps its mode
+/// ([`tighten_tree`] fixes that).
+pub fn create_private_dir_all(path: &Path) -> std::io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(PRIVATE_DIR_MODE);
+    }
+    builder.create(path)
+}
+
+/// Opens `path` for writing, created (or emptied) with mode 0600 on unix
+/// whatever the umask; a file left there earlier with another mode is
+/// given 0600 too.
+pub fn create_private_file(path: &Path) -> std::io::Result<fs::File> {
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(PRIVATE_FILE_MODE);
+    }
+    let file = opts.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // The mode above applies only when the file is new.
+        file.set_permissions(fs::Permissions::from_mode(PRIVATE_FILE_MODE))?;
+    }
+    Ok(file)
+}
+
+/// Gives every folder under `root` (and `root` itself) mode 0700 and
+/// every regular file mode 0600, and returns the paths it had to change.
+/// Symbolic links are never followed (only `root` itself may be one, for
+/// a data directory kept elsewhere), and other kinds of file are left
+/// alone. A path removed while the walk runs is skipped. Does nothing off
+/// unix.
+///
+/// Files made by code that does not set modes itself (sled's) and a data
+/// directory opened up by hand are fixed this way when it is next opened.
+pub fn tighten_tree(root: &Path) -> Result<Vec<PathBuf>, FilesError> {
+    let mut changed = Vec::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+        let mut pending = vec![root.to_owned()];
+        while let Some(path) = pending.pop() {
+            let meta = if path == root {
+                fs::metadata(&path)
+            } else {
+                fs::symlink_metadata(&path)
+            };
+            let meta = match meta {
+                Ok(m) => m,
+                Err(e) if gone(&e) => continue,
+                Err(e) => return Err(io(&path)(e)),
+            };
+            let kind = meta.file_type();
+            let want = if kind.is_dir() {
+                PRIVATE_DIR_MODE
+            } else if kind.is_file() {
+                PRIVATE_FILE_MODE
+            } else {
+                continue;
+            };
+            if meta.permissions().mode() & 0o7777 != want {
+                match fs::set_permissions(&path, fs::Permissions::from_mode(want)) {
+                    Ok(()) => changed.push(path.clone()),
+                    Err(e) if gone(&e) => continue,
+                    Err(e) => return Err(io(&path)(e)),
+                }
+            }
+            // A folder is tightened before it is read: one that was too
+            // tight to list (0000) can be read once it is 0700.
+            if kind.is_dir() {
+                let entries = match fs::read_dir(&path) {
+                    Ok(entries) => entries,
+                    Err(e) if gone(&e) => continue,
+                    Err(e) => return Err(io(&path)(e)),
+                };
+                for entry in entries {
+                    pending.push(entry.map_err(io(&path))?.path());
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = root;
+    Ok(changed)
+}
+
+/// [`tighten_tree`] on a data directory, with what it did logged: how
+/// many paths it changed, at warn, and which, at debug only (file names
+/// such as `trust/NAME.toml` say what the device reads). `library` is a
+/// folder in it whose files a library makes itself, with the umask's
+/// modes, every time it opens them (sled's snapshot): tightened first
+/// and without a warning, since nobody opened those up. A failure is
+/// logged and does not stop the caller: the modes it could set stay set.
+pub(crate) fn tighten_data_dir(root: &Path, library: &Path) {
+    let tightened = tighten_tree(library).and_then(|made| {
+        if !made.is_empty() {
+            tracing::debug!(?made, "modes of the library's own files tightened");
+        }
+        tighten_tree(root)
+    });
+    match tightened {
+        Ok(changed) if changed.is_empty() => {}
+        Ok(changed) => {
+            tracing::warn!(
+                "{} path(s) in the data directory were open to other users: now 0700 (folders) and 0600 (files)",
+                changed.len()
+            );
+            tracing::debug!(?changed, "modes tightened");
+        }
+        Err(e) => {
+            tracing::warn!(
+                "the modes in the data directory could not all be tightened: {}",
+                e.io_kind()
+                    .map_or_else(|| "not a file system error".to_owned(), |k| k.to_string())
+            );
+            tracing::debug!("tightening modes: {e}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,5 +558,43 @@ mod tests {
         })
         .unwrap();
         assert_eq!(&*again, b"key");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn tighten_tree_sets_owner_only_modes_and_skips_links() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
+        let outside = tempfile::tempdir().unwrap();
+        let shared = outside.path().join("shared");
+        fs::write(&shared, b"x").unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o644)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("data");
+        create_private_dir_all(&root.join("a/b")).unwrap();
+        assert_eq!(mode(&root), 0o700);
+        assert_eq!(mode(&root.join("a/b")), 0o700);
+        drop(create_private_file(&root.join("a/f")).unwrap());
+        assert_eq!(mode(&root.join("a/f")), 0o600);
+        assert!(tighten_tree(&root).unwrap().is_empty());
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(root.join("a/f"), fs::Permissions::from_mode(0o4666)).unwrap();
+        fs::set_permissions(root.join("a/b"), fs::Permissions::from_mode(0o000)).unwrap();
+        std::os::unix::fs::symlink(&shared, root.join("link")).unwrap();
+        let mut changed = tighten_tree(&root).unwrap();
+        changed.sort();
+        assert_eq!(
+            changed,
+            vec![root.clone(), root.join("a/b"), root.join("a/f")]
+        );
+        assert_eq!(mode(&root), 0o700);
+        assert_eq!(mode(&root.join("a/b")), 0o700);
+        assert_eq!(mode(&root.join("a/f")), 0o600);
+        assert_eq!(mode(&shared), 0o644, "a link's target is left alone");
+        // A file left with a loose mode is tightened when opened again.
+        fs::set_permissions(root.join("a/f"), fs::Permissions::from_mode(0o666)).unwrap();
+        drop(create_private_file(&root.join("a/f")).unwrap());
+        assert_eq!(mode(&root.join("a/f")), 0o600);
+        assert!(tighten_tree(&dir.path().join("none")).unwrap().is_empty());
     }
 }

@@ -82,8 +82,10 @@ pub(super) struct ImportArgs {
 pub(crate) fn open_store(data: &Path) -> Result<Store> {
     let dir = super::seal::open_dir(data)?;
     let config = dir.config(None)?;
-    fs::create_dir_all(data).with_context(|| display(data))?;
-    Ok(dir.open_store(config.store)?)
+    crate::files::create_private_dir_all(data).with_context(|| display(data))?;
+    let store = dir.open_store(config.store)?;
+    crate::files::tighten_data_dir(data, &dir.store_path().join("index"));
+    Ok(store)
 }
 
 /// The data directory's trust list.

@@ -320,7 +320,9 @@ pub(crate) async fn story(State(state): State<GatewayState>, Path(id): Path<Stri
             "no story with that id from a trusted publisher",
         ),
         Err(StoryError::Store(e)) => {
-            tracing::warn!("gateway: {e}");
+            // The error may name a bundle: at debug only.
+            tracing::warn!("gateway: the store could not be read");
+            tracing::debug!("gateway: {e}");
             error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the store could not be read",

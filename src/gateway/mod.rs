@@ -40,7 +40,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::proto::{PublicKey, Timestamp};
 use crate::store::Store;
@@ -357,7 +357,11 @@ impl GatewayState {
                             c.1 += 1;
                             c.2 = Arc::new(files);
                         }
-                        Err(e) => warn!("gateway: cannot read the trust list: {e}"),
+                        // Its files are named after the publishers.
+                        Err(e) => {
+                            warn!("gateway: cannot read the trust list");
+                            debug!("gateway: cannot read the trust list: {e}");
+                        }
                     }
                 }
                 Trusted {
@@ -406,7 +410,8 @@ impl GatewayState {
             return Ok(c);
         }
         let c = Catalog::build(self.store(), &trusted, changes).map_err(|e| {
-            warn!("gateway: cannot read the store: {e}");
+            warn!("gateway: cannot read the store");
+            debug!("gateway: cannot read the store: {e}");
             StatusCode::INTERNAL_SERVER_ERROR
         })?;
         let c = Arc::new(c);
@@ -504,9 +509,11 @@ async fn guard(State(state): State<GatewayState>, req: Request, next: Next) -> R
         "cross-origin-opener-policy",
         HeaderValue::from_static("same-origin"),
     );
-    if !h.contains_key(header::CACHE_CONTROL) {
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    }
+    // Nothing the gateway answers is kept by the browser: its cache would
+    // hold the stories, pictures and searches of the reader outside the
+    // store, for whoever takes or shares the device. Set here, over any a
+    // handler chose, so that no route (errors and redirects too) escapes.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 

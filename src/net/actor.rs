@@ -516,7 +516,9 @@ impl Actor {
                 if !self.topics.contains(&topic.hash()) {
                     self.followed.unfollow(&topic.hash());
                 }
-                warn!("cannot subscribe to {topic}: {e}")
+                // The topic names the publisher's key: at debug only.
+                warn!("cannot subscribe to a publisher's topic: {e}");
+                debug!("cannot subscribe to {topic}: {e}")
             }
         }
     }
@@ -529,7 +531,7 @@ impl Actor {
         }
         self.followed.unfollow(&topic.hash());
         if was {
-            info!(publisher = %publisher, "no longer trusted or carried");
+            debug!(publisher = %publisher, "no longer trusted or carried");
         }
         was
     }
@@ -563,7 +565,8 @@ impl Actor {
                 Err(gossipsub::PublishError::NoPeersSubscribedToTopic)
                 | Err(gossipsub::PublishError::AllQueuesFull(_)) => Sent::Later,
                 Err(e) => {
-                    warn!("cannot publish on {topic}: {e}");
+                    warn!("cannot publish on a publisher's topic: {e}");
+                    debug!("cannot publish on {topic}: {e}");
                     Sent::Failed
                 }
             }

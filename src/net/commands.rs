@@ -95,7 +95,8 @@ impl Actor {
             }
         };
         let rev = &change.revocation;
-        info!(key = %rev.key, "revocation announced");
+        info!("revocation announced");
+        debug!(key = %rev.key, "revocation announced");
         self.announce(&rev.publisher, Announcement::Revocation(bytes));
         if change.changed || change.head_dropped {
             // The store says what it removed.
@@ -192,7 +193,7 @@ impl Actor {
             self.announce(&publisher, a);
         }
         self.emit(NodeEvent::Stored(id));
-        info!(bundle = %id.short(), "published");
+        debug!(bundle = %id.short(), "published");
         let _ = p.reply.send(Ok(id));
     }
 
@@ -368,7 +369,9 @@ impl Actor {
             Done::Failed { what, error } => {
                 // The policy keeps what it decided; the store is asked for
                 // its own view of what it holds, so the two meet again.
-                warn!("store: {what} failed: {error}");
+                // The error may name a bundle or a publisher: at debug.
+                warn!("store: {what} failed");
+                debug!("store: {what} failed: {error}");
                 let publishers = self.state.policy().publishers().map(|(k, _)| *k).collect();
                 self.job(Job::Ranges(publishers));
             }

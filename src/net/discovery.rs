@@ -368,7 +368,8 @@ impl Actor {
                     for p in new {
                         self.discovery.choose(p);
                         if let Some(publisher) = &publisher {
-                            info!(peer = %p, publisher = %publisher, "found a mirror; connecting");
+                            info!(peer = %p, "found a mirror; connecting");
+                            debug!(peer = %p, publisher = %publisher, "the mirror carries");
                         }
                         // The query's own addresses for the provider are
                         // used while it runs (kad's pending-dial hook).

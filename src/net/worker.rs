@@ -302,7 +302,8 @@ impl Worker {
                             }
                         },
                         Err(e) => {
-                            warn!(bundle = %id.short(), "fetched bundle not stored: {e}");
+                            warn!("a fetched bundle was not stored");
+                            debug!(bundle = %id.short(), "fetched bundle not stored: {e}");
                             Stored::Failed(e.to_string())
                         }
                     },
@@ -438,7 +439,8 @@ impl Worker {
                 let (response, bytes) = match super::logserve::page(&self.store, from) {
                     Ok(p) => p,
                     Err(e) => {
-                        warn!("reading the log: {e}");
+                        warn!("the log could not be read");
+                        debug!("reading the log: {e}");
                         (LogResponse::Refused, 0)
                     }
                 };
@@ -523,10 +525,14 @@ impl Worker {
         match policy.learn_certificate(&bytes) {
             Ok(cert) => {
                 if let Err(e) = self.store.put_certificate(&cert) {
-                    warn!("the publisher file's certificate was not stored: {e}");
+                    warn!("the publisher file's certificate was not stored");
+                    debug!("the publisher file's certificate was not stored: {e}");
                 }
             }
-            Err(e) => warn!("the publisher file's certificate was not used: {e}"),
+            Err(e) => {
+                warn!("the publisher file's certificate was not used");
+                debug!("the publisher file's certificate was not used: {e}");
+            }
         }
     }
 
@@ -544,7 +550,8 @@ impl Worker {
         if let Some(bytes) = from_file
             && let Err(e) = self.store.put_mirror_list(&bytes, policy, now)
         {
-            warn!("the publisher file's mirror list was not stored: {e}");
+            warn!("the publisher file's mirror list was not stored");
+            debug!("the publisher file's mirror list was not stored: {e}");
         }
         let (_, bytes) = self.store.mirror_list(publisher).ok()??;
         policy

@@ -165,10 +165,12 @@ pub async fn start_dir(dir: DataDir, config: Config) -> Result<RunningNode, Node
             ),
         });
     }
-    std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
+    crate::files::create_private_dir_all(data_dir).map_err(io(data_dir))?;
     // The store's lock first: a second node on this data directory is told
     // so, rather than that the gateway's port is taken (by the first).
     let store = Arc::new(dir.open_store(config.store.clone())?);
+    // Then the modes, once sled has made its files (with the umask's).
+    crate::files::tighten_data_dir(data_dir, &dir.store_path().join("index"));
     // Then the gateway's port, before the network starts: a port in use
     // fails the start with nothing to undo.
     let gateway_listener = if config.gateway.enabled {
@@ -206,8 +208,13 @@ pub async fn start_dir(dir: DataDir, config: Config) -> Result<RunningNode, Node
                     config.net.bootstrap.push(addr.clone());
                 }
             } else {
+                // Which publisher, at debug only: a name in a log says
+                // what the device reads.
                 tracing::warn!(
-                    "publisher file {}: bootstrap address {addr:?} is not a multiaddress; skipped",
+                    "a publisher file names a bootstrap address that is not a multiaddress; skipped"
+                );
+                tracing::debug!(
+                    "publisher file {}: bootstrap address {addr:?} skipped",
                     p.name
                 );
             }
@@ -221,9 +228,12 @@ pub async fn start_dir(dir: DataDir, config: Config) -> Result<RunningNode, Node
         learn_file_certificate(&store, &mut policy, p);
         if let Ok(Some(bytes)) = p.mirror_list_bytes() {
             match store.put_mirror_list(&bytes, &policy, wall) {
-                Ok(true) => tracing::info!("stored the mirror list of {}", p.name),
+                Ok(true) => tracing::debug!("stored the mirror list of {}", p.name),
                 Ok(false) => {}
-                Err(e) => tracing::warn!("publisher file {}: mirror list not used: {e}", p.name),
+                Err(e) => {
+                    tracing::warn!("a publisher file's mirror list was not used");
+                    tracing::debug!("publisher file {}: mirror list not used: {e}", p.name);
+                }
             }
         }
     }
@@ -335,7 +345,7 @@ pub async fn start_dir(dir: DataDir, config: Config) -> Result<RunningNode, Node
         front: front.as_ref().map(|(a, _)| a.to_string()),
     };
     let path = data_dir.join("node.toml");
-    crate::files::write_atomic(&path, toml::to_string(&file).unwrap_or_default().as_bytes())?;
+    crate::files::write_private(&path, toml::to_string(&file).unwrap_or_default().as_bytes())?;
     info!(peer_id = %node.peer_id(), %control, ?gateway, "node running");
     Ok(RunningNode {
         network: node,
@@ -566,9 +576,13 @@ pub(crate) fn learn_file_certificate(
     match policy.learn_certificate(&bytes) {
         Ok(cert) => {
             if let Err(e) = store.put_certificate(&cert) {
-                tracing::warn!("publisher file {}: certificate not stored: {e}", file.name);
+                tracing::warn!("a publisher file's certificate was not stored");
+                tracing::debug!("publisher file {}: certificate not stored: {e}", file.name);
             }
         }
-        Err(e) => tracing::warn!("publisher file {}: certificate not used: {e}", file.name),
+        Err(e) => {
+            tracing::warn!("a publisher file's certificate was not used");
+            tracing::debug!("publisher file {}: certificate not used: {e}", file.name);
+        }
     }
 }

@@ -77,7 +77,7 @@ pub fn first_start(data_dir: &Path, role: Role) -> Option<&'static str> {
     }
     text.push_str(name);
     text.push('\n');
-    if let Err(e) = crate::files::write_atomic(&path, text.as_bytes()) {
+    if let Err(e) = crate::files::write_private(&path, text.as_bytes()) {
         tracing::debug!("cannot mark the first-start note as told: {e}");
     }
     Some(note(role))

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::{Ingested, Store, StoreError};
 use crate::proto::bundle::{FileKind, FrameReader, FrameTag, FrameWriter};
@@ -496,7 +496,8 @@ pub fn import<R: Read>(
     }
     imp.process()?;
     if let Err(e) = store.enforce_limits(now) {
-        warn!("quota enforcement after import failed: {e}");
+        warn!("quota enforcement after import failed");
+        debug!("quota enforcement after import failed: {e}");
     }
     Ok(imp.report)
 }

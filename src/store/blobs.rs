@@ -58,7 +58,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
 
 impl Blobs {
     pub(crate) fn open(dir: &Path, sealer: Option<Arc<Sealer>>) -> Result<Self, StoreError> {
-        fs::create_dir_all(dir).map_err(io(dir))?;
+        crate::files::create_private_dir_all(dir).map_err(io(dir))?;
         Ok(Blobs::Files {
             dir: dir.to_owned(),
             sealer,
@@ -190,7 +190,7 @@ impl Blobs {
                     return Ok(false);
                 }
                 let parent = p.parent().unwrap_or(dir);
-                fs::create_dir_all(parent).map_err(io(parent))?;
+                crate::files::create_private_dir_all(parent).map_err(io(parent))?;
                 let tmp = p.with_extension("tmp");
                 let sealed;
                 let bytes = match sealer {
@@ -204,7 +204,7 @@ impl Blobs {
                     None => bytes,
                 };
                 {
-                    let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
+                    let mut f = crate::files::create_private_file(&tmp).map_err(io(&tmp))?;
                     f.write_all(bytes).map_err(io(&tmp))?;
                 }
                 fs::rename(&tmp, &p).map_err(io(&p))?;

@@ -178,7 +178,7 @@ impl Store {
         config: StoreConfig,
         sealer: Option<Arc<Sealer>>,
     ) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(path).map_err(|source| StoreError::Io {
+        crate::files::create_private_dir_all(path).map_err(|source| StoreError::Io {
             path: path.to_owned(),
             source,
         })?;

@@ -6,7 +6,7 @@
 //! policy's verdicts ([`RevocationChange`], [`TrustPolicy::accept_head`]),
 //! which these methods write down.
 
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::kv::Op;
 use super::log::LogItem;
@@ -55,7 +55,8 @@ impl Store {
         }
         if change.head_dropped {
             ops.push(Op::Delete(key(HEAD, &[rev.publisher.as_bytes()])));
-            warn!(key = %rev.key.short(), "dropped a head signed by a revoked key");
+            warn!("dropped a head signed by a revoked key");
+            debug!(key = %rev.key.short(), "dropped a head signed by a revoked key");
         }
         self.kv.apply(ops)?;
         let mut doomed = Vec::new();
@@ -81,7 +82,11 @@ impl Store {
             }
         }
         if !doomed.is_empty() {
-            warn!(count = doomed.len(), key = %rev.key.short(), "removed bundles signed by a revoked key");
+            warn!(
+                count = doomed.len(),
+                "removed bundles signed by a revoked key"
+            );
+            debug!(key = %rev.key.short(), "the revoked key");
         }
         self.kv.flush()?;
         Ok(doomed)
@@ -131,14 +136,20 @@ impl Store {
             let (_, v) = item?;
             match policy.learn_certificate(&v) {
                 Ok(_) | Err(PolicyError::UnknownPublisher { .. }) => {}
-                Err(e) => warn!("stored certificate no longer verifies: {e}"),
+                Err(e) => {
+                    warn!("a stored certificate no longer verifies");
+                    debug!("stored certificate no longer verifies: {e}");
+                }
             }
         }
         for item in self.kv.scan(&[REVOCATION], false) {
             let (_, v) = item?;
             match policy.learn_revocation(&v) {
                 Ok(_) | Err(PolicyError::UnknownPublisher { .. }) => {}
-                Err(e) => warn!("stored revocation no longer verifies: {e}"),
+                Err(e) => {
+                    warn!("a stored revocation no longer verifies");
+                    debug!("stored revocation no longer verifies: {e}");
+                }
             }
         }
         let mut revoked = Vec::new();
@@ -152,10 +163,14 @@ impl Store {
                 // Kept, it would still be the floor of `record_head`'s
                 // rollback check and refuse every genuine head below it.
                 Err(e @ PolicyError::KeyRevoked { .. }) => {
-                    warn!("dropped a stored head: {e}");
+                    warn!("dropped a stored head signed by a revoked key");
+                    debug!("dropped a stored head: {e}");
                     revoked.push(Op::Delete(k.to_vec()));
                 }
-                Err(e) => warn!("stored head not used: {e}"),
+                Err(e) => {
+                    warn!("a stored head was not used");
+                    debug!("stored head not used: {e}");
+                }
             }
         }
         if !revoked.is_empty() {

@@ -242,7 +242,9 @@ pub struct Ctx<'a, P, M> {
 impl<P: Peer, M> Ctx<'_, P, M> {
     /// Bans `peer` now.
     pub fn ban(&mut self, peer: P, refusal: Refusal) {
-        tracing::warn!(peer = ?peer, "refusing a peer that served false data: {refusal}");
+        // The refusal's text may name the publisher or the bundle: at debug.
+        tracing::warn!(peer = ?peer, kind = ?refusal.kind, "refusing a peer that served false data");
+        tracing::debug!(peer = ?peer, "refused: {refusal}");
         self.bans.ban(peer, self.now);
         self.out.push_back(Action::Ban { peer, refusal });
     }

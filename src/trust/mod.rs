@@ -330,7 +330,7 @@ impl TrustList {
             sealer,
         };
         if !dir.exists() {
-            fs::create_dir_all(dir).map_err(|source| TrustError::Io {
+            files::create_private_dir_all(dir).map_err(|source| TrustError::Io {
                 path: dir.to_owned(),
                 source,
             })?;
@@ -376,7 +376,7 @@ impl TrustList {
                     })?;
                 files::write_private(&path, &sealed)?;
             }
-            None => files::write_atomic(&path, text.as_bytes())?,
+            None => files::write_private(&path, text.as_bytes())?,
         }
         Ok(())
     }

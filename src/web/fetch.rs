@@ -176,11 +176,13 @@ impl Flows {
             h.stalls += 1;
             if conn_read >= MIN_FREEZE {
                 if h.freeze_at.is_none_or(|f| conn_read < f) {
+                    // The source's address at debug only: a web tree's
+                    // host can say which outlet the device reads.
                     info!(
-                        source = self.source.url(),
-                        "flows to this web source freeze after about {conn_read} bytes: \
+                        "flows to a web source freeze after about {conn_read} bytes: \
                          fresh connections are opened before that"
                     );
+                    debug!(source = self.source.url(), "the web source that freezes");
                 }
                 h.freeze_at = Some(h.freeze_at.map_or(conn_read, |f| f.min(conn_read)));
                 h.clean = 0;

@@ -237,7 +237,8 @@ impl Puller {
                                         // here. The bundle is skipped (other
                                         // channels may bring it).
                                         Err(WebError::NotFound(file)) => {
-                                            warn!(
+                                            warn!("a web tree lacks a blob: bundle skipped");
+                                            debug!(
                                                 source = flows.source().url(),
                                                 "{file} is missing: bundle skipped"
                                             );
@@ -352,7 +353,11 @@ impl Puller {
                             (Arc::new(flows), Instant::now(), FIRST_BACKOFF.min(poll)),
                         );
                     }
-                    Err(e) => warn!("{e}"),
+                    Err(e) => {
+                        // The error names the source: at debug only.
+                        warn!("a web source is not usable");
+                        debug!("{e}");
+                    }
                 }
             }
             let due: Vec<(String, Arc<Flows>)> = sources
@@ -371,7 +376,8 @@ impl Puller {
                 match result {
                     Ok(r) => {
                         if r.new > 0 {
-                            info!(source = %url, new = r.new, "stories read from a web tree");
+                            info!(new = r.new, "stories read from a web tree");
+                            debug!(source = %url, new = r.new, "stories read from a web tree");
                         } else {
                             debug!(source = %url, "web tree read: nothing new");
                         }
@@ -380,7 +386,8 @@ impl Puller {
                     }
                     Err(WebError::NodeGone) => return,
                     Err(e) => {
-                        warn!(source = %url, "reading a web tree: {e}");
+                        warn!("reading a web tree failed");
+                        debug!(source = %url, "reading a web tree: {e}");
                         *at = Instant::now() + jitter(*backoff);
                         *backoff = (*backoff * 2).min(poll);
                     }

@@ -15,36 +15,24 @@ const STYLE: &str = include_str!("../style.css");
 const ICON: &[u8] = include_bytes!("../../demo/stories/bell.png");
 
 /// The stylesheet: the only one pages use, served by the node itself.
-pub(crate) async fn style(headers: HeaderMap) -> Response {
-    static ETAG: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        format!("\"{}\"", &blake3::hash(STYLE.as_bytes()).to_hex()[..16])
-    });
-    let mut h = HeaderMap::new();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/css; charset=utf-8"),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=3600"),
-    );
-    if let Some(not_modified) = etag(&mut h, &headers, &ETAG) {
-        return not_modified;
-    }
-    (h, STYLE).into_response()
+/// Like every response of the gateway it is `no-store` (see `guard`), so
+/// there is no ETag to revalidate: the browser keeps nothing to compare.
+pub(crate) async fn style() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/css; charset=utf-8"),
+        )],
+        STYLE,
+    )
+        .into_response()
 }
 
 /// The pages' icon, also at `/favicon.ico` where browsers look for it
 /// unasked.
 pub(crate) async fn icon() -> Response {
     (
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static("image/png")),
-            (
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=86400"),
-            ),
-        ],
+        [(header::CONTENT_TYPE, HeaderValue::from_static("image/png"))],
         ICON,
     )
         .into_response()
@@ -64,12 +52,12 @@ const INLINE_TYPES: &[&str] = &[
     "video/webm",
 ];
 
-/// A media file of a bundle, with its type from the signed manifest and
-/// cached for good: its URL names its bundle, and bundles never change.
+/// A media file of a bundle, with its type from the signed manifest. It
+/// is never cached, though bundles never change: a browser's cache would
+/// keep what the reader looked at on the device, outside the store.
 pub(crate) async fn media(
     State(state): State<GatewayState>,
     Path((id, path)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Response {
     let not_found = || error_page(StatusCode::NOT_FOUND, "No such media file.");
     let Ok(id) = id.parse::<BundleId>() else {
@@ -79,7 +67,9 @@ pub(crate) async fn media(
         Ok(Some(m)) => m,
         Ok(None) => return not_found(),
         Err(e) => {
-            tracing::warn!("gateway: {e}");
+            // The error may name a bundle: at debug only.
+            tracing::warn!("gateway: the store could not be read");
+            tracing::debug!("gateway: {e}");
             return error_page(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "The store could not be read.",
@@ -99,15 +89,7 @@ pub(crate) async fn media(
     else {
         return not_found();
     };
-    let tag = format!("\"{}\"", entry.hash);
     let mut h = HeaderMap::new();
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=31536000, immutable"),
-    );
-    if let Some(not_modified) = etag(&mut h, &headers, &tag) {
-        return not_modified;
-    }
     let media_type = entry.media_type.to_ascii_lowercase();
     let inline = INLINE_TYPES.contains(&media_type.as_str());
     let content_type = if inline {
@@ -131,7 +113,9 @@ pub(crate) async fn media(
         Ok(Ok(Some(b))) => b,
         Ok(Ok(None)) => return not_found(),
         Ok(Err(e)) => {
-            tracing::warn!("gateway: {e}");
+            // The error may name a bundle: at debug only.
+            tracing::warn!("gateway: the store could not be read");
+            tracing::debug!("gateway: {e}");
             return error_page(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "The store could not be read.",
@@ -145,18 +129,6 @@ pub(crate) async fn media(
         }
     };
     (h, bytes).into_response()
-}
-
-/// Sets `tag` as the response's ETag; the 304 answer when the request
-/// already has it.
-fn etag(h: &mut HeaderMap, request: &HeaderMap, tag: &str) -> Option<Response> {
-    if let Ok(v) = HeaderValue::from_str(tag) {
-        h.insert(header::ETAG, v);
-    }
-    request
-        .get(header::IF_NONE_MATCH)
-        .is_some_and(|v| v.as_bytes() == tag.as_bytes())
-        .then(|| (StatusCode::NOT_MODIFIED, h.clone()).into_response())
 }
 
 /// `attachment` with the entry's file name: an ASCII-only `filename` (any

@@ -30,7 +30,9 @@ pub(crate) async fn story(State(state): State<GatewayState>, Path(id): Path<Stri
             );
         }
         Err(StoryError::Store(e)) => {
-            tracing::warn!("gateway: {e}");
+            // The error may name a bundle: at debug only.
+            tracing::warn!("gateway: the store could not be read");
+            tracing::debug!("gateway: {e}");
             return error_page(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "The store could not be read.",

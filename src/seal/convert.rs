@@ -56,7 +56,7 @@ struct Plan {
 struct DirLock(#[allow(dead_code)] fs::File);
 
 fn lock(root: &Path) -> Result<DirLock, SealError> {
-    fs::create_dir_all(root).map_err(io(root))?;
+    crate::files::create_private_dir_all(root).map_err(io(root))?;
     let path = root.join(LOCK);
     let file = {
         use std::os::unix::fs::OpenOptionsExt;
@@ -143,7 +143,7 @@ fn run(root: &Path, plan: &Plan) -> Result<(), SealError> {
 fn new_stage(root: &Path, name: &str) -> Result<PathBuf, SealError> {
     let stage = root.join(format!("{STAGE_PREFIX}{name}"));
     remove_tree(&stage, true)?;
-    fs::create_dir_all(&stage).map_err(io(&stage))?;
+    crate::files::create_private_dir_all(&stage).map_err(io(&stage))?;
     Ok(stage)
 }
 
@@ -207,7 +207,7 @@ pub fn seal(
     let sealer = Arc::new(Sealer::new(&key));
     let stage = new_stage(root, "seal")?;
     let sealed = stage.join(SEALED_DIR);
-    fs::create_dir_all(&sealed).map_err(io(&sealed))?;
+    crate::files::create_private_dir_all(&sealed).map_err(io(&sealed))?;
     let mut done = Converted::default();
     if root.join("store").exists() {
         let old = Store::open(&root.join("store"), store_config.clone())?;

@@ -32,7 +32,7 @@ impl Store {
     /// and makes it durable. The copy is opened like any store afterwards.
     pub fn copy_to(&self, path: &Path, sealer: Option<Arc<Sealer>>) -> Result<Copied, StoreError> {
         let _w = self.lock()?;
-        std::fs::create_dir_all(path).map_err(|source| StoreError::Io {
+        crate::files::create_private_dir_all(path).map_err(|source| StoreError::Io {
             path: path.to_owned(),
             source,
         })?;

@@ -369,6 +369,23 @@ fn data_dir(dir: &Path, publishers: &[(&Publisher, &str)]) -> std::path::PathBuf
     data
 }
 
+/// Every file under `root` whose bytes contain `needle`.
+fn files_holding(root: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if contains(&std::fs::read(&p).unwrap(), needle) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
 fn bundles_of(data: &Path, p: &Publisher) -> usize {
     let store = Store::open(&data.join("store"), StoreConfig::default()).unwrap();
     store.held_bundles(&p.public()).unwrap().len()
@@ -386,8 +403,17 @@ fn kolokol_forget_by_name_and_by_key() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"));
     assert_eq!(bundles_of(&data, &a), 3);
 
+    let before = files_holding(&data, a.public().as_bytes());
+    assert!(!before.is_empty(), "the store should hold alpha's key before");
     let printed = ok(&data, &["forget", "alpha", "--yes"]);
     assert!(printed.contains("3 bundles"), "{printed}");
+    // Not in any file: the store was rewritten, so no old sled segment
+    // keeps it, and its trust file is gone.
+    let left = files_holding(&data, a.public().as_bytes());
+    assert!(left.is_empty(), "alpha's key is still in {left:?}");
+    let hex_key = hex::encode(a.public().as_bytes());
+    let left = files_holding(&data, hex_key.as_bytes());
+    assert!(left.is_empty(), "alpha's key in hex is still in {left:?}");
     assert_eq!(bundles_of(&data, &a), 0);
     assert!(!ok(&data, &["trust", "list"]).contains("alpha"));
 

@@ -202,6 +202,11 @@ pub fn seal(
             root.display()
         )));
     }
+    // The old store first: while a node runs on it, nothing is started.
+    let old = match root.join("store").exists() {
+        true => Some(Store::open(&root.join("store"), store_config.clone())?),
+        false => None,
+    };
     let key = DataKey::random();
     let wrapped = WrappedKey::wrap(&key, passphrase, duress, params)?;
     let sealer = Arc::new(Sealer::new(&key));
@@ -209,8 +214,7 @@ pub fn seal(
     let sealed = stage.join(SEALED_DIR);
     crate::files::create_private_dir_all(&sealed).map_err(io(&sealed))?;
     let mut done = Converted::default();
-    if root.join("store").exists() {
-        let old = Store::open(&root.join("store"), store_config.clone())?;
+    if let Some(old) = old {
         let c = old.copy_to(&sealed.join("store"), Some(sealer.clone()))?;
         done.entries = c.entries;
         done.files = c.files;
@@ -292,11 +296,18 @@ pub fn unseal(
     };
     let sealer = Arc::new(Sealer::new(&key));
     let opened = DataDir::from_parts(root, Some(sealer.clone()));
+    let sealed_store = root.join(SEALED_DIR).join("store");
+    let old = match sealed_store.exists() {
+        true => Some(Store::open_with(
+            &sealed_store,
+            store_config.clone(),
+            Some(sealer.clone()),
+        )?),
+        false => None,
+    };
     let stage = new_stage(root, "unseal")?;
     let mut done = Converted::default();
-    let sealed_store = root.join(SEALED_DIR).join("store");
-    if sealed_store.exists() {
-        let old = Store::open_with(&sealed_store, store_config.clone(), Some(sealer.clone()))?;
+    if let Some(old) = old {
         let c = old.copy_to(&stage.join("store"), None)?;
         done.entries = c.entries;
         done.files = c.files;

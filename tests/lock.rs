@@ -198,6 +198,18 @@ fn a_locked_node_unlocks_from_its_page_and_locks_again() {
     assert!(r.body.contains("Wrong passphrase"), "{}", r.body);
     assert!(!r.body.contains(TITLE));
 
+    // One attempt at a time: while a wrong one is held back, the next is
+    // refused, even the right one.
+    let first = {
+        let (addr, own) = (addr.clone(), own.clone());
+        std::thread::spawn(move || http(&addr, "POST", "/", Some(&own), &form("a wrong one")))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let second = http(&addr, "POST", "/", Some(&own), &form(PASS));
+    assert_eq!(second.status, 429, "{}", second.body);
+    assert!(first.join().unwrap().body.contains("Wrong passphrase"));
+    assert_locked(&addr);
+
     // Another site's page cannot submit, not even the right passphrase.
     for origin in [Some("http://evil.example"), Some("null"), None] {
         let r = http(&addr, "POST", "/", origin, &form(PASS));
@@ -222,6 +234,9 @@ fn a_locked_node_unlocks_from_its_page_and_locks_again() {
     // Nothing in the node holds the data key any more.
     assert!(!locked.key_held, "the node still holds the key");
     assert!(out.contains("data key let go of"), "{out}");
+    let status = ok(&reader, &[], &["status"]);
+    assert!(status.contains("is locked"), "{status}");
+    assert!(!status.contains("peer id"), "{status}");
     // The node let go of the store: another command opens it.
     let stats = ok(
         &reader,

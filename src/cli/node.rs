@@ -218,6 +218,14 @@ fn apply(args: &NodeArgs, config: &mut crate::config::Config) {
 
 pub(super) fn status(data: &Path) -> Result<ExitCode> {
     let Some(client) = ControlClient::for_data_dir(data) else {
+        if let Some(locked) = crate::node::vault::LockedFile::read(data) {
+            println!(
+                "the node on {} is locked: unlock it at http://{}/",
+                display(data),
+                locked.gateway
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
         println!("no node is running on {}", display(data));
         let store = super::store::open_store(data)?;
         let names = super::seal::open_dir(data)?.trust()?.list()?;

@@ -300,8 +300,9 @@ pub async fn start_gated(
         }
         None => (None, None),
     };
-    // The last step that can fail before tasks are spawned: what fails
-    // later leaves nothing running.
+    // The settings that can still be wrong are checked before the control
+    // API starts, so that a failure here leaves no server holding the
+    // trust list behind.
     let (web_stop, web_tasks) = web_tasks(&config, &node, &store)?;
     let stop_requested = Arc::new(tokio::sync::Notify::new());
     let lock_requested = Arc::new(tokio::sync::Notify::new());

@@ -404,7 +404,10 @@ fn kolokol_forget_by_name_and_by_key() {
     assert_eq!(bundles_of(&data, &a), 3);
 
     let before = files_holding(&data, a.public().as_bytes());
-    assert!(!before.is_empty(), "the store should hold alpha's key before");
+    assert!(
+        !before.is_empty(),
+        "the store should hold alpha's key before"
+    );
     let printed = ok(&data, &["forget", "alpha", "--yes"]);
     assert!(printed.contains("3 bundles"), "{printed}");
     // Not in any file: the store was rewritten, so no old sled segment

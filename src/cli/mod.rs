@@ -79,6 +79,9 @@ enum Command {
     Unseal,
     /// Destroy the data directory: its key first (unreadable within a second), then the rest.
     Wipe(seal::WipeArgs),
+    /// Lock the running node of a sealed data directory: it lets go of its store and key, and its
+    /// gateway asks for the passphrase again.
+    Lock,
 }
 
 /// The data directory: `--data-dir`, `$KOLOKOL_DATA_DIR`, or the platform's.
@@ -202,5 +205,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Seal(args) => seal::seal(args, &data),
         Command::Unseal => seal::unseal(&data),
         Command::Wipe(args) => seal::wipe(args, &data),
+        Command::Lock => seal::lock(&data),
     }
 }

@@ -110,14 +110,58 @@ pub(super) fn run_node(args: NodeArgs, data: &Path) -> Result<ExitCode> {
     if args.sealed && !crate::seal::DataDir::is_sealed(data) {
         super::seal::seal(super::seal::SealArgs::default(), data)?;
     }
-    let dir = super::seal::open_dir(data)?;
-    let mut config = dir.config(args.config.as_deref())?;
+    // A sealed directory with no passphrase to be had starts locked.
+    let opened = match super::seal::open_for_node(data) {
+        Ok(dir) => Some(dir),
+        Err(crate::seal::SealError::NoPassphrase) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let plain_path = args
+        .config
+        .clone()
+        .unwrap_or_else(|| data.join("config.toml"));
+    let configure: crate::node::vault::Configure = Box::new(move |dir| {
+        let mut config = match dir {
+            Some(d) => d.config(args.config.as_deref())?,
+            None => crate::config::Config::load_layered(None, &plain_path)
+                .map_err(crate::seal::SealError::from)?,
+        };
+        apply(&args, &mut config);
+        Ok(config)
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    // The signal handlers first, inside the runtime: a SIGTERM while the
+    // node starts then stops it once started.
+    runtime.block_on(async {
+        let shutdown = crate::node::shutdown_signal();
+        let sealed = opened.as_ref().is_none_or(|d| d.sealed());
+        let gateway = configure(None)?.gateway.enabled;
+        match opened {
+            // Sealed, with a gateway to unlock it from: it may lock.
+            _ if sealed && gateway => {
+                crate::node::vault::run_sealed(data, opened, configure, shutdown).await
+            }
+            Some(dir) => {
+                let config = configure(Some(&dir))?;
+                crate::node::run(dir, config, shutdown).await
+            }
+            None => Err(crate::seal::SealError::NoPassphrase.into()),
+        }
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Lays the command line's settings over the configured ones.
+fn apply(args: &NodeArgs, config: &mut crate::config::Config) {
     if !args.listen.is_empty() {
-        config.net.listen = Some(args.listen);
+        config.net.listen = Some(args.listen.clone());
     }
-    config.net.bootstrap.extend(args.bootstrap);
-    if let Some(c) = args.control {
-        config.control = c;
+    config.net.bootstrap.extend(args.bootstrap.iter().cloned());
+    if let Some(c) = &args.control {
+        config.control = c.clone();
     }
     if args.lan {
         config.net.mdns = true;
@@ -131,14 +175,17 @@ pub(super) fn run_node(args: NodeArgs, data: &Path) -> Result<ExitCode> {
     if args.mirror {
         config.net.mirror = true;
     }
-    config.net.relays.extend(args.relays);
-    config.net.external_addresses.extend(args.external);
-    if let Some(m) = args.metrics {
-        config.metrics = Some(m);
+    config.net.relays.extend(args.relays.iter().cloned());
+    config
+        .net
+        .external_addresses
+        .extend(args.external.iter().cloned());
+    if let Some(m) = &args.metrics {
+        config.metrics = Some(m.clone());
     }
-    config.carry.extend(args.carry);
-    if let Some(g) = args.gateway {
-        config.gateway.address = g;
+    config.carry.extend(args.carry.iter().cloned());
+    if let Some(g) = &args.gateway {
+        config.gateway.address = g.clone();
         config.gateway.enabled = true;
     }
     if args.gateway_public {
@@ -147,41 +194,38 @@ pub(super) fn run_node(args: NodeArgs, data: &Path) -> Result<ExitCode> {
     if args.no_gateway {
         config.gateway.enabled = false;
     }
-    if let Some(p) = args.proxy {
-        config.net.proxy = Some(p);
+    if let Some(p) = &args.proxy {
+        config.net.proxy = Some(p.clone());
     }
-    config.net.tls_roots.extend(args.tls_roots);
-    config.web.sources.extend(args.web_sources);
-    if let Some(f) = args.front {
-        config.front.listen = Some(f);
+    config.net.tls_roots.extend(args.tls_roots.iter().cloned());
+    config.web.sources.extend(args.web_sources.iter().cloned());
+    if let Some(f) = &args.front {
+        config.front.listen = Some(f.clone());
     }
-    if let Some(c) = args.front_cert {
-        config.front.cert = Some(c);
+    if let Some(c) = &args.front_cert {
+        config.front.cert = Some(c.clone());
     }
-    if let Some(k) = args.front_key {
-        config.front.key = Some(k);
+    if let Some(k) = &args.front_key {
+        config.front.key = Some(k.clone());
     }
-    if let Some(p) = args.front_path {
-        config.front.path = Some(p);
+    if let Some(p) = &args.front_path {
+        config.front.path = Some(p.clone());
     }
-    if let Some(d) = args.front_site {
-        config.front.site = Some(d);
+    if let Some(d) = &args.front_site {
+        config.front.site = Some(d.clone());
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
-    // The signal handlers first, inside the runtime: a SIGTERM while the
-    // node starts then stops it once started.
-    runtime.block_on(async {
-        let shutdown = crate::node::shutdown_signal();
-        crate::node::run(dir, config, shutdown).await
-    })?;
-    Ok(ExitCode::SUCCESS)
 }
 
 pub(super) fn status(data: &Path) -> Result<ExitCode> {
     let Some(client) = ControlClient::for_data_dir(data) else {
+        if let Some(locked) = crate::node::vault::LockedFile::read(data) {
+            println!(
+                "the node on {} is locked: unlock it at http://{}/",
+                display(data),
+                locked.gateway
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
         println!("no node is running on {}", display(data));
         let store = super::store::open_store(data)?;
         let names = super::seal::open_dir(data)?.trust()?.list()?;

@@ -132,6 +132,70 @@ pub(crate) fn open_dir(data: &Path) -> Result<DataDir> {
     Ok(dir)
 }
 
+/// Opens the data directory for a node, which may lock it again later:
+/// nothing of it (the opened key, a passphrase read from a descriptor) is
+/// kept anywhere but in what the node holds.
+pub(crate) fn open_for_node(data: &Path) -> Result<DataDir, SealError> {
+    let prompt = format!("passphrase for {}: ", data.display());
+    let opened = DataDir::open(data, &|| passphrase(&prompt));
+    if let Ok(mut cached) = FROM_FD.lock() {
+        *cached = None;
+    }
+    opened
+}
+
+/// Locks the node running on the directory: it stops everything but its
+/// gateway, which asks for the passphrase again.
+pub(super) fn lock(data: &Path) -> Result<ExitCode> {
+    if !DataDir::is_sealed(data) {
+        bail!(
+            "{} is not sealed: there is nothing to lock (kolokol seal encrypts it)",
+            data.display()
+        );
+    }
+    let Some(client) = crate::node::control::ControlClient::for_data_dir(data) else {
+        if let Some(locked) = crate::node::vault::LockedFile::read(data) {
+            bail!(
+                "the node on {} is locked already (its lock page: http://{}/)",
+                data.display(),
+                locked.gateway
+            );
+        }
+        bail!("no unlocked node runs on {}", data.display());
+    };
+    client.lock()?;
+    // The node says it is locked by its node.toml, once it let go of the
+    // store and the key.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let locked = loop {
+        if let Some(l) = crate::node::vault::LockedFile::read(data) {
+            break l;
+        }
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "the node on {} was asked to lock but did not say it did; see its log",
+                data.display()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    if locked.key_held {
+        println!(
+            "locked the node on {}: its network, control API and web tasks are stopped and its \
+             store closed, but a request still in progress holds the data key in memory",
+            data.display()
+        );
+    } else {
+        println!(
+            "locked the node on {}: its network, control API and web tasks are stopped, its \
+             store and data key let go of",
+            data.display()
+        );
+    }
+    println!("unlock it at http://{}/", locked.gateway);
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Forgets the opened directory (after it was converted).
 fn forget_opened() {
     if let Ok(mut o) = OPENED.lock() {

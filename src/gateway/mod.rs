@@ -17,10 +17,13 @@
 //!   article sanitizer.
 //! - `story`: one story as every view shows it, with its cached body.
 //! - [`NodeView`]: all the gateway sees of the node it runs in.
+//! - [`gate`]: a sealed node's listener: the lock page while locked, the
+//!   gateway once unlocked.
 
 mod api;
 mod catalog;
 mod feed;
+pub mod gate;
 mod html;
 mod pages;
 mod story;

@@ -59,6 +59,9 @@ pub(crate) struct ApiState {
     pub(crate) carry: Vec<String>,
     /// Told when a client asks the node to stop (`kolokol wipe`).
     pub(crate) stop: std::sync::Arc<tokio::sync::Notify>,
+    /// Told when a client asks the node to lock (`kolokol lock`); none
+    /// when there is nothing to lock or no lock page to unlock it from.
+    pub(crate) lock: Option<std::sync::Arc<tokio::sync::Notify>>,
 }
 
 /// Asks the node to stop at once: it drops its key and its store.
@@ -68,6 +71,22 @@ async fn stop(State(s): State<ApiState>, headers: HeaderMap) -> Response {
     }
     s.stop.notify_one();
     axum::Json(serde_json::json!({ "stopping": true })).into_response()
+}
+
+/// Asks the node to lock: it drops its store and key and its gateway
+/// asks for the passphrase again.
+async fn lock(State(s): State<ApiState>) -> Response {
+    match &s.lock {
+        Some(lock) => {
+            lock.notify_one();
+            axum::Json(serde_json::json!({ "locking": true })).into_response()
+        }
+        None => error(
+            StatusCode::CONFLICT,
+            "this node cannot be locked: its data directory is not sealed, or it serves no \
+             gateway to unlock it from (stop it instead)",
+        ),
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -299,6 +318,7 @@ pub(crate) fn router(state: ApiState) -> Router {
         )
         .route("/v1/report", post(report))
         .route("/v1/stop", post(stop))
+        .route("/v1/lock", post(lock))
         .layer(DefaultBodyLimit::max(MAX_SMALL_BODY))
         // Outermost: the token is checked before any limit or handler
         // touches the body.
@@ -512,6 +532,12 @@ impl ControlClient {
     /// Asks the node to stop at once.
     pub fn stop(&self) -> Result<(), ControlError> {
         self.request("POST", "/v1/stop", "text/plain", b"")
+            .map(|_| ())
+    }
+
+    /// Asks the node to lock; it answers before it does.
+    pub fn lock(&self) -> Result<(), ControlError> {
+        self.request("POST", "/v1/lock", "text/plain", b"")
             .map(|_| ())
     }
 

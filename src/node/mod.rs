@@ -4,6 +4,7 @@
 pub mod control;
 mod metrics;
 pub mod note;
+pub mod vault;
 mod view;
 
 use std::future::Future;
@@ -86,7 +87,10 @@ pub struct RunningNode {
     /// The front's address and the multiaddress suffix readers dial
     /// through it (`/tls/sni/NAME/x-parity-ws/PATH`, NAME to fill in).
     pub front: Option<(std::net::SocketAddr, String)>,
-    server: tokio::task::JoinHandle<()>,
+    server: (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ),
     front_task: Option<tokio::task::JoinHandle<()>>,
     metrics_task: Option<tokio::task::JoinHandle<()>>,
     gateway_task: Option<(
@@ -97,6 +101,9 @@ pub struct RunningNode {
     web_tasks: Vec<tokio::task::JoinHandle<()>>,
     data_dir: PathBuf,
     stop_requested: Arc<tokio::sync::Notify>,
+    lock_requested: Arc<tokio::sync::Notify>,
+    /// The gate the gateway is served through, on a sealed node.
+    gate: Option<crate::gateway::gate::Gate>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> NodeError + '_ {
@@ -149,6 +156,17 @@ pub async fn start(data_dir: &Path, config: Config) -> Result<RunningNode, NodeE
 /// what the store knows, starts the network and the control API, and
 /// writes `node.toml` with its peer id and addresses.
 pub async fn start_dir(dir: DataDir, config: Config) -> Result<RunningNode, NodeError> {
+    start_gated(dir, config, None).await
+}
+
+/// [`start_dir`], serving the gateway through `gate` (already bound, the
+/// lock page until now) instead of binding its own. A sealed node so
+/// started can be locked again through the control API.
+pub async fn start_gated(
+    dir: DataDir,
+    config: Config,
+    gate: Option<crate::gateway::gate::Gate>,
+) -> Result<RunningNode, NodeError> {
     let data_dir = dir.root().to_owned();
     let data_dir = data_dir.as_path();
     // The token travels in clear text: the control API stays on loopback.
@@ -173,7 +191,7 @@ pub async fn start_dir(dir: DataDir, config: Config) -> Result<RunningNode, Node
     crate::files::tighten_data_dir(data_dir, &dir.store_path().join("index"));
     // Then the gateway's port, before the network starts: a port in use
     // fails the start with nothing to undo.
-    let gateway_listener = if config.gateway.enabled {
+    let gateway_listener = if config.gateway.enabled && gate.is_none() {
         Some(crate::gateway::bind(&config.gateway).await?)
     } else {
         None
@@ -187,6 +205,13 @@ pub async fn start_dir(dir: DataDir, config: Config) -> Result<RunningNode, Node
         ),
         None => None,
     };
+    let token = control_token(data_dir)?;
+    let listener = tokio::net::TcpListener::bind(&config.control)
+        .await
+        .map_err(io(Path::new(&config.control)))?;
+    let control = listener
+        .local_addr()
+        .map_err(io(Path::new(&config.control)))?;
     let trust = dir.trust()?;
     let mut publishers = trust.list()?;
     // A mirror may carry some of the publishers it trusts, not all.
@@ -285,25 +310,37 @@ pub async fn start_dir(dir: DataDir, config: Config) -> Result<RunningNode, Node
         }
         None => (None, None),
     };
-    let token = control_token(data_dir)?;
+    // The settings that can still be wrong are checked before the control
+    // API starts, so that a failure here leaves no server holding the
+    // trust list behind.
+    let (web_stop, web_tasks) = web_tasks(&config, &node, &store)?;
     let stop_requested = Arc::new(tokio::sync::Notify::new());
-    let listener = tokio::net::TcpListener::bind(&config.control)
-        .await
-        .map_err(io(Path::new(&config.control)))?;
-    let control = listener
-        .local_addr()
-        .map_err(io(Path::new(&config.control)))?;
+    let lock_requested = Arc::new(tokio::sync::Notify::new());
     let state = ApiState {
         node: node.clone(),
         token,
         trust: trust.clone(),
         carry: config.carry.clone(),
         stop: stop_requested.clone(),
+        lock: (gate.is_some() && dir.sealed()).then(|| lock_requested.clone()),
     };
+    // Stopped gracefully: a connection kept open would otherwise keep the
+    // API's state, and with it the trust list's key, alive.
+    let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, control::router(state)).await;
+        let _ = axum::serve(listener, control::router(state))
+            .with_graceful_shutdown(async move {
+                let _ = server_stopped.await;
+            })
+            .await;
+    });
+    let gated = gate.as_ref().map(|g| {
+        let state = crate::gateway::GatewayState::with_trust_list(store.clone(), trust.clone())
+            .node(node.clone());
+        (g.clone(), state)
     });
     let (gateway, gateway_task) = match gateway_listener {
+        None if gate.is_some() => (gate.as_ref().map(|g| g.local_addr()), None),
         Some(listener) => {
             let addr = listener
                 .local_addr()
@@ -335,7 +372,6 @@ pub async fn start_dir(dir: DataDir, config: Config) -> Result<RunningNode, Node
         }
         None => (None, None),
     };
-    let (web_stop, web_tasks) = web_tasks(&config, &node, &store)?;
     let file = NodeFile {
         peer_id: node.peer_id().to_string(),
         listen: listen.clone(),
@@ -344,10 +380,7 @@ pub async fn start_dir(dir: DataDir, config: Config) -> Result<RunningNode, Node
         metrics: metrics.map(|a| a.to_string()),
         front: front.as_ref().map(|(a, _)| a.to_string()),
     };
-    let path = data_dir.join("node.toml");
-    crate::files::write_private(&path, toml::to_string(&file).unwrap_or_default().as_bytes())?;
-    info!(peer_id = %node.peer_id(), %control, ?gateway, "node running");
-    Ok(RunningNode {
+    let running = RunningNode {
         network: node,
         store,
         control,
@@ -355,7 +388,7 @@ pub async fn start_dir(dir: DataDir, config: Config) -> Result<RunningNode, Node
         gateway,
         metrics,
         front,
-        server,
+        server: (server_stop, server),
         front_task,
         metrics_task,
         gateway_task,
@@ -363,7 +396,23 @@ pub async fn start_dir(dir: DataDir, config: Config) -> Result<RunningNode, Node
         web_tasks,
         data_dir: data_dir.to_owned(),
         stop_requested,
-    })
+        lock_requested,
+        gate: None,
+    };
+    let path = data_dir.join("node.toml");
+    let text = toml::to_string(&file).unwrap_or_default();
+    if let Err(e) = crate::files::write_private(&path, text.as_bytes()) {
+        let _ = running.stop().await;
+        return Err(e.into());
+    }
+    // The gateway last, once nothing can fail.
+    let mut running = running;
+    if let Some((gate, state)) = gated {
+        gate.open(state);
+        running.gate = Some(gate);
+    }
+    info!(peer_id = %running.network.peer_id(), %control, ?gateway, "node running");
+    Ok(running)
 }
 
 /// The web channel's tasks: the puller (always, since signed mirror lists
@@ -434,10 +483,28 @@ impl RunningNode {
         self.stop_requested.notified().await
     }
 
+    /// Resolves when a client of the control API asked the node to lock
+    /// (only a sealed node started through a gate is ever asked).
+    pub async fn lock_requested(&self) {
+        self.lock_requested.notified().await
+    }
+
     /// Stops the gateway, the control API and the network, flushes the store and removes
     /// `node.toml`.
     pub async fn stop(self) -> Result<(), NodeError> {
-        self.server.abort();
+        // The gate first: no new request reaches the store.
+        if let Some(gate) = &self.gate {
+            gate.close();
+        }
+        let (server_stop, server) = self.server;
+        let _ = server_stop.send(());
+        let abort = server.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(2), server)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
         if let Some(t) = &self.front_task {
             t.abort();
         }
@@ -501,6 +568,17 @@ pub async fn run(
     let data_dir = dir.root().to_owned();
     let data_dir = data_dir.as_path();
     let running = start_dir(dir, config).await?;
+    announce(&running, data_dir, role);
+    tokio::select! {
+        _ = shutdown => {}
+        _ = running.stop_requested() => {}
+    }
+    info!("shutting down");
+    running.stop().await
+}
+
+/// Prints where a node that started listens and serves.
+fn announce(running: &RunningNode, data_dir: &Path, role: Role) {
     if let Some(note) = note::first_start(data_dir, role) {
         println!("{note}\n");
     }
@@ -522,12 +600,6 @@ pub async fn run(
     if let Some(m) = running.metrics {
         println!("metrics on http://{m}/metrics, health on http://{m}/healthz");
     }
-    tokio::select! {
-        _ = shutdown => {}
-        _ = running.stop_requested() => {}
-    }
-    info!("shutting down");
-    running.stop().await
 }
 
 /// Resolves on Ctrl-C or SIGTERM. The handlers are in place from the

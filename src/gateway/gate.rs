@@ -172,7 +172,7 @@ async fn locked(gate: &Gate, req: Request) -> Response {
     if method == Method::GET || method == Method::HEAD {
         // The page's own stylesheet and icon; nothing else is served.
         return match req.uri().path() {
-            "/static/style.css" => pages::style(req.headers().clone()).await,
+            "/static/style.css" => pages::style().await,
             "/static/icon.png" | "/favicon.ico" => pages::icon().await,
             _ => page(StatusCode::OK, None),
         };

@@ -9,10 +9,10 @@
 //! to within about 12 %, so the size of a known image or article no longer
 //! picks it out among the files.
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore;
-use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::SealError;
 
@@ -133,32 +133,28 @@ impl Sealer {
     /// key), bound to `ad`, the name it is stored under, so that a sealed
     /// value moved to another name no longer opens. Layout: nonce, then
     /// ciphertext of key length (u16 LE), value length (u32 LE), key,
-    /// value, zero padding.
+    /// value, zero padding, then the tag. Encrypted in place, in the one
+    /// buffer that is returned: no copy of the plain text is left behind
+    /// in freed memory by this function (the caller's own copies are the
+    /// caller's).
     pub fn seal_value(&self, ad: &[u8], key: &[u8], value: &[u8]) -> Result<Vec<u8>, SealError> {
         if key.len() > u16::MAX as usize || value.len() > MAX_VALUE {
             return Err(SealError::TooLarge(key.len() + value.len()));
         }
-        let len = 6 + key.len() + value.len();
-        let mut plain = Zeroizing::new(Vec::with_capacity(padme(len as u64) as usize));
-        plain.extend_from_slice(&(key.len() as u16).to_le_bytes());
-        plain.extend_from_slice(&(value.len() as u32).to_le_bytes());
-        plain.extend_from_slice(key);
-        plain.extend_from_slice(value);
-        plain.resize(padme(len as u64) as usize, 0);
+        let padded = padme((6 + key.len() + value.len()) as u64) as usize;
+        let mut out = Vec::with_capacity(NONCE_LEN + padded + TAG_LEN);
         let mut nonce = [0u8; NONCE_LEN];
         rand::thread_rng().fill_bytes(&mut nonce);
-        let ct = Self::aead(&self.values)
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: &plain,
-                    aad: ad,
-                },
-            )
-            .map_err(|_| SealError::Cipher)?;
-        let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
         out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ct);
+        out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        out.extend_from_slice(key);
+        out.extend_from_slice(value);
+        out.resize(NONCE_LEN + padded, 0);
+        let tag = Self::aead(&self.values)
+            .encrypt_in_place_detached(XNonce::from_slice(&nonce), ad, &mut out[NONCE_LEN..])
+            .map_err(|_| SealError::Cipher)?;
+        out.extend_from_slice(&tag);
         Ok(out)
     }
 
@@ -168,19 +164,28 @@ impl Sealer {
         if sealed.len() < NONCE_LEN + TAG_LEN + 6 {
             return Err(SealError::Damaged);
         }
-        let (nonce, ct) = sealed.split_at(NONCE_LEN);
-        let plain = Zeroizing::new(
-            Self::aead(&self.values)
-                .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: ad })
-                .map_err(|_| SealError::Damaged)?,
-        );
+        let (nonce, rest) = sealed.split_at(NONCE_LEN);
+        let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
+        let mut plain = ct.to_vec();
+        Self::aead(&self.values)
+            .decrypt_in_place_detached(
+                XNonce::from_slice(nonce),
+                ad,
+                &mut plain,
+                chacha20poly1305::Tag::from_slice(tag),
+            )
+            .map_err(|_| SealError::Damaged)?;
         let kl = u16::from_le_bytes([plain[0], plain[1]]) as usize;
         let vl = u32::from_le_bytes([plain[2], plain[3], plain[4], plain[5]]) as usize;
-        let body = &plain[6..];
-        if kl.checked_add(vl).is_none_or(|n| n > body.len()) {
+        if kl.checked_add(vl).is_none_or(|n| n > plain.len() - 6) {
             return Err(SealError::Damaged);
         }
-        Ok((body[..kl].to_vec(), body[kl..kl + vl].to_vec()))
+        let key = plain[6..6 + kl].to_vec();
+        // The value stays in the decrypted buffer: moved down, not copied
+        // into a new allocation.
+        plain.drain(..6 + kl);
+        plain.truncate(vl);
+        Ok((key, plain))
     }
 
     fn chunk_nonce(prefix: &[u8; FILE_HEADER], index: u64) -> XNonce {
@@ -202,39 +207,50 @@ impl Sealer {
     /// Seals a file's bytes under `name`. The plaintext stream is a
     /// header (`id`, 32 bytes, and the length, u64 LE), the bytes, and
     /// Padmé padding; it is cut in [`FILE_CHUNK`]-byte chunks, each its
-    /// own AEAD message with a nonce of the file's random prefix and the
-    /// chunk's index, so that a range is read without the rest.
+    /// own AEAD message (tag after it) with a nonce of the file's random
+    /// prefix and the chunk's index, so that a range is read without the
+    /// rest. The stream is laid out and encrypted in place in the buffer
+    /// returned: one copy of the bytes, no plain text left elsewhere.
     pub fn seal_file(
         &self,
         name: &[u8],
         id: &[u8; 32],
         bytes: &[u8],
     ) -> Result<Vec<u8>, SealError> {
-        let len = 40 + bytes.len() as u64;
-        let padded = padme(len) as usize;
-        let mut stream = Zeroizing::new(Vec::with_capacity(padded));
-        stream.extend_from_slice(id);
-        stream.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-        stream.extend_from_slice(bytes);
-        stream.resize(padded, 0);
+        let padded = padme(40 + bytes.len() as u64) as usize;
+        let chunks = padded.div_ceil(FILE_CHUNK);
+        let per = FILE_CHUNK + TAG_LEN;
+        // Zeroed, so the padding is in place already.
+        let mut out = vec![0u8; FILE_HEADER + padded + chunks * TAG_LEN];
         let mut prefix = [0u8; FILE_HEADER];
         rand::thread_rng().fill_bytes(&mut prefix);
+        out[..FILE_HEADER].copy_from_slice(&prefix);
+        let mut header = [0u8; 40];
+        header[..32].copy_from_slice(id);
+        header[32..].copy_from_slice(&(bytes.len() as u64).to_le_bytes());
+        // Stream position p lives at FILE_HEADER + (p / C) * per + p % C.
+        let mut at = 0usize;
+        for src in [&header[..], bytes] {
+            let mut src = src;
+            while !src.is_empty() {
+                let (i, off) = (at / FILE_CHUNK, at % FILE_CHUNK);
+                let n = src.len().min(FILE_CHUNK - off);
+                let dst = FILE_HEADER + i * per + off;
+                out[dst..dst + n].copy_from_slice(&src[..n]);
+                src = &src[n..];
+                at += n;
+            }
+        }
         let aead = Self::aead(&self.files);
-        let chunks = stream.len().div_ceil(FILE_CHUNK);
-        let mut out = Vec::with_capacity(FILE_HEADER + stream.len() + chunks * TAG_LEN);
-        out.extend_from_slice(&prefix);
-        for (i, chunk) in stream.chunks(FILE_CHUNK).enumerate() {
+        for i in 0..chunks {
+            let len = FILE_CHUNK.min(padded - i * FILE_CHUNK);
+            let start = FILE_HEADER + i * per;
+            let (data, rest) = out[start..].split_at_mut(len);
             let ad = Self::chunk_ad(name, i + 1 == chunks);
-            let ct = aead
-                .encrypt(
-                    &Self::chunk_nonce(&prefix, i as u64),
-                    Payload {
-                        msg: chunk,
-                        aad: &ad,
-                    },
-                )
+            let tag = aead
+                .encrypt_in_place_detached(&Self::chunk_nonce(&prefix, i as u64), &ad, data)
                 .map_err(|_| SealError::Cipher)?;
-            out.extend_from_slice(&ct);
+            rest[..TAG_LEN].copy_from_slice(&tag);
         }
         Ok(out)
     }
@@ -249,23 +265,29 @@ impl Sealer {
         (last > TAG_LEN as u64).then_some(n)
     }
 
-    /// Opens one chunk of a sealed file, given its ciphertext.
+    /// Opens one chunk of a sealed file in place: `buf` holds its
+    /// ciphertext and tag, and keeps the plain text.
     fn open_chunk(
         &self,
         name: &[u8],
         prefix: &[u8; FILE_HEADER],
         index: u64,
         last: bool,
-        ct: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>, SealError> {
+        mut buf: Vec<u8>,
+    ) -> Result<Vec<u8>, SealError> {
         let ad = Self::chunk_ad(name, last);
+        let split = buf.len().checked_sub(TAG_LEN).ok_or(SealError::Damaged)?;
+        let (data, tag) = buf.split_at_mut(split);
         Self::aead(&self.files)
-            .decrypt(
+            .decrypt_in_place_detached(
                 &Self::chunk_nonce(prefix, index),
-                Payload { msg: ct, aad: &ad },
+                &ad,
+                data,
+                chacha20poly1305::Tag::from_slice(tag),
             )
-            .map(Zeroizing::new)
-            .map_err(|_| SealError::Damaged)
+            .map_err(|_| SealError::Damaged)?;
+        buf.truncate(split);
+        Ok(buf)
     }
 
     /// Reads `len` bytes from `offset` of the sealed file `name` through
@@ -283,20 +305,21 @@ impl Sealer {
         let mut prefix = [0u8; FILE_HEADER];
         read_at(0, &mut prefix).map_err(SealError::Read)?;
         let per = (FILE_CHUNK + TAG_LEN) as u64;
-        let mut chunk = |i: u64| -> Result<Zeroizing<Vec<u8>>, SealError> {
+        let mut chunk = |i: u64| -> Result<Vec<u8>, SealError> {
             let start = FILE_HEADER as u64 + i * per;
             let end = (start + per).min(file_len);
             let mut ct = vec![0u8; (end - start) as usize];
             read_at(start, &mut ct).map_err(SealError::Read)?;
-            self.open_chunk(name, &prefix, i, i + 1 == chunks, &ct)
+            self.open_chunk(name, &prefix, i, i + 1 == chunks, ct)
         };
-        let first = chunk(0)?;
-        if first.len() < 40 {
+        let mut first = Some(chunk(0)?);
+        let head = first.as_ref().ok_or(SealError::Damaged)?;
+        if head.len() < 40 {
             return Err(SealError::Damaged);
         }
         let mut id = [0u8; 32];
-        id.copy_from_slice(&first[..32]);
-        let total = u64::from_le_bytes(first[32..40].try_into().map_err(|_| SealError::Damaged)?);
+        id.copy_from_slice(&head[..32]);
+        let total = u64::from_le_bytes(head[32..40].try_into().map_err(|_| SealError::Damaged)?);
         // The length must be one that gives exactly this many chunks.
         let stream = padme(40 + total);
         if stream.div_ceil(FILE_CHUNK as u64) != chunks {
@@ -309,7 +332,10 @@ impl Sealer {
         let mut at = from;
         while at < to {
             let i = at / FILE_CHUNK as u64;
-            let plain = if i == 0 { first.clone() } else { chunk(i)? };
+            let plain = match (i, first.take()) {
+                (0, Some(c)) => c,
+                _ => chunk(i)?,
+            };
             let lo = (at - i * FILE_CHUNK as u64) as usize;
             let hi = ((to - i * FILE_CHUNK as u64) as usize).min(plain.len());
             if lo >= hi {

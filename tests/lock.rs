@@ -6,79 +6,22 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-use common::process::{BIN, Killed, s, wait_until};
+use common::process::{BIN, Killed, wait_until};
+use common::sealed::{ok, reader_with_story, run};
 use kolokol::node::vault::LockedFile;
 
 const PASS: &str = "correct horse battery staple";
 const DURESS: &str = "the other passphrase";
-/// Argon2id at its cheapest: the tests are about the node, not the cost
-/// of guessing.
-const KDF: &str = "m=64,t=1,p=1";
 const TITLE: &str = "Протесты в Новгороде продолжаются";
 const NEWSROOM: &str = "vecherniy-kolokol";
-
-fn run(data: &Path, envs: &[(&str, &str)], args: &[&str]) -> Output {
-    let mut c = Command::new(BIN);
-    c.arg("--data-dir").arg(data).args(args);
-    c.env_remove("KOLOKOL_NEWSROOM")
-        .env_remove("KOLOKOL_PASSPHRASE")
-        .env_remove("KOLOKOL_PASSPHRASE_FD")
-        .env("KOLOKOL_KDF_COST", KDF)
-        .stdin(Stdio::null());
-    for (k, v) in envs {
-        c.env(k, v);
-    }
-    c.output().unwrap()
-}
-
-fn ok(data: &Path, envs: &[(&str, &str)], args: &[&str]) -> String {
-    let out = run(data, envs, args);
-    assert!(
-        out.status.success(),
-        "kolokol {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// A reader's data directory holding one story of a newsroom it trusts,
 /// sealed under [`PASS`] (and [`DURESS`] when `duress`).
 fn sealed_reader(dir: &Path, duress: bool) -> PathBuf {
-    let (nr, reader, newsroom) = (dir.join("nr"), dir.join("reader"), dir.join("newsroom"));
-    ok(
-        &nr,
-        &[],
-        &[
-            "newsroom",
-            "init",
-            "--name",
-            NEWSROOM,
-            "--dir",
-            s(&newsroom),
-        ],
-    );
-    ok(
-        &reader,
-        &[],
-        &[
-            "trust",
-            "add",
-            s(&newsroom.join(format!("{NEWSROOM}.toml"))),
-        ],
-    );
-    let article = dir.join("story.md");
-    std::fs::write(
-        &article,
-        format!("---\ntitle: {TITLE}\nlang: ru\n---\nТекст.\n"),
-    )
-    .unwrap();
-    ok(
-        &reader,
-        &[],
-        &["publish", s(&article), "--newsroom", s(&newsroom)],
-    );
+    let article = format!("---\ntitle: {TITLE}\nlang: ru\n---\nТекст.\n");
+    let (reader, _, _) = reader_with_story(dir, NEWSROOM, &article, None);
     let mut envs = vec![("KOLOKOL_PASSPHRASE", PASS)];
     let mut args = vec!["seal"];
     if duress {

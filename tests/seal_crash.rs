@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::process::BIN;
+use common::sealed::copy_tree;
 use common::*;
 use kolokol::seal::{DataDir, SealError};
 use kolokol::store::StoreConfig;
@@ -46,19 +47,6 @@ fn seal(data: &Path, kill_after: Option<Duration>) -> bool {
         }
     }
     child.wait().unwrap().success()
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let (src, dst) = (e.path(), to.join(e.file_name()));
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&src, &dst);
-        } else {
-            std::fs::copy(&src, &dst).unwrap();
-        }
-    }
 }
 
 /// Opens the directory as any command would (which finishes or undoes an

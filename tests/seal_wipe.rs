@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::process::BIN;
+use common::sealed::copy_tree;
 use common::*;
 use kolokol::seal::{DataDir, SealError};
 use tempfile::TempDir;
@@ -47,19 +48,6 @@ fn sealed_with(dir: &Path, n: u64) -> (std::path::PathBuf, Publisher) {
     ok(&data, &["seal"]);
     assert!(DataDir::is_sealed(&data));
     (data, p)
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let (src, dst) = (e.path(), to.join(e.file_name()));
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&src, &dst);
-        } else {
-            std::fs::copy(&src, &dst).unwrap();
-        }
-    }
 }
 
 #[test]

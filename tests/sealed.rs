@@ -5,40 +5,15 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use base64::Engine;
-use common::process::{BIN, s};
+use common::process::s;
+use common::sealed::{self, ok, run};
 
 const PASS: &str = "correct horse battery staple";
-/// Argon2id at its cheapest: the tests are about what is stored, not the
-/// cost of guessing.
-const KDF: &str = "m=64,t=1,p=1";
 const TITLE: &str = "Секретный доклад о цензуре в регионах";
 const WORDS: [&str; 3] = ["Новгородского", "расследование", "Zhivopisnaya"];
 const NEWSROOM: &str = "nezavisimaya-gazeta";
-
-fn run(data: &Path, envs: &[(&str, &str)], args: &[&str]) -> Output {
-    let mut c = Command::new(BIN);
-    c.arg("--data-dir").arg(data).args(args);
-    c.env_remove("KOLOKOL_NEWSROOM")
-        .env_remove("KOLOKOL_PASSPHRASE")
-        .env("KOLOKOL_KDF_COST", KDF);
-    for (k, v) in envs {
-        c.env(k, v);
-    }
-    c.output().unwrap()
-}
-
-fn ok(data: &Path, envs: &[(&str, &str)], args: &[&str]) -> String {
-    let out = run(data, envs, args);
-    assert!(
-        out.status.success(),
-        "kolokol {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn image() -> Vec<u8> {
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
@@ -55,55 +30,11 @@ fn image() -> Vec<u8> {
 /// A reader's data directory holding one story with an image, published
 /// by a newsroom it trusts; and the story's bundle id.
 fn reader_with_story(dir: &Path) -> (PathBuf, PathBuf, String) {
-    let (newsroom_data, reader, newsroom) =
-        (dir.join("nr"), dir.join("reader"), dir.join("newsroom"));
-    ok(
-        &newsroom_data,
-        &[],
-        &[
-            "newsroom",
-            "init",
-            "--name",
-            NEWSROOM,
-            "--dir",
-            s(&newsroom),
-        ],
+    let article = format!(
+        "---\ntitle: {TITLE}\nlang: ru\n---\n{} {} {}.\n\n![photo](photo.png)\n",
+        WORDS[0], WORDS[1], WORDS[2]
     );
-    ok(
-        &reader,
-        &[],
-        &[
-            "trust",
-            "add",
-            s(&newsroom.join(format!("{NEWSROOM}.toml"))),
-        ],
-    );
-    let img = dir.join("photo.png");
-    std::fs::write(&img, image()).unwrap();
-    let article = dir.join("story.md");
-    std::fs::write(
-        &article,
-        format!(
-            "---\ntitle: {TITLE}\nlang: ru\n---\n{} {} {}.\n\n![photo](photo.png)\n",
-            WORDS[0], WORDS[1], WORDS[2]
-        ),
-    )
-    .unwrap();
-    let id = ok(
-        &reader,
-        &[],
-        &[
-            "publish",
-            s(&article),
-            "--newsroom",
-            s(&newsroom),
-            "--image",
-            s(&img),
-        ],
-    )
-    .trim()
-    .to_owned();
-    (reader, newsroom, id)
+    sealed::reader_with_story(dir, NEWSROOM, &article, Some(&image()))
 }
 
 fn utf16(text: &str, big: bool) -> Vec<u8> {

@@ -10,6 +10,7 @@ pub mod net;
 pub mod nginx;
 pub mod process;
 pub mod recording;
+pub mod sealed;
 pub mod sockets;
 pub mod tls;
 

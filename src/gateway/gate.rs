@@ -22,7 +22,7 @@ use maud::{DOCTYPE, Markup, html};
 use tokio::sync::{mpsc, oneshot};
 use zeroize::Zeroizing;
 
-use super::{CSP, GatewayState, Limited, MAX_CONNECTIONS, loopback_host, pages};
+use super::{GatewayState, Limited, MAX_CONNECTIONS, loopback_host, pages};
 
 /// Largest form body read from the lock page: one passphrase, encoded.
 pub const MAX_FORM: usize = 4096;
@@ -278,30 +278,7 @@ fn same_origin(headers: &HeaderMap, local: SocketAddr, public: bool) -> bool {
 /// kept in a cache, and the page's own form posts carry its origin
 /// (`same-origin`, which sends nothing to any other site).
 fn secure(h: &mut HeaderMap) {
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        "cross-origin-resource-policy",
-        HeaderValue::from_static("same-origin"),
-    );
-    h.insert(
-        "cross-origin-opener-policy",
-        HeaderValue::from_static("same-origin"),
-    );
-    if !h.contains_key(header::CACHE_CONTROL) {
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
+    super::secure_headers(h, "same-origin");
 }
 
 /// The lock page, with `message` when an attempt failed.

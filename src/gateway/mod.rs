@@ -486,7 +486,14 @@ async fn guard(State(state): State<GatewayState>, req: Request, next: Next) -> R
         )
             .into_response()
     };
-    let h = resp.headers_mut();
+    secure_headers(resp.headers_mut(), "no-referrer");
+    resp
+}
+
+/// The headers of every answer of the gateway and of its lock page.
+/// `referrer` is the referrer policy: `no-referrer` for the gateway; the
+/// lock page's form needs `same-origin` to carry its origin back.
+pub(crate) fn secure_headers(h: &mut axum::http::HeaderMap, referrer: &'static str) {
     if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
         h.insert(
             header::CONTENT_SECURITY_POLICY,
@@ -497,10 +504,7 @@ async fn guard(State(state): State<GatewayState>, req: Request, next: Next) -> R
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static(referrer));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     // Other sites' pages cannot embed this node's media to probe what the
     // reader holds.
@@ -514,10 +518,9 @@ async fn guard(State(state): State<GatewayState>, req: Request, next: Next) -> R
     );
     // Nothing the gateway answers is kept by the browser: its cache would
     // hold the stories, pictures and searches of the reader outside the
-    // store, for whoever takes or shares the device. Set here, over any a
+    // store, for whoever takes or shares the device. Set over any a
     // handler chose, so that no route (errors and redirects too) escapes.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
 }
 
 /// The gateway's routes.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use kolokol::proto::bundle::{FileKind, FrameTag, FrameWriter};
 use kolokol::proto::*;
 use kolokol::seal::{DataKey, Sealer};
-use kolokol::store::{Store, StoreConfig};
+use kolokol::store::{Store, StoreConfig, Totals};
 use std::sync::Arc;
 
 const T0: Timestamp = Timestamp(1_750_000_000);
@@ -153,17 +153,7 @@ fn ingest_vs_sled(p: &Publisher, n: u64) {
                 .unwrap()
         })
         .collect();
-    let dir = tempfile::TempDir::new().unwrap();
-    let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
-    store
-        .put_certificate(&policy.verify_certificate(&p.cert).unwrap())
-        .unwrap();
-    let start = Instant::now();
-    for group in bundles.chunks(GROUP) {
-        black_box(store.ingest(group).unwrap());
-    }
-    let ingest = n as f64 / start.elapsed().as_secs_f64();
-    let t = store.totals().unwrap();
+    let (ingest, t) = ingest_rate(p, &bundles, false);
     println!(
         "store ingest, {n} bundles of 4 KiB: {ingest:.0}/s | raw sled inserts {raw:.0}/s | ratio {:.2} (target >= 0.5) | disk {} MB for {} MB payload",
         ingest / raw,
@@ -172,8 +162,9 @@ fn ingest_vs_sled(p: &Publisher, n: u64) {
     );
 }
 
-/// Ingest rate into a store at `dir`, sealed or plain.
-fn ingest_rate(p: &Publisher, bundles: &[VerifiedBundle], sealed: bool) -> f64 {
+/// Ingest rate into a new store on disk, sealed or plain, and what the
+/// store then holds.
+fn ingest_rate(p: &Publisher, bundles: &[VerifiedBundle], sealed: bool) -> (f64, Totals) {
     let policy = p.policy();
     let dir = tempfile::TempDir::new().unwrap();
     let sealer = sealed.then(|| Arc::new(Sealer::new(&DataKey::random())));
@@ -185,7 +176,8 @@ fn ingest_rate(p: &Publisher, bundles: &[VerifiedBundle], sealed: bool) -> f64 {
     for group in bundles.chunks(GROUP) {
         black_box(store.ingest(group).unwrap());
     }
-    bundles.len() as f64 / start.elapsed().as_secs_f64()
+    let rate = bundles.len() as f64 / start.elapsed().as_secs_f64();
+    (rate, store.totals().unwrap())
 }
 
 /// Sealed against plain ingest of the same bundles, in the same run; each
@@ -203,8 +195,8 @@ fn sealed_vs_plain(p: &Publisher, n: u64, body_len: usize) {
         .collect();
     let (mut plain, mut sealed) = (0f64, 0f64);
     for _ in 0..2 {
-        plain = plain.max(ingest_rate(p, &bundles, false));
-        sealed = sealed.max(ingest_rate(p, &bundles, true));
+        plain = plain.max(ingest_rate(p, &bundles, false).0);
+        sealed = sealed.max(ingest_rate(p, &bundles, true).0);
     }
     println!(
         "sealed store ingest, {n} bundles of {} KiB: sealed {sealed:.0}/s | plain {plain:.0}/s | ratio {:.2} (target >= 0.8)",

@@ -86,19 +86,7 @@ fn check(data: &std::path::Path, p: &Publisher, reported: &[BundleId]) -> u64 {
     );
     let policy = p.policy();
     for id in reported {
-        let m = store
-            .manifest(id)
-            .unwrap()
-            .unwrap_or_else(|| panic!("reported bundle {id} is missing"));
-        let v = policy
-            .verify_manifest(&m.bytes, now().plus(400 * DAY))
-            .unwrap();
-        let blobs = v
-            .entries
-            .iter()
-            .map(|e| store.blob(&e.hash).unwrap().unwrap())
-            .collect();
-        policy.verify_bundle(v, blobs).unwrap();
+        assert_stored_verifies(&store, &policy, id);
     }
     let totals = store.totals().unwrap();
     let held: u64 = store

@@ -79,16 +79,7 @@ fn check(data: &Path, p: &Publisher) -> bool {
     assert_eq!(totals.bundles, BUNDLES, "bundles lost (sealed: {sealed})");
     let policy = p.policy();
     for (_, id) in store.held_bundles(&p.public()).unwrap() {
-        let m = store.manifest(&id).unwrap().unwrap();
-        let v = policy
-            .verify_manifest(&m.bytes, now().plus(400 * DAY))
-            .unwrap();
-        let blobs = v
-            .entries
-            .iter()
-            .map(|e| store.blob(&e.hash).unwrap().unwrap())
-            .collect();
-        policy.verify_bundle(v, blobs).unwrap();
+        assert_stored_verifies(&store, &policy, &id);
     }
     let names: Vec<_> = dir.trust().unwrap().list().unwrap();
     assert!(

@@ -251,6 +251,23 @@ impl StoryVersion<'_> {
     }
 }
 
+/// The stored bundle `id` is there, whole, and verifies under `policy`.
+pub fn assert_stored_verifies(store: &Store, policy: &TrustPolicy, id: &BundleId) {
+    let m = store
+        .manifest(id)
+        .unwrap()
+        .unwrap_or_else(|| panic!("bundle {id} is missing"));
+    let v = policy
+        .verify_manifest(&m.bytes, now().plus(400 * DAY))
+        .unwrap();
+    let blobs = v
+        .entries
+        .iter()
+        .map(|e| store.blob(&e.hash).unwrap().unwrap())
+        .collect();
+    policy.verify_bundle(v, blobs).unwrap();
+}
+
 /// Puts `p`'s certificate, verified, into `store`, so that bundles its
 /// signing key signed can be ingested.
 pub fn store_certificate(store: &Store, p: &Publisher) {

@@ -331,9 +331,21 @@ async fn sealed_vs_plain(
         ),
         ("home page", home.clone(), home.clone()),
     ] {
+        // Both warmed, then two runs of each in turn, the better of each
+        // kept: the ratio should not depend on which ran beside a burst of
+        // other work.
         let _ = closed_loop(sealed, on_sealed.clone()).await;
-        let p = closed_loop(plain, on_plain).await;
-        let s = closed_loop(sealed, on_sealed).await;
+        let _ = closed_loop(plain, on_plain.clone()).await;
+        let mut p = closed_loop(plain, on_plain.clone()).await;
+        let mut s = closed_loop(sealed, on_sealed.clone()).await;
+        let p2 = closed_loop(plain, on_plain).await;
+        let s2 = closed_loop(sealed, on_sealed).await;
+        if p2.per_sec > p.per_sec {
+            p = p2;
+        }
+        if s2.per_sec > s.per_sec {
+            s = s2;
+        }
         println!(
             "| {what} | {:.0} | {:.0} | {:.2} | {:.2} ms |",
             p.per_sec,

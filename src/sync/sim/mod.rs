@@ -99,6 +99,11 @@ pub struct SimReport {
     pub settled: Duration,
     /// Events processed.
     pub steps: u64,
+    /// Publication to storage, over every (story, node) pair of the
+    /// honest nodes linked from the start: the median.
+    pub delay_p50: Duration,
+    /// The same, 99th percentile.
+    pub delay_p99: Duration,
 }
 
 #[cfg(test)]
@@ -126,6 +131,10 @@ pub struct Sim {
     now: Time,
     report: SimReport,
     late: BTreeSet<Node>,
+    /// When each sequence number was announced.
+    published: HashMap<u64, Time>,
+    /// Publication to storage at the nodes linked from the start.
+    delays: Vec<Duration>,
 }
 
 impl Sim {
@@ -188,6 +197,8 @@ impl Sim {
             next: 0,
             now: Time::ZERO,
             late,
+            published: HashMap::new(),
+            delays: Vec::new(),
         };
         // A ring over the honest nodes keeps them connected whatever the
         // liars do; random links on top.
@@ -259,6 +270,15 @@ impl Sim {
         self.nodes[a as usize].links.contains(&b)
     }
 
+    /// Notes that node `i` stored sequence `seq` now, for the delays of
+    /// the nodes that were linked from the start.
+    fn stored_at(&mut self, i: Node, seq: u64) {
+        let on_time = i != 0 && self.nodes[i as usize].lie.is_none() && !self.late.contains(&i);
+        if let Some(at) = self.published.get(&seq).filter(|_| on_time) {
+            self.delays.push(self.now.since(*at));
+        }
+    }
+
     fn held(&self, i: usize) -> u64 {
         self.nodes[i].store.by_seq.len() as u64
     }
@@ -318,6 +338,16 @@ impl Sim {
         self.report.settled = settled.unwrap_or(limit).since_origin();
         self.report.complete = honest.iter().filter(|i| self.held(**i) == stories).count();
         self.report.delivered = honest.iter().map(|i| self.held(*i)).sum();
+        self.delays.sort_unstable();
+        let at = |p: f64| {
+            let last = self.delays.len().saturating_sub(1);
+            self.delays
+                .get((last as f64 * p).round() as usize)
+                .copied()
+                .unwrap_or_default()
+        };
+        self.report.delay_p50 = at(0.50);
+        self.report.delay_p99 = at(0.99);
         self.report
     }
 }
@@ -337,6 +367,14 @@ mod tests {
         assert_eq!(r.honest_bans, 0, "{r:?}");
         assert!(r.liar_bans > 0, "{r:?}");
         assert!(r.liars_banned >= config.liars / 2, "{r:?}");
+        // Every delay is at least one link's latency, and the slowest
+        // on-time delivery comes before the late joiners settle.
+        let one_link = Duration::from_millis(config.latency_ms.0);
+        assert!(r.delay_p50 >= one_link, "{r:?}");
+        assert!(
+            r.delay_p50 <= r.delay_p99 && r.delay_p99 <= r.settled,
+            "{r:?}"
+        );
     }
 
     #[test]

@@ -150,6 +150,7 @@ impl Sim {
             self.nodes[0].state.accept_head(h);
         }
         let seq = bundle.manifest().sequence;
+        self.published.insert(seq, self.now);
         self.nodes[0]
             .state
             .stored_batch(&[(self.newsroom.root, seq, bundle.id())], now);
@@ -340,7 +341,10 @@ impl Sim {
                     let (publisher, sequence, id) =
                         (manifest.publisher, manifest.sequence, manifest.id());
                     let result = match check_bundle(*manifest, blobs) {
-                        Ok(b) if self.nodes[i as usize].store.put(&b) => Stored::New,
+                        Ok(b) if self.nodes[i as usize].store.put(&b) => {
+                            self.stored_at(i, sequence);
+                            Stored::New
+                        }
                         Ok(_) => Stored::Duplicate,
                         Err(e) => Stored::Failed(e.to_string()),
                     };
@@ -354,6 +358,7 @@ impl Sim {
                     for b in &bundles {
                         if self.nodes[i as usize].store.put(b) {
                             let m = b.manifest();
+                            self.stored_at(i, m.sequence);
                             stored.push((m.publisher, m.sequence, b.id()));
                         }
                     }

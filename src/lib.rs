@@ -40,6 +40,7 @@ pub mod newsroom;
 pub mod node;
 pub mod proto;
 pub mod seal;
+pub mod search;
 pub mod store;
 pub mod sync;
 pub mod trust;

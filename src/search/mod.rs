@@ -14,6 +14,7 @@
 //! data directory every file of it is sealed (see `sealed`), so that
 //! neither words nor their counts can be read from the device.
 
+mod indexer;
 mod sealed;
 mod text;
 
@@ -35,6 +36,7 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Te
 use crate::proto::{PublicKey, StoryId};
 use crate::seal::Sealer;
 
+pub use indexer::{Indexed, Indexer, IndexerError};
 pub use text::plain_text;
 
 /// Longest query taken, in bytes: enough for any search a reader types,
@@ -286,13 +288,30 @@ impl Search {
         Ok(())
     }
 
-    /// Makes what was added and removed durable and visible to searches.
+    /// Makes what was added and removed durable and visible to searches,
+    /// keeping the indexer's cursor as it was.
     pub fn commit(&self) -> Result<(), SearchError> {
+        let payload = self.payload()?;
+        self.commit_with(payload)
+    }
+
+    /// Commits with `payload` (the indexer's cursor) saved beside it, in
+    /// the same atomic step.
+    fn commit_with(&self, payload: Option<String>) -> Result<(), SearchError> {
         let mut w = self.writer.lock().map_err(|_| SearchError::Poisoned)?;
-        w.commit()?;
+        let mut prepared = w.prepare_commit()?;
+        if let Some(p) = payload {
+            prepared.set_payload(&p);
+        }
+        prepared.commit()?;
         drop(w);
         self.reader.reload()?;
         Ok(())
+    }
+
+    /// What the last commit saved with it.
+    fn payload(&self) -> Result<Option<String>, SearchError> {
+        Ok(self.index.load_metas()?.payload)
     }
 
     /// Stories indexed (as of the last commit).

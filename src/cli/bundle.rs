@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 
 use super::newsroom::newsroom_dir;
 use super::{display, now, printable};
-use crate::newsroom::{ArticleDraft, Newsroom, Published};
+use crate::newsroom::{ArticleDraft, Newsroom, PublishOptions, Published};
 use crate::proto::bundle::{BundleFile, FrameReader, FrameTag, verify_bundle_file};
 use crate::proto::limits::MAX_REVOCATION_BYTES;
 use crate::proto::{
@@ -93,8 +93,6 @@ pub(super) fn run_bundle(cmd: BundleCommand, data: &Path) -> Result<ExitCode> {
             let out = args.out.clone();
             let published = create(&newsroom, args)?;
             if let Some(out) = out {
-                crate::files::write_atomic(&out, &published.bytes)
-                    .with_context(|| format!("writing {}", display(&out)))?;
                 eprintln!("wrote {}", display(&out));
             }
             describe(
@@ -128,11 +126,15 @@ impl CreateArgs {
     }
 }
 
-/// Builds the article's draft and signs it.
+/// Builds the article's draft and signs it, writing the `--out` copy too
+/// (or nothing at all, if that copy cannot be written).
 pub(crate) fn create(newsroom: &Newsroom, args: CreateArgs) -> Result<Published> {
     let path = args.article.clone();
+    let opts = PublishOptions {
+        out: args.out.clone(),
+    };
     let draft = newsroom.article_draft(&path, &args.article_draft())?;
-    Ok(newsroom.publish(draft, now())?)
+    Ok(newsroom.publish_with(draft, now(), &opts)?)
 }
 
 /// Prints what a verified bundle is.

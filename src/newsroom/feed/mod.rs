@@ -25,7 +25,7 @@ mod items;
 pub use html::{clean_html, decode_page, extract_article, html_to_text};
 pub use items::{Prepared, PreparedItem, item_key, prepare, story_id};
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use feed_rs::model::Feed;
@@ -33,9 +33,9 @@ use thiserror::Error;
 use url::Url;
 
 use super::fetch::{FetchError, Fetcher};
-use super::{Draft, Newsroom, NewsroomError, content_entries};
+use super::{Draft, Fingerprint, Newsroom, NewsroomError, PublishedEntry};
 use crate::files::{self, FilesError};
-use crate::proto::{BundleId, Kind, Manifest, StoryId};
+use crate::proto::{Kind, Manifest, StoryId};
 
 /// Largest feed document read.
 pub const MAX_FEED_BYTES: u64 = 8 * 1024 * 1024;
@@ -221,18 +221,18 @@ pub enum Change {
 
 /// The latest published version of each of a newsroom's stories.
 #[derive(Debug, Default)]
-pub struct LatestVersions(BTreeMap<StoryId, (BundleId, Manifest)>);
+pub struct LatestVersions(HashMap<StoryId, PublishedEntry>);
 
 impl LatestVersions {
-    /// Reads the manifests in the newsroom's `published/` folder.
+    /// Reads the newsroom's index of `published/` (no bundle is decoded).
     pub fn load(newsroom: &Newsroom) -> Result<Self, FeedError> {
-        let mut latest: BTreeMap<StoryId, (BundleId, Manifest)> = BTreeMap::new();
-        for (_, id, m) in newsroom.published()? {
+        let mut latest: HashMap<StoryId, PublishedEntry> = HashMap::new();
+        for e in newsroom.published()? {
             let newer = latest
-                .get(&m.story)
-                .is_none_or(|(_, old)| m.version > old.version);
+                .get(&e.story)
+                .is_none_or(|old| e.version > old.version);
             if newer {
-                latest.insert(m.story, (id, m));
+                latest.insert(e.story, e);
             }
         }
         Ok(Self(latest))
@@ -242,12 +242,12 @@ impl LatestVersions {
     pub fn change(&self, item: &PreparedItem) -> Change {
         match self.0.get(&item.story) {
             None => Change::New,
-            Some((_, m)) if m.kind == Kind::Retraction => Change::Retracted,
-            Some((_, m)) if same_content(m, &item.draft) => {
-                Change::Unchanged { version: m.version }
+            Some(e) if e.kind == Kind::Retraction => Change::Retracted,
+            Some(e) if e.fingerprint == Fingerprint::of_draft(&item.draft) => {
+                Change::Unchanged { version: e.version }
             }
-            Some((_, m)) => Change::Updated {
-                version: m.version.saturating_add(1),
+            Some(e) => Change::Updated {
+                version: e.version.saturating_add(1),
             },
         }
     }
@@ -257,15 +257,7 @@ impl LatestVersions {
 /// metadata (times aside: a feed's dates alone do not make a new version)
 /// and the same body and media, by hash.
 pub fn same_content(m: &Manifest, draft: &Draft) -> bool {
-    let (_, entries) = content_entries(&draft.body_html, &draft.media);
-    let md = &m.metadata;
-    md.title == draft.title
-        && md.language == draft.language
-        && md.authors == draft.authors
-        && md.section == draft.section
-        && md.original_url == draft.original_url
-        && md.summary == draft.summary
-        && m.entries == entries
+    Fingerprint::of_manifest(m) == Fingerprint::of_draft(draft)
 }
 
 #[cfg(test)]

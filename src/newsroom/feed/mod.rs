@@ -21,6 +21,7 @@
 mod html;
 mod images;
 mod items;
+mod lang;
 
 pub use html::{clean_html, decode_page, extract_article, html_to_text};
 pub use items::{Prepared, PreparedItem, item_key, prepare, story_id};
@@ -138,10 +139,23 @@ pub fn load(source: &FeedSource, fetcher: &Fetcher) -> Result<LoadedFeed, FeedEr
         FeedSource::File(path) => (read_capped(path)?, None),
     };
     let name = source.to_string();
-    let feed = parse_feed(&bytes, url.as_ref()).map_err(|reason| FeedError::Parse {
+    let mut feed = parse_feed(&bytes, url.as_ref()).map_err(|reason| FeedError::Parse {
         feed: name.clone(),
         reason,
     })?;
+    // An item's own language wins over the channel's; the parser reads
+    // only the channel's. Matched by position, so only when both readings
+    // count the same items.
+    match lang::item_languages(&bytes, MAX_ITEMS) {
+        Some(langs) if langs.len() == feed.entries.len().min(MAX_ITEMS) => {
+            for (entry, lang) in feed.entries.iter_mut().zip(langs) {
+                if lang.is_some() {
+                    entry.language = lang;
+                }
+            }
+        }
+        _ => tracing::debug!(feed = %name, "the items' own languages could not be read"),
+    }
     Ok(LoadedFeed {
         feed,
         url,

@@ -44,7 +44,7 @@ pub(crate) struct PublishArgs {
 
 /// `CreateArgs` options that describe one article and so make no sense
 /// with `--feed`.
-const ARTICLE_ONLY: [&str; 12] = [
+const ARTICLE_ONLY: [&str; 13] = [
     "article",
     "title",
     "authors",
@@ -57,6 +57,7 @@ const ARTICLE_ONLY: [&str; 12] = [
     "correction_of",
     "retract",
     "out",
+    "force",
 ];
 
 impl Args for PublishArgs {

@@ -25,6 +25,7 @@
 //! (`publish`).
 
 pub mod article;
+pub mod checks;
 pub mod demo;
 mod draft;
 pub mod feed;
@@ -168,6 +169,9 @@ pub enum NewsroomError {
         /// What is wrong.
         reason: String,
     },
+    /// A check before signing refused the article.
+    #[error(transparent)]
+    Check(#[from] checks::CheckError),
     /// A file of the newsroom's own could not be read as a bundle.
     #[error("{path}: {source}")]
     File {

@@ -13,8 +13,9 @@
 //! guid or id (its link when it has neither), so the same item maps to the
 //! same story on every run. An item is new when the newsroom has no
 //! version of that story, unchanged when its latest version lists exactly
-//! the metadata and blobs the draft would (compared through the hashes in
-//! the manifest, so the `published/` folder is the only state and a crash
+//! the metadata and blobs the draft would (compared through the content
+//! fingerprint in the index of `published/`, rebuilt from the folder
+//! whenever they disagree, so the folder is the only state and a crash
 //! between two items cannot make the next run disagree with it), and
 //! otherwise updated: it becomes the story's next version.
 

@@ -877,3 +877,78 @@ fn names_that_resolve_inward_are_refused_and_the_checked_address_is_the_one_dial
         b"png"
     );
 }
+
+#[test]
+fn an_items_own_language_wins_over_the_channels() {
+    let server = Server::start();
+    let feed = format!(
+        r#"<?xml version="1.0"?>
+<rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/"><channel><title>Mixed</title><link>{base}/</link><description>d</description><language>en</language>
+  <item><title>Навіны</title><guid>l-1</guid><dc:language>be</dc:language><description>Тэкст.</description></item>
+  <item><title>News</title><guid>l-2</guid><description>Text.</description></item>
+</channel></rss>"#,
+        base = server.base
+    );
+    server.serve("/feed.xml", "application/rss+xml", feed);
+    let env = Env::new();
+    env.import(&server.url("/feed.xml"));
+    let languages: Vec<String> = env
+        .published()
+        .into_iter()
+        .map(|(m, _)| m.metadata.language)
+        .collect();
+    assert_eq!(languages, ["be", "en"]);
+}
+
+#[test]
+fn watch_prints_only_what_changed_with_the_time() {
+    let server = Server::start();
+    server.serve(
+        "/feed.xml",
+        "application/rss+xml",
+        rss(&server, "Первая статья"),
+    );
+    server.serve("/img/lead.png", "image/png", png());
+    server.serve("/img/inline.png", "image/png", png2());
+    let env = Env::new();
+    let mut child = Child(
+        Command::new(BIN)
+            .args([
+                "publish",
+                "--feed",
+                &server.url("/feed.xml"),
+                "--watch",
+                "10s",
+            ])
+            .env("KOLOKOL_DATA_DIR", env.path("data"))
+            .env("KOLOKOL_NEWSROOM", env.path("newsroom"))
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until("the first round to publish", || {
+        env.published_files().len() == 2
+    });
+    // The second round finds nothing new: it prints nothing.
+    wait_until("the second round", || server.hits("/feed.xml") >= 2);
+    let pid = rustix::process::Pid::from_raw(child.0.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let mut stdout = String::new();
+    child
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    for line in lines {
+        // An RFC 3339 time, then what happened.
+        let (time, rest) = line.split_once(' ').unwrap();
+        assert!(time.len() == 20 && time.ends_with('Z'), "{line}");
+        assert!(rest.starts_with("new"), "{line}");
+    }
+}

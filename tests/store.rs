@@ -64,6 +64,33 @@ fn a_bundle_needs_its_certificate_stored_first() {
 }
 
 #[test]
+fn a_story_retracted_twice_keeps_every_version() {
+    both(|store| {
+        let p = Publisher::new(1);
+        store_certificate(store, &p);
+        let v1 = story(&p, 1, 1, b"<p>first</p>").verified();
+        let mut r = story(&p, 2, 1, b"<p>retracted</p>");
+        r.version = 2;
+        r.kind = Kind::Retraction;
+        r.supersedes = Some(v1.id());
+        let v2 = r.verified();
+        let mut r = story(&p, 3, 1, b"<p>retracted again</p>");
+        r.version = 3;
+        r.kind = Kind::Retraction;
+        r.supersedes = Some(v2.id());
+        let v3 = r.verified();
+        store.ingest(&[v1, v2, v3]).unwrap();
+        let versions: Vec<u32> = store
+            .history(&p.public(), &StoryId([1; 16]))
+            .unwrap()
+            .iter()
+            .map(|m| m.manifest.version)
+            .collect();
+        assert_eq!(versions, [1, 2, 3]);
+    });
+}
+
+#[test]
 fn versions_latest_lists_and_languages() {
     both(|store| {
         let p = Publisher::new(1);

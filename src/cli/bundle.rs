@@ -9,7 +9,8 @@ use clap::{Args, Subcommand};
 
 use super::newsroom::newsroom_dir;
 use super::{display, now, printable};
-use crate::newsroom::{ArticleDraft, Newsroom, Published};
+use crate::newsroom::checks::check_article;
+use crate::newsroom::{ArticleDraft, Newsroom, PublishOptions, Published};
 use crate::proto::bundle::{BundleFile, FrameReader, FrameTag, verify_bundle_file};
 use crate::proto::limits::MAX_REVOCATION_BYTES;
 use crate::proto::{
@@ -64,9 +65,12 @@ pub(crate) struct CreateArgs {
     /// Publish as a retraction of this bundle's story (bundle id or .kolokol file); the article is the notice.
     #[arg(long, value_name = "ID")]
     pub(crate) retract: Option<String>,
-    /// Also write the bundle file here.
+    /// Also write the bundle file here (checked before signing; if it cannot be written, nothing is published).
     #[arg(long)]
     pub(crate) out: Option<PathBuf>,
+    /// Sign even when a check refuses: the same content as the story's current version, a language that is not a BCP 47 tag, an empty body, a reference to an image not given.
+    #[arg(long)]
+    pub(crate) force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -93,8 +97,6 @@ pub(super) fn run_bundle(cmd: BundleCommand, data: &Path) -> Result<ExitCode> {
             let out = args.out.clone();
             let published = create(&newsroom, args)?;
             if let Some(out) = out {
-                crate::files::write_atomic(&out, &published.bytes)
-                    .with_context(|| format!("writing {}", display(&out)))?;
                 eprintln!("wrote {}", display(&out));
             }
             describe(
@@ -128,11 +130,22 @@ impl CreateArgs {
     }
 }
 
-/// Builds the article's draft and signs it.
+/// Builds the article's draft and signs it, writing the `--out` copy too
+/// (or nothing at all, if that copy cannot be written).
 pub(crate) fn create(newsroom: &Newsroom, args: CreateArgs) -> Result<Published> {
     let path = args.article.clone();
+    let opts = PublishOptions {
+        out: args.out.clone(),
+    };
+    let force = args.force;
+    let images = args.images.clone();
     let draft = newsroom.article_draft(&path, &args.article_draft())?;
-    Ok(newsroom.publish(draft, now())?)
+    // Every check before anything is signed.
+    for warning in check_article(&path, &images, &draft, force)? {
+        eprintln!("warning: {warning}");
+    }
+    newsroom.check_republication(&draft, force)?;
+    Ok(newsroom.publish_with(draft, now(), &opts)?)
 }
 
 /// Prints what a verified bundle is.

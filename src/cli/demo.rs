@@ -203,10 +203,12 @@ async fn run_async(args: DemoArgs) -> Result<ExitCode> {
     );
     // Sign the samples once; a demo folder used again shows them again.
     let mut bundles: Vec<(BundleId, BundleFile, String)> = Vec::new();
-    if newsroom.published()?.is_empty() {
+    if newsroom.published_count()? == 0 {
         demo::publish_samples(&newsroom, now())?;
     }
-    for (path, id, m) in newsroom.published()? {
+    for entry in newsroom.published()? {
+        let path = newsroom.published_path(&entry);
+        let (id, m) = crate::newsroom::read_manifest(&path)?;
         let f = fs::File::open(&path).with_context(|| display(&path))?;
         let file = BundleFile::read(std::io::BufReader::new(f)).with_context(|| display(&path))?;
         bundles.push((

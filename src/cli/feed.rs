@@ -44,7 +44,7 @@ pub(crate) struct PublishArgs {
 
 /// `CreateArgs` options that describe one article and so make no sense
 /// with `--feed`.
-const ARTICLE_ONLY: [&str; 12] = [
+const ARTICLE_ONLY: [&str; 13] = [
     "article",
     "title",
     "authors",
@@ -57,6 +57,7 @@ const ARTICLE_ONLY: [&str; 12] = [
     "correction_of",
     "retract",
     "out",
+    "force",
 ];
 
 impl Args for PublishArgs {
@@ -137,6 +138,7 @@ pub(super) fn publish(args: PublishArgs, data: &Path) -> Result<ExitCode> {
         data: data.to_owned(),
         source,
         lang: args.lang,
+        watching: args.watch.is_some(),
     };
     match args.watch {
         None => {
@@ -161,6 +163,9 @@ struct FeedJob {
     data: PathBuf,
     source: FeedSource,
     lang: Option<String>,
+    /// Under `--watch`: print only what changed, each line with the time,
+    /// since every round would otherwise list the whole feed again.
+    watching: bool,
 }
 
 /// What one round did.
@@ -233,6 +238,18 @@ impl Target {
 }
 
 impl FeedJob {
+    /// Prints one item's line: with the time when watching; items that
+    /// stay as they were only when not watching.
+    fn line(&self, changed: bool, text: std::fmt::Arguments<'_>) {
+        if self.watching {
+            if changed {
+                println!("{} {text}", now());
+            }
+        } else {
+            println!("{text}");
+        }
+    }
+
     /// Reads the whole feed, then item by item prepares, compares, and
     /// signs and stores the new and changed ones, printing one line each.
     fn round(&self) -> Result<Round> {
@@ -263,7 +280,12 @@ impl FeedJob {
                     reason,
                     failed,
                 } => {
-                    println!("skipped    {}: {}", printable(&item), printable(&reason));
+                    // A failure is news each round; an item skipped for
+                    // what it is would be skipped again every round.
+                    self.line(
+                        failed,
+                        format_args!("skipped    {}: {}", printable(&item), printable(&reason)),
+                    );
                     if failed {
                         round.failed += 1;
                     } else {
@@ -277,13 +299,19 @@ impl FeedJob {
             match change {
                 Change::Unchanged { version } => {
                     round.unchanged += 1;
-                    println!("unchanged  {} version {version}: {title}", item.story);
+                    self.line(
+                        false,
+                        format_args!("unchanged  {} version {version}: {title}", item.story),
+                    );
                 }
                 Change::Retracted => {
                     round.skipped += 1;
-                    println!(
-                        "skipped    {} {title}: the newsroom retracted this story",
-                        item.story
+                    self.line(
+                        false,
+                        format_args!(
+                            "skipped    {} {title}: the newsroom retracted this story",
+                            item.story
+                        ),
                     );
                 }
                 Change::New | Change::Updated { .. } => {
@@ -305,17 +333,25 @@ impl FeedJob {
                         round.updated += 1;
                         "updated"
                     };
-                    println!(
-                        "{word:<10} {} version {}: {title} ({})",
-                        m.story,
-                        m.version,
-                        published.bundle.id()
+                    self.line(
+                        true,
+                        format_args!(
+                            "{word:<10} {} version {}: {title} ({})",
+                            m.story,
+                            m.version,
+                            published.bundle.id()
+                        ),
                     );
                 }
             }
         }
+        let when = if self.watching {
+            format!("{} ", now())
+        } else {
+            String::new()
+        };
         eprintln!(
-            "{}: {} new, {} updated, {} unchanged, {} skipped, {} failed",
+            "{when}{}: {} new, {} updated, {} unchanged, {} skipped, {} failed",
             printable(&loaded.source),
             round.new,
             round.updated,

@@ -520,7 +520,7 @@ pub(super) fn run(cmd: NewsroomCommand, data: &Path) -> Result<ExitCode> {
                     );
                 }
             }
-            println!("published:  {} bundles", n.published()?.len());
+            println!("published:  {} bundles", n.published_count()?);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -532,22 +532,22 @@ fn report(n: &Newsroom, text: &str, wait: std::time::Duration, data: &Path) -> R
     let published = n.published()?;
     let versions: Vec<_> = published
         .iter()
-        .filter(|(_, id, m)| {
+        .filter(|e| {
             text.len() >= 8
-                && (m.story.to_string().starts_with(text) || id.to_string().starts_with(text))
+                && (e.story.to_string().starts_with(text) || e.id.to_string().starts_with(text))
         })
         .collect();
-    let Some((_, _, first)) = versions.first() else {
+    let Some(first) = versions.first() else {
         anyhow::bail!("{text:?} names no story this newsroom published (give at least 8 digits)");
     };
     let story = first.story;
-    if versions.iter().any(|(_, _, m)| m.story != story) {
+    if versions.iter().any(|e| e.story != story) {
         anyhow::bail!("{text:?} matches several stories; give more digits");
     }
     let mut ours: Vec<_> = published
         .iter()
-        .filter(|(_, _, m)| m.story == story)
-        .map(|(_, id, m)| (m.version, *id))
+        .filter(|e| e.story == story)
+        .map(|e| (e.version, e.id))
         .collect();
     ours.sort();
     let Some(&(latest, latest_id)) = ours.last() else {

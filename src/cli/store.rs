@@ -405,11 +405,7 @@ pub(super) fn publish(args: CreateArgs, data: &Path) -> Result<ExitCode> {
     if let Some(client) = ControlClient::for_data_dir(data) {
         // The running node stores and announces it at once.
         trust_at_node(&client, &newsroom)?;
-        let out = args.out.clone();
         let published = create(&newsroom, args)?;
-        if let Some(out) = out {
-            crate::files::write_atomic(&out, &published.bytes).with_context(|| display(&out))?;
-        }
         let id = client.publish(&published.bytes)?;
         eprintln!("stored and announced by the running node");
         println!("{id}");
@@ -422,11 +418,7 @@ pub(super) fn publish(args: CreateArgs, data: &Path) -> Result<ExitCode> {
         trust.add(&newsroom.public_file_path())?;
         eprintln!("added {} to this node's trust list", newsroom.config().name);
     }
-    let out = args.out.clone();
     let published = create(&newsroom, args)?;
-    if let Some(out) = out {
-        crate::files::write_atomic(&out, &published.bytes).with_context(|| display(&out))?;
-    }
     let mut policy = policy(data, &store)?;
     let report = archive::import(
         &store,

@@ -317,7 +317,18 @@ impl Newsroom {
     /// its media files read, and the bundle it corrects or retracts found
     /// among this newsroom's.
     pub fn article_draft(&self, path: &Path, over: &ArticleDraft) -> Result<Draft, NewsroomError> {
-        let text = files::read_bounded_text(path, MAX_BLOB_BYTES).map_err(DraftError::from)?;
+        let text = match files::read_bounded_text(path, MAX_BLOB_BYTES) {
+            Ok(t) => t,
+            // Named as the protocol's limit on a story's body.
+            Err(FilesError::TooLarge { size, .. }) => {
+                return Err(super::checks::CheckError::BodyTooLarge {
+                    path: path.to_owned(),
+                    size,
+                }
+                .into());
+            }
+            Err(e) => return Err(DraftError::from(e).into()),
+        };
         let mut builder = DraftBuilder::from_article(path, &text, over, &self.root_public())?;
         for image in &over.images {
             builder.add_media_file(image)?;

@@ -218,6 +218,7 @@ impl Newsroom {
             config,
             root_public: root.public(),
             unlock: seal,
+            index: Default::default(),
         };
         let public_path = newsroom.public_file_path();
         files::write_atomic(&public_path, newsroom.public_file().to_toml().as_bytes())?;
@@ -243,6 +244,7 @@ impl Newsroom {
             config,
             root_public,
             unlock: None,
+            index: Default::default(),
         })
     }
 

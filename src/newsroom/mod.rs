@@ -13,6 +13,9 @@
 //! - `certs/SERIAL.cert`, `revocations/KEY.rev`: signed certificates and
 //!   revocations, carried in every bundle file.
 //! - `published/SEQUENCE.kolokol`: every bundle the newsroom signed.
+//! - `published.index`: a record per bundle in `published/`, so that
+//!   publishing does not read them all (see `index.rs`); rebuilt from the
+//!   folder whenever it is missing or disagrees with it.
 //! - `NAME.toml`: the public publisher file for readers' trust lists.
 //!
 //! The code follows the same seams: the folder and its keys on disk
@@ -22,11 +25,13 @@
 //! (`publish`).
 
 pub mod article;
+pub mod checks;
 pub mod demo;
 mod draft;
 pub mod feed;
 pub mod fetch;
 mod folder;
+mod index;
 pub mod keyfile;
 mod keys;
 mod mirrors;
@@ -37,9 +42,10 @@ mod signing;
 pub use draft::{
     ArticleDraft, Draft, DraftBuilder, DraftError, MediaFile, Relation, content_entries,
 };
+pub use index::{Fingerprint, INDEX_FILE, PublishedEntry};
 pub use keys::Converted;
 pub use mirrors::{MIRROR_LIST_FILE, SignedMirrorList};
-pub use publish::{Published, read_manifest};
+pub use publish::{PublishOptions, Published, read_manifest};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -154,6 +160,18 @@ pub enum NewsroomError {
     /// A story draft is not complete or not valid.
     #[error(transparent)]
     Draft(#[from] DraftError),
+    /// The `--out` copy of a bundle cannot be written; nothing was
+    /// published.
+    #[error("--out {}: {reason}; nothing was published", path.display())]
+    Out {
+        /// The file asked for.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A check before signing refused the article.
+    #[error(transparent)]
+    Check(#[from] checks::CheckError),
     /// A file of the newsroom's own could not be read as a bundle.
     #[error("{path}: {source}")]
     File {
@@ -234,4 +252,6 @@ pub struct Newsroom {
     config: NewsroomConfig,
     root_public: PublicKey,
     unlock: Option<Unlock>,
+    /// The index of `published/`, once read.
+    index: std::sync::Mutex<Option<index::Index>>,
 }

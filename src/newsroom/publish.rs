@@ -5,7 +5,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::draft::{Draft, Relation, content_entries};
-use super::folder::{read_dir_sorted, write_toml};
+use super::folder::write_toml;
+use super::index::{Index, PublishedEntry, bundle_path};
 use super::{Newsroom, NewsroomError, io_err};
 use crate::files;
 use crate::proto::bundle::{BundleFile, FileError, FrameReader, FrameTag};
@@ -13,6 +14,14 @@ use crate::proto::{
     BundleId, CertId, FORMAT_VERSION, Head, Kind, Manifest, Metadata, PolicyError, StoryId,
     Timestamp, VerifiedBundle, decode_unverified,
 };
+
+/// How to publish, besides the draft.
+#[derive(Debug, Clone, Default)]
+pub struct PublishOptions {
+    /// Also write the bundle file here. Checked before signing; when it
+    /// cannot be written after all, the publish is undone.
+    pub out: Option<PathBuf>,
+}
 
 /// A bundle the newsroom just signed.
 #[derive(Debug, Clone)]
@@ -28,15 +37,20 @@ pub struct Published {
 }
 
 impl Newsroom {
-    /// Every bundle this newsroom published: (path, id, manifest), in
-    /// sequence order. Reads only each file's manifest.
-    pub fn published(&self) -> Result<Vec<(PathBuf, BundleId, Manifest)>, NewsroomError> {
-        let mut out = Vec::new();
-        for path in read_dir_sorted(&self.dir.join("published"), "kolokol")? {
-            let (id, m) = read_manifest(&path)?;
-            out.push((path, id, m));
-        }
-        Ok(out)
+    /// Every bundle this newsroom published, in sequence order, from the
+    /// index (no bundle is decoded unless the index must be rebuilt).
+    pub fn published(&self) -> Result<Vec<PublishedEntry>, NewsroomError> {
+        self.with_index(|i| i.entries().to_vec())
+    }
+
+    /// How many bundles the folder holds.
+    pub fn published_count(&self) -> Result<usize, NewsroomError> {
+        self.with_index(|i| i.entries().len())
+    }
+
+    /// Where the bundle of `entry` is kept.
+    pub fn published_path(&self, entry: &PublishedEntry) -> PathBuf {
+        bundle_path(&self.dir, entry.sequence)
     }
 
     /// The bundle `text` names: a bundle id, a `.kolokol` file, or a
@@ -49,12 +63,17 @@ impl Newsroom {
         if path.exists() {
             return Ok(read_manifest(path)?.0);
         }
-        let matches: Vec<BundleId> = self
-            .published()?
-            .into_iter()
-            .map(|(_, id, _)| id)
-            .filter(|id| text.len() >= 8 && id.to_string().starts_with(text))
-            .collect();
+        if text.len() < 8 {
+            return Err(NewsroomError::UnknownBundle(text.to_owned()));
+        }
+        let matches: Vec<BundleId> = self.with_index(|i| {
+            i.entries()
+                .iter()
+                .map(|e| e.id)
+                .filter(|id| id.to_string().starts_with(text))
+                .take(2)
+                .collect()
+        })?;
         match matches.as_slice() {
             [one] => Ok(*one),
             [] => Err(NewsroomError::UnknownBundle(text.to_owned())),
@@ -62,23 +81,74 @@ impl Newsroom {
         }
     }
 
-    fn latest_version(
+    /// The latest version of `story`: its record, and its manifest, the
+    /// one bundle decoded.
+    pub fn latest_version(
         &self,
         story: &StoryId,
-    ) -> Result<Option<(BundleId, Manifest)>, NewsroomError> {
-        Ok(self
-            .published()?
-            .into_iter()
-            .filter(|(_, _, m)| &m.story == story)
-            .max_by_key(|(_, _, m)| m.version)
-            .map(|(_, id, m)| (id, m)))
+    ) -> Result<Option<(PublishedEntry, Manifest)>, NewsroomError> {
+        self.indexed_manifest(|i| i.latest(story).cloned())
+    }
+
+    /// The record found by `find` and its bundle's manifest. A record that
+    /// does not match its bundle has the index rebuilt, and is looked up
+    /// once more.
+    fn indexed_manifest(
+        &self,
+        find: impl Fn(&Index) -> Option<PublishedEntry>,
+    ) -> Result<Option<(PublishedEntry, Manifest)>, NewsroomError> {
+        for attempt in 0..2 {
+            let Some(entry) = self.with_index(&find)? else {
+                return Ok(None);
+            };
+            let path = bundle_path(&self.dir, entry.sequence);
+            match read_manifest(&path) {
+                Ok((id, m)) if id == entry.id => return Ok(Some((entry, m))),
+                Ok(_) if attempt == 0 => {
+                    self.rebuild_index(&format!("{} is not the bundle it lists", path.display()))?
+                }
+                Err(NewsroomError::Io { .. }) if attempt == 0 => {
+                    self.rebuild_index(&format!("{} is missing", path.display()))?
+                }
+                Ok(_) => {
+                    return Err(NewsroomError::Invalid {
+                        path,
+                        reason: "the bundle does not match its index record".into(),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
     }
 
     /// Signs `draft` as the next bundle of this newsroom, writes it to
     /// `published/`, and returns it verified by the newsroom's own policy.
     pub fn publish(&self, draft: Draft, now: Timestamp) -> Result<Published, NewsroomError> {
+        self.publish_with(draft, now, &PublishOptions::default())
+    }
+
+    /// [`Newsroom::publish`] with options. Nothing uses a sequence number
+    /// unless its bundle is stored: every check that can fail is made
+    /// before signing, and a `--out` copy that cannot be written undoes
+    /// the publish.
+    pub fn publish_with(
+        &self,
+        draft: Draft,
+        now: Timestamp,
+        opts: &PublishOptions,
+    ) -> Result<Published, NewsroomError> {
+        if let Some(out) = &opts.out {
+            check_out_path(out)?;
+        }
         let _lock = self.lock()?;
         let mut state = self.state()?;
+        let next = self.roll_forward(state.next_sequence)?;
+        if next != state.next_sequence {
+            state.next_sequence = next;
+            write_toml(&self.dir.join("state.toml"), &state)?;
+        }
+        self.prepare_index(state.next_sequence)?;
         let (cert_bytes, cert) = self.current_certificate(&state)?;
         let signing = self.read_secret(&self.dir.join("signing.key"))?;
         if signing.public() != cert.signing_key {
@@ -103,25 +173,25 @@ impl Newsroom {
         }
 
         // Where the story stands: a new story, or the next version of one.
+        // A new story's fresh id needs no look-up.
         let (story, kind, previous) = match draft.relation {
-            Relation::Story => {
-                let story = draft.story.unwrap_or_else(|| StoryId(rand::random()));
-                (story, Kind::Story, self.latest_version(&story)?)
-            }
+            Relation::Story => match draft.story {
+                None => (StoryId(rand::random()), Kind::Story, None),
+                Some(story) => (story, Kind::Story, self.latest_version(&story)?),
+            },
             Relation::CorrectionOf(of) | Relation::RetractionOf(of) => {
-                let (_, _, m) = self
-                    .published()?
-                    .into_iter()
-                    .find(|(_, id, _)| *id == of)
+                let story = self
+                    .with_index(|i| i.by_id(&of).map(|e| e.story))?
                     .ok_or_else(|| NewsroomError::NoSuchBundle(of.to_string()))?;
                 let kind = if matches!(draft.relation, Relation::CorrectionOf(_)) {
                     Kind::Correction
                 } else {
                     Kind::Retraction
                 };
-                (m.story, kind, self.latest_version(&m.story)?)
+                (story, kind, self.latest_version(&story)?)
             }
         };
+        let previous = previous.map(|(e, m)| (e.id, m));
 
         let (body_html, entries) = content_entries(&draft.body_html, &draft.media);
         let mut blobs = Vec::with_capacity(draft.media.len() + 1);
@@ -191,27 +261,75 @@ impl Newsroom {
         };
         let bundle = policy.verify_bundle(verified, blobs)?;
 
-        let path = self
-            .dir
-            .join("published")
-            .join(format!("{:010}.kolokol", state.next_sequence));
-        if path.exists() {
-            return Err(NewsroomError::Invalid {
-                path,
-                reason: "a bundle with this sequence number exists already; state.toml is behind"
-                    .into(),
+        let path = bundle_path(&self.dir, state.next_sequence);
+        let bytes = file.to_bytes().map_err(io_err(&path))?;
+        // The bundle file is the commit point: once it is stored, its
+        // number is used (a crash before state.toml is written is rolled
+        // forward by the next publish).
+        files::write_new(&path, &bytes)?;
+        if let Some(out) = &opts.out
+            && let Err(e) = files::write_atomic(out, &bytes)
+        {
+            // Undone whole: the copy did not leave this machine, so the
+            // number goes back unused.
+            let _ = fs::remove_file(&path);
+            let _ = files::sync_parent(&path);
+            return Err(NewsroomError::Out {
+                path: out.clone(),
+                reason: e.to_string(),
             });
         }
-        let bytes = file.to_bytes().map_err(io_err(&path))?;
-        files::write_atomic(&path, &bytes)?;
         state.next_sequence += 1;
         write_toml(&self.dir.join("state.toml"), &state)?;
+        self.append_index(PublishedEntry::of_manifest(bundle.id(), bundle.manifest()));
         Ok(Published {
             bundle,
             file,
             bytes,
             path,
         })
+    }
+}
+
+/// Checks, before anything is signed, that a copy of the bundle can be
+/// written to `out`: it is not a folder, its folder exists, and a file can
+/// be made there.
+fn check_out_path(out: &Path) -> Result<(), NewsroomError> {
+    let bad = |reason: &str| NewsroomError::Out {
+        path: out.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if out.is_dir() {
+        return Err(bad("is a folder; give a file name, e.g. story.kolokol"));
+    }
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(bad(&format!(
+            "the folder {} does not exist",
+            parent.display()
+        )));
+    }
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let probe = parent.join(format!(".{name}.{:016x}.probe", rand::random::<u64>()));
+    match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(bad(&format!(
+            "no file can be written in {}: {e}",
+            parent.display()
+        ))),
     }
 }
 

@@ -93,10 +93,8 @@ impl Newsroom {
                 }
                 published
                     .iter()
-                    .filter(|(_, _, m)| {
-                        of_key.contains(&m.certificate) && m.signed_at < effective_from
-                    })
-                    .map(|(_, _, m)| m.sequence)
+                    .filter(|e| of_key.contains(&e.certificate) && e.signed_at < effective_from)
+                    .map(|e| e.sequence)
                     .max()
                     .unwrap_or(0)
             }

@@ -61,9 +61,10 @@ impl Store {
     }
 
     /// Every stored version of a story, newest first: the story entry's
-    /// bundle, then each `supersedes` back while it is stored, skipping
-    /// `except`. Bounded by the manifest's version number, so a loop in
-    /// signed data cannot run forever.
+    /// bundle, then each `supersedes` back while it is stored. Each step
+    /// must go to a lower version number, so a loop in signed data cannot
+    /// run forever (and a chain of three or more versions keeps its
+    /// first).
     pub(super) fn versions_in(
         &self,
         tx: &Tx<'_>,
@@ -81,7 +82,10 @@ impl Store {
             let Some(m) = self.manifest_in(tx, &id)? else {
                 break;
             };
-            if m.manifest.story != *story || out.len() > m.manifest.version as usize {
+            let lower = out
+                .last()
+                .is_none_or(|newer: &StoredManifest| m.manifest.version < newer.manifest.version);
+            if m.manifest.story != *story || !lower {
                 break;
             }
             next = m.manifest.supersedes;

@@ -13,19 +13,21 @@
 //! guid or id (its link when it has neither), so the same item maps to the
 //! same story on every run. An item is new when the newsroom has no
 //! version of that story, unchanged when its latest version lists exactly
-//! the metadata and blobs the draft would (compared through the hashes in
-//! the manifest, so the `published/` folder is the only state and a crash
+//! the metadata and blobs the draft would (compared through the content
+//! fingerprint in the index of `published/`, rebuilt from the folder
+//! whenever they disagree, so the folder is the only state and a crash
 //! between two items cannot make the next run disagree with it), and
 //! otherwise updated: it becomes the story's next version.
 
 mod html;
 mod images;
 mod items;
+mod lang;
 
 pub use html::{clean_html, decode_page, extract_article, html_to_text};
 pub use items::{Prepared, PreparedItem, item_key, prepare, story_id};
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use feed_rs::model::Feed;
@@ -33,9 +35,9 @@ use thiserror::Error;
 use url::Url;
 
 use super::fetch::{FetchError, Fetcher};
-use super::{Draft, Newsroom, NewsroomError, content_entries};
+use super::{Draft, Fingerprint, Newsroom, NewsroomError, PublishedEntry};
 use crate::files::{self, FilesError};
-use crate::proto::{BundleId, Kind, Manifest, StoryId};
+use crate::proto::{Kind, Manifest, StoryId};
 
 /// Largest feed document read.
 pub const MAX_FEED_BYTES: u64 = 8 * 1024 * 1024;
@@ -138,10 +140,23 @@ pub fn load(source: &FeedSource, fetcher: &Fetcher) -> Result<LoadedFeed, FeedEr
         FeedSource::File(path) => (read_capped(path)?, None),
     };
     let name = source.to_string();
-    let feed = parse_feed(&bytes, url.as_ref()).map_err(|reason| FeedError::Parse {
+    let mut feed = parse_feed(&bytes, url.as_ref()).map_err(|reason| FeedError::Parse {
         feed: name.clone(),
         reason,
     })?;
+    // An item's own language wins over the channel's; the parser reads
+    // only the channel's. Matched by position, so only when both readings
+    // count the same items.
+    match lang::item_languages(&bytes, MAX_ITEMS) {
+        Some(langs) if langs.len() == feed.entries.len().min(MAX_ITEMS) => {
+            for (entry, lang) in feed.entries.iter_mut().zip(langs) {
+                if lang.is_some() {
+                    entry.language = lang;
+                }
+            }
+        }
+        _ => tracing::debug!(feed = %name, "the items' own languages could not be read"),
+    }
     Ok(LoadedFeed {
         feed,
         url,
@@ -221,18 +236,18 @@ pub enum Change {
 
 /// The latest published version of each of a newsroom's stories.
 #[derive(Debug, Default)]
-pub struct LatestVersions(BTreeMap<StoryId, (BundleId, Manifest)>);
+pub struct LatestVersions(HashMap<StoryId, PublishedEntry>);
 
 impl LatestVersions {
-    /// Reads the manifests in the newsroom's `published/` folder.
+    /// Reads the newsroom's index of `published/` (no bundle is decoded).
     pub fn load(newsroom: &Newsroom) -> Result<Self, FeedError> {
-        let mut latest: BTreeMap<StoryId, (BundleId, Manifest)> = BTreeMap::new();
-        for (_, id, m) in newsroom.published()? {
+        let mut latest: HashMap<StoryId, PublishedEntry> = HashMap::new();
+        for e in newsroom.published()? {
             let newer = latest
-                .get(&m.story)
-                .is_none_or(|(_, old)| m.version > old.version);
+                .get(&e.story)
+                .is_none_or(|old| e.version > old.version);
             if newer {
-                latest.insert(m.story, (id, m));
+                latest.insert(e.story, e);
             }
         }
         Ok(Self(latest))
@@ -242,12 +257,12 @@ impl LatestVersions {
     pub fn change(&self, item: &PreparedItem) -> Change {
         match self.0.get(&item.story) {
             None => Change::New,
-            Some((_, m)) if m.kind == Kind::Retraction => Change::Retracted,
-            Some((_, m)) if same_content(m, &item.draft) => {
-                Change::Unchanged { version: m.version }
+            Some(e) if e.kind == Kind::Retraction => Change::Retracted,
+            Some(e) if e.fingerprint == Fingerprint::of_draft(&item.draft) => {
+                Change::Unchanged { version: e.version }
             }
-            Some((_, m)) => Change::Updated {
-                version: m.version.saturating_add(1),
+            Some(e) => Change::Updated {
+                version: e.version.saturating_add(1),
             },
         }
     }
@@ -257,15 +272,7 @@ impl LatestVersions {
 /// metadata (times aside: a feed's dates alone do not make a new version)
 /// and the same body and media, by hash.
 pub fn same_content(m: &Manifest, draft: &Draft) -> bool {
-    let (_, entries) = content_entries(&draft.body_html, &draft.media);
-    let md = &m.metadata;
-    md.title == draft.title
-        && md.language == draft.language
-        && md.authors == draft.authors
-        && md.section == draft.section
-        && md.original_url == draft.original_url
-        && md.summary == draft.summary
-        && m.entries == entries
+    Fingerprint::of_manifest(m) == Fingerprint::of_draft(draft)
 }
 
 #[cfg(test)]

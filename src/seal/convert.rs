@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::datadir::{CONFIG_FILE, IDENTITY_FILE};
+use super::datadir::{CONFIG_FILE, IDENTITY_FILE, SEARCH_DIR};
 use super::keyfile::{Opened, WrappedKey};
 use super::wipe::remove_tree;
 use super::{DataDir, DataKey, KEY_FILE, SEALED_DIR, SealError, Sealer, io};
@@ -260,7 +260,9 @@ pub fn seal(
         });
     }
     crate::files::write_private(&sealed.join(KEY_FILE), wrapped.to_toml().as_bytes())?;
-    for path in ["store", "trust", "node.key"] {
+    // The plain index goes with the plain store; the node indexes the
+    // sealed store again into a sealed index.
+    for path in ["store", "trust", "node.key", SEARCH_DIR] {
         steps.push(Step::Remove {
             path: path.into(),
             scrub: true,
@@ -410,14 +412,27 @@ pub fn rewrite_store(dir: &DataDir, store: Store) -> Result<crate::store::Copied
     };
     // The old plain store is overwritten as it goes: it held what was
     // forgotten. A sealed one is noise without its entries' names.
+    // The index holds the forgotten stories' words: it goes, and the node
+    // indexes the rewritten store again.
+    let search = if dir.sealed() {
+        format!("{SEALED_DIR}/{SEARCH_DIR}")
+    } else {
+        SEARCH_DIR.into()
+    };
     commit(
         root,
         &stage,
-        vec![Step::Move {
-            from: rel(&stage, "store"),
-            to,
-            scrub: !dir.sealed(),
-        }],
+        vec![
+            Step::Move {
+                from: rel(&stage, "store"),
+                to,
+                scrub: !dir.sealed(),
+            },
+            Step::Remove {
+                path: search,
+                scrub: !dir.sealed(),
+            },
+        ],
     )?;
     Ok(copied)
 }

@@ -31,6 +31,10 @@ const MAX_SMALL_SEALED: u64 = 2 * 1024 * 1024;
 pub(crate) const CONFIG_FILE: &str = "config";
 /// The sealed identity, inside [`SEALED_DIR`].
 pub(crate) const IDENTITY_FILE: &str = "node.key";
+/// The full-text index's folder. It is never converted: a conversion
+/// removes it and the node rebuilds it from the store, so that a plain
+/// index never outlives sealing.
+pub(crate) const SEARCH_DIR: &str = "search";
 
 /// An opened data directory: its path and, when sealed, the unlocked key.
 #[derive(Clone)]
@@ -155,6 +159,17 @@ impl DataDir {
     /// Opens the store.
     pub fn open_store(&self, config: StoreConfig) -> Result<Store, StoreError> {
         Store::open_with(&self.store_path(), config, self.sealer.clone())
+    }
+
+    /// Where the full-text index lives: beside the store, sealed with it.
+    pub fn search_path(&self) -> PathBuf {
+        self.part(SEARCH_DIR)
+    }
+
+    /// Opens the full-text index, creating it (empty) the first time; the
+    /// node's indexer fills it from the store.
+    pub fn open_search(&self) -> Result<crate::search::Search, crate::search::SearchError> {
+        crate::search::Search::open(&self.search_path(), self.sealer.clone())
     }
 
     /// Opens the trust list.

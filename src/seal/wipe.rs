@@ -93,6 +93,7 @@ pub(crate) fn remove_tree(path: &Path, scrub: bool) -> Result<u64, SealError> {
 const OWN: &[&str] = &[
     SEALED_DIR,
     "store",
+    "search",
     "trust",
     "node.key",
     "config.toml",

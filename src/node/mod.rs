@@ -2,6 +2,7 @@
 //! local control API together, until a shutdown signal.
 
 pub mod control;
+mod indexing;
 mod metrics;
 pub mod note;
 pub mod vault;
@@ -39,6 +40,9 @@ pub enum NodeError {
     /// The reader's gateway could not start.
     #[error(transparent)]
     Gateway(#[from] crate::gateway::GatewayError),
+    /// The full-text index could not be opened.
+    #[error(transparent)]
+    Search(#[from] crate::search::SearchError),
     /// `carry` names a publisher the trust list does not have.
     #[error("carry names {0:?}, which is not in the trust list (kolokol trust list)")]
     NotTrusted(String),
@@ -313,7 +317,13 @@ pub async fn start_gated(
     // The settings that can still be wrong are checked before the control
     // API starts, so that a failure here leaves no server holding the
     // trust list behind.
-    let (web_stop, web_tasks) = web_tasks(&config, &node, &store)?;
+    let (web_stop, mut web_tasks) = web_tasks(&config, &node, &store)?;
+    let search = Arc::new(dir.open_search()?);
+    web_tasks.push(indexing::spawn(
+        store.clone(),
+        search.clone(),
+        web_stop.subscribe(),
+    ));
     let stop_requested = Arc::new(tokio::sync::Notify::new());
     let lock_requested = Arc::new(tokio::sync::Notify::new());
     let state = ApiState {

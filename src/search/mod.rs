@@ -15,6 +15,7 @@
 //! neither words nor their counts can be read from the device.
 
 mod indexer;
+mod private;
 mod sealed;
 mod text;
 
@@ -22,7 +23,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use tantivy::collector::TopDocs;
-use tantivy::directory::MmapDirectory;
 use tantivy::merge_policy::LogMergePolicy;
 use tantivy::query::QueryParser;
 use tantivy::schema::{
@@ -201,10 +201,7 @@ impl Search {
         let (schema, fields) = schema();
         let index = match sealer {
             Some(s) => Index::open_or_create(sealed::SealedDirectory::new(dir, s), schema)?,
-            None => {
-                let d = MmapDirectory::open(dir).map_err(tantivy::TantivyError::from)?;
-                Index::open_or_create(d, schema)?
-            }
+            None => Index::open_or_create(private::PrivateDirectory::open(dir)?, schema)?,
         };
         Self::with_index(index, fields)
     }

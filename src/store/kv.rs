@@ -37,8 +37,8 @@ pub(crate) struct Kv {
     /// keys and values either way.
     sealer: Option<Arc<Sealer>>,
     /// Batches applied since the store was opened: readers that keep
-    /// something derived from the store (the gateway's catalog) compare it
-    /// to know when to rebuild, without a scan.
+    /// something derived from the store compare it to know when to
+    /// rebuild, without a scan.
     changes: AtomicU64,
 }
 

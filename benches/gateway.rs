@@ -1,8 +1,14 @@
-//! `cargo bench --bench gateway`: the reader's gateway with 10,000 stories
-//! in a sled store, served on 127.0.0.1, under a load generator written
-//! here (tokio, keep-alive HTTP/1.1 connections): the most requests per
-//! second and their latency for a story page and the home page, then
-//! latency at a fixed 1,000 requests per second. Prints figures; asserts
+//! `cargo bench --bench gateway`: the reader's gateway over a sled store
+//! of `KOLOKOL_BENCH_STORIES` stories (10,000 unless set), served on
+//! 127.0.0.1, under a load generator written here (tokio, keep-alive
+//! HTTP/1.1 connections). The store is filled first; then a fresh process
+//! opens it, as a node starting would, and measures the first home page
+//! after start, the most requests per second and their latency for story
+//! pages, the home page and a filtered list, latency at a fixed 1,000
+//! requests per second, how long a story stored while serving takes to
+//! show on the home page, and the serving process's memory. Up to 10,000
+//! stories (or with `KOLOKOL_BENCH_SEALED=1`), the same pages from a
+//! sealed store are compared with a plain one. Prints figures; asserts
 //! nothing.
 //!
 //! The server runs on a two-thread runtime; the generator on one thread
@@ -16,12 +22,15 @@ use std::time::{Duration, Instant};
 use kolokol::gateway::{self, GatewayConfig, GatewayState};
 use kolokol::proto::*;
 use kolokol::seal::{DataKey, Sealer};
-use kolokol::store::{Store, StoreConfig};
+use kolokol::store::{Facet, IndexCursor, Store, StoreConfig};
 use kolokol::trust::PublisherFile;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const STORIES: u64 = 10_000;
+/// Set in the serving process: the folder of the filled store.
+const SERVE_ENV: &str = "KOLOKOL_BENCH_SERVE";
+/// Most story pages the story-page runs go through in turn.
+const STORY_SAMPLE: u64 = 10_000;
 const CONNECTIONS: usize = 64;
 const RUN: Duration = Duration::from_secs(5);
 const FIXED_RATE: u64 = 1_000;
@@ -43,48 +52,88 @@ fn body(n: u64) -> Vec<u8> {
     s.into_bytes()
 }
 
-fn fill(store: &Store) -> (PublisherFile, Vec<BundleId>) {
-    let t0 = Timestamp::from_system(std::time::SystemTime::now()).minus(STORIES * 60 + 3600);
-    let root = SecretKey::from_seed(&[9; 32]);
-    let signing = SecretKey::from_seed(&[10; 32]);
-    let cert = KeyCertificate {
-        format: FORMAT_VERSION,
-        publisher: root.public(),
-        signing_key: signing.public(),
-        serial: 1,
-        not_before: t0.minus(60),
-        not_after: t0.plus(3650 * 86_400),
-        scope: Scope::default(),
+/// How many stories to store.
+fn stories() -> u64 {
+    std::env::var("KOLOKOL_BENCH_STORIES")
+        .ok()
+        .and_then(|v| v.replace(['_', ','], "").parse().ok())
+        .unwrap_or(10_000)
+}
+
+fn wall() -> Timestamp {
+    Timestamp::from_system(std::time::SystemTime::now())
+}
+
+/// The bench newsroom: its keys and a policy trusting it, the same in
+/// every process of a run.
+struct Newsroom {
+    root: SecretKey,
+    signing: SecretKey,
+    cert: Vec<u8>,
+    policy: TrustPolicy,
+}
+
+impl Newsroom {
+    fn new() -> Self {
+        let root = SecretKey::from_seed(&[9; 32]);
+        let signing = SecretKey::from_seed(&[10; 32]);
+        let cert = KeyCertificate {
+            format: FORMAT_VERSION,
+            publisher: root.public(),
+            signing_key: signing.public(),
+            serial: 1,
+            not_before: Timestamp(1_600_000_000),
+            // Fixed, so that every process of a run makes the same certificate.
+            not_after: Timestamp(4_000_000_000),
+            scope: Scope::default(),
+        }
+        .sign(&root)
+        .unwrap();
+        let mut policy = TrustPolicy::new();
+        policy.trust(root.public(), "bench-news").unwrap();
+        policy.learn_certificate(&cert).unwrap();
+        Self {
+            root,
+            signing,
+            cert,
+            policy,
+        }
     }
-    .sign(&root)
-    .unwrap();
-    let mut policy = TrustPolicy::new();
-    policy.trust(root.public(), "bench-news").unwrap();
-    let vcert = policy.learn_certificate(&cert).unwrap();
-    store.put_certificate(&vcert).unwrap();
-    let now = t0.plus(STORIES * 60 + 60);
-    let mut ids = Vec::new();
-    let mut group = Vec::new();
-    for n in 1..=STORIES {
+
+    fn file(&self) -> PublisherFile {
+        PublisherFile {
+            name: "bench-news".into(),
+            display_name: Some("Bench News".into()),
+            root_key: self.root.public(),
+            homepage: None,
+            bootstrap: vec![],
+            demo: false,
+            mirror_list: None,
+            mirror_certificate: None,
+        }
+    }
+
+    /// Story `n` with sequence `n`, first published at `published`.
+    fn bundle(&self, n: u64, published: Timestamp, now: Timestamp) -> VerifiedBundle {
         let b = body(n);
         let mut story = [0u8; 16];
         story[..8].copy_from_slice(&n.to_be_bytes());
         let m = Manifest {
             format: FORMAT_VERSION,
-            publisher: root.public(),
-            certificate: CertId::of(&cert),
+            publisher: self.root.public(),
+            certificate: CertId::of(&self.cert),
             story: StoryId(story),
             version: 1,
             kind: Kind::Story,
             sequence: n,
             supersedes: None,
-            signed_at: t0.plus(n * 60),
+            signed_at: published,
             metadata: Metadata {
                 title: format!("Story number {n}: the mirrors keep the archive"),
                 language: LANGUAGES[n as usize % LANGUAGES.len()].into(),
                 authors: vec!["Bench Desk".into()],
                 section: Some(SECTIONS[n as usize % SECTIONS.len()].into()),
-                published: t0.plus(n * 60),
+                published,
                 updated: None,
                 original_url: None,
                 summary: Some(format!("Summary of story {n}, for lists and feeds.")),
@@ -96,10 +145,28 @@ fn fill(store: &Store) -> (PublisherFile, Vec<BundleId>) {
                 hash: BlobHash::of(&b),
             }],
         };
-        let signed = m.sign(&signing).unwrap();
-        let vm = policy.verify_manifest(&signed, now).unwrap();
-        let vb = policy.verify_bundle(vm, vec![b]).unwrap();
-        ids.push(vb.id());
+        let signed = m.sign(&self.signing).unwrap();
+        let vm = self.policy.verify_manifest(&signed, now).unwrap();
+        self.policy.verify_bundle(vm, vec![b]).unwrap()
+    }
+}
+
+/// Stores `count` stories, one a minute up to an hour ago, and a head;
+/// returns the ids of up to [`STORY_SAMPLE`] of them, spread evenly.
+fn fill(store: &Store, newsroom: &Newsroom, count: u64) -> Vec<BundleId> {
+    let t0 = wall().minus(count * 60 + 3600);
+    store
+        .put_certificate(&newsroom.policy.verify_certificate(&newsroom.cert).unwrap())
+        .unwrap();
+    let now = wall();
+    let step = count.div_ceil(STORY_SAMPLE).max(1);
+    let mut ids = Vec::new();
+    let mut group = Vec::new();
+    for n in 1..=count {
+        let vb = newsroom.bundle(n, t0.plus(n * 60), now);
+        if n % step == 0 {
+            ids.push(vb.id());
+        }
         group.push(vb);
         if group.len() == 256 {
             store.ingest(&group).unwrap();
@@ -109,29 +176,19 @@ fn fill(store: &Store) -> (PublisherFile, Vec<BundleId>) {
     store.ingest(&group).unwrap();
     let head = Head {
         format: FORMAT_VERSION,
-        publisher: root.public(),
-        certificate: CertId::of(&cert),
-        sequence: STORIES,
+        publisher: newsroom.root.public(),
+        certificate: CertId::of(&newsroom.cert),
+        sequence: count,
         issued_at: now.minus(30),
         expires_at: now.plus(86_400),
     }
-    .sign(&signing)
+    .sign(&newsroom.signing)
     .unwrap();
     store
-        .record_head(&policy.verify_head(&head, now).unwrap())
+        .record_head(&newsroom.policy.verify_head(&head, now).unwrap())
         .unwrap();
     store.flush().unwrap();
-    let file = PublisherFile {
-        name: "bench-news".into(),
-        display_name: Some("Bench News".into()),
-        root_key: root.public(),
-        homepage: None,
-        bootstrap: vec![],
-        demo: false,
-        mirror_list: None,
-        mirror_certificate: None,
-    };
-    (file, ids)
+    ids
 }
 
 /// One keep-alive connection: sends a GET and reads the whole answer.
@@ -150,6 +207,11 @@ impl Conn {
             buf: Vec::with_capacity(64 * 1024),
             host: addr.to_string(),
         }
+    }
+
+    /// Whether the last answer holds `needle`.
+    fn holds(&self, needle: &[u8]) -> bool {
+        self.buf.windows(needle.len()).any(|w| w == needle)
     }
 
     /// Returns the status code.
@@ -302,6 +364,21 @@ fn serve(
     })
 }
 
+fn two_threads() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn one_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// The same pages from a plain store and a sealed one holding the same
 /// stories, measured in turn in one run.
 async fn sealed_vs_plain(
@@ -325,11 +402,11 @@ async fn sealed_vs_plain(
     println!("|---|---|---|---|---|");
     for (what, on_plain, on_sealed) in [
         (
-            "story page, all 10,000 in turn",
+            format!("story page, {} in turn", ids.len()),
             paths(ids),
             paths(sealed_ids),
         ),
-        ("home page", home.clone(), home.clone()),
+        ("home page".to_owned(), home.clone(), home.clone()),
     ] {
         // Both warmed, then two runs of each in turn, the better of each
         // kept: the ratio should not depend on which ran beside a burst of
@@ -356,51 +433,64 @@ async fn sealed_vs_plain(
     }
 }
 
-fn main() {
-    let dir = tempfile::TempDir::new().unwrap();
-    let store = Arc::new(Store::open(&dir.path().join("store"), StoreConfig::default()).unwrap());
-    let t = Instant::now();
-    let (publisher, ids) = fill(&store);
-    println!(
-        "stored {STORIES} stories (about 4 KiB each) in {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
-    let sealed_store = Arc::new(
-        Store::open_with(
-            &dir.path().join("sealed"),
-            StoreConfig::default(),
-            Some(Arc::new(Sealer::new(&DataKey::random()))),
-        )
-        .unwrap(),
-    );
-    let t = Instant::now();
-    let (_, sealed_ids) = fill(&sealed_store);
-    println!(
-        "stored the same stories in a sealed store in {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
+/// This process's resident memory now and at its peak, in MiB.
+fn rss_mib() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
 
-    let server = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let addr = serve(&server, store.clone(), publisher.clone());
-    let sealed_addr = serve(&server, sealed_store.clone(), publisher);
-
-    let client = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+/// The serving process: opens the filled store in `dir` as a node
+/// starting would, and measures.
+fn serve_and_measure(dir: &std::path::Path, count: u64) {
+    let newsroom = Newsroom::new();
+    let server = two_threads();
+    let start = Instant::now();
+    let store = Arc::new(Store::open(dir, StoreConfig::default()).unwrap());
+    let opened = start.elapsed();
+    let addr = serve(&server, store.clone(), newsroom.file());
+    let client = one_thread();
     client.block_on(async {
-        // The first request builds the catalog of 10,000 stories.
         let mut c = Conn::open(addr).await;
-        let t = Instant::now();
         assert_eq!(c.get("/").await, 200);
         println!(
-            "first home page (builds the catalog of {STORIES} stories): {:.1} ms",
+            "first home page after start, {count} stories: {:.1} ms (of which opening the store {:.1} ms)",
+            start.elapsed().as_secs_f64() * 1000.0,
+            opened.as_secs_f64() * 1000.0
+        );
+        let t = Instant::now();
+        assert_eq!(c.get("/p/bench-news?lang=ru&page=3").await, 200);
+        println!(
+            "first filtered list after start: {:.2} ms",
             t.elapsed().as_secs_f64() * 1000.0
         );
+    });
+    // Story pages to go through: evenly spread over the archive, read
+    // from the index in pages.
+    let step = count.div_ceil(STORY_SAMPLE).max(1) as usize;
+    let key = newsroom.root.public();
+    let mut ids = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .index_page(&key, Facet::All, after.as_ref(), 1000)
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(IndexCursor {
+            published: last.published,
+            story: last.story,
+        });
+        ids.extend(page.iter().step_by(step).map(|e| e.id));
+    }
+    let sample = ids.len();
+    client.block_on(async {
+        let mut c = Conn::open(addr).await;
         let t = Instant::now();
         assert_eq!(c.get(&format!("/story/{}", ids[0])).await, 200);
         println!(
@@ -409,8 +499,8 @@ fn main() {
         );
 
         let one_story = Arc::new(vec![format!("/story/{}", ids[ids.len() / 2])]);
-        // Every story in turn: bodies not yet sanitized at first, then
-        // more stories than the body cache holds.
+        // Stories in turn: bodies not yet sanitized at first, then more
+        // stories than the body cache holds.
         let all_stories = Arc::new(
             ids.iter()
                 .map(|id| format!("/story/{id}"))
@@ -422,7 +512,7 @@ fn main() {
         // Warm up connections and caches.
         let _ = closed_loop(addr, one_story.clone()).await;
         println!(
-            "\n| What ({CONNECTIONS} connections, {} s) | requests/s | p50 | p99 | max | requests |",
+            "\n| What ({count} stories, {CONNECTIONS} connections, {} s) | requests/s | p50 | p99 | max | requests |",
             RUN.as_secs()
         );
         println!("|---|---|---|---|---|---|");
@@ -431,7 +521,7 @@ fn main() {
             &closed_loop(addr, one_story.clone()).await,
         );
         row(
-            "story page, all 10,000 in turn",
+            &format!("story page, {sample} in turn"),
             &closed_loop(addr, all_stories.clone()).await,
         );
         row("home page", &closed_loop(addr, home.clone()).await);
@@ -440,16 +530,107 @@ fn main() {
             &closed_loop(addr, list.clone()).await,
         );
         println!(
-            "\n| What (fixed {FIXED_RATE} requests/s, {FIXED_CONNECTIONS} connections, {} s) | requests/s | p50 | p99 | max | requests |",
+            "\n| What ({count} stories, fixed {FIXED_RATE} requests/s, {FIXED_CONNECTIONS} connections, {} s) | requests/s | p50 | p99 | max | requests |",
             RUN.as_secs()
         );
         println!("|---|---|---|---|---|---|");
         row(
-            "story page, all 10,000 in turn",
+            &format!("story page, {sample} in turn"),
             &fixed_rate(addr, all_stories.clone()).await,
         );
         row("home page", &fixed_rate(addr, home.clone()).await);
-        sealed_vs_plain(addr, sealed_addr, &ids, &sealed_ids).await;
+        row(
+            "publisher list, language filter, page 3",
+            &fixed_rate(addr, list.clone()).await,
+        );
+
+        // A story stored while serving: from the ingest returning to the
+        // first home page that lists it, asking again at once.
+        let mut c = Conn::open(addr).await;
+        let mut worst = Duration::ZERO;
+        let mut ingest = Duration::ZERO;
+        for k in 1..=5u64 {
+            let n = count + k;
+            let b = newsroom.bundle(n, wall(), wall());
+            let t = Instant::now();
+            store.ingest(&[b]).unwrap();
+            ingest = ingest.max(t.elapsed());
+            let t = Instant::now();
+            let title = format!("Story number {n}:");
+            loop {
+                assert_eq!(c.get("/").await, 200);
+                if c.holds(title.as_bytes()) {
+                    break;
+                }
+                assert!(t.elapsed() < Duration::from_secs(60), "story {n} never showed");
+            }
+            worst = worst.max(t.elapsed());
+        }
+        println!(
+            "\nstored story on the home page (worst of 5): {:.2} ms after its ingest returned (ingest itself at most {:.1} ms)",
+            worst.as_secs_f64() * 1000.0,
+            ingest.as_secs_f64() * 1000.0
+        );
     });
+    let (now, peak) = rss_mib();
+    println!(
+        "serving process memory: {now:.0} MiB resident now, {peak:.0} MiB at peak (sled cache {} MiB)",
+        StoreConfig::default().cache_bytes >> 20
+    );
+    drop(server);
+}
+
+fn main() {
+    let count = stories();
+    if let Ok(dir) = std::env::var(SERVE_ENV) {
+        serve_and_measure(std::path::Path::new(&dir), count);
+        return;
+    }
+    let dir = tempfile::TempDir::new().unwrap();
+    let plain_dir = dir.path().join("store");
+    let newsroom = Newsroom::new();
+    let ids = {
+        let store = Store::open(&plain_dir, StoreConfig::default()).unwrap();
+        let t = Instant::now();
+        let ids = fill(&store, &newsroom, count);
+        println!(
+            "stored {count} stories (about 4 KiB each) in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        ids
+    };
+    // A fresh process serves, so that its memory and first page are a
+    // node's after a start, not the filler's.
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(std::env::args().skip(1))
+        .env(SERVE_ENV, &plain_dir)
+        .env("KOLOKOL_BENCH_STORIES", count.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "the serving process failed");
+
+    let sealed_too = std::env::var("KOLOKOL_BENCH_SEALED").map_or(count <= 10_000, |v| v == "1");
+    if !sealed_too {
+        return;
+    }
+    let sealed_store = Arc::new(
+        Store::open_with(
+            &dir.path().join("sealed"),
+            StoreConfig::default(),
+            Some(Arc::new(Sealer::new(&DataKey::random()))),
+        )
+        .unwrap(),
+    );
+    let t = Instant::now();
+    let sealed_ids = fill(&sealed_store, &newsroom, count);
+    println!(
+        "\nstored the same stories in a sealed store in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let store = Arc::new(Store::open(&plain_dir, StoreConfig::default()).unwrap());
+    let server = two_threads();
+    let addr = serve(&server, store, newsroom.file());
+    let sealed_addr = serve(&server, sealed_store, newsroom.file());
+    one_thread().block_on(sealed_vs_plain(addr, sealed_addr, &ids, &sealed_ids));
     drop(server);
 }

@@ -9,9 +9,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::catalog::{Filter, Item, PublisherInfo};
+use super::catalog::{Catalog, Filter, Item, PublisherInfo};
 use super::html::{display_url, media_url};
-use super::pages::ListQuery;
+use super::pages::{ListQuery, cursor_text};
 use super::story::{StoryError, StoryView};
 use super::{GatewayState, now};
 use crate::proto::{BundleId, Kind};
@@ -74,23 +74,23 @@ fn publisher_json(p: &PublisherFile, info: &PublisherInfo) -> PublisherJson {
     }
 }
 
+/// What the API says of each of `list`.
+fn publishers_json(
+    catalog: &Catalog,
+    list: &[PublisherFile],
+) -> Result<Vec<PublisherJson>, StatusCode> {
+    list.iter()
+        .map(|p| Ok(publisher_json(p, &catalog.publisher(&p.root_key)?)))
+        .collect()
+}
+
 /// `GET /api/v1/publishers`: every trusted publisher.
 pub(crate) async fn publishers(State(state): State<GatewayState>) -> Response {
-    let catalog = match state.catalog().await {
-        Ok(c) => c,
+    let trusted = state.trusted();
+    let list = match publishers_json(&state.catalog(), &trusted.list) {
+        Ok(l) => l,
         Err(s) => return error(s, "the store could not be read"),
     };
-    let trusted = state.trusted();
-    let list: Vec<PublisherJson> = trusted
-        .list
-        .iter()
-        .map(|p| {
-            publisher_json(
-                p,
-                &catalog.publisher(&p.root_key).cloned().unwrap_or_default(),
-            )
-        })
-        .collect();
     Json(serde_json::json!({ "publishers": list })).into_response()
 }
 
@@ -103,12 +103,10 @@ pub(crate) async fn publisher(
     let Some(p) = trusted.by_name(&name) else {
         return error(StatusCode::NOT_FOUND, "no trusted publisher has that name");
     };
-    let catalog = match state.catalog().await {
-        Ok(c) => c,
-        Err(s) => return error(s, "the store could not be read"),
-    };
-    let info = catalog.publisher(&p.root_key).cloned().unwrap_or_default();
-    Json(publisher_json(p, &info)).into_response()
+    match state.catalog().publisher(&p.root_key) {
+        Ok(info) => Json(publisher_json(p, &info)).into_response(),
+        Err(s) => error(s, "the store could not be read"),
+    }
 }
 
 #[derive(Serialize)]
@@ -169,17 +167,38 @@ pub(crate) async fn stories(
         },
         None => None,
     };
-    let catalog = match state.catalog().await {
-        Ok(c) => c,
-        Err(s) => return error(s, "the store could not be read"),
-    };
+    let catalog = state.catalog();
     let filter = Filter {
         publisher,
-        language: params.lang.as_deref(),
-        section: params.section.as_deref(),
-        query: params.q.as_deref(),
+        language: params.lang.clone(),
+        section: params.section.clone(),
+        query: params.q.clone(),
     };
-    let (total, items) = catalog.page(&filter, params.page, params.per_page);
+    let listed = match &params.after {
+        // The count is the index's counters: as cheap as the page.
+        Some(after) => catalog.page(&filter, 1, 0).and_then(|(total, _)| {
+            Ok((total, catalog.after(&filter, Some(after), params.per_page)?))
+        }),
+        None if params.q.is_some() => {
+            let f = filter.clone();
+            let c = catalog.clone();
+            let (page, per_page) = (params.page, params.per_page);
+            // A search reads many manifests: off the request threads.
+            tokio::task::spawn_blocking(move || c.page(&f, page, per_page))
+                .await
+                .unwrap_or(Err(StatusCode::INTERNAL_SERVER_ERROR))
+        }
+        None => catalog.page(&filter, params.page, params.per_page),
+    };
+    let (total, items) = match listed {
+        Ok(l) => l,
+        Err(s) => return error(s, "the store could not be read"),
+    };
+    // Where the next page starts, when this one is full (not for a search,
+    // whose pages go by number).
+    let next = (params.q.is_none() && items.len() == params.per_page)
+        .then(|| items.last().map(|i| cursor_text(&i.cursor())))
+        .flatten();
     let list: Vec<StoryItemJson> = items
         .iter()
         .map(|i| {
@@ -193,6 +212,7 @@ pub(crate) async fn stories(
         "page": params.page,
         "per_page": params.per_page,
         "total": total,
+        "next": next,
         "stories": list,
     }))
     .into_response()
@@ -334,10 +354,6 @@ pub(crate) async fn story(State(state): State<GatewayState>, Path(id): Path<Stri
 /// `GET /api/v1/status`: the store's totals, the publishers, and the
 /// node's network status when the gateway runs in a node.
 pub(crate) async fn status(State(state): State<GatewayState>) -> Response {
-    let catalog = match state.catalog().await {
-        Ok(c) => c,
-        Err(s) => return error(s, "the store could not be read"),
-    };
     let store_state = state.clone();
     let Ok(Ok(totals)) = tokio::task::spawn_blocking(move || store_state.store().totals()).await
     else {
@@ -364,16 +380,10 @@ pub(crate) async fn status(State(state): State<GatewayState>) -> Response {
         None => serde_json::Value::Null,
     };
     let trusted = state.trusted();
-    let publishers: Vec<PublisherJson> = trusted
-        .list
-        .iter()
-        .map(|p| {
-            publisher_json(
-                p,
-                &catalog.publisher(&p.root_key).cloned().unwrap_or_default(),
-            )
-        })
-        .collect();
+    let publishers = match publishers_json(&state.catalog(), &trusted.list) {
+        Ok(l) => l,
+        Err(s) => return error(s, "the store could not be read"),
+    };
     Json(serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "time": now().0,

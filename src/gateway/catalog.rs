@@ -1,15 +1,26 @@
-//! The catalog: the newest version of every story of every trusted
-//! publisher, in memory, newest first, with what lists, search, feeds and
-//! the home page need. It is rebuilt when the store changes (the store
-//! counts its writes) or the trust list does, so requests never scan the
-//! database.
+//! The catalog: lists of the newest versions of stories of the trusted
+//! publishers, read from the store's catalog index (see
+//! `store::catalog`) at each request. A page is one range scan per
+//! publisher it draws on, of the stories it shows (and, for a later page,
+//! those before them), whatever the size of the archive; counts are the
+//! index's counters. Nothing is copied into memory or rebuilt: a story
+//! stored is in the next answer. The trust list, which is small, is
+//! applied as the lists are read: only trusted publishers' indexes are
+//! scanned, so a change of it shows at once.
 
-use std::collections::{BTreeMap, HashMap};
-use std::time::Instant;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
 
 use super::Trusted;
 use crate::proto::{BundleId, Head, Kind, PublicKey, StoryId, Timestamp};
-use crate::store::{Store, StoreError, gaps};
+use crate::store::{Facet, IndexCursor, Store, StoreError, StoryEntry, gaps};
+
+/// Most stories a search reads, newest first: search reads every
+/// manifest it looks at, so it looks at this many at most (a full-text
+/// index is a later step). Its count is of the matches among them.
+pub(crate) const SEARCH_SCAN: usize = 10_000;
 
 /// The newest version of one story.
 #[derive(Debug, Clone)]
@@ -38,14 +49,29 @@ pub(crate) struct Item {
     pub(crate) published: Timestamp,
     /// When the newest version was signed.
     pub(crate) signed_at: Timestamp,
-    /// Title and summary, lower case, for search.
-    search: String,
 }
 
 impl Item {
     /// Whether the story has been retracted.
     pub(crate) fn retracted(&self) -> bool {
         self.kind == Kind::Retraction
+    }
+
+    /// Where a list that ends with this item goes on.
+    pub(crate) fn cursor(&self) -> IndexCursor {
+        IndexCursor {
+            published: self.published,
+            story: self.story,
+        }
+    }
+
+    /// Whether every word (lower case) is in the title or the summary.
+    fn matches(&self, words: &[String]) -> bool {
+        let title = self.title.to_lowercase();
+        let summary = self.summary.as_deref().map(str::to_lowercase);
+        words.iter().all(|w| {
+            title.contains(w.as_str()) || summary.as_deref().is_some_and(|s| s.contains(w.as_str()))
+        })
     }
 }
 
@@ -73,156 +99,213 @@ impl PublisherInfo {
     }
 }
 
-/// Newest versions of all stories of trusted publishers.
-pub(crate) struct Catalog {
-    changes: u64,
-    trust_version: u64,
-    built: Instant,
-    /// Newest first by first publication.
-    items: Vec<Item>,
-    publishers: HashMap<PublicKey, PublisherInfo>,
-}
-
 /// Filters for a list of stories.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct Filter<'a> {
+pub(crate) struct Filter {
     /// One publisher only.
     pub(crate) publisher: Option<PublicKey>,
     /// One language (compared case-insensitively).
-    pub(crate) language: Option<&'a str>,
+    pub(crate) language: Option<String>,
     /// One section.
-    pub(crate) section: Option<&'a str>,
+    pub(crate) section: Option<String>,
     /// Words that must all appear in the title or summary.
-    pub(crate) query: Option<&'a str>,
+    pub(crate) query: Option<String>,
+}
+
+/// The lists of the trusted publishers, over the store. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Catalog {
+    store: Arc<Store>,
+    trusted: Trusted,
+}
+
+fn store_failed(e: StoreError) -> StatusCode {
+    tracing::warn!("gateway: cannot read the store");
+    tracing::debug!("gateway: cannot read the store: {e}");
+    StatusCode::INTERNAL_SERVER_ERROR
+}
+
+type Entries<'a> = Box<dyn Iterator<Item = Result<StoryEntry, StoreError>> + 'a>;
+
+/// Several publishers' index scans, newest first, merged: each step takes
+/// the newest of the streams' next entries.
+struct Merge<'a> {
+    streams: Vec<(Option<Result<StoryEntry, StoreError>>, Entries<'a>)>,
+}
+
+impl Iterator for Merge<'_> {
+    type Item = Result<StoryEntry, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut best: Option<usize> = None;
+        for (i, (head, _)) in self.streams.iter().enumerate() {
+            match head {
+                None => {}
+                // An error goes out first, and ends the list there.
+                Some(Err(_)) => {
+                    best = Some(i);
+                    break;
+                }
+                Some(Ok(e)) => {
+                    let newer = best.is_none_or(|b| match &self.streams[b].0 {
+                        Some(Ok(o)) => (e.published, e.story) > (o.published, o.story),
+                        _ => false,
+                    });
+                    if newer {
+                        best = Some(i);
+                    }
+                }
+            }
+        }
+        let (head, rest) = &mut self.streams[best?];
+        let out = head.take();
+        *head = rest.next();
+        out
+    }
 }
 
 impl Catalog {
-    /// Reads the store's story index and the newest manifest of every story
-    /// of the trusted publishers.
-    pub(crate) fn build(
-        store: &Store,
-        trusted: &Trusted,
-        changes: u64,
-    ) -> Result<Self, StoreError> {
-        let started = Instant::now();
-        let mut items = Vec::new();
-        let mut publishers = HashMap::new();
-        for p in trusted.list.iter() {
-            let key = p.root_key;
-            let mut info = PublisherInfo {
-                bundles: store
-                    .held_ranges(&key)?
-                    .iter()
-                    .map(|(a, b)| b - a + 1)
-                    .sum(),
-                head: store.head(&key)?.map(|(_, h)| h),
-                ..Default::default()
-            };
-            let upto = info.head.as_ref().map_or(0, |h| h.sequence);
-            info.missing = gaps(&store.known_ranges(&key)?, upto);
-            for e in store.stories(Some(&key), None, None)? {
-                let Some(m) = store.manifest(&e.id)? else {
-                    continue;
-                };
-                let m = m.manifest;
-                let meta = m.metadata;
-                let mut search = meta.title.to_lowercase();
-                if let Some(s) = &meta.summary {
-                    search.push('\n');
-                    search.push_str(&s.to_lowercase());
-                }
-                *info.languages.entry(e.language.clone()).or_default() += 1;
-                if let Some(s) = &e.section {
-                    *info.sections.entry(s.clone()).or_default() += 1;
-                }
-                info.stories += 1;
-                items.push(Item {
-                    publisher: key,
-                    story: e.story,
-                    id: e.id,
-                    version: m.version,
-                    kind: m.kind,
-                    title: meta.title,
-                    summary: meta.summary,
-                    language: e.language,
-                    section: meta.section,
-                    authors: meta.authors,
-                    published: meta.published,
-                    signed_at: m.signed_at,
-                    search,
-                });
-            }
-            publishers.insert(key, info);
+    /// The lists of `trusted`'s publishers in `store`.
+    pub(crate) fn new(store: Arc<Store>, trusted: Trusted) -> Self {
+        Self { store, trusted }
+    }
+
+    /// What is known of a publisher: its counters and head, a few reads.
+    pub(crate) fn publisher(&self, key: &PublicKey) -> Result<PublisherInfo, StatusCode> {
+        let counts = self.store.publisher_counts(key).map_err(store_failed)?;
+        let head = self.store.head(key).map_err(store_failed)?.map(|(_, h)| h);
+        let upto = head.as_ref().map_or(0, |h| h.sequence);
+        let size = |m: BTreeMap<String, u64>| m.into_iter().map(|(k, n)| (k, n as usize)).collect();
+        Ok(PublisherInfo {
+            stories: counts.stories as usize,
+            bundles: counts.bundles,
+            missing: gaps(&counts.known, upto),
+            head,
+            languages: size(counts.languages),
+            sections: size(counts.sections),
+        })
+    }
+
+    /// The publishers a filter draws on: one, or every trusted one.
+    fn publishers(&self, filter: &Filter) -> Vec<PublicKey> {
+        match filter.publisher {
+            Some(p) => vec![p],
+            None => self.trusted.list.iter().map(|p| p.root_key).collect(),
         }
-        items.sort_by_key(|i| std::cmp::Reverse((i.published, i.story)));
-        tracing::debug!(
-            stories = items.len(),
-            ms = started.elapsed().as_millis() as u64,
-            "gateway catalog built"
-        );
-        Ok(Self {
-            changes,
-            trust_version: trusted.version,
-            built: Instant::now(),
-            items,
-            publishers,
-        })
     }
 
-    /// Whether the catalog still shows the store and the trust list. While
-    /// the store keeps changing (a node catching up), a catalog less than a
-    /// second old is kept, so a busy node rebuilds at most once a second.
-    pub(crate) fn is_current(&self, changes: u64, trust_version: u64) -> bool {
-        trust_version == self.trust_version
-            && (changes == self.changes || self.built.elapsed().as_millis() < 1000)
-    }
-
-    /// What is known of a publisher.
-    pub(crate) fn publisher(&self, key: &PublicKey) -> Option<&PublisherInfo> {
-        self.publishers.get(key)
-    }
-
-    /// The stories matching `filter`, newest first.
-    pub(crate) fn select(&self, filter: &Filter<'_>) -> impl Iterator<Item = &Item> + '_ {
-        let words: Vec<String> = filter
-            .query
-            .map(|q| {
-                q.to_lowercase()
-                    .split_whitespace()
-                    .map(str::to_owned)
-                    .collect()
+    /// The entries matching the filter's publisher, language and section,
+    /// newest first, after `after` when given.
+    fn entries<'a>(&'a self, filter: &'a Filter, after: Option<&IndexCursor>) -> Merge<'a> {
+        let facet = Facet::of(filter.language.as_deref(), filter.section.as_deref());
+        let streams = self
+            .publishers(filter)
+            .iter()
+            .map(|p| {
+                let mut it: Entries<'a> = Box::new(self.store.index_iter(p, facet, after));
+                (it.next(), it)
             })
-            .unwrap_or_default();
-        let language = filter.language.map(str::to_ascii_lowercase);
-        let section = filter.section.map(str::to_owned);
-        let publisher = filter.publisher;
-        self.items.iter().filter(move |i| {
-            publisher.is_none_or(|p| p == i.publisher)
-                && language.as_ref().is_none_or(|l| *l == i.language)
-                && section
-                    .as_deref()
-                    .is_none_or(|s| i.section.as_deref() == Some(s))
-                && words.iter().all(|w| i.search.contains(w.as_str()))
-        })
+            .collect();
+        Merge { streams }
+    }
+
+    fn item(&self, e: &StoryEntry) -> Result<Option<Item>, StatusCode> {
+        // An entry whose bundle is gone (a publisher being forgotten) is
+        // left out.
+        let Some(m) = self.store.manifest(&e.id).map_err(store_failed)? else {
+            return Ok(None);
+        };
+        let m = m.manifest;
+        let meta = m.metadata;
+        Ok(Some(Item {
+            publisher: e.publisher,
+            story: e.story,
+            id: e.id,
+            version: m.version,
+            kind: m.kind,
+            title: meta.title,
+            summary: meta.summary,
+            language: e.language.clone(),
+            section: meta.section,
+            authors: meta.authors,
+            published: meta.published,
+            signed_at: m.signed_at,
+        }))
     }
 
     /// The stories matching `filter`: how many in all, and page `page`
-    /// (from 1) of `per_page`.
+    /// (from 1) of `per_page`. Without search words the count is the
+    /// index's counters and the page a scan of the stories up to it; a
+    /// search reads the newest [`SEARCH_SCAN`] stories at most.
     pub(crate) fn page(
         &self,
-        filter: &Filter<'_>,
+        filter: &Filter,
         page: usize,
         per_page: usize,
-    ) -> (usize, Vec<&Item>) {
-        let mut total = 0;
+    ) -> Result<(usize, Vec<Item>), StatusCode> {
         let skip = page.saturating_sub(1).saturating_mul(per_page);
-        let mut out = Vec::with_capacity(per_page);
-        for i in self.select(filter) {
-            if total >= skip && out.len() < per_page {
+        if let Some(q) = &filter.query {
+            return self.search(filter, q, skip, per_page);
+        }
+        let facet = Facet::of(filter.language.as_deref(), filter.section.as_deref());
+        let mut total = 0u64;
+        for p in self.publishers(filter) {
+            total += self.store.facet_count(&p, facet).map_err(store_failed)?;
+        }
+        let total = total as usize;
+        let mut out = Vec::with_capacity(per_page.min(total));
+        if skip < total {
+            for e in self.entries(filter, None).skip(skip).take(per_page) {
+                if let Some(i) = self.item(&e.map_err(store_failed)?)? {
+                    out.push(i);
+                }
+            }
+        }
+        Ok((total, out))
+    }
+
+    /// Up to `limit` stories matching `filter` (search words aside), after
+    /// `after`: a cursor's page costs what it shows, however deep.
+    pub(crate) fn after(
+        &self,
+        filter: &Filter,
+        after: Option<&IndexCursor>,
+        limit: usize,
+    ) -> Result<Vec<Item>, StatusCode> {
+        let mut out = Vec::with_capacity(limit);
+        for e in self.entries(filter, after).take(limit) {
+            if let Some(i) = self.item(&e.map_err(store_failed)?)? {
                 out.push(i);
             }
-            total += 1;
         }
-        (total, out)
+        Ok(out)
+    }
+
+    fn search(
+        &self,
+        filter: &Filter,
+        q: &str,
+        skip: usize,
+        per_page: usize,
+    ) -> Result<(usize, Vec<Item>), StatusCode> {
+        let words: Vec<String> = q
+            .to_lowercase()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        let mut total = 0;
+        let mut out = Vec::with_capacity(per_page);
+        for e in self.entries(filter, None).take(SEARCH_SCAN) {
+            let Some(i) = self.item(&e.map_err(store_failed)?)? else {
+                continue;
+            };
+            if i.matches(&words) {
+                if total >= skip && out.len() < per_page {
+                    out.push(i);
+                }
+                total += 1;
+            }
+        }
+        Ok((total, out))
     }
 }

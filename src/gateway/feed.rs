@@ -163,16 +163,16 @@ async fn feed(
     headers: HeaderMap,
     publisher: Option<PublisherFile>,
 ) -> Response {
-    let catalog = match state.catalog().await {
-        Ok(c) => c,
-        Err(s) => return error_page(s, "The store could not be read."),
-    };
+    let catalog = state.catalog();
     let trusted = state.trusted();
     let filter = Filter {
         publisher: publisher.as_ref().map(|p| p.root_key),
         ..Default::default()
     };
-    let (_, items) = catalog.page(&filter, 1, FEED_ENTRIES);
+    let items = match catalog.page(&filter, 1, FEED_ENTRIES) {
+        Ok((_, items)) => items,
+        Err(s) => return error_page(s, "The store could not be read."),
+    };
     let base = base_url(&state, &headers);
     let (id, title, self_path) = match &publisher {
         Some(p) => (
@@ -215,7 +215,7 @@ async fn feed(
                 if let Some(p) = &publisher {
                     author(w, p.shown_name())?;
                 }
-                for item in items {
+                for item in &items {
                     if let Some(p) = trusted.by_key(&item.publisher) {
                         entry(w, &state, item, p)?;
                     }

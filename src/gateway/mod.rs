@@ -9,8 +9,9 @@
 //!
 //! - [`router`] builds the axum router over a [`GatewayState`]; [`bind`]
 //!   and [`serve`] run it on a socket until a shutdown future completes.
-//! - `catalog`: an in-memory list of the newest version of every story,
-//!   rebuilt when the store changes, for lists, search and feeds.
+//! - `catalog`: lists of the newest version of every story, read from
+//!   the store's catalog index at each request, for lists, search and
+//!   feeds.
 //! - `pages`, `api`, `feed`: the HTML pages (built with maud, which
 //!   escapes by default), the JSON API and Atom feeds.
 //! - `html`: URLs on this node, time and direction helpers, and the
@@ -32,7 +33,7 @@ mod view;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
 use axum::Router;
@@ -236,15 +237,13 @@ enum Publishers {
     /// (a publisher added through the control API shows up at once).
     Dir {
         list: TrustList,
-        cached: Mutex<(Option<SystemTime>, u64, Arc<Vec<PublisherFile>>)>,
+        cached: Mutex<(Option<SystemTime>, Arc<Vec<PublisherFile>>)>,
     },
 }
 
-/// The trusted publishers at one moment, with a number that changes when
-/// the list does.
+/// The trusted publishers at one moment.
 #[derive(Clone)]
 pub(crate) struct Trusted {
-    pub(crate) version: u64,
     pub(crate) list: Arc<Vec<PublisherFile>>,
 }
 
@@ -264,8 +263,6 @@ struct Inner {
     node: OnceLock<Arc<dyn NodeView>>,
     public: AtomicBool,
     local: OnceLock<SocketAddr>,
-    catalog: RwLock<Option<Arc<Catalog>>>,
-    building: Mutex<()>,
     bodies: story::BodyCache,
 }
 
@@ -286,8 +283,6 @@ impl GatewayState {
                 node: OnceLock::new(),
                 public: AtomicBool::new(false),
                 local: OnceLock::new(),
-                catalog: RwLock::new(None),
-                building: Mutex::new(()),
                 bodies: story::BodyCache::default(),
             }),
         }
@@ -305,7 +300,7 @@ impl GatewayState {
             store,
             Publishers::Dir {
                 list,
-                cached: Mutex::new((None, 0, Arc::new(Vec::new()))),
+                cached: Mutex::new((None, Arc::new(Vec::new()))),
             },
         )
     }
@@ -344,10 +339,7 @@ impl GatewayState {
     /// The trusted publishers now.
     pub(crate) fn trusted(&self) -> Trusted {
         match &self.inner.publishers {
-            Publishers::Fixed(list) => Trusted {
-                version: 0,
-                list: list.clone(),
-            },
+            Publishers::Fixed(list) => Trusted { list: list.clone() },
             Publishers::Dir { list, cached } => {
                 let mtime = std::fs::metadata(list.dir())
                     .and_then(|m| m.modified())
@@ -357,8 +349,7 @@ impl GatewayState {
                     match list.list() {
                         Ok(files) => {
                             c.0 = mtime;
-                            c.1 += 1;
-                            c.2 = Arc::new(files);
+                            c.1 = Arc::new(files);
                         }
                         // Its files are named after the publishers.
                         Err(e) => {
@@ -367,63 +358,15 @@ impl GatewayState {
                         }
                     }
                 }
-                Trusted {
-                    version: c.1,
-                    list: c.2.clone(),
-                }
+                Trusted { list: c.1.clone() }
             }
         }
     }
 
-    /// The catalog, rebuilt first if the store or the trust list changed.
-    pub(crate) async fn catalog(&self) -> Result<Arc<Catalog>, StatusCode> {
-        let trusted = self.trusted();
-        let changes = self.store().changes();
-        if let Some(c) = self.current_catalog()
-            && c.is_current(changes, trusted.version)
-        {
-            return Ok(c);
-        }
-        let state = self.clone();
-        tokio::task::spawn_blocking(move || state.rebuild_catalog(trusted))
-            .await
-            .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?
-    }
-
-    fn current_catalog(&self) -> Option<Arc<Catalog>> {
-        self.inner
-            .catalog
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    fn rebuild_catalog(&self, trusted: Trusted) -> Result<Arc<Catalog>, StatusCode> {
-        // One build at a time: requests arriving meanwhile wait for it and
-        // then find it current instead of building again.
-        let _g = self
-            .inner
-            .building
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let changes = self.store().changes();
-        if let Some(c) = self.current_catalog()
-            && c.is_current(changes, trusted.version)
-        {
-            return Ok(c);
-        }
-        let c = Catalog::build(self.store(), &trusted, changes).map_err(|e| {
-            warn!("gateway: cannot read the store");
-            debug!("gateway: cannot read the store: {e}");
-            StatusCode::INTERNAL_SERVER_ERROR
-        })?;
-        let c = Arc::new(c);
-        *self
-            .inner
-            .catalog
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
-        Ok(c)
+    /// The lists of the trusted publishers now, read from the store's
+    /// index at each request.
+    pub(crate) fn catalog(&self) -> Catalog {
+        Catalog::new(self.inner.store.clone(), self.trusted())
     }
 }
 

@@ -8,9 +8,9 @@ use tracing::info;
 use super::blobs::disk_cost;
 use super::kv::Op;
 use super::tables::{
-    BLOB, INLINE_BLOB_MAX, MANIFEST, META, META_BLOB_DISK, META_BLOBS, META_BUNDLES, META_PAYLOAD,
-    META_PUBLISHER, META_PUBLISHER_COUNTED, REFS, SEQ, STORY, SeqState, StoryEntry, bundle_bytes,
-    id_from, key, story_key,
+    BLOB, INLINE_BLOB_MAX, MANIFEST, META, META_BLOB_DISK, META_BLOBS, META_BUNDLES, META_CATALOG,
+    META_PAYLOAD, META_PUBLISHER, META_PUBLISHER_COUNTED, REFS, SEQ, STORY, SeqState, StoryEntry,
+    bundle_bytes, id_from, key, story_key,
 };
 use super::{Store, StoreError};
 use crate::proto::{BlobHash, BundleId, Manifest, PublicKey, StoryId, decode_unverified};
@@ -121,6 +121,7 @@ impl Store {
             META_BLOBS,
             META_BLOB_DISK,
             META_PUBLISHER_COUNTED,
+            META_CATALOG,
         ] {
             ops.push(Op::Delete(key(META, &[name])));
         }
@@ -211,7 +212,7 @@ impl Store {
         for hash in unreferenced {
             self.delete_blob(&hash)?;
         }
-        Ok(())
+        self.index_catalog_locked()
     }
 
     /// Removes blob files no stored bundle refers to: left by a crash after

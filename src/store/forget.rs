@@ -2,7 +2,8 @@
 //! index, for a reader who risks punishment for holding its stories.
 //!
 //! Gone: its bundles (manifests, and blobs no other bundle uses), its
-//! sequence slots of every state, story entries, pins, head, certificates,
+//! sequence slots of every state, story entries and their catalog index
+//! and counters, pins, head, certificates,
 //! revocations and mirror list, its byte counter, the log entries that
 //! stand for any of them, and what the node kept only because of its
 //! mirror list (positions in the web trees and mirror logs it named, and
@@ -17,11 +18,12 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::catalog::slot_change;
 use super::ingest::release_blobs;
 use super::log::LogItem;
 use super::tables::{
-    CERT, HEAD, LOG, MANIFEST, META, META_ADDRESS_BOOK, META_LOG_CURSOR, META_PUBLISHER, MIRRORS,
-    PIN, REVOCATION, SEQ, STORY, bundle_bytes, id_from, key,
+    CERT, COUNTS, HEAD, INDEX, LOG, MANIFEST, META, META_ADDRESS_BOOK, META_LOG_CURSOR,
+    META_PUBLISHER, MIRRORS, PIN, REVOCATION, SEQ, STORY, SeqState, bundle_bytes, id_from, key,
 };
 use super::tx::Tx;
 use super::{Store, StoreError};
@@ -67,15 +69,16 @@ impl Store {
         let _w = self.lock()?;
         // Read before the list goes, in the last batch.
         let named = self.named_only_by(publisher)?;
-        let slots: Vec<(Vec<u8>, BundleId)> = self
+        let slots: Vec<(Vec<u8>, BundleId, Option<SeqState>)> = self
             .kv
             .scan(&key(SEQ, &[publisher.as_bytes()]), false)
             .map(|item| {
                 let (k, v) = item?;
-                Ok((k, id_from(v.get(1..).unwrap_or_default())?))
+                let state = v.first().and_then(|b| SeqState::from_u8(*b));
+                Ok((k, id_from(v.get(1..).unwrap_or_default())?, state))
             })
             .collect::<Result<_, StoreError>>()?;
-        let ids: HashSet<BundleId> = slots.iter().map(|(_, id)| *id).collect();
+        let ids: HashSet<BundleId> = slots.iter().map(|(_, id, _)| *id).collect();
         let mut bundle_log: HashMap<BundleId, Vec<Vec<u8>>> = HashMap::new();
         let mut own_log = Vec::new();
         for item in self.kv.scan(&[LOG], false) {
@@ -97,7 +100,7 @@ impl Store {
         for chunk in slots.chunks(BATCH) {
             let mut tx = Tx::new(&self.kv);
             let mut unlink = Vec::new();
-            for (slot, id) in chunk {
+            for (slot, id, state) in chunk {
                 if let Some(sm) = self.manifest_in(&tx, id)? {
                     tx.delete(key(MANIFEST, &[id.as_bytes()]));
                     let (bytes, blobs) = release_blobs(&mut tx, &sm.manifest, &mut unlink)?;
@@ -111,6 +114,9 @@ impl Store {
                     report.bytes += removed;
                 }
                 tx.delete(slot.clone());
+                if let Some(seq) = slot.get(33..41).and_then(|b| b.try_into().ok()) {
+                    slot_change(&mut tx, publisher, u64::from_be_bytes(seq), *state, None)?;
+                }
                 for k in bundle_log.remove(id).unwrap_or_default() {
                     tx.delete(k);
                 }
@@ -123,7 +129,7 @@ impl Store {
         }
 
         let mut tx = Tx::new(&self.kv);
-        for prefix in [STORY, PIN, REVOCATION] {
+        for prefix in [STORY, PIN, REVOCATION, INDEX, COUNTS] {
             for item in self.kv.scan(&key(prefix, &[publisher.as_bytes()]), false) {
                 tx.delete(item?.0);
             }

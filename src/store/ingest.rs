@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use tracing::debug;
 
 use super::blobs::disk_cost;
+use super::catalog::{index_change, slot_change};
 use super::tables::{
     CERT, INLINE_BLOB_MAX, MANIFEST, REVOCATION, SEQ, SeqState, StoryEntry, bundle_bytes, id_from,
     key, story_key,
@@ -104,7 +105,8 @@ impl Store {
             return Err(StoreError::MissingCertificate(m.certificate));
         };
         let seq_key = key(SEQ, &[m.publisher.as_bytes(), &m.sequence.to_be_bytes()]);
-        if let Some(v) = tx.get(&seq_key)? {
+        let old_slot = tx.get(&seq_key)?;
+        if let Some(v) = &old_slot {
             let existing = id_from(&v[1..])?;
             match SeqState::from_u8(v[0]) {
                 // The slot's bundle was taken away by a revocation: a thief
@@ -160,18 +162,28 @@ impl Store {
         let mut seq_val = vec![SeqState::Held as u8];
         seq_val.extend_from_slice(id.as_bytes());
         tx.put(seq_key, seq_val);
+        let old_state = old_slot.and_then(|v| v.first().and_then(|b| SeqState::from_u8(*b)));
+        slot_change(
+            tx,
+            &m.publisher,
+            m.sequence,
+            old_state,
+            Some(SeqState::Held),
+        )?;
         // The story's entry names its newest version; a version arriving
         // after a newer one leaves it alone.
         let skey = story_key(&m.publisher, &m.story);
-        let newer = match tx.get(&skey)? {
-            Some(v) => {
-                let cur = StoryEntry::decode(&skey, &v)?;
-                (m.version, id) > (cur.version, cur.id)
-            }
-            None => true,
-        };
-        if newer {
-            tx.put(skey, StoryEntry::of(m, id).encode());
+        let cur = tx
+            .get(&skey)?
+            .map(|v| StoryEntry::decode(&skey, &v))
+            .transpose()?;
+        if cur
+            .as_ref()
+            .is_none_or(|cur| (m.version, id) > (cur.version, cur.id))
+        {
+            let new = StoryEntry::of(m, id);
+            index_change(tx, cur.as_ref(), Some(&new))?;
+            tx.put(skey, new.encode());
         }
         tx.bundles += 1;
         tx.log(super::log::LogItem::Bundle(id));
@@ -195,15 +207,18 @@ impl Store {
         let removed = sm.bytes.len() as u64 + freed;
         let mut seq_val = vec![state as u8];
         seq_val.extend_from_slice(id.as_bytes());
-        tx.put(
-            key(SEQ, &[m.publisher.as_bytes(), &m.sequence.to_be_bytes()]),
-            seq_val,
-        );
+        let seq_key = key(SEQ, &[m.publisher.as_bytes(), &m.sequence.to_be_bytes()]);
+        let old_state = tx
+            .get(&seq_key)?
+            .and_then(|v| v.first().and_then(|b| SeqState::from_u8(*b)));
+        tx.put(seq_key, seq_val);
+        slot_change(&mut tx, &m.publisher, m.sequence, old_state, Some(state))?;
         // If this was the story's newest version, the entry falls back to
         // the version it superseded, when that is stored.
         let skey = story_key(&m.publisher, &m.story);
         if let Some(v) = tx.get(&skey)?
-            && StoryEntry::decode(&skey, &v)?.id == *id
+            && let cur = StoryEntry::decode(&skey, &v)?
+            && cur.id == *id
         {
             match m
                 .supersedes
@@ -212,9 +227,14 @@ impl Store {
                 .flatten()
             {
                 Some(prev) if prev.manifest.story == m.story => {
-                    tx.put(skey, StoryEntry::of(&prev.manifest, prev.id).encode());
+                    let prev = StoryEntry::of(&prev.manifest, prev.id);
+                    index_change(&mut tx, Some(&cur), Some(&prev))?;
+                    tx.put(skey, prev.encode());
                 }
-                _ => tx.delete(skey),
+                _ => {
+                    index_change(&mut tx, Some(&cur), None)?;
+                    tx.delete(skey);
+                }
             }
         }
         tx.payload -= removed as i64;

@@ -37,8 +37,8 @@ pub(crate) struct Kv {
     /// keys and values either way.
     sealer: Option<Arc<Sealer>>,
     /// Batches applied since the store was opened: readers that keep
-    /// something derived from the store (the gateway's catalog) compare it
-    /// to know when to rebuild, without a scan.
+    /// something derived from the store compare it to know when to
+    /// rebuild, without a scan.
     changes: AtomicU64,
 }
 
@@ -315,6 +315,39 @@ impl Kv {
             }
         }?;
         raw.into_iter().map(|p| self.open_pair(p)).collect()
+    }
+
+    /// The pairs whose key starts with `prefix`, from `start` (a key
+    /// under `prefix`) on, in key order, read as they are taken: a page
+    /// costs what it shows, not what the prefix holds.
+    pub(crate) fn range_from(
+        &self,
+        prefix: &[u8],
+        start: &[u8],
+    ) -> Box<dyn Iterator<Item = Result<Pair, StoreError>> + '_> {
+        let (prefix, start) = (self.name(prefix, true), self.name(start, false));
+        let raw: Box<dyn Iterator<Item = Result<Pair, StoreError>> + '_> = match &self.backend {
+            Backend::Sled { tree, .. } => Box::new(
+                tree.range(start..)
+                    .take_while(move |r| r.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
+                    .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(sled_err)),
+            ),
+            // The twin for tests copies the range at once.
+            Backend::Memory(m) => match m.read() {
+                Ok(m) => Box::new(
+                    m.range::<Vec<u8>, _>(start..)
+                        .take_while(|(k, _)| k.starts_with(&prefix))
+                        .map(|(k, v)| Ok((k.clone(), v.clone())))
+                        .collect::<Vec<_>>()
+                        .into_iter(),
+                ),
+                Err(_) => Box::new(std::iter::once(Err(StoreError::Poisoned))),
+            },
+        };
+        if self.sealer.is_none() {
+            return raw;
+        }
+        Box::new(raw.map(move |r| r.and_then(|p| self.open_pair(p))))
     }
 
     /// Every pair, plain, in stored order: what a conversion copies.

@@ -14,12 +14,14 @@
 //! come in, `read` what is held, `ranges` sequence arithmetic, `limits`
 //! retention and quotas, `check` integrity and repair, `mirrors` each
 //! publisher's newest mirror list, `book` the node's address book,
-//! `forget` the removal of every trace of one publisher; `kv`
+//! `forget` the removal of every trace of one publisher, `catalog` the
+//! index of stories newest first and its counters that lists read; `kv`
 //! and `blobs` are the storage underneath.
 
 pub mod archive;
 mod blobs;
 mod book;
+mod catalog;
 mod check;
 mod copy;
 mod forget;
@@ -50,6 +52,7 @@ use tables::{META, META_SCHEMA, key};
 /// Range arithmetic is the protocol's: the store uses the same.
 pub use crate::proto::ranges::{gaps, to_ranges};
 pub use book::MAX_ADDRESS_BOOK_BYTES;
+pub use catalog::{Facet, IndexCursor, PublisherCounts};
 pub use check::CheckReport;
 pub use copy::Copied;
 pub use forget::Forgotten;
@@ -194,6 +197,7 @@ impl Store {
         let store = Self::init(kv, blobs, config, Some(path.to_owned()))?;
         store.sweep_orphans()?;
         store.count_publishers()?;
+        store.index_catalog()?;
         store.build_log()?;
         Ok(store)
     }
@@ -206,8 +210,8 @@ impl Store {
     /// [`Store::memory`], sealed when `sealer` is given.
     pub fn memory_with(config: StoreConfig, sealer: Option<Arc<Sealer>>) -> Self {
         match Self::init(Kv::memory_sealed(sealer), Blobs::memory(), config, None) {
-            Ok(s) if s.build_log().is_ok() => s,
-            Ok(_) => unreachable!("in-memory store init failed: the log"),
+            Ok(s) if s.index_catalog().is_ok() && s.build_log().is_ok() => s,
+            Ok(_) => unreachable!("in-memory store init failed: the catalog index or the log"),
             // The memory backend has no failure mode at init.
             Err(e) => unreachable!("in-memory store init failed: {e}"),
         }

@@ -10,11 +10,17 @@
 //! - sequence numbers keep their order within a publisher, shifted by a
 //!   keyed offset (`Sealer::offset`), so that range reads still work but
 //!   the stored numbers no longer match the publisher's public ones;
-//! - log positions are the store's own counter and stay as they are.
+//! - log positions are the store's own counter and stay as they are;
+//! - the catalog index keeps its order within a publisher's facet: the
+//!   publisher and the facet (named with the publisher, so that two
+//!   publishers' facets do not match) are keyed names, the time is
+//!   shifted like a sequence number, and the story is a keyed name, so
+//!   stories published in the same second come in an order of their own.
 
+use super::catalog::FACET_LEN;
 use super::tables::{
-    BLOB, CERT, HEAD, LOG, MANIFEST, META, META_LOG_CURSOR, META_PUBLISHER, MIRRORS, PIN, REFS,
-    REVOCATION, SEQ, STORY,
+    BLOB, CERT, COUNTS, HEAD, INDEX, LOG, MANIFEST, META, META_LOG_CURSOR, META_PUBLISHER, MIRRORS,
+    PIN, REFS, REVOCATION, SEQ, STORY,
 };
 use crate::seal::Sealer;
 
@@ -64,6 +70,23 @@ pub(super) fn sealed_key(s: &Sealer, key: &[u8], prefix: bool) -> Vec<u8> {
                 part(s, table, 1, &rest[32..], &mut out);
             }
         }
+        INDEX | COUNTS if rest.len() >= 32 + FACET_LEN || (prefix && rest.len() == 32) => {
+            let publisher = &rest[..32];
+            part(s, table, 0, publisher, &mut out);
+            if let Some(with_facet) = rest.get(..32 + FACET_LEN) {
+                part(s, table, 1, with_facet, &mut out);
+            }
+            if let Some(time) = rest.get(32 + FACET_LEN..32 + FACET_LEN + 8) {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(time);
+                let scope = [publisher, b"published"].concat();
+                let shifted = u128::from(u64::from_be_bytes(b)) + u128::from(s.offset(&scope));
+                out.extend_from_slice(&shifted.to_be_bytes());
+            }
+            if let Some(story) = rest.get(32 + FACET_LEN + 8..).filter(|r| !r.is_empty()) {
+                part(s, table, 2, story, &mut out);
+            }
+        }
         LOG => out.extend_from_slice(rest),
         MANIFEST | BLOB | REFS | HEAD | CERT | MIRRORS => part(s, table, 0, rest, &mut out),
         // Any other shape: one keyed part, which point reads find.
@@ -96,6 +119,21 @@ mod tests {
         assert_eq!(
             sealed_key(&s, &k(LOG, &[&7u64.to_be_bytes()]), false),
             k(LOG, &[&7u64.to_be_bytes()])
+        );
+        let f = [3u8; FACET_LEN];
+        let at = |t: u64, st: u8| {
+            sealed_key(&s, &k(INDEX, &[&p, &f, &t.to_be_bytes(), &[st; 16]]), false)
+        };
+        let facet = sealed_key(&s, &k(INDEX, &[&p, &f]), false);
+        assert_eq!(facet, sealed_key(&s, &k(INDEX, &[&p, &f]), true));
+        assert!(
+            at(5, 1).starts_with(&facet)
+                && at(5, 1).starts_with(&sealed_key(&s, &k(INDEX, &[&p]), true))
+        );
+        assert!(at(5, 9) < at(6, 1) && at(6, 1) < at(1 << 40, 0));
+        assert_ne!(
+            sealed_key(&s, &k(INDEX, &[&p, &f]), true),
+            sealed_key(&s, &k(INDEX, &[&[8u8; 32], &f]), true)[..]
         );
         // No part of a publisher's key survives.
         assert!(!seq(1).windows(8).any(|w| w == &p[..8]));

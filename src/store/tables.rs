@@ -18,13 +18,17 @@
 //! | `p` | publisher, story | empty: the story is pinned |
 //! | `l` | position (u64 BE) | what the store took there (see `log`) |
 //! | `w` | publisher | the newest signed mirror list (see `mirrors`) |
+//! | `i` | publisher, facet, inverted publication (u64 BE), inverted story | the story's `t` value (see `catalog`) |
+//! | `n` | publisher, facet | stories in the facet, and its name; for the facet of all ones, held bundles and known sequence ranges |
 //!
 //! Blobs up to [`INLINE_BLOB_MAX`] are values under `b`; larger ones are
 //! files beside the database (see `blobs`), made durable before the
 //! batch that makes their bundle visible. A story's older versions are
 //! found by following `supersedes` back from its newest. Every bundle
 //! costs four writes (manifest, blob with its use count, sequence slot,
-//! story entry): the indices are kept to what sync, lists and eviction need.
+//! story entry), and the catalog index four more per new story version
+//! (one per facet: all, language, section, both) with their counters:
+//! the indices are kept to what sync, lists and eviction need.
 
 use super::StoreError;
 use crate::proto::{BundleId, Manifest, PublicKey, StoryId, Timestamp};
@@ -45,6 +49,8 @@ pub(super) const REVOCATION: u8 = b'x';
 pub(super) const PIN: u8 = b'p';
 pub(super) const LOG: u8 = b'l';
 pub(super) const MIRRORS: u8 = b'w';
+pub(super) const INDEX: u8 = b'i';
+pub(super) const COUNTS: u8 = b'n';
 
 /// Blobs up to this size are kept in the index database, in the same
 /// batch as their bundle; larger ones are files (see `blobs`). Small values
@@ -68,6 +74,9 @@ pub(super) const META_LOG_NEXT: &[u8] = b"log-next";
 pub(super) const META_LOG_ID: &[u8] = b"log-id";
 /// Followed by a mirror's peer id: where this reader is in its log.
 pub(super) const META_LOG_CURSOR: &[u8] = b"log-cursor/";
+/// Present once the catalog index (`i`, `n`) is complete (stores made
+/// before it existed, or repaired, get it built at open).
+pub(super) const META_CATALOG: &[u8] = b"catalog-indexed";
 pub(super) const META_BLOB_DISK: &[u8] = b"blobdisk";
 /// The node's address book (see `book`).
 pub(super) const META_ADDRESS_BOOK: &[u8] = b"address-book";

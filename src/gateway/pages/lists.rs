@@ -82,21 +82,30 @@ pub(crate) fn pager(base: &str, page: usize, per_page: usize, total: usize) -> M
 /// The home page: trusted publishers with freshness and holdings, then
 /// the newest stories.
 pub(crate) async fn home(State(state): State<GatewayState>) -> Response {
-    let catalog = match state.catalog().await {
-        Ok(c) => c,
-        Err(s) => return error_page(s, "The store could not be read."),
-    };
+    let catalog = state.catalog();
     let trusted = state.trusted();
     let now = now();
-    let (total, items) = catalog.page(&Filter::default(), 1, PAGE_SIZE);
+    let listed = catalog
+        .page(&Filter::default(), 1, PAGE_SIZE)
+        .and_then(|page| {
+            let infos = trusted
+                .list
+                .iter()
+                .map(|p| catalog.publisher(&p.root_key))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((page, infos))
+        });
+    let ((total, items), infos) = match listed {
+        Ok(l) => l,
+        Err(s) => return error_page(s, "The store could not be read."),
+    };
     let content = html! {
         h1 { "Your newsrooms" }
         @if trusted.list.is_empty() {
             p { "You trust no publisher yet. Add one with " code { "kolokol trust add FILE" } "." }
         }
         ul class="publishers" {
-            @for p in trusted.list.iter() {
-                @let info = catalog.publisher(&p.root_key).cloned().unwrap_or_default();
+            @for (p, info) in trusted.list.iter().zip(&infos) {
                 li class="publisher" {
                     h2 { a href={ "/p/" (p.name) } dir="auto" { (p.shown_name()) } }
                     @if p.is_demo() {
@@ -136,7 +145,7 @@ pub(crate) async fn home(State(state): State<GatewayState>) -> Response {
             p { "No stories yet." }
         }
         ol class="stories" {
-            @for i in items {
+            @for i in &items {
                 (list_item(i, &trusted, true))
             }
         }
@@ -183,18 +192,20 @@ pub(crate) async fn publisher(
     let Some(p) = trusted.by_name(&name).cloned() else {
         return error_page(StatusCode::NOT_FOUND, "No trusted publisher has that name.");
     };
-    let catalog = match state.catalog().await {
-        Ok(c) => c,
-        Err(s) => return error_page(s, "The store could not be read."),
-    };
-    let info = catalog.publisher(&p.root_key).cloned().unwrap_or_default();
+    let catalog = state.catalog();
     let filter = Filter {
         publisher: Some(p.root_key),
-        language: params.lang.as_deref(),
-        section: params.section.as_deref(),
+        language: params.lang.clone(),
+        section: params.section.clone(),
         query: None,
     };
-    let (total, items) = catalog.page(&filter, params.page, PAGE_SIZE);
+    let listed = catalog
+        .publisher(&p.root_key)
+        .and_then(|info| Ok((info, catalog.page(&filter, params.page, PAGE_SIZE)?)));
+    let (info, (total, items)) = match listed {
+        Ok(l) => l,
+        Err(s) => return error_page(s, "The store could not be read."),
+    };
     let mut base = format!("/p/{}?", p.name);
     if let Some(l) = &params.lang {
         base.push_str(&format!("lang={}&", url_param(l)));

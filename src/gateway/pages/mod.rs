@@ -18,7 +18,7 @@ mod story_page;
 pub(crate) use assets::{icon, media, style};
 pub(crate) use layout::{error_page, not_found};
 pub(crate) use lists::{home, publisher};
-pub(crate) use query::ListQuery;
+pub(crate) use query::{ListQuery, cursor_text};
 pub(crate) use safety::safety;
 pub(crate) use search::search;
 pub(crate) use story_page::story;

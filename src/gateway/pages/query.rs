@@ -3,6 +3,9 @@
 
 use serde::Deserialize;
 
+use crate::proto::{StoryId, Timestamp};
+use crate::store::IndexCursor;
+
 /// Stories on one page of a list.
 pub(crate) const PAGE_SIZE: usize = 20;
 /// The highest page number accepted.
@@ -20,6 +23,7 @@ pub(crate) struct ListQuery {
     pub(crate) per_page: Option<String>,
     pub(crate) q: Option<String>,
     pub(crate) publisher: Option<String>,
+    pub(crate) after: Option<String>,
 }
 
 /// Checked list parameters.
@@ -30,6 +34,21 @@ pub(crate) struct ListParams {
     pub(crate) per_page: usize,
     pub(crate) q: Option<String>,
     pub(crate) publisher: Option<String>,
+    /// Go on after this story (the API's `next`), instead of by page.
+    pub(crate) after: Option<IndexCursor>,
+}
+
+/// A list's cursor as text: first publication, a dot, the story id.
+pub(crate) fn cursor_text(c: &IndexCursor) -> String {
+    format!("{}.{}", c.published.0, c.story)
+}
+
+fn parse_cursor(s: &str) -> Option<IndexCursor> {
+    let (t, story) = s.split_once('.')?;
+    Some(IndexCursor {
+        published: Timestamp(t.parse().ok()?),
+        story: story.parse::<StoryId>().ok()?,
+    })
 }
 
 fn nonempty(s: Option<String>) -> Option<String> {
@@ -71,6 +90,15 @@ impl ListQuery {
         if publisher.as_deref().is_some_and(|p| p.len() > 64) {
             return Err("publisher is longer than 64 bytes".into());
         }
+        let after = match nonempty(self.after) {
+            None => None,
+            Some(_) if q.is_some() => return Err("after does not combine with q".into()),
+            Some(_) if page != 1 => return Err("after does not combine with page".into()),
+            Some(a) => Some(
+                parse_cursor(&a)
+                    .ok_or_else(|| "after must be the next value of a list answer".to_owned())?,
+            ),
+        };
         Ok(ListParams {
             lang,
             section,
@@ -78,6 +106,7 @@ impl ListQuery {
             per_page,
             q,
             publisher,
+            after,
         })
     }
 }

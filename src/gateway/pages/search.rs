@@ -26,17 +26,22 @@ pub(crate) async fn search(
     let results = if q.is_empty() {
         None
     } else {
-        let catalog = match state.catalog().await {
-            Ok(c) => c,
-            Err(s) => return error_page(s, "The store could not be read."),
-        };
+        let catalog = state.catalog();
         let trusted = state.trusted();
         let filter = Filter {
-            query: Some(&q),
-            language: params.lang.as_deref(),
+            query: Some(q.clone()),
+            language: params.lang.clone(),
             ..Default::default()
         };
-        let (total, items) = catalog.page(&filter, params.page, PAGE_SIZE);
+        let page = params.page;
+        // A search reads many manifests: off the request threads.
+        let found = tokio::task::spawn_blocking(move || catalog.page(&filter, page, PAGE_SIZE))
+            .await
+            .unwrap_or(Err(StatusCode::INTERNAL_SERVER_ERROR));
+        let (total, items) = match found {
+            Ok(f) => f,
+            Err(s) => return error_page(s, "The store could not be read."),
+        };
         let base = format!("/search?q={}&", url_param(&q));
         Some(html! {
             p class="meta" { (total) " stories match " q dir="auto" { (q) } "." }

@@ -122,3 +122,43 @@ fn a_plain_index_follows_its_store() {
 fn a_sealed_index_follows_its_sealed_store() {
     both(Some(Arc::new(Sealer::new(&DataKey::random()))));
 }
+
+/// The gateway's search page, answered from the index: a word of a
+/// Russian body found in another case, and a retracted story gone.
+#[tokio::test]
+async fn the_gateway_searches_bodies_through_the_index() {
+    use common::gateway::{Samples, get, serve};
+    let dir = tempfile::tempdir().unwrap();
+    let samples = Samples::sign(dir.path());
+    let store = Arc::new(Store::memory(StoreConfig::default()));
+    samples.store_into(&store);
+    let index = Arc::new(Search::memory().unwrap());
+    Indexer::new(store.clone(), index.clone())
+        .catch_up(100)
+        .unwrap();
+    let state =
+        kolokol::gateway::GatewayState::new(store, vec![samples.publisher.clone()]).search(index);
+    let served = serve(state).await;
+    // The body says "в Лондоне"; the headline and summary do not.
+    let r = get(
+        served.addr,
+        "/search?q=%D0%9B%D0%BE%D0%BD%D0%B4%D0%BE%D0%BD",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let page = r.text();
+    assert!(page.contains("звонит снова"), "{page}");
+    assert!(
+        page.contains("1 stories match") || page.contains("1 story match"),
+        "{page}"
+    );
+    // The rumour was retracted: its words find nothing.
+    let page = get(served.addr, "/search?q=printing+press+raid")
+        .await
+        .text();
+    assert!(!page.contains("Unconfirmed report"), "{page}");
+    // A language filter keeps out the rest.
+    let page = get(served.addr, "/search?q=Kolokol&lang=ar").await.text();
+    assert!(page.contains("الأخبار تصل رغم الحجب"), "{page}");
+    assert!(!page.contains("звонит"), "{page}");
+}

@@ -15,12 +15,17 @@ use axum::http::StatusCode;
 
 use super::Trusted;
 use crate::proto::{BundleId, Head, Kind, PublicKey, StoryId, Timestamp};
+use crate::search::Search;
 use crate::store::{Facet, IndexCursor, Store, StoreError, StoryEntry, gaps};
 
-/// Most stories a search reads, newest first: search reads every
-/// manifest it looks at, so it looks at this many at most (a full-text
-/// index is a later step). Its count is of the matches among them.
+/// Most stories a search reads, newest first, where there is no
+/// full-text index (a gateway over a store in memory): it reads every
+/// manifest it looks at. Its count is of the matches among them.
 pub(crate) const SEARCH_SCAN: usize = 10_000;
+/// Most hits of the full-text index a search looks at, best first: a
+/// reader pages through the first of them. Only the shown page's stories
+/// are read from the store.
+pub(crate) const SEARCH_HITS: usize = 1_000;
 
 /// The newest version of one story.
 #[derive(Debug, Clone)]
@@ -117,6 +122,7 @@ pub(crate) struct Filter {
 pub(crate) struct Catalog {
     store: Arc<Store>,
     trusted: Trusted,
+    search: Option<Arc<Search>>,
 }
 
 fn store_failed(e: StoreError) -> StatusCode {
@@ -166,8 +172,12 @@ impl Iterator for Merge<'_> {
 
 impl Catalog {
     /// The lists of `trusted`'s publishers in `store`.
-    pub(crate) fn new(store: Arc<Store>, trusted: Trusted) -> Self {
-        Self { store, trusted }
+    pub(crate) fn new(store: Arc<Store>, trusted: Trusted, search: Option<Arc<Search>>) -> Self {
+        Self {
+            store,
+            trusted,
+            search,
+        }
     }
 
     /// What is known of a publisher: its counters and head, a few reads.
@@ -288,6 +298,9 @@ impl Catalog {
         skip: usize,
         per_page: usize,
     ) -> Result<(usize, Vec<Item>), StatusCode> {
+        if let Some(index) = &self.search {
+            return self.full_text(index, filter, q, skip, per_page);
+        }
         let words: Vec<String> = q
             .to_lowercase()
             .split_whitespace()
@@ -307,5 +320,72 @@ impl Catalog {
             }
         }
         Ok((total, out))
+    }
+
+    /// Search through the full-text index: ranked by BM25 over headline,
+    /// summary and body, stemmed per language. Hits of publishers not
+    /// trusted (or not the one asked for) and of other languages are left
+    /// out by what the index keeps; only the page's stories are read from
+    /// the store, and one no longer held is skipped.
+    fn full_text(
+        &self,
+        index: &Search,
+        filter: &Filter,
+        q: &str,
+        skip: usize,
+        per_page: usize,
+    ) -> Result<(usize, Vec<Item>), StatusCode> {
+        let hits = index.search(q, SEARCH_HITS).map_err(|e| {
+            tracing::warn!("gateway: the search index failed");
+            tracing::debug!("gateway: the search index failed: {e}");
+            StatusCode::INTERNAL_SERVER_ERROR
+        })?;
+        let allowed: std::collections::HashSet<PublicKey> =
+            self.publishers(filter).into_iter().collect();
+        let language = filter.language.as_deref().map(str::to_lowercase);
+        let mut total = 0;
+        let mut out = Vec::with_capacity(per_page);
+        for h in hits {
+            if !allowed.contains(&h.publisher)
+                || language.as_deref().is_some_and(|l| l != h.language)
+            {
+                continue;
+            }
+            if total >= skip
+                && out.len() < per_page
+                && let Some(i) = self.newest(&h.publisher, &h.story)?
+            {
+                out.push(i);
+            }
+            total += 1;
+        }
+        Ok((total, out))
+    }
+
+    /// The newest version held of one story, if any.
+    fn newest(&self, publisher: &PublicKey, story: &StoryId) -> Result<Option<Item>, StatusCode> {
+        let newest = self
+            .store
+            .history(publisher, story)
+            .map_err(store_failed)?
+            .into_iter()
+            .max_by_key(|v| v.manifest.version);
+        Ok(newest.map(|v| {
+            let m = v.manifest;
+            Item {
+                publisher: *publisher,
+                story: *story,
+                id: v.id,
+                version: m.version,
+                kind: m.kind,
+                title: m.metadata.title,
+                summary: m.metadata.summary,
+                language: m.metadata.language.to_lowercase(),
+                section: m.metadata.section,
+                authors: m.metadata.authors,
+                published: m.metadata.published,
+                signed_at: m.signed_at,
+            }
+        }))
     }
 }

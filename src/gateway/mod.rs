@@ -261,6 +261,8 @@ struct Inner {
     store: Arc<Store>,
     publishers: Publishers,
     node: OnceLock<Arc<dyn NodeView>>,
+    /// The node's full-text index, when it runs inside a node.
+    search: OnceLock<Arc<crate::search::Search>>,
     public: AtomicBool,
     local: OnceLock<SocketAddr>,
     bodies: story::BodyCache,
@@ -281,6 +283,7 @@ impl GatewayState {
                 store,
                 publishers,
                 node: OnceLock::new(),
+                search: OnceLock::new(),
                 public: AtomicBool::new(false),
                 local: OnceLock::new(),
                 bodies: story::BodyCache::default(),
@@ -366,7 +369,18 @@ impl GatewayState {
     /// The lists of the trusted publishers now, read from the store's
     /// index at each request.
     pub(crate) fn catalog(&self) -> Catalog {
-        Catalog::new(self.inner.store.clone(), self.trusted())
+        Catalog::new(
+            self.inner.store.clone(),
+            self.trusted(),
+            self.inner.search.get().cloned(),
+        )
+    }
+
+    /// Searches through `index` (the node's full-text index) rather than
+    /// by reading the newest stories' titles.
+    pub fn search(self, index: Arc<crate::search::Search>) -> Self {
+        let _ = self.inner.search.set(index);
+        self
     }
 }
 

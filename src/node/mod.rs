@@ -346,7 +346,8 @@ pub async fn start_gated(
     });
     let gated = gate.as_ref().map(|g| {
         let state = crate::gateway::GatewayState::with_trust_list(store.clone(), trust.clone())
-            .node(node.clone());
+            .node(node.clone())
+            .search(search.clone());
         (g.clone(), state)
     });
     let (gateway, gateway_task) = match gateway_listener {
@@ -357,6 +358,7 @@ pub async fn start_gated(
                 .map_err(io(Path::new(&config.gateway.address)))?;
             let state = crate::gateway::GatewayState::with_trust_list(store.clone(), trust.clone())
                 .node(node.clone())
+                .search(search.clone())
                 .public(config.gateway.public);
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
             let task = tokio::spawn(async move {

@@ -118,12 +118,16 @@ pub struct Hit {
     pub publisher: PublicKey,
     /// The story.
     pub story: StoryId,
+    /// Its language tag, lower case.
+    pub language: String,
     /// Its BM25 score: higher is better.
     pub score: f32,
 }
 
 struct Fields {
     id: Field,
+    /// The story's language tag, lower case, kept to filter hits by.
+    lang: Field,
     /// (language subtag or "any", headline field, body field).
     text: Vec<(&'static str, Field, Field)>,
 }
@@ -131,6 +135,7 @@ struct Fields {
 fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
     let id = b.add_text_field("id", STRING | STORED);
+    let lang = b.add_text_field("lang", STRING | STORED);
     let mut text = Vec::new();
     let names = STEMMED.iter().map(|(code, _)| *code).chain([OTHER]);
     for code in names {
@@ -143,7 +148,7 @@ fn schema() -> (Schema, Fields) {
         let body = b.add_text_field(&format!("body_{code}"), options);
         text.push((code, head, body));
     }
-    (b.build(), Fields { id, text })
+    (b.build(), Fields { id, lang, text })
 }
 
 fn analyzer(language: Option<Language>) -> TextAnalyzer {
@@ -257,6 +262,7 @@ impl Search {
         let id = key(doc.publisher, doc.story);
         let mut d = TantivyDocument::default();
         d.add_text(self.fields.id, &id);
+        d.add_text(self.fields.lang, doc.language.to_lowercase());
         match doc.summary {
             Some(s) => d.add_text(head, format!("{}\n{s}", doc.title)),
             None => d.add_text(head, doc.title),
@@ -351,10 +357,16 @@ impl Search {
                 .get_first(self.fields.id)
                 .and_then(|v| v.as_str())
                 .and_then(parse_key);
+            let language = d
+                .get_first(self.fields.lang)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned();
             if let Some((publisher, story)) = found {
                 hits.push(Hit {
                     publisher,
                     story,
+                    language,
                     score,
                 });
             }

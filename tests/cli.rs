@@ -168,6 +168,9 @@ fn unknown_publisher_is_rejected() {
     env.ok(&["bundle", "create", &article, "--out", s(&out)]);
     let err = env.fails(&["verify", s(&out)]);
     assert!(err.contains("not in the trust list"), "{err}");
+    // Each cause is said once, and nothing is coloured off a terminal.
+    assert_eq!(err.matches("not in the trust list").count(), 1, "{err}");
+    assert!(!err.contains('\u{1b}'), "{err:?}");
 }
 
 #[test]

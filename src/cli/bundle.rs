@@ -225,7 +225,7 @@ pub(super) fn verify(args: VerifyArgs, data: &Path) -> Result<ExitCode> {
             }
             Err(e) => {
                 failed += 1;
-                eprintln!("FAILED {}: {e:#}", display(path));
+                eprintln!("FAILED {}: {}", display(path), super::report::chain(&e));
             }
         }
     }

@@ -388,7 +388,7 @@ fn watch(job: FeedJob, interval: Duration) -> Result<ExitCode> {
             };
             match result {
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) => eprintln!("error: {e:#}"),
+                Ok(Err(e)) => eprintln!("error: {}", super::report::chain(&e)),
                 Err(e) => eprintln!("error: the import round stopped: {e}"),
             }
             if stopping {

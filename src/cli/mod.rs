@@ -7,6 +7,7 @@ mod forget;
 mod mirrors;
 mod newsroom;
 mod node;
+mod report;
 mod seal;
 mod store;
 mod trust;
@@ -142,13 +143,13 @@ enum LogFormat {
     Json,
 }
 
-fn init_logging(verbose: u8, level: Option<&str>, format: LogFormat, demo: bool) -> Result<()> {
+fn init_logging(verbose: u8, level: Option<&str>, format: LogFormat) -> Result<()> {
     let default = match verbose {
-        // The demo's nodes start with no peer to ask, by design, and
-        // connect to each other right after: Kademlia's warning that its
-        // bootstrap found no peers would only clutter a newcomer's screen.
-        0 if demo => "warn,libp2p_kad=error",
-        0 => "warn",
+        // Kademlia warns at every start of a node that knows no peer yet
+        // ("Failed to trigger bootstrap": the demo's nodes, a reader's
+        // first start), which its user can do nothing about; its errors
+        // still show.
+        0 => "warn,libp2p_kad=error",
         1 => "info",
         _ => "debug",
     };
@@ -160,6 +161,7 @@ fn init_logging(verbose: u8, level: Option<&str>, format: LogFormat, demo: bool)
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(report::stderr_colour())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -172,15 +174,14 @@ fn init_logging(verbose: u8, level: Option<&str>, format: LogFormat, demo: bool)
 /// success, 1 on any failure, with the reason on standard error.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let demo = matches!(cli.command, Command::Demo(_));
-    if let Err(e) = init_logging(cli.verbose, cli.log_level.as_deref(), cli.log_format, demo) {
-        eprintln!("error: {e:#}");
+    if let Err(e) = init_logging(cli.verbose, cli.log_level.as_deref(), cli.log_format) {
+        eprintln!("error: {}", report::chain(&e));
         return ExitCode::FAILURE;
     }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", report::chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -57,6 +57,25 @@ pub(crate) struct Item {
 }
 
 impl Item {
+    /// The item of bundle `id`, its manifest `m`, in `language` (lower
+    /// case, as the index keeps it).
+    fn of(id: BundleId, m: crate::proto::Manifest, language: String) -> Self {
+        Self {
+            publisher: m.publisher,
+            story: m.story,
+            id,
+            version: m.version,
+            kind: m.kind,
+            title: m.metadata.title,
+            summary: m.metadata.summary,
+            language,
+            section: m.metadata.section,
+            authors: m.metadata.authors,
+            published: m.metadata.published,
+            signed_at: m.signed_at,
+        }
+    }
+
     /// Whether the story has been retracted.
     pub(crate) fn retracted(&self) -> bool {
         self.kind == Kind::Retraction
@@ -225,22 +244,7 @@ impl Catalog {
         let Some(m) = self.store.manifest(&e.id).map_err(store_failed)? else {
             return Ok(None);
         };
-        let m = m.manifest;
-        let meta = m.metadata;
-        Ok(Some(Item {
-            publisher: e.publisher,
-            story: e.story,
-            id: e.id,
-            version: m.version,
-            kind: m.kind,
-            title: meta.title,
-            summary: meta.summary,
-            language: e.language.clone(),
-            section: meta.section,
-            authors: meta.authors,
-            published: meta.published,
-            signed_at: m.signed_at,
-        }))
+        Ok(Some(Item::of(e.id, m.manifest, e.language.clone())))
     }
 
     /// The stories matching `filter`: how many in all, and page `page`
@@ -371,21 +375,8 @@ impl Catalog {
             .into_iter()
             .max_by_key(|v| v.manifest.version);
         Ok(newest.map(|v| {
-            let m = v.manifest;
-            Item {
-                publisher: *publisher,
-                story: *story,
-                id: v.id,
-                version: m.version,
-                kind: m.kind,
-                title: m.metadata.title,
-                summary: m.metadata.summary,
-                language: m.metadata.language.to_lowercase(),
-                section: m.metadata.section,
-                authors: m.metadata.authors,
-                published: m.metadata.published,
-                signed_at: m.signed_at,
-            }
+            let language = v.manifest.metadata.language.to_lowercase();
+            Item::of(v.id, v.manifest, language)
         }))
     }
 }

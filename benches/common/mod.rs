@@ -107,6 +107,12 @@ impl Fixture {
             }
         }
         store.ingest(&batch).unwrap();
+        self.record_head(store, n);
+        bytes
+    }
+
+    /// Records a head for sequence `n` in `store`.
+    pub fn record_head(&self, store: &Store, n: u64) {
         let head = Head {
             format: FORMAT_VERSION,
             publisher: self.root.public(),
@@ -119,17 +125,26 @@ impl Fixture {
         .unwrap();
         let h = self.policy.verify_head(&head, now()).unwrap();
         store.record_head(&h).unwrap();
-        bytes
     }
 
+    /// A node on `store`, syncing only when asked (catch-up measures).
     pub async fn node(&self, store: Arc<Store>) -> (Network, libp2p::Multiaddr) {
-        let mut policy = TrustPolicy::new();
-        policy.trust(self.root.public(), "bench").unwrap();
-        store.load_trust(&mut policy, now()).unwrap();
         let config = NetConfig {
             sync_interval_secs: 3600,
             ..NetConfig::for_tests()
         };
+        self.node_with(store, config).await
+    }
+
+    /// A node on `store` with `config`, trusting this publisher.
+    pub async fn node_with(
+        &self,
+        store: Arc<Store>,
+        config: NetConfig,
+    ) -> (Network, libp2p::Multiaddr) {
+        let mut policy = TrustPolicy::new();
+        policy.trust(self.root.public(), "bench").unwrap();
+        store.load_trust(&mut policy, now()).unwrap();
         let node = Network::spawn(
             config,
             libp2p::identity::Keypair::generate_ed25519(),

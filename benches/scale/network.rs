@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kolokol::net::{NetConfig, Network, NodeEvent};
+use kolokol::net::{NetConfig, NodeEvent};
 use kolokol::proto::bundle::BundleFile;
 use kolokol::proto::*;
 use kolokol::store::{Store, StoreConfig};
@@ -48,42 +48,31 @@ struct Run {
     bytes_per_node: f64,
 }
 
-async fn spawn(f: &Fixture) -> (Network, libp2p::Multiaddr) {
-    let mut policy = TrustPolicy::new();
-    policy.trust(f.root.public(), "bench").unwrap();
-    let node = Network::spawn(
-        NetConfig::for_tests(),
-        libp2p::identity::Keypair::generate_ed25519(),
-        Arc::new(Store::memory(StoreConfig::default())),
-        policy,
-    )
-    .await
-    .unwrap();
-    let addr = node
-        .wait_listening(1, Duration::from_secs(30))
-        .await
-        .unwrap()
-        .pop()
-        .unwrap()
-        .with(libp2p::multiaddr::Protocol::P2p(node.peer_id()));
-    (node, addr)
-}
-
 /// `n` nodes, each dialing two others (degree about 4); `stories`
 /// published one after another at the first, each awaited at every node
 /// (or for 10 s).
 async fn propagate(f: &Fixture, n: usize, stories: u64) -> Run {
     let mut nodes = Vec::with_capacity(n);
     for _ in 0..n {
-        nodes.push(spawn(f).await);
+        nodes.push(
+            f.node_with(
+                Arc::new(Store::memory(StoreConfig::default())),
+                NetConfig::for_tests(),
+            )
+            .await,
+        );
     }
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     for i in 0..n {
+        // Two distinct others: a node that dialed the same one twice
+        // would have one peer, and the wait for two below would time out.
+        let mut first = None;
         for _ in 0..2 {
             let mut j = rng.gen_range(0..n);
-            while j == i {
+            while j == i || Some(j) == first {
                 j = rng.gen_range(0..n);
             }
+            first = Some(j);
             nodes[i].0.dial(nodes[j].1.clone()).await.unwrap();
         }
     }

@@ -8,7 +8,6 @@ use std::sync::mpsc::sync_channel;
 use std::time::{Duration, Instant};
 
 use kolokol::net::{Network, SyncTraffic};
-use kolokol::proto::*;
 use kolokol::store::{Store, StoreConfig};
 
 use crate::common::{Fixture, now};
@@ -60,21 +59,6 @@ fn disk_bytes(path: &std::path::Path) -> u64 {
         }
     }
     total
-}
-
-fn record_head(f: &Fixture, store: &Store, sequence: u64) {
-    let head = Head {
-        format: FORMAT_VERSION,
-        publisher: f.root.public(),
-        certificate: CertId::of(&f.cert),
-        sequence,
-        issued_at: now().minus(60),
-        expires_at: now().plus(86_400),
-    }
-    .sign(&f.signing)
-    .unwrap();
-    let h = f.policy.verify_head(&head, now()).unwrap();
-    store.record_head(&h).unwrap();
 }
 
 async fn traffic(node: &Network) -> SyncTraffic {
@@ -184,7 +168,7 @@ pub fn run(rt: &tokio::runtime::Runtime, sizes: &[u64], window: u64, curves: &mu
             let ingest_per_sec = window.min(size) as f64 / in_window.as_secs_f64();
             in_window = Duration::ZERO;
             store.flush().unwrap();
-            record_head(&f, &store, size);
+            f.record_head(&store, size);
             let disk_per_story = disk_bytes(&path) as f64 / size as f64;
             let (rss_mib, _) = memory();
             let t = Instant::now();

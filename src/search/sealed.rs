@@ -6,7 +6,8 @@
 //! tantivy writes each file once and never changes it, which is what the
 //! sealed file format needs: a file is sealed whole when its writer is
 //! terminated. Until then it is held in memory, which is why the index
-//! caps the size of its segments.
+//! caps the size of its segments; it is zeroized once sealed, though the
+//! copies a growing buffer leaves in freed memory are not.
 
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
@@ -19,6 +20,8 @@ use tantivy::directory::{
     AntiCallToken, Directory, DirectoryLock, FileHandle, Lock, OwnedBytes, TerminatingWrite,
     WatchCallback, WatchHandle, WritePtr,
 };
+
+use zeroize::Zeroize;
 
 use crate::seal::Sealer;
 
@@ -236,7 +239,17 @@ impl Write for SealedWriter {
 
 impl TerminatingWrite for SealedWriter {
     fn terminate_ref(&mut self, _: AntiCallToken) -> io::Result<()> {
-        let data = std::mem::take(&mut self.data);
-        self.dir.write_sealed(&self.path, &data)
+        let mut data = std::mem::take(&mut self.data);
+        let written = self.dir.write_sealed(&self.path, &data);
+        // The plain words go from memory once sealed (copies left by the
+        // buffer's growth are not reached; see the module's comment).
+        data.zeroize();
+        written
+    }
+}
+
+impl Drop for SealedWriter {
+    fn drop(&mut self) {
+        self.data.zeroize();
     }
 }

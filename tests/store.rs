@@ -197,6 +197,25 @@ fn a_second_bundle_for_one_sequence_number_is_a_conflict() {
     });
 }
 
+/// sled lets go of its lock a moment after the store is dropped; opening
+/// it again at once, as a lock and unlock or a restart in one process do,
+/// must wait for that rather than call the store held elsewhere.
+#[test]
+fn a_store_closed_and_opened_again_at_once_opens() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("store");
+    let p = Publisher::new(1);
+    for round in 1..=40u64 {
+        let store = Store::open(&path, StoreConfig::default()).unwrap();
+        if round == 1 {
+            store_certificate(&store, &p);
+        }
+        let b = story(&p, round, round as u8, b"<p>again</p>").verified();
+        assert_eq!(store.ingest(&[b]).unwrap(), [Ingested::New]);
+        assert_eq!(store.totals().unwrap().bundles, round);
+    }
+}
+
 #[test]
 fn rollback_is_refused_across_a_restart() {
     let dir = TempDir::new().unwrap();

@@ -45,6 +45,15 @@ fn main() {
         };
         store::run(&rt, sizes, window, &mut curves);
     }
+    // Only when asked for by name: the store part measures ingest too.
+    if filter.as_deref() == Some("ingest") {
+        let (sizes, window): (&[u64], u64) = if quick {
+            (&[1_000, 2_000, 4_000], 500)
+        } else {
+            (&[10_000, 30_000, 100_000, 300_000, 1_000_000], 10_000)
+        };
+        store::ingest_curve(sizes, window, &mut curves);
+    }
     if part("network") {
         let (sizes, stories): (&[usize], u64) = if quick {
             (&[5, 10], 5)

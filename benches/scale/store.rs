@@ -258,3 +258,70 @@ pub fn run(rt: &tokio::runtime::Runtime, sizes: &[u64], window: u64, curves: &mu
         curve(|p| p.reconcile_bytes as f64),
     );
 }
+
+/// The ingest rate alone, at finer steps than [`run`] and without its
+/// slower measures (`cargo bench --bench scale -- ingest`): how fast a
+/// store takes stories as it fills. `KOLOKOL_BENCH_STORIES` caps the size.
+pub fn ingest_curve(sizes: &[u64], window: u64, curves: &mut Curves) {
+    let cap = std::env::var("KOLOKOL_BENCH_STORIES")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(u64::MAX);
+    let sizes: Vec<u64> = sizes.iter().copied().filter(|&s| s <= cap).collect();
+    let f = Fixture::new();
+    let dir = tempfile::TempDir::new().unwrap();
+    let store = Store::open(&dir.path().join("store"), StoreConfig::default()).unwrap();
+    let cert = f.policy.verify_certificate(&f.cert).unwrap();
+    store.put_certificate(&cert).unwrap();
+    let largest = sizes.iter().copied().max().unwrap_or(0);
+    let mut points = Vec::new();
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        let (tx, rx) = sync_channel::<Vec<_>>(8);
+        let producer = &f;
+        s.spawn(move || {
+            let mut batch = Vec::with_capacity(GROUP as usize);
+            for seq in 1..=largest {
+                let (m, body) = producer.bundle(seq);
+                let vm = producer.policy.verify_manifest(&m, now()).unwrap();
+                batch.push(producer.policy.verify_bundle(vm, vec![body]).unwrap());
+                if (batch.len() as u64 == GROUP || seq == largest)
+                    && tx.send(std::mem::take(&mut batch)).is_err()
+                {
+                    return;
+                }
+            }
+        });
+        let mut held = 0u64;
+        for &size in &sizes {
+            let mut in_window = Duration::ZERO;
+            while held < size {
+                let Ok(batch) = rx.recv() else { break };
+                let t = Instant::now();
+                store.ingest(&batch).unwrap();
+                if held + batch.len() as u64 > size.saturating_sub(window) {
+                    in_window += t.elapsed();
+                }
+                held += batch.len() as u64;
+            }
+            let rate = window.min(size) as f64 / in_window.as_secs_f64();
+            let (rss, _) = memory();
+            println!(
+                "{size:>9} stories: ingest {rate:.0}/s over the last {}, RSS {rss:.0} MiB ({:.0} s in all so far)",
+                window.min(size),
+                started.elapsed().as_secs_f64()
+            );
+            points.push((size as f64, rate));
+        }
+        drop(rx);
+    });
+    if let (Some(first), Some(last)) = (points.first(), points.last()) {
+        println!(
+            "ingest at {} stories as a share of its rate at {}: {:.2}",
+            last.0,
+            first.0,
+            last.1 / first.1
+        );
+    }
+    curves.add("ingest", "ingest, stories/s", "stories held", points);
+}

@@ -10,6 +10,7 @@ use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use super::StoreError;
 use super::sealed::sealed_key;
@@ -41,6 +42,9 @@ pub(crate) struct Kv {
     /// rebuild, without a scan.
     changes: AtomicU64,
 }
+
+/// How long an open waits for a lock on the database to be let go.
+const LOCK_WAIT: Duration = Duration::from_millis(1500);
 
 fn sled_err(e: sled::Error) -> StoreError {
     StoreError::Backend(e)
@@ -90,17 +94,34 @@ impl Kv {
         cache_bytes: u64,
         sealer: Option<Arc<Sealer>>,
     ) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
             .cache_capacity(cache_bytes)
             // Flushes are explicit (group commit); sled's own background
             // flush every 500 ms stays on as a safety net.
-            .flush_every_ms(Some(500))
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(_) if held_elsewhere(path) => StoreError::Locked(path.to_owned()),
-                other => sled_err(other),
-            })?;
+            .flush_every_ms(Some(500));
+        // sled 0.34 lets go of its file lock only when its flusher thread
+        // ends, some time after the last handle is dropped (sled issues
+        // 1234 and 1289), so a store closed and opened again at once,
+        // by a lock, a seal or a restart in one process, can find its own
+        // old lock still held. It is waited for, briefly and with a
+        // deadline: a lock another process really holds is reported
+        // after that, not waited on forever.
+        let deadline = Instant::now() + LOCK_WAIT;
+        let mut pause = Duration::from_millis(5);
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(_)) if held_elsewhere(path) => {
+                    if Instant::now() + pause > deadline {
+                        return Err(StoreError::Locked(path.to_owned()));
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                Err(other) => return Err(sled_err(other)),
+            }
+        };
         let tree = db.open_tree("kolokol").map_err(sled_err)?;
         Ok(Kv::new(Backend::Sled { db, tree }, sealer))
     }

@@ -1,0 +1,282 @@
+//! `cargo bench --bench search`: the full-text index at a mirror's size.
+//!
+//! Builds an index of `KOLOKOL_BENCH_STORIES` stories (1,000,000 by
+//! default; 2,000 without `--bench`, to check that it runs), half
+//! Russian and half English, each a headline, a summary and a body of
+//! about 4 KiB of words drawn with Zipf's law from a vocabulary of 50,000
+//! per language (the shape of word frequencies in real text). Then it
+//! searches as the gateway does (the best 1,000 hits, with their stored
+//! fields) for queries of several kinds, new words each time, and prints
+//! p50 and p99 per kind: the target is p99 ≤ 50 ms at a million.
+
+use std::time::{Duration, Instant};
+
+use kolokol::proto::{PublicKey, StoryId};
+use kolokol::search::{Doc, Search};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Words in each language's vocabulary.
+const VOCABULARY: usize = 50_000;
+/// Words in a body: about 4 KiB of text.
+const BODY_WORDS: usize = 600;
+/// Hits asked for, as the gateway's search page does.
+const HITS: usize = 1_000;
+/// Searches per kind of query.
+const QUERIES: usize = 300;
+/// Stories added between commits while building.
+const COMMIT_EVERY: u64 = 100_000;
+
+const LATIN: &[&str] = &[
+    "ba", "ce", "di", "fo", "gu", "ha", "je", "ki", "lo", "mu", "na", "pe", "qui", "ro", "su",
+    "ta", "ve", "wi", "xo", "za", "bre", "cla", "dro", "fli", "gra", "pro", "str", "tri",
+];
+const CYRILLIC: &[&str] = &[
+    "ба", "ве", "ги", "до", "жу", "за", "ки", "ло", "му", "на", "по", "ру", "си", "то", "фу", "ха",
+    "це", "чи", "ша", "щу", "бра", "гро", "дре", "кла", "при", "ство", "тре", "зна",
+];
+/// Endings, so that the stemmer has forms of one word to join.
+const LATIN_ENDINGS: &[&str] = &["", "s", "ed", "ing"];
+const CYRILLIC_ENDINGS: &[&str] = &["", "а", "ов", "ами", "ой"];
+
+/// The `k`-th word of a vocabulary made of `syllables`.
+fn word(syllables: &[&str], mut k: usize) -> String {
+    let n = syllables.len();
+    let mut w = String::new();
+    // Two syllables at least, so that no word is a stop word by accident.
+    for _ in 0..2 {
+        w.push_str(syllables[k % n]);
+        k /= n;
+    }
+    while k > 0 {
+        w.push_str(syllables[k % n]);
+        k /= n;
+    }
+    w
+}
+
+struct Language {
+    tag: &'static str,
+    words: Vec<String>,
+    endings: &'static [&'static str],
+}
+
+impl Language {
+    fn new(tag: &'static str, syllables: &[&str], endings: &'static [&'static str]) -> Self {
+        Self {
+            tag,
+            words: (0..VOCABULARY).map(|k| word(syllables, k)).collect(),
+            endings,
+        }
+    }
+}
+
+/// Draws ranks from Zipf's law (exponent 1) over the vocabulary.
+struct Zipf {
+    cumulative: Vec<f64>,
+}
+
+impl Zipf {
+    fn new(n: usize) -> Self {
+        let mut total = 0.0;
+        let cumulative = (1..=n)
+            .map(|r| {
+                total += 1.0 / r as f64;
+                total
+            })
+            .collect::<Vec<_>>();
+        Self {
+            cumulative: cumulative.iter().map(|c| c / total).collect(),
+        }
+    }
+
+    fn draw(&self, rng: &mut StdRng) -> usize {
+        let x: f64 = rng.r#gen();
+        self.cumulative
+            .partition_point(|&c| c < x)
+            .min(self.cumulative.len() - 1)
+    }
+}
+
+fn text(lang: &Language, zipf: &Zipf, rng: &mut StdRng, words: usize) -> String {
+    let mut s = String::with_capacity(words * 8);
+    for i in 0..words {
+        if i > 0 {
+            s.push(if i % 12 == 0 { '.' } else { ' ' });
+            if i % 12 == 0 {
+                s.push(' ');
+            }
+        }
+        s.push_str(&lang.words[zipf.draw(rng)]);
+        s.push_str(lang.endings[rng.gen_range(0..lang.endings.len())]);
+    }
+    s
+}
+
+fn stories() -> u64 {
+    let quick = !std::env::args().any(|a| a == "--bench");
+    std::env::var("KOLOKOL_BENCH_STORIES")
+        .ok()
+        .and_then(|v| v.replace(['_', ','], "").parse().ok())
+        .unwrap_or(if quick { 2_000 } else { 1_000_000 })
+}
+
+fn rss_mib() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn disk_bytes(path: &std::path::Path) -> u64 {
+    std::fs::read_dir(path)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// A word of rank `lo..hi` in `lang`.
+fn band(rng: &mut StdRng, lo: usize, hi: usize, lang: &Language) -> String {
+    lang.words[rng.gen_range(lo..hi)].clone()
+}
+
+/// Gives a query's text.
+type Pick<'a> = Box<dyn Fn(&mut StdRng) -> String + 'a>;
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+fn main() {
+    let count = stories();
+    let languages = [
+        Language::new("ru", CYRILLIC, CYRILLIC_ENDINGS),
+        Language::new("en", LATIN, LATIN_ENDINGS),
+    ];
+    let zipf = Zipf::new(VOCABULARY);
+    let publisher = PublicKey([7; 32]);
+    let dir = tempfile::TempDir::new().unwrap();
+    let path = dir.path().join("search");
+    let mut rng = StdRng::seed_from_u64(17);
+
+    let search = Search::open(&path, None).unwrap();
+    let t = Instant::now();
+    for n in 0..count {
+        let lang = &languages[(n % 2) as usize];
+        let mut story = [0u8; 16];
+        story[..8].copy_from_slice(&n.to_be_bytes());
+        let title = text(lang, &zipf, &mut rng, 8);
+        let summary = text(lang, &zipf, &mut rng, 25);
+        let body = text(lang, &zipf, &mut rng, BODY_WORDS);
+        search
+            .add(&Doc {
+                publisher: &publisher,
+                story: &StoryId(story),
+                language: lang.tag,
+                title: &title,
+                summary: Some(&summary),
+                body: &body,
+            })
+            .unwrap();
+        if (n + 1) % COMMIT_EVERY == 0 {
+            search.commit().unwrap();
+        }
+    }
+    search.commit().unwrap();
+    let built = t.elapsed();
+    assert_eq!(search.len(), count);
+    println!(
+        "indexed {count} stories (about 4 KiB of text each) in {:.1} s: {:.0} stories/s, {:.0} bytes on disk per story",
+        built.as_secs_f64(),
+        count as f64 / built.as_secs_f64(),
+        disk_bytes(&path) as f64 / count as f64
+    );
+    drop(search);
+
+    // A node starting: the index opened afresh, as after a restart.
+    let t = Instant::now();
+    let search = Search::open(&path, None).unwrap();
+    println!("opened in {:.1} ms", t.elapsed().as_secs_f64() * 1000.0);
+    let (_, before) = rss_mib();
+
+    // Kinds of query, each with new words every time: `pick` gives the
+    // query's text from the two vocabularies.
+    let ru = &languages[0];
+    let en = &languages[1];
+    let kinds: Vec<(&str, Pick<'_>)> = vec![
+        (
+            "one common word (rank 10-100)",
+            Box::new(|r| band(r, 10, 100, ru)),
+        ),
+        (
+            "one middling word (rank 1,000-5,000)",
+            Box::new(|r| band(r, 1_000, 5_000, en)),
+        ),
+        (
+            "one rare word (rank 20,000-50,000)",
+            Box::new(|r| band(r, 20_000, 50_000, ru)),
+        ),
+        (
+            "two common words",
+            Box::new(|r| format!("{} {}", band(r, 10, 200, en), band(r, 10, 200, en))),
+        ),
+        (
+            "a common and a rare word",
+            Box::new(|r| format!("{} {}", band(r, 10, 200, ru), band(r, 20_000, 50_000, ru))),
+        ),
+        (
+            "three middling words",
+            Box::new(|r| {
+                format!(
+                    "{} {} {}",
+                    band(r, 200, 2_000, en),
+                    band(r, 200, 2_000, en),
+                    band(r, 200, 2_000, en)
+                )
+            }),
+        ),
+    ];
+    println!(
+        "\n| query ({count} stories, best {HITS} hits, {QUERIES} searches) | p50 ms | p99 ms | max ms | hits (median) |"
+    );
+    println!("|---|---|---|---|---|");
+    let mut worst_p99: f64 = 0.0;
+    // A first search of each kind warms the index's files into memory, as
+    // a running node's are.
+    for (what, pick) in &kinds {
+        let _ = search.search(&pick(&mut rng), HITS).unwrap();
+        let mut took = Vec::with_capacity(QUERIES);
+        let mut hits = Vec::with_capacity(QUERIES);
+        for _ in 0..QUERIES {
+            let q = pick(&mut rng);
+            let t = Instant::now();
+            let found = search.search(&q, HITS).unwrap();
+            took.push(t.elapsed());
+            hits.push(found.len());
+        }
+        took.sort();
+        hits.sort();
+        let p99 = percentile(&took, 0.99);
+        worst_p99 = worst_p99.max(p99);
+        println!(
+            "| {what} | {:.2} | {p99:.2} | {:.2} | {} |",
+            percentile(&took, 0.5),
+            took.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+            hits[hits.len() / 2]
+        );
+    }
+    let (now, peak) = rss_mib();
+    println!(
+        "\nsearch p99 at {count} stories, worst kind: {worst_p99:.1} ms (target <= 50 ms); process memory {now:.0} MiB now, {before:.0} MiB before searching, {peak:.0} MiB at peak (building included)"
+    );
+}

@@ -277,6 +277,7 @@ fn status_with_no_node_says_how_to_start_one_and_creates_nothing() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no node is running"), "{err}");
     assert!(err.contains("kolokol node"), "{err}");
+    assert!(!err.contains("  "), "evenly spaced: {err}");
     assert!(!env.path("absent").exists());
     // A data directory with a trust list, and a stale node.toml of a
     // node that stopped: unchanged, byte for byte.
@@ -321,6 +322,9 @@ fn peer_add_makes_a_running_node_connect() {
         status.contains("advice: no newsroom is trusted"),
         "{status}"
     );
+    for advice in status.lines().filter(|l| l.starts_with("advice:")) {
+        assert!(!advice.contains("  "), "one line, evenly spaced: {advice}");
+    }
     let out = env.ok("b", &["peer", "add", &a.addr()]);
     assert!(out.contains("dialing"), "{out}");
     wait_until("b to connect to a", || {

@@ -230,10 +230,10 @@ pub(super) fn status(data: &Path) -> Result<ExitCode> {
         }
         eprintln!("no node is running on {}", display(data));
         eprintln!(
-            "advice: start one with `kolokol node` (a reader; `kolokol node --mirror` on a server              that carries stories for others), leave it running, and ask again"
+            "advice: start one with `kolokol node` (a reader; `kolokol node --mirror` on a server that carries stories for others), leave it running, and ask again"
         );
         eprintln!(
-            "        a node of another data directory is asked with --data-dir DIR (or KOLOKOL_DATA_DIR)"
+            "advice: ask the node of another data directory with --data-dir DIR (or KOLOKOL_DATA_DIR)"
         );
         return Ok(ExitCode::FAILURE);
     };
@@ -312,7 +312,7 @@ pub(super) fn status(data: &Path) -> Result<ExitCode> {
                 );
                 if p.head_expired {
                     advice.push(format!(
-                        "the newest head of {} has expired: its newsroom has not been heard from                          lately, or someone holds its stories back; try another mirror                          (`kolokol peer add ADDR`)",
+                        "the newest head of {} has expired: its newsroom has not been heard from lately, or someone holds its stories back; try another mirror (`kolokol peer add ADDR`)",
                         p.name
                     ));
                 }
@@ -322,13 +322,13 @@ pub(super) fn status(data: &Path) -> Result<ExitCode> {
     }
     if st.peers.is_empty() {
         advice.push(
-            "no peers are connected, so no stories arrive: check this machine's network; give the              node a mirror with `kolokol peer add /ip4/HOST/tcp/PORT/p2p/PEER_ID`; or trust a              newsroom's file that lists mirrors (`kolokol trust add FILE|TEXT|URL`)"
+            "no peers are connected, so no stories arrive: check this machine's network; give the node a mirror with `kolokol peer add /ip4/HOST/tcp/PORT/p2p/PEER_ID`; or trust a newsroom's file that lists mirrors (`kolokol trust add FILE|TEXT|URL`)"
                 .to_owned(),
         );
     }
     if st.publishers.is_empty() {
         advice.push(
-            "no newsroom is trusted, so there is nothing to fetch: ask a newsroom for its              publisher file or text (`kolokol newsroom share` prints it) and add it with              `kolokol trust add FILE|TEXT|URL`"
+            "no newsroom is trusted, so there is nothing to fetch: ask a newsroom for its publisher file or text (`kolokol newsroom share` prints it) and add it with `kolokol trust add FILE|TEXT|URL`"
                 .to_owned(),
         );
     }

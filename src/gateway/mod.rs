@@ -1,8 +1,10 @@
 //! The reader's gateway: a local web reader, Atom feeds and a JSON API over
 //! the store, served by every node (by default on 127.0.0.1:8080).
 //!
-//! It is read-only. Everything it shows was verified before the store kept
-//! it; it only decides how to show it: article bodies are sanitized, every
+//! It is read-only, but for its "Add a newsroom" page, which hands a
+//! publisher file the reader confirmed to the node's [`TrustDesk`] (and
+//! takes its posts only from the gateway's own pages). Everything it shows
+//! was verified before the store kept it; it only decides how to show it: article bodies are sanitized, every
 //! response carries a strict Content-Security-Policy, and no page loads or
 //! links anything outside the node, so it works with the network down and
 //! tells no one else what the reader reads.

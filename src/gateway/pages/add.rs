@@ -20,6 +20,7 @@ use maud::{Markup, html};
 
 use super::layout::{Page, form_page};
 use crate::gateway::GatewayState;
+use crate::gateway::html::display_url;
 use crate::trust::PublisherFile;
 use crate::trust::share;
 
@@ -136,6 +137,8 @@ fn parse(text: &str) -> Result<PublisherFile, String> {
 }
 
 /// The second step: what the file says, and the button that adds it.
+/// Its site and web trees are shown as text without their scheme, as
+/// everywhere in the gateway: no response names another origin.
 fn preview(text: &str, p: &PublisherFile) -> Markup {
     let t = &EN;
     let mirrors = p.mirror_addresses();
@@ -154,14 +157,14 @@ fn preview(text: &str, p: &PublisherFile) -> Markup {
             dd { code dir="ltr" { (p.root_key) } }
             @if let Some(h) = &p.homepage {
                 dt { (t.homepage) }
-                dd dir="ltr" { (h) }
+                dd dir="ltr" { (display_url(h)) }
             }
             dt { (t.mirrors) }
             @if mirrors.is_empty() {
                 dd { (t.no_mirrors) }
             }
             @for m in &mirrors {
-                dd { code dir="ltr" { (m) } }
+                dd { code dir="ltr" { (display_url(m)) } }
             }
         }
         form method="post" action="/add" {

@@ -310,7 +310,7 @@ fn peer_add_makes_a_running_node_connect() {
     assert!(err.contains("/p2p/"), "{err}");
 
     let a = NodeProcess::start(&env.path("a"), &[]);
-    let _b = NodeProcess::start(&env.path("b"), &[]);
+    let mut b = NodeProcess::start(&env.path("b"), &[]);
     let status = env.ok("b", &["status"]);
     assert!(status.contains("peers:     0"), "{status}");
     assert!(
@@ -332,6 +332,14 @@ fn peer_add_makes_a_running_node_connect() {
     });
     let status = env.ok("b", &["status"]);
     assert!(!status.contains("advice: no peers"), "{status}");
+    // Kept in the address book: after a restart, with no --bootstrap, it
+    // is dialed again.
+    assert!(b.terminate().success());
+    drop(b);
+    let _b = NodeProcess::start(&env.path("b"), &[]);
+    wait_until("b, restarted, to connect to a again", || {
+        env.ok("b", &["status"]).contains("peers:     1")
+    });
 }
 
 #[test]

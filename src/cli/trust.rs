@@ -144,8 +144,13 @@ pub(super) fn run(cmd: TrustCommand, data: &Path) -> Result<ExitCode> {
                 // The running node writes the trust list, subscribes and
                 // dials the mirrors the file names.
                 Some(client) => {
-                    client.trust(&p.to_toml())?;
-                    println!("the running node carries it from now on and dials its mirrors");
+                    if client.trust(&p.to_toml())? {
+                        println!("the running node carries it from now on and dials its mirrors");
+                    } else {
+                        println!(
+                            "the running node trusts it but does not carry it: its carry list (--carry, `carry` in config.toml) leaves it out"
+                        );
+                    }
                 }
                 None => super::store::trust_list(data)?.add_file(&p)?,
             }

@@ -608,10 +608,11 @@ impl ControlClient {
             .map(|_| ())
     }
 
-    /// Has the node trust a publisher file's publisher.
-    pub fn trust(&self, publisher_toml: &str) -> Result<(), ControlError> {
-        self.request("POST", "/v1/trust", "text/plain", publisher_toml.as_bytes())
-            .map(|_| ())
+    /// Has the node trust a publisher file's publisher. Whether the node
+    /// carries it (false when its carry list leaves it out).
+    pub fn trust(&self, publisher_toml: &str) -> Result<bool, ControlError> {
+        let v = self.request("POST", "/v1/trust", "text/plain", publisher_toml.as_bytes())?;
+        Ok(v.get("carried").and_then(|c| c.as_bool()).unwrap_or(true))
     }
 }
 

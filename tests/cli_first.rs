@@ -134,6 +134,22 @@ fn the_text_round_trips_and_names_the_mirrors() {
     assert_eq!(fp.split(' ').count(), 8, "{fp}");
     let trusted = std::fs::read_to_string(env.path("reader/trust/text-news.toml")).unwrap();
     assert!(trusted.contains("mirror_list"), "{trusted}");
+
+    // The mirrors changed later: the file, and so the text, carry the new ones.
+    let second = format!("/ip4/192.0.2.8/tcp/4001/p2p/{PEER}");
+    env.ok(
+        "newsroom-data",
+        &["newsroom", "mirrors", "--mirror", &second],
+    );
+    let info = env.ok("newsroom-data", &["newsroom", "info"]);
+    assert!(
+        info.contains(&second) && !info.contains(&mirror_addr()),
+        "{info}"
+    );
+    let again = env.ok("newsroom-data", &["newsroom", "share"]);
+    assert_ne!(again.trim(), text);
+    let shown = env.ok("other-reader", &["trust", "add", "--dry-run", again.trim()]);
+    assert!(shown.contains(&second), "{shown}");
 }
 
 #[test]

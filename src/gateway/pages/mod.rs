@@ -16,7 +16,7 @@ mod search;
 mod story_page;
 
 pub(crate) use assets::{icon, media, style};
-pub(crate) use layout::{error_page, not_found};
+pub(crate) use layout::{error_page, not_found, store_error};
 pub(crate) use lists::{home, publisher};
 pub(crate) use query::{ListQuery, cursor_text};
 pub(crate) use safety::safety;

@@ -196,17 +196,29 @@ async fn locked(gate: &Gate, req: Request) -> Response {
         return page(&loc, StatusCode::FORBIDDEN, Some(loc.t("lock-refused")));
     }
     let Ok(_trying) = gate.inner.trying.try_lock() else {
-        return page(&loc, StatusCode::TOO_MANY_REQUESTS, Some(loc.t("lock-busy")));
+        return page(
+            &loc,
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(loc.t("lock-busy")),
+        );
     };
     let Ok(body) = axum::body::to_bytes(req.into_body(), MAX_FORM).await else {
-        return page(&loc, StatusCode::PAYLOAD_TOO_LARGE, Some(loc.t("lock-too-large")));
+        return page(
+            &loc,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Some(loc.t("lock-too-large")),
+        );
     };
     let body = Zeroizing::new(Vec::from(body));
     let passphrase = passphrase_field(&body);
     let (reply, answer) = oneshot::channel();
     let attempt = Attempt { passphrase, reply };
     if gate.inner.attempts.send(attempt).await.is_err() {
-        return page(&loc, StatusCode::SERVICE_UNAVAILABLE, Some(loc.t("lock-stopping")));
+        return page(
+            &loc,
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(loc.t("lock-stopping")),
+        );
     }
     match answer.await {
         Ok(Ok(())) => (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response(),
@@ -221,7 +233,11 @@ async fn locked(gate: &Gate, req: Request) -> Response {
             StatusCode::INTERNAL_SERVER_ERROR,
             Some(loc.t_args("lock-failed", &[("why", why.into())])),
         ),
-        Err(_) => page(&loc, StatusCode::SERVICE_UNAVAILABLE, Some(loc.t("lock-stopping"))),
+        Err(_) => page(
+            &loc,
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(loc.t("lock-stopping")),
+        ),
     }
 }
 
@@ -282,7 +298,11 @@ fn secure(h: &mut HeaderMap) {
 /// The lock page, with `message` when an attempt failed, in the
 /// reader's language.
 fn page(loc: &Locale, status: StatusCode, message: Option<String>) -> Response {
-    (status, Html(lock_page(loc, message.as_deref()).into_string())).into_response()
+    (
+        status,
+        Html(lock_page(loc, message.as_deref()).into_string()),
+    )
+        .into_response()
 }
 
 fn lock_page(loc: &Locale, message: Option<&str>) -> Markup {
@@ -387,6 +407,25 @@ mod tests {
             any,
             true
         ));
+    }
+
+    #[test]
+    fn the_lock_page_speaks_the_readers_language() {
+        let uri = axum::http::Uri::from_static("/");
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::ACCEPT_LANGUAGE,
+            HeaderValue::from_static("fa, en;q=0.5"),
+        );
+        let (fa, _) = Locale::of(&uri, &h).unwrap();
+        let page = lock_page(&fa, Some(&fa.t("lock-wrong"))).into_string();
+        assert!(page.contains("<html lang=\"fa\" dir=\"rtl\">"), "{page}");
+        assert!(page.contains("placeholder=\"عبارت عبور\""), "{page}");
+        assert!(page.contains("عبارت عبور نادرست است."), "{page}");
+        let (en, _) = Locale::of(&uri, &HeaderMap::new()).unwrap();
+        let page = lock_page(&en, None).into_string();
+        assert!(page.contains("<title>Locked · Kolokol</title>"), "{page}");
+        assert!(page.contains(">Unlock</button>"), "{page}");
     }
 
     #[test]

@@ -214,7 +214,7 @@ fn accept_language(value: &str) -> Vec<(&str, u16)> {
         })
         .collect();
     // Stable: among equal qualities the header's order stays.
-    out.sort_by(|a, b| b.1.cmp(&a.1));
+    out.sort_by_key(|e| std::cmp::Reverse(e.1));
     out
 }
 
@@ -228,7 +228,8 @@ fn language_range(tag: &str) -> bool {
     let first_ok = parts
         .next()
         .is_some_and(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphabetic()));
-    first_ok && parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+    first_ok
+        && parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 /// A quality value (RFC 9110: `0`, `1`, up to three decimals) in
@@ -628,7 +629,7 @@ mod tests {
 
     #[test]
     fn a_bad_file_is_reported_with_its_line() {
-        let source = "ok = fine\nbroken = { $x\n";
+        let source = "ok = fine\n= no id\nnext = fine\n";
         let Err((_, errs)) = FluentResource::try_new(source.to_owned()) else {
             panic!("the file parsed");
         };
@@ -713,14 +714,15 @@ mod tests {
                         match v.as_str() {
                             "query" | "detail" | "address" | "title" | "month" | "duration"
                             | "first" | "second" | "kind" | "date" | "ago" | "from" | "to"
-                            | "corrected" | "default" | "flag" | "time" | "day" | "year" | "why" => {
-                                args.set(v.as_str(), "x")
-                            }
+                            | "corrected" | "default" | "flag" | "time" | "day" | "year"
+                            | "why" => args.set(v.as_str(), "x"),
                             _ => args.set(v.as_str(), n),
                         }
                     }
                     let mut errors = Vec::new();
-                    let out = lang.bundle.format_pattern(pattern, Some(&args), &mut errors);
+                    let out = lang
+                        .bundle
+                        .format_pattern(pattern, Some(&args), &mut errors);
                     assert!(errors.is_empty(), "{tag} {id} ({n}): {errors:?}");
                     assert!(!out.trim().is_empty(), "{tag} {id}: empty");
                 }

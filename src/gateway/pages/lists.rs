@@ -18,20 +18,20 @@ use crate::gateway::locale::Locale;
 use crate::gateway::{GatewayState, Trusted, now};
 use crate::proto::Kind;
 
-/// The checked parameters of a page's query, or the error page saying
-/// what is wrong with them.
+/// The checked parameters of a page's query, or what is wrong with them.
 pub(crate) fn page_params(
-    loc: &Locale,
     query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<ListParams, Response> {
+) -> Result<ListParams, String> {
     query
         .map_err(|e| e.body_text())
         .and_then(|Query(q)| q.check(PAGE_SIZE))
-        .map_err(|detail| {
-            // The detail names the parameter, in English as the API says it.
-            let message = loc.t_args("error-bad-query", &[("detail", detail.into())]);
-            error_page(loc, StatusCode::BAD_REQUEST, &message)
-        })
+}
+
+/// The error page of a query [`page_params`] refused.
+pub(crate) fn bad_query(loc: &Locale, detail: String) -> Response {
+    // The detail names the parameter, in English as the API says it.
+    let message = loc.t_args("error-bad-query", &[("detail", detail.into())]);
+    error_page(loc, StatusCode::BAD_REQUEST, &message)
 }
 
 /// One story in a list.
@@ -225,9 +225,9 @@ pub(crate) async fn publisher(
     loc: Locale,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
-    let params = match page_params(&loc, query) {
+    let params = match page_params(query) {
         Ok(p) => p,
-        Err(page) => return page,
+        Err(e) => return bad_query(&loc, e),
     };
     let trusted = state.trusted();
     let Some(p) = trusted.by_name(&name).cloned() else {

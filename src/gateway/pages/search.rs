@@ -7,7 +7,7 @@ use axum::response::Response;
 use maud::html;
 
 use super::layout::{Page, html_page, store_error};
-use super::lists::{list_item, page_params, pager};
+use super::lists::{bad_query, list_item, page_params, pager};
 use super::query::{ListQuery, PAGE_SIZE};
 use crate::gateway::GatewayState;
 use crate::gateway::catalog::Filter;
@@ -20,9 +20,9 @@ pub(crate) async fn search(
     loc: Locale,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
-    let params = match page_params(&loc, query) {
+    let params = match page_params(query) {
         Ok(p) => p,
-        Err(page) => return page,
+        Err(e) => return bad_query(&loc, e),
     };
     let q = params.q.clone().unwrap_or_default();
     let results = if q.is_empty() {

@@ -175,6 +175,13 @@ async fn unknown_and_hostile_headers_fall_back_to_english() {
     let long = format!("ar;q=0.9,{big}");
     let text = page(g.addr, "/", &[("Accept-Language", &long)]).await;
     assert!(text.contains("<html lang=\"ar\" dir=\"rtl\">"));
+    // An address that looks like another site's does not leak into the
+    // language links.
+    let r = get_with(g.addr, "//elsewhere.example/page?ui=ru", &[]).await;
+    assert_eq!(r.status, 404);
+    let text = r.text();
+    assert!(!text.contains("elsewhere"), "{text}");
+    assert!(text.contains("href=\"/?ui=ar\""), "{text}");
     // A cookie naming an unknown language is ignored too.
     let text = page(
         g.addr,

@@ -273,6 +273,11 @@ fn param<'a>(uri: &'a Uri, name: &str) -> Option<&'a str> {
 /// links.
 fn here_of(uri: &Uri) -> String {
     let path = uri.path();
+    // A path such as `//elsewhere.example/` would make the links point
+    // to another site: such a page's links lead home instead.
+    if !path.starts_with('/') || path.starts_with("//") || path.contains('\\') {
+        return "/".to_owned();
+    }
     let rest: Vec<&str> = uri
         .query()
         .unwrap_or("")
@@ -894,6 +899,24 @@ mod tests {
         // An unknown choice is no choice.
         let uri: Uri = "/?ui=xx".parse().unwrap();
         assert_eq!(Locale::of(&uri, &h).unwrap().0.tag(), "uk");
+    }
+
+    #[test]
+    fn the_links_stay_on_this_node() {
+        for (uri, here) in [
+            ("/p/x?lang=ru&ui=ar", "/p/x?lang=ru"),
+            ("//elsewhere.example/a?ui=ru", "/"),
+            ("/\\elsewhere.example", "/"),
+            ("/?ui=ru&ui=ar", "/"),
+        ] {
+            let uri: Uri = uri.parse().unwrap();
+            assert_eq!(here_of(&uri), here, "{uri}");
+        }
+        let uri: Uri = "//elsewhere.example/".parse().unwrap();
+        let (l, _) = Locale::of(&uri, &HeaderMap::new()).unwrap();
+        let links = l.switch().into_string();
+        assert!(!links.contains("href=\"//"), "{links}");
+        assert!(links.contains("href=\"/?ui=ar\""), "{links}");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! Opens the home page, follows a link to a story, reads the verification
 //! panel, checks that the image loaded and the stylesheet applied under
 //! the Content-Security-Policy, that a retracted story shows its notice
-//! and not its old text, and saves screenshots.
+//! and not its old text, that the language links turn the pages Russian
+//! and Arabic (right to left), and saves screenshots.
 //!
 //! Needs `chromium` and `chromium-driver` (Debian), which `.ci/run`
 //! installs; without them the test fails and says so. Other locations can
@@ -265,7 +266,7 @@ async fn a_reader_reads_verified_stories_in_chromium() {
     let home = s.text_of("main").await;
     assert!(home.contains("Kolokol Demo Newsroom"), "{home}");
     assert!(
-        home.contains("4 stories held (6 bundles); 0 missing"),
+        home.contains("4 stories held (6 bundles). Nothing missing"),
         "{home}"
     );
     s.screenshot("gateway-home.png").await;
@@ -322,6 +323,63 @@ async fn a_reader_reads_verified_stories_in_chromium() {
     assert!(article.contains("Retracted."), "{article}");
     assert!(!article.contains("A single source reported"), "{article}");
     s.screenshot("gateway-retracted.png").await;
+
+    // The language links: Russian, then Arabic, laid out right to left.
+    let ru_link = s.element("nav.languages a[hreflang='ru']").await;
+    s.cmd(
+        "POST",
+        &format!("/element/{ru_link}/click"),
+        Some(json!({})),
+    )
+    .await;
+    s.wait_for(
+        "the Russian page",
+        "return document.documentElement.lang === 'ru' && document.readyState === 'complete';",
+    )
+    .await;
+    s.open(&format!("{base}/")).await;
+    // The cookie keeps the choice for the next page.
+    let lang = s.script("return document.documentElement.lang;").await;
+    assert_eq!(lang, "ru", "the choice was not kept");
+    let home = s.text_of("main").await;
+    for want in [
+        "Ваши редакции",
+        "Хранится 4 материала (6 пакетов).",
+        "Последние материалы",
+    ] {
+        assert!(home.contains(want), "{want:?} not in {home}");
+    }
+    let button = s.text_of("form.search button").await;
+    assert_eq!(button, "Найти");
+    s.screenshot("gateway-ru.png").await;
+
+    s.open(&format!("{base}/?ui=ar")).await;
+    let (lang, dir) = (
+        s.script("return document.documentElement.lang;").await,
+        s.script("return getComputedStyle(document.body).direction;")
+            .await,
+    );
+    assert_eq!((lang.as_str(), dir.as_str()), (Some("ar"), Some("rtl")));
+    let home = s.text_of("main").await;
+    for want in ["مؤسساتك الإخبارية", "4 أخبار محفوظة (6 حزم).", "أحدث الأخبار"]
+    {
+        assert!(home.contains(want), "{want:?} not in {home}");
+    }
+    // Right to left: the name of the site stands to the right of the
+    // search box, and a Russian story's title still reads left to right.
+    let mirrored = s
+        .script(
+            "const b = document.querySelector('.brand').getBoundingClientRect(); \
+             const f = document.querySelector('form.search').getBoundingClientRect(); \
+             return b.left > f.left;",
+        )
+        .await;
+    assert_eq!(mirrored, true, "the header is not mirrored");
+    let story_dir = s
+        .script("return getComputedStyle(document.querySelector('article[lang=ru]')).direction;")
+        .await;
+    assert_eq!(story_dir, "ltr");
+    s.screenshot("gateway-ar.png").await;
 
     // Arabic is laid out right to left, at a phone's width too.
     s.cmd(

@@ -15,7 +15,8 @@ use quick_xml::events::{BytesDecl, BytesText, Event};
 use super::GatewayState;
 use super::catalog::{Filter, Item};
 use super::html::{lang_attr, rfc3339};
-use super::pages::error_page;
+use super::locale::Locale;
+use super::pages::{error_page, store_error};
 use crate::proto::Timestamp;
 use crate::trust::PublisherFile;
 
@@ -160,6 +161,7 @@ fn atom(xml_text: String) -> Response {
 
 async fn feed(
     state: GatewayState,
+    loc: Locale,
     headers: HeaderMap,
     publisher: Option<PublisherFile>,
 ) -> Response {
@@ -171,7 +173,7 @@ async fn feed(
     };
     let items = match catalog.page(&filter, 1, FEED_ENTRIES) {
         Ok((_, items)) => items,
-        Err(s) => return error_page(s, "The store could not be read."),
+        Err(s) => return store_error(&loc, s),
     };
     let base = base_url(&state, &headers);
     let (id, title, self_path) = match &publisher {
@@ -232,26 +234,32 @@ async fn feed(
         Err(e) => {
             tracing::warn!("gateway: cannot write a feed: {e}");
             error_page(
+                &loc,
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "The feed could not be written.",
+                &loc.t("error-feed"),
             )
         }
     }
 }
 
 /// `GET /feed.atom`: the newest stories of every trusted publisher.
-pub(crate) async fn all_feed(State(state): State<GatewayState>, headers: HeaderMap) -> Response {
-    feed(state, headers, None).await
+pub(crate) async fn all_feed(
+    State(state): State<GatewayState>,
+    loc: Locale,
+    headers: HeaderMap,
+) -> Response {
+    feed(state, loc, headers, None).await
 }
 
 /// `GET /p/{name}/feed.atom`: the newest stories of one publisher.
 pub(crate) async fn publisher_feed(
     State(state): State<GatewayState>,
     Path(name): Path<String>,
+    loc: Locale,
     headers: HeaderMap,
 ) -> Response {
     let Some(p) = state.trusted().by_name(&name).cloned() else {
-        return error_page(StatusCode::NOT_FOUND, "No trusted publisher has that name.");
+        return error_page(&loc, StatusCode::NOT_FOUND, &loc.t("error-no-publisher"));
     };
-    feed(state, headers, Some(p)).await
+    feed(state, loc, headers, Some(p)).await
 }

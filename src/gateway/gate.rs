@@ -22,6 +22,7 @@ use maud::{DOCTYPE, Markup, html};
 use tokio::sync::{mpsc, oneshot};
 use zeroize::Zeroizing;
 
+use super::locale::{self, Locale};
 use super::{GatewayState, Limited, MAX_CONNECTIONS, loopback_host, pages};
 
 /// Largest form body read from the lock page: one passphrase, encoded.
@@ -168,34 +169,44 @@ async fn locked(gate: &Gate, req: Request) -> Response {
         )
             .into_response();
     }
+    let Some((loc, how)) = Locale::of(req.uri(), req.headers()) else {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The gateway's messages could not be loaded.\n",
+        )
+            .into_response();
+    };
     let method = req.method().clone();
     if method == Method::GET || method == Method::HEAD {
         // The page's own stylesheet and icon; nothing else is served.
         return match req.uri().path() {
             "/static/style.css" => pages::style().await,
             "/static/icon.png" | "/favicon.ico" => pages::icon().await,
-            _ => page(StatusCode::OK, None),
+            _ => {
+                let mut resp = page(&loc, StatusCode::OK, None);
+                locale::mark(resp.headers_mut(), loc.remembered(how));
+                resp
+            }
         };
     }
     if method != Method::POST {
-        return page(StatusCode::METHOD_NOT_ALLOWED, None);
+        return page(&loc, StatusCode::METHOD_NOT_ALLOWED, None);
     }
     if !same_origin(req.headers(), gate.inner.local, gate.inner.public) {
-        return page(
-            StatusCode::FORBIDDEN,
-            Some("Refused: the passphrase is taken only from this node's own page."),
-        );
+        return page(&loc, StatusCode::FORBIDDEN, Some(loc.t("lock-refused")));
     }
     let Ok(_trying) = gate.inner.trying.try_lock() else {
         return page(
+            &loc,
             StatusCode::TOO_MANY_REQUESTS,
-            Some("Another attempt is under way: try again in a moment."),
+            Some(loc.t("lock-busy")),
         );
     };
     let Ok(body) = axum::body::to_bytes(req.into_body(), MAX_FORM).await else {
         return page(
+            &loc,
             StatusCode::PAYLOAD_TOO_LARGE,
-            Some("The form is too large."),
+            Some(loc.t("lock-too-large")),
         );
     };
     let body = Zeroizing::new(Vec::from(body));
@@ -204,8 +215,9 @@ async fn locked(gate: &Gate, req: Request) -> Response {
     let attempt = Attempt { passphrase, reply };
     if gate.inner.attempts.send(attempt).await.is_err() {
         return page(
+            &loc,
             StatusCode::SERVICE_UNAVAILABLE,
-            Some("The node is stopping."),
+            Some(loc.t("lock-stopping")),
         );
     }
     match answer.await {
@@ -214,15 +226,17 @@ async fn locked(gate: &Gate, req: Request) -> Response {
             // Guessing gets one try a second at most, the delay held
             // with the lock.
             tokio::time::sleep(FAILURE_DELAY).await;
-            page(StatusCode::OK, Some("Wrong passphrase."))
+            page(&loc, StatusCode::OK, Some(loc.t("lock-wrong")))
         }
         Ok(Err(Refusal::Failed(why))) => page(
+            &loc,
             StatusCode::INTERNAL_SERVER_ERROR,
-            Some(&format!("The node could not start: {why}")),
+            Some(loc.t_args("lock-failed", &[("why", why.into())])),
         ),
         Err(_) => page(
+            &loc,
             StatusCode::SERVICE_UNAVAILABLE,
-            Some("The node is stopping."),
+            Some(loc.t("lock-stopping")),
         ),
     }
 }
@@ -282,42 +296,49 @@ fn secure(h: &mut HeaderMap) {
     super::secure_headers(h, "same-origin");
 }
 
-/// The lock page, with `message` when an attempt failed.
-fn page(status: StatusCode, message: Option<&str>) -> Response {
-    (status, Html(lock_page(message).into_string())).into_response()
+/// The lock page, with `message` when an attempt failed, in the
+/// reader's language.
+fn page(loc: &Locale, status: StatusCode, message: Option<String>) -> Response {
+    (
+        status,
+        Html(lock_page(loc, message.as_deref()).into_string()),
+    )
+        .into_response()
 }
 
-fn lock_page(message: Option<&str>) -> Markup {
+fn lock_page(loc: &Locale, message: Option<&str>) -> Markup {
+    let title = loc.t("lock-title");
     html! {
         (DOCTYPE) "\n"
-        html lang="en" dir="ltr" {
+        html lang=(loc.tag()) dir=(loc.dir()) {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="referrer" content="same-origin";
-                title { "Locked · Kolokol" }
+                title { (loc.t_args("page-title", &[("title", title.as_str().into())])) }
                 link rel="stylesheet" href="/static/style.css";
                 link rel="icon" type="image/png" href="/static/icon.png";
             }
             body {
                 header class="top" {
                     span class="brand" { "Kolokol" }
+                    (loc.switch())
                 }
                 main {
-                    h1 { "Locked" }
-                    p { "This node keeps its data encrypted. Type the passphrase to unlock it." }
+                    h1 { (title) }
+                    p { (loc.t("lock-text")) }
                     @if let Some(m) = message {
                         p class="warning expired" role="alert" { (m) }
                     }
                     form class="search" method="post" action="/" {
-                        input type="password" name="passphrase" aria-label="Passphrase"
-                            placeholder="Passphrase" autocomplete="current-password"
+                        input type="password" name="passphrase" aria-label=(loc.t("lock-passphrase"))
+                            placeholder=(loc.t("lock-passphrase")) autocomplete="current-password"
                             maxlength="1024" required autofocus;
-                        button type="submit" { "Unlock" }
+                        button type="submit" { (loc.t("lock-unlock")) }
                     }
                 }
                 footer {
-                    p { "Served by your own Kolokol node." }
+                    p { (loc.t("lock-served")) }
                 }
             }
         }
@@ -387,6 +408,25 @@ mod tests {
             any,
             true
         ));
+    }
+
+    #[test]
+    fn the_lock_page_speaks_the_readers_language() {
+        let uri = axum::http::Uri::from_static("/");
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::ACCEPT_LANGUAGE,
+            HeaderValue::from_static("fa, en;q=0.5"),
+        );
+        let (fa, _) = Locale::of(&uri, &h).unwrap();
+        let page = lock_page(&fa, Some(&fa.t("lock-wrong"))).into_string();
+        assert!(page.contains("<html lang=\"fa\" dir=\"rtl\">"), "{page}");
+        assert!(page.contains("placeholder=\"عبارت عبور\""), "{page}");
+        assert!(page.contains("عبارت عبور نادرست است."), "{page}");
+        let (en, _) = Locale::of(&uri, &HeaderMap::new()).unwrap();
+        let page = lock_page(&en, None).into_string();
+        assert!(page.contains("<title>Locked · Kolokol</title>"), "{page}");
+        assert!(page.contains(">Unlock</button>"), "{page}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! What pages, feeds and the API share: URLs on this node, time and
-//! direction helpers, and the sanitizer for article bodies.
+//! direction helpers (dates and durations for readers are in `locale`),
+//! and the sanitizer for article bodies.
 //!
 //! Pages are built with maud's `html!`, which escapes every value it is
 //! given; the one markup passed through as it is is an article body, and
@@ -68,36 +69,6 @@ pub(crate) fn lang_attr(lang: &str) -> &str {
 pub(crate) fn rfc3339(t: Timestamp) -> String {
     let t = Timestamp(t.0.min(253_402_300_799));
     humantime::format_rfc3339_seconds(t.to_system()).to_string()
-}
-
-/// A timestamp for readers: `2026-11-20 08:00 UTC`.
-pub(crate) fn date(t: Timestamp) -> String {
-    let s = rfc3339(t);
-    // "YYYY-MM-DDTHH:MM:SSZ" is ASCII, so byte slicing is safe.
-    match (s.get(..10), s.get(11..16)) {
-        (Some(d), Some(hm)) => format!("{d} {hm} UTC"),
-        _ => s,
-    }
-}
-
-/// A duration for readers, to the two largest units: `3 h 5 min`.
-pub(crate) fn ago(secs: u64) -> String {
-    const UNITS: &[(u64, &str)] = &[(86_400, "d"), (3_600, "h"), (60, "min"), (1, "s")];
-    let mut out = Vec::new();
-    let mut rest = secs;
-    for &(size, name) in UNITS {
-        if rest >= size {
-            out.push(format!("{} {name}", rest / size));
-            rest %= size;
-        }
-        if out.len() == 2 {
-            break;
-        }
-    }
-    if out.is_empty() {
-        return "0 s".into();
-    }
-    out.join(" ")
 }
 
 /// A URL for display only, never as a link: the scheme is dropped so the
@@ -189,11 +160,8 @@ mod tests {
     }
 
     #[test]
-    fn durations_and_dates() {
-        assert_eq!(ago(0), "0 s");
-        assert_eq!(ago(3 * 3600 + 5 * 60 + 7), "3 h 5 min");
-        assert_eq!(ago(2 * 86_400 + 1), "2 d 1 s");
-        assert_eq!(date(Timestamp(0)), "1970-01-01 00:00 UTC");
+    fn rfc3339_is_clamped() {
+        assert_eq!(rfc3339(Timestamp(0)), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(Timestamp(u64::MAX)), "9999-12-31T23:59:59Z");
     }
 

@@ -18,6 +18,8 @@
 //!   escapes by default), the JSON API and Atom feeds.
 //! - `html`: URLs on this node, time and direction helpers, and the
 //!   article sanitizer.
+//! - `locale`: the pages' words in the reader's language (Fluent files
+//!   under `locales/`), chosen per request.
 //! - `story`: one story as every view shows it, with its cached body.
 //! - [`NodeView`]: all the gateway sees of the node it runs in.
 //! - [`gate`]: a sealed node's listener: the lock page while locked, the
@@ -28,6 +30,7 @@ mod catalog;
 mod feed;
 pub mod gate;
 mod html;
+mod locale;
 mod pages;
 mod story;
 mod view;
@@ -509,6 +512,7 @@ pub(crate) fn secure_headers(h: &mut axum::http::HeaderMap, referrer: &'static s
 
 /// The gateway's routes.
 pub fn router(state: GatewayState) -> Router {
+    locale::init();
     Router::new()
         .route("/", get(pages::home))
         .route("/p/{name}", get(pages::publisher))
@@ -533,6 +537,7 @@ pub fn router(state: GatewayState) -> Router {
         .route("/api/v1/stories", get(api::stories))
         .route("/api/v1/stories/{id}", get(api::story))
         .fallback(pages::not_found)
+        .layer(middleware::from_fn(locale::localize))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
 }

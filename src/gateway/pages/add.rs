@@ -6,8 +6,7 @@
 //! Both steps are POSTs taken only from the gateway's own pages (their
 //! `Origin`, as the lock page checks it): a web page elsewhere cannot make
 //! the node trust a publisher. The body is bounded by [`MAX_ADD_BODY`].
-//! The page's visible strings are kept together in [`EN`], to move to
-//! message files when the gateway is localised.
+//! Its strings are the `add-*` messages of the gateway's message files.
 
 use std::path::Path;
 use std::time::Duration;
@@ -21,6 +20,7 @@ use maud::{Markup, html};
 use super::layout::{Page, form_page};
 use crate::gateway::GatewayState;
 use crate::gateway::html::display_url;
+use crate::gateway::locale::Locale;
 use crate::trust::PublisherFile;
 use crate::trust::share;
 
@@ -30,76 +30,79 @@ pub(crate) const MAX_ADD_BODY: usize = 3 * share::MAX_TEXT + 1024;
 /// How long the page waits for the node to take the publisher.
 const TRUST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The page's visible strings.
+/// The page's visible strings, in the reader's language.
 struct Strings {
-    title: &'static str,
-    intro: &'static str,
-    label: &'static str,
-    preview: &'static str,
-    check_heading: &'static str,
-    check_intro: &'static str,
-    name: &'static str,
-    fingerprint: &'static str,
-    root_key: &'static str,
-    homepage: &'static str,
-    mirrors: &'static str,
-    no_mirrors: &'static str,
-    demo: &'static str,
-    confirm: &'static str,
-    cancel: &'static str,
-    added_heading: &'static str,
-    added: &'static str,
-    home: &'static str,
-    not_text: &'static str,
-    not_file: &'static str,
-    failed: &'static str,
-    no_desk: &'static str,
-    wrong_origin: &'static str,
+    title: String,
+    intro: String,
+    label: String,
+    preview: String,
+    check_heading: String,
+    check_intro: String,
+    name: String,
+    fingerprint: String,
+    root_key: String,
+    homepage: String,
+    mirrors: String,
+    no_mirrors: String,
+    demo: String,
+    confirm: String,
+    cancel: String,
+    added_heading: String,
+    added: String,
+    home: String,
+    not_text: String,
+    not_file: String,
+    failed: String,
+    timeout: String,
+    no_desk: String,
+    wrong_origin: String,
 }
 
-/// English.
-const EN: Strings = Strings {
-    title: "Add a newsroom",
-    intro: "Paste the text a newsroom gave you (it starts with kolokol-publisher:), or the \
-            contents of its publisher file. You will see its name and fingerprint before \
-            anything is added.",
-    label: "Publisher text or file",
-    preview: "Check it",
-    check_heading: "Is this the newsroom you meant?",
-    check_intro: "Compare the fingerprint with the one the newsroom gives you through another \
-                  channel (read aloud, on its site, on paper). Anyone can make a file with any \
-                  name; only the fingerprint tells them apart.",
-    name: "Name",
-    fingerprint: "Fingerprint",
-    root_key: "Root key",
-    homepage: "Site",
-    mirrors: "Mirrors",
-    no_mirrors: "none: the node finds its stories only through peers it already knows",
-    demo: "This is the demo newsroom: its secret key is public, so anyone can sign as it. \
-           Never trust it for real news.",
-    confirm: "Add this newsroom",
-    cancel: "Cancel",
-    added_heading: "Added",
-    added: "The node trusts it now and dials its mirrors; its stories appear on the home \
-            page as they arrive.",
-    home: "Home",
-    not_text: "This is not a publisher text or file",
-    not_file: "This is not a valid publisher file",
-    failed: "The node did not add it",
-    no_desk: "This gateway does not run inside a node, so it cannot add newsrooms. Use \
-              kolokol trust add on the command line.",
-    wrong_origin: "This form is taken only from this gateway's own page. Open the Add a \
-                   newsroom page of your node and try again.",
-};
+impl Strings {
+    fn of(loc: &Locale) -> Self {
+        Self {
+            title: loc.t("add-title"),
+            intro: loc.t("add-intro"),
+            label: loc.t("add-label"),
+            preview: loc.t("add-preview"),
+            check_heading: loc.t("add-check-heading"),
+            check_intro: loc.t("add-check-intro"),
+            name: loc.t("add-name"),
+            fingerprint: loc.t("add-fingerprint"),
+            root_key: loc.t("add-root-key"),
+            homepage: loc.t("add-homepage"),
+            mirrors: loc.t("add-mirrors"),
+            no_mirrors: loc.t("add-no-mirrors"),
+            demo: loc.t("add-demo"),
+            confirm: loc.t("add-confirm"),
+            cancel: loc.t("add-cancel"),
+            added_heading: loc.t("add-added-heading"),
+            added: loc.t("add-added"),
+            home: loc.t("add-home"),
+            not_text: loc.t("add-not-text"),
+            not_file: loc.t("add-not-file"),
+            failed: loc.t("add-failed"),
+            timeout: loc.t("add-timeout"),
+            no_desk: loc.t("add-no-desk"),
+            wrong_origin: loc.t("add-wrong-origin"),
+        }
+    }
+}
 
 /// `GET /add`.
-pub(crate) async fn add_form(State(state): State<GatewayState>) -> Response {
-    form(&state, StatusCode::OK, "", None)
+pub(crate) async fn add_form(loc: Locale, State(state): State<GatewayState>) -> Response {
+    form(&loc, &state, StatusCode::OK, "", None)
 }
 
 /// The first step: the text box, with `message` when the last try failed.
-fn form(state: &GatewayState, status: StatusCode, text: &str, message: Option<&str>) -> Response {
-    let t = &EN;
+fn form(
+    loc: &Locale,
+    state: &GatewayState,
+    status: StatusCode,
+    text: &str,
+    message: Option<&str>,
+) -> Response {
+    let t = Strings::of(loc);
     let content = html! {
         h1 { (t.title) }
         @if state.desk().is_none() {
@@ -121,12 +124,11 @@ fn form(state: &GatewayState, status: StatusCode, text: &str, message: Option<&s
             }
         }
     };
-    form_page(status, &Page::titled(t.title), content)
+    form_page(loc, status, &Page::titled(&t.title), content)
 }
 
 /// The publisher file in what the reader pasted.
-fn parse(text: &str) -> Result<PublisherFile, String> {
-    let t = &EN;
+fn parse(t: &Strings, text: &str) -> Result<PublisherFile, String> {
     let toml = if share::is_text(text) {
         share::decode_text(text).map_err(|e| format!("{}: {e}", t.not_text))?
     } else {
@@ -139,8 +141,7 @@ fn parse(text: &str) -> Result<PublisherFile, String> {
 /// The second step: what the file says, and the button that adds it.
 /// Its site and web trees are shown as text without their scheme, as
 /// everywhere in the gateway: no response names another origin.
-fn preview(text: &str, p: &PublisherFile) -> Markup {
-    let t = &EN;
+fn preview(t: &Strings, text: &str, p: &PublisherFile) -> Markup {
     let mirrors = p.mirror_addresses();
     html! {
         h1 { (t.check_heading) }
@@ -181,19 +182,26 @@ fn preview(text: &str, p: &PublisherFile) -> Markup {
 
 /// `POST /add`: `step=preview` shows the file, `step=confirm` adds it.
 pub(crate) async fn add_post(
+    loc: Locale,
     State(state): State<GatewayState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let t = &EN;
+    let t = Strings::of(&loc);
     let own = state
         .local_addr()
         .is_some_and(|local| crate::gateway::gate::same_origin(&headers, local, state.is_public()));
     if !own {
-        return form(&state, StatusCode::FORBIDDEN, "", Some(t.wrong_origin));
+        return form(
+            &loc,
+            &state,
+            StatusCode::FORBIDDEN,
+            "",
+            Some(&t.wrong_origin),
+        );
     }
     let Some(desk) = state.desk() else {
-        return form(&state, StatusCode::NOT_FOUND, "", None);
+        return form(&loc, &state, StatusCode::NOT_FOUND, "", None);
     };
     let mut step = String::new();
     let mut text = String::new();
@@ -204,22 +212,23 @@ pub(crate) async fn add_post(
             _ => {}
         }
     }
-    let file = match parse(&text) {
+    let file = match parse(&t, &text) {
         Ok(f) => f,
-        Err(m) => return form(&state, StatusCode::BAD_REQUEST, &text, Some(&m)),
+        Err(m) => return form(&loc, &state, StatusCode::BAD_REQUEST, &text, Some(&m)),
     };
     if step != "confirm" {
         return form_page(
+            &loc,
             StatusCode::OK,
-            &Page::titled(t.title),
-            preview(&text, &file),
+            &Page::titled(&t.title),
+            preview(&t, &text, &file),
         );
     }
     let shown = file.shown_name().to_owned();
     let result = match tokio::time::timeout(TRUST_TIMEOUT, desk.trust(file)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("the node did not answer in time".to_owned()),
+        Err(_) => Err(t.timeout.clone()),
     };
     match result {
         Ok(()) => {
@@ -228,9 +237,15 @@ pub(crate) async fn add_post(
                 p { (t.added) }
                 p { a href="/" { (t.home) } }
             };
-            form_page(StatusCode::OK, &Page::titled(t.added_heading), content)
+            form_page(
+                &loc,
+                StatusCode::OK,
+                &Page::titled(&t.added_heading),
+                content,
+            )
         }
         Err(e) => form(
+            &loc,
             &state,
             StatusCode::UNPROCESSABLE_ENTITY,
             &text,

@@ -5,8 +5,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::layout::error_page;
+use super::layout::{error_page, store_error};
 use crate::gateway::GatewayState;
+use crate::gateway::locale::Locale;
 use crate::proto::BundleId;
 
 /// The stylesheet, built in so that no page needs anything from elsewhere.
@@ -58,8 +59,9 @@ const INLINE_TYPES: &[&str] = &[
 pub(crate) async fn media(
     State(state): State<GatewayState>,
     Path((id, path)): Path<(String, String)>,
+    loc: Locale,
 ) -> Response {
-    let not_found = || error_page(StatusCode::NOT_FOUND, "No such media file.");
+    let not_found = || error_page(&loc, StatusCode::NOT_FOUND, &loc.t("error-no-media"));
     let Ok(id) = id.parse::<BundleId>() else {
         return not_found();
     };
@@ -70,10 +72,7 @@ pub(crate) async fn media(
             // The error may name a bundle: at debug only.
             tracing::warn!("gateway: the store could not be read");
             tracing::debug!("gateway: {e}");
-            return error_page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "The store could not be read.",
-            );
+            return store_error(&loc, StatusCode::INTERNAL_SERVER_ERROR);
         }
     };
     if state.trusted().by_key(&stored.manifest.publisher).is_none() {
@@ -116,16 +115,10 @@ pub(crate) async fn media(
             // The error may name a bundle: at debug only.
             tracing::warn!("gateway: the store could not be read");
             tracing::debug!("gateway: {e}");
-            return error_page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "The store could not be read.",
-            );
+            return store_error(&loc, StatusCode::INTERNAL_SERVER_ERROR);
         }
         Err(_) => {
-            return error_page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "The store could not be read.",
-            );
+            return store_error(&loc, StatusCode::INTERNAL_SERVER_ERROR);
         }
     };
     (h, bytes).into_response()

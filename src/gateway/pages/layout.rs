@@ -5,7 +5,8 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
 
-use crate::gateway::html::{date, rfc3339};
+use crate::gateway::html::rfc3339;
+use crate::gateway::locale::Locale;
 use crate::proto::{Kind, Timestamp};
 
 /// What the shared layout needs besides the content.
@@ -29,47 +30,48 @@ impl<'a> Page<'a> {
     }
 }
 
-/// Wraps `content` in the page layout shared by every HTML page. The page
-/// chrome is English and left-to-right; each story carries its own `lang`
-/// and `dir`.
-pub(crate) fn layout(page: &Page<'_>, content: Markup) -> Markup {
-    layout_with(page, content, "no-referrer")
+/// Wraps `content` in the page layout shared by every HTML page, in the
+/// reader's language and its direction; each story carries its own
+/// `lang` and `dir`.
+pub(crate) fn layout(loc: &Locale, page: &Page<'_>, content: Markup) -> Markup {
+    layout_with(loc, page, content, "no-referrer")
 }
 
 /// The layout with the referrer policy `referrer`.
-fn layout_with(page: &Page<'_>, content: Markup, referrer: &str) -> Markup {
+fn layout_with(loc: &Locale, page: &Page<'_>, content: Markup, referrer: &str) -> Markup {
     html! {
         (DOCTYPE) "\n"
-        html lang="en" dir="ltr" {
+        html lang=(loc.tag()) dir=(loc.dir()) {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="referrer" content=(referrer);
-                title { (page.title) " · Kolokol" }
+                title { (loc.t_args("page-title", &[("title", page.title.into())])) }
                 link rel="stylesheet" href="/static/style.css";
                 link rel="icon" type="image/png" href="/static/icon.png";
-                link rel="alternate" type="application/atom+xml" title="Atom feed"
+                link rel="alternate" type="application/atom+xml" title=(loc.t("footer-feed"))
                     href=(page.feed.unwrap_or("/feed.atom"));
             }
             body {
                 header class="top" {
                     a class="brand" href="/" { "Kolokol" }
                     form class="search" action="/search" method="get" role="search" {
-                        input type="search" name="q" aria-label="Search titles and summaries"
-                            placeholder="Search" dir="auto" maxlength="200" value=(page.query);
-                        button type="submit" { "Search" }
+                        input type="search" name="q" aria-label=(loc.t("search-label"))
+                            placeholder=(loc.t("search-placeholder")) dir="auto" maxlength="200"
+                            value=(page.query);
+                        button type="submit" { (loc.t("search-button")) }
                     }
+                    (loc.switch())
                 }
                 main { (content) }
                 footer {
                     p {
-                        "Served by your own Kolokol node. Every story here was checked \
-                         against its newsroom's key before it was stored. "
-                        a href="/safety" { "Safety" }
+                        (loc.t("footer-served")) " "
+                        a href="/safety" { (loc.t("footer-safety")) }
                         " · "
-                        a href="/feed.atom" { "Atom feed" }
+                        a href="/feed.atom" { (loc.t("footer-feed")) }
                         " · "
-                        a href="/api/v1/status" { "API" }
+                        a href="/api/v1/status" { (loc.t("footer-api")) }
                     }
                 }
             }
@@ -78,17 +80,22 @@ fn layout_with(page: &Page<'_>, content: Markup, referrer: &str) -> Markup {
 }
 
 /// A page's response: `content` in the layout.
-pub(crate) fn html_page(page: &Page<'_>, content: Markup) -> Response {
-    Html(layout(page, content).into_string()).into_response()
+pub(crate) fn html_page(loc: &Locale, page: &Page<'_>, content: Markup) -> Response {
+    Html(layout(loc, page, content).into_string()).into_response()
 }
 
 /// A page whose forms post back to the gateway: its referrer policy is
 /// `same-origin`, so that the browser sends the page's origin with them
 /// (with `no-referrer` it sends `null`), which the gateway checks.
-pub(crate) fn form_page(status: StatusCode, page: &Page<'_>, content: Markup) -> Response {
+pub(crate) fn form_page(
+    loc: &Locale,
+    status: StatusCode,
+    page: &Page<'_>,
+    content: Markup,
+) -> Response {
     let mut resp = (
         status,
-        Html(layout_with(page, content, "same-origin").into_string()),
+        Html(layout_with(loc, page, content, "same-origin").into_string()),
     )
         .into_response();
     resp.headers_mut().insert(
@@ -98,38 +105,44 @@ pub(crate) fn form_page(status: StatusCode, page: &Page<'_>, content: Markup) ->
     resp
 }
 
-/// An HTML error page.
-pub(crate) fn error_page(status: StatusCode, message: &str) -> Response {
-    let title = status.canonical_reason().unwrap_or("Error");
+/// An HTML error page; `message` is in the reader's language already.
+pub(crate) fn error_page(loc: &Locale, status: StatusCode, message: &str) -> Response {
+    let title = loc.t_args("error-title", &[("status", status.as_u16().into())]);
     let content = html! {
         h1 { (title) }
         p { (message) }
-        p { a href="/" { "Home" } }
+        p { a href="/" { (loc.t("error-home")) } }
     };
     (
         status,
-        Html(layout(&Page::titled(title), content).into_string()),
+        Html(layout(loc, &Page::titled(&title), content).into_string()),
     )
         .into_response()
 }
 
+/// The error page of a store that could not be read.
+pub(crate) fn store_error(loc: &Locale, status: StatusCode) -> Response {
+    error_page(loc, status, &loc.t("error-store"))
+}
+
 /// Any path the gateway does not serve.
-pub(crate) async fn not_found() -> Response {
-    error_page(StatusCode::NOT_FOUND, "There is nothing at this address.")
+pub(crate) async fn not_found(loc: Locale) -> Response {
+    error_page(&loc, StatusCode::NOT_FOUND, &loc.t("error-not-found"))
 }
 
 /// A moment, machine-readable in `datetime` and as a date for readers.
-pub(crate) fn time(t: Timestamp) -> Markup {
-    html! { time dir="ltr" datetime=(rfc3339(t)) { (date(t)) } }
+/// The date is in the page's language, and so in its direction.
+pub(crate) fn time(loc: &Locale, t: Timestamp) -> Markup {
+    html! { time lang=(loc.tag()) dir=(loc.dir()) datetime=(rfc3339(t)) { (loc.date(t)) } }
 }
 
 /// How a kind of bundle is named on the pages.
-pub(crate) fn kind_label(k: Kind) -> &'static str {
-    match k {
-        Kind::Story => "story",
-        Kind::Correction => "correction",
-        Kind::Retraction => "retraction",
-    }
+pub(crate) fn kind_label(loc: &Locale, k: Kind) -> String {
+    loc.t(match k {
+        Kind::Story => "kind-story",
+        Kind::Correction => "kind-correction",
+        Kind::Retraction => "kind-retraction",
+    })
 }
 
 #[cfg(test)]
@@ -143,7 +156,8 @@ mod tests {
             feed: Some("/p/x\"onload=\"y/feed.atom"),
             query: "\"><script>",
         };
-        let out = layout(&page, html! { p { "<i>" } }).into_string();
+        let loc = Locale::english();
+        let out = layout(&loc, &page, html! { p { "<i>" } }).into_string();
         assert!(
             out.contains("<title>&lt;b&gt;&amp;&quot; · Kolokol</title>"),
             "{out}"

@@ -18,7 +18,7 @@ mod story_page;
 
 pub(crate) use add::{MAX_ADD_BODY, add_form, add_post};
 pub(crate) use assets::{icon, media, style};
-pub(crate) use layout::{error_page, not_found};
+pub(crate) use layout::{error_page, not_found, store_error};
 pub(crate) use lists::{home, publisher};
 pub(crate) use query::{ListQuery, cursor_text};
 pub(crate) use safety::safety;

@@ -10,33 +10,25 @@ use maud::{Markup, html};
 
 use super::layout::{Page, html_page};
 use crate::gateway::GatewayState;
+use crate::gateway::locale::Locale;
 use crate::sync::Role;
 
 /// How long the page waits for a busy node to say its role.
 const ROLE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the page says of the node's own role, when it runs in a node.
-fn this_node(role: Option<Role>) -> Markup {
-    match role {
-        Some(Role::Quiet) => html! {
-            p class="meta" { strong { "This node is a quiet reader." }
-                " It listens only on this machine, answers no peer and shares nothing." }
-        },
-        Some(Role::Share) => html! {
-            p class="meta" { strong { "This node shares (--share)." }
-                " Peers that reach it can learn which publishers it carries and which \
-                  stories it holds." }
-        },
-        Some(Role::Mirror) => html! {
-            p class="meta" { strong { "This node is a mirror." }
-                " It serves, relays and announces in the DHT the publishers it carries." }
-        },
-        None => html! {},
-    }
+fn this_node(loc: &Locale, role: Option<Role>) -> Markup {
+    let (strong, rest) = match role {
+        Some(Role::Quiet) => ("safety-quiet-strong", "safety-quiet"),
+        Some(Role::Share) => ("safety-share-strong", "safety-share"),
+        Some(Role::Mirror) => ("safety-mirror-strong", "safety-mirror"),
+        None => return html! {},
+    };
+    html! { p class="meta" { strong { (loc.t(strong)) } " " (loc.t(rest)) } }
 }
 
 /// `GET /safety`.
-pub(crate) async fn safety(State(state): State<GatewayState>) -> Response {
+pub(crate) async fn safety(State(state): State<GatewayState>, loc: Locale) -> Response {
     let role = match state.node_view() {
         Some(node) => match tokio::time::timeout(ROLE_TIMEOUT, node.network()).await {
             Ok(Ok(figures)) => Some(figures.role),
@@ -44,56 +36,36 @@ pub(crate) async fn safety(State(state): State<GatewayState>) -> Response {
         },
         None => None,
     };
+    let who = [
+        ("safety-mirrors-strong", "safety-mirrors"),
+        ("safety-peers-strong", "safety-peers"),
+        ("safety-watch-strong", "safety-watch"),
+        ("safety-page-strong", "safety-page"),
+        ("safety-language-strong", "safety-language"),
+    ];
+    let title = loc.t("safety-title");
     let content = html! {
-        h1 { "Safety" }
-        (this_node(role))
-        h2 { "What is on this device" }
-        p {
-            "Everything in the node's data directory: the stories, photos and \
-             corrections of the publishers you trust, your trust list, and the \
-             node's settings. They are stored in the clear. Anyone who holds this \
-             device, or a copy of its disk, can read every story it stored."
-        }
-        h2 { "Who can see what" }
+        h1 { (title) }
+        (this_node(&loc, role))
+        h2 { (loc.t("safety-device-heading")) }
+        p { (loc.t("safety-device")) }
+        h2 { (loc.t("safety-who-heading")) }
         ul {
-            li {
-                strong { "The mirrors your node connects to" }
-                " see your IP address, when you are online and how much you fetch. \
-                  They see that you follow the whole log of what they carry, not which \
-                  outlets among them you read, except when your node fetches a story too \
-                  large to come with the others (over 32 KiB, with photos): that fetch \
-                  tells the mirror you wanted that story. Setting \
-                  large_story_budget_bytes_per_day to 0 in the node's settings stops \
-                  those fetches."
-            }
-            li {
-                strong { "Other peers" }
-                " can reach a quiet reader not at all: it listens only on this \
-                  machine, answers no request, takes a new peer id at every start and \
-                  names no outlet in what it asks. A node started with --share answers \
-                  them: they can learn which stories it holds and which publishers it \
-                  carries, under a peer id that stays."
-            }
-            li {
-                strong { "Someone watching your connection" }
-                " sees that you connect to a Kolokol mirror, and when; the content \
-                  is encrypted."
-            }
-            li {
-                strong { "This page" }
-                " is served by your own node, on this machine only unless it was \
-                  started with --gateway-public."
+            @for (strong, rest) in who {
+                li { strong { (loc.t(strong)) } " " (loc.t(rest)) }
             }
         }
-        h2 { "How to wipe it" }
+        h2 { (loc.t("safety-wipe-heading")) }
         p {
-            "Stop the node (Ctrl-C, or stop its service), then delete its data \
-             directory (by default "
-            code { "~/.local/share/kolokol" }
-            ", or the folder given with "
-            code { "--data-dir" }
-            "). That removes every story, the trust list and the settings."
+            (loc.markup(
+                "safety-wipe",
+                &[],
+                &[
+                    ("default", html! { code dir="ltr" { "~/.local/share/kolokol" } }),
+                    ("flag", html! { code dir="ltr" { "--data-dir" } }),
+                ],
+            ))
         }
     };
-    html_page(&Page::titled("Safety"), content)
+    html_page(&loc, &Page::titled(&title), content)
 }

@@ -6,21 +6,23 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use maud::html;
 
-use super::layout::{Page, error_page, html_page};
-use super::lists::{list_item, page_params, pager};
+use super::layout::{Page, html_page, store_error};
+use super::lists::{bad_query, list_item, page_params, pager};
 use super::query::{ListQuery, PAGE_SIZE};
 use crate::gateway::GatewayState;
 use crate::gateway::catalog::Filter;
 use crate::gateway::html::url_param;
+use crate::gateway::locale::Locale;
 
 /// The search page: the form's answer, or what to type when empty.
 pub(crate) async fn search(
     State(state): State<GatewayState>,
+    loc: Locale,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
     let params = match page_params(query) {
         Ok(p) => p,
-        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e),
+        Err(e) => return bad_query(&loc, e),
     };
     let q = params.q.clone().unwrap_or_default();
     let results = if q.is_empty() {
@@ -40,29 +42,37 @@ pub(crate) async fn search(
             .unwrap_or(Err(StatusCode::INTERNAL_SERVER_ERROR));
         let (total, items) = match found {
             Ok(f) => f,
-            Err(s) => return error_page(s, "The store could not be read."),
+            Err(s) => return store_error(&loc, s),
         };
         let base = format!("/search?q={}&", url_param(&q));
         Some(html! {
-            p class="meta" { (total) " stories match " q dir="auto" { (q) } "." }
+            p class="meta" {
+                (loc.markup(
+                    "search-found",
+                    &[("count", total.into())],
+                    &[("query", html! { q dir="auto" { (q) } })],
+                ))
+            }
             ol class="stories" {
                 @for i in &items {
-                    (list_item(i, &trusted, true))
+                    (list_item(&loc, i, &trusted, true))
                 }
             }
-            (pager(&base, params.page, PAGE_SIZE, total))
+            (pager(&loc, &base, params.page, PAGE_SIZE, total))
         })
     };
+    let title = loc.t("search-title");
     let content = html! {
-        h1 { "Search" }
+        h1 { (title) }
         @match results {
             Some(r) => { (r) }
-            None => { p { "Type words to find in the titles and summaries of stories." } }
+            None => { p { (loc.t("search-hint")) } }
         }
     };
     html_page(
+        &loc,
         &Page {
-            title: "Search",
+            title: &title,
             feed: None,
             query: &q,
         },

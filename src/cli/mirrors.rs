@@ -9,7 +9,18 @@ use super::{display, now};
 use crate::proto::mirrors::{MAX_MIRROR_LIST_VALIDITY_SECS, check_mirror_addr, check_mirror_url};
 
 /// Seconds in a day.
-const DAY: u64 = 24 * 3600;
+pub(super) const DAY: u64 = 24 * 3600;
+
+/// Checks mirrors' libp2p addresses one by one, each error naming the one
+/// at fault and `flag`.
+pub(super) fn check_addrs(flag: &str, addrs: &[String]) -> Result<()> {
+    for addr in addrs {
+        addr.parse::<libp2p::Multiaddr>()
+            .map_err(|e| anyhow::anyhow!("{flag} {addr:?} is not a multiaddress: {e}"))?;
+        check_mirror_addr(addr).with_context(|| format!("{flag} {addr:?}"))?;
+    }
+    Ok(())
+}
 
 /// Checks the addresses and URLs one by one, so an error names the one at
 /// fault and the flag it came with, then signs and keeps the list.
@@ -27,11 +38,7 @@ pub(super) fn run(
     if days == 0 || days > max_days {
         bail!("--days {days}: a mirror list is valid for 1 to {max_days} days");
     }
-    for addr in &libp2p {
-        addr.parse::<libp2p::Multiaddr>()
-            .map_err(|e| anyhow::anyhow!("--libp2p {addr:?} is not a multiaddress: {e}"))?;
-        check_mirror_addr(addr).with_context(|| format!("--libp2p {addr:?}"))?;
-    }
+    check_addrs("--libp2p", &libp2p)?;
     for url in &https {
         check_mirror_url(url).with_context(|| format!("--https {url:?}"))?;
     }

@@ -7,6 +7,7 @@ mod forget;
 mod mirrors;
 mod newsroom;
 mod node;
+mod peer;
 mod report;
 mod seal;
 mod store;
@@ -72,7 +73,11 @@ enum Command {
     Import(store::ImportArgs),
     /// Run a node: fetch, verify, store and pass on stories, until Ctrl-C or SIGTERM.
     Node(node::NodeArgs),
-    /// Show the running node's peers, topics and, per publisher, what is held and missing.
+    /// Give the running node a peer to dial, without a restart.
+    #[command(subcommand)]
+    Peer(peer::PeerCommand),
+    /// Show the running node's peers, topics and, per publisher, what is held and missing,
+    /// with advice when something is wrong.
     Status,
     /// Encrypt the data directory (store, trust list, identity, settings) under a passphrase.
     Seal(seal::SealArgs),
@@ -202,6 +207,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Export(args) => store::export(args, &data),
         Command::Import(args) => store::import(args, &data),
         Command::Node(args) => node::run_node(args, &data),
+        Command::Peer(cmd) => peer::run(cmd, &data),
         Command::Status => node::status(&data),
         Command::Seal(args) => seal::seal(args, &data),
         Command::Unseal => seal::unseal(&data),

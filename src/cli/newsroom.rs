@@ -15,6 +15,11 @@ use crate::newsroom::keyfile::{
 };
 use crate::newsroom::offline::{self, PENDING_KEY};
 use crate::newsroom::{InitOptions, Newsroom, Unlock};
+use crate::trust::share::fingerprint;
+
+/// Days a mirror list signed by `newsroom init --mirror` stays valid, as
+/// `newsroom mirrors` signs by default.
+const MIRROR_DAYS: u64 = 90;
 
 /// The environment variable a script gives the key passphrase in.
 const PASSPHRASE_ENV: &str = "KOLOKOL_PASSPHRASE";
@@ -123,6 +128,22 @@ pub(super) enum NewsroomCommand {
         /// Encrypt both secret keys under a passphrase (from KOLOKOL_PASSPHRASE, or asked).
         #[arg(long)]
         encrypt: bool,
+        /// A mirror that carries the newsroom's stories, as its libp2p
+        /// address ending in /p2p/<peer id> (repeatable): signed into the
+        /// mirror list the publisher file carries, for 90 days (change it
+        /// later with `kolokol newsroom mirrors`).
+        #[arg(long = "mirror", value_name = "MULTIADDR")]
+        mirrors: Vec<String>,
+    },
+    /// Print the publisher file as one line of text to paste into a chat
+    /// (`kolokol trust add` takes it), and optionally as a QR code image.
+    Share {
+        /// Newsroom folder [default: DATA_DIR/newsroom].
+        #[arg(long, env = "KOLOKOL_NEWSROOM")]
+        dir: Option<PathBuf>,
+        /// Also write a QR code of the text to this PNG file.
+        #[arg(long, value_name = "FILE.png")]
+        qr: Option<PathBuf>,
     },
     /// Encrypt the newsroom's secret keys under a passphrase (from KOLOKOL_PASSPHRASE, or asked).
     EncryptKeys {
@@ -239,7 +260,7 @@ pub(super) enum NewsroomCommand {
         #[arg(long, env = "KOLOKOL_NEWSROOM")]
         dir: Option<PathBuf>,
         /// Mirrors' libp2p addresses, each ending in /p2p/<peer id>.
-        #[arg(long = "libp2p", value_name = "ADDR", num_args = 1..)]
+        #[arg(long = "libp2p", visible_alias = "mirror", value_name = "ADDR", num_args = 1..)]
         libp2p: Vec<String>,
         /// Web trees' https:// base URLs.
         #[arg(long = "https", value_name = "URL", num_args = 1..)]
@@ -270,7 +291,10 @@ pub(super) fn run(cmd: NewsroomCommand, data: &Path) -> Result<ExitCode> {
             valid_for,
             languages,
             encrypt,
+            mirrors,
         } => {
+            // Before anything is written: a typo leaves no half-made newsroom.
+            super::mirrors::check_addrs("--mirror", &mirrors)?;
             let dir = newsroom_dir(dir, data);
             let opts = InitOptions {
                 name,
@@ -302,6 +326,35 @@ pub(super) fn run(cmd: NewsroomCommand, data: &Path) -> Result<ExitCode> {
             if encrypt {
                 println!("both secret keys are encrypted under the passphrase");
             }
+            if !mirrors.is_empty() {
+                let signed = n
+                    .sign_mirror_list(mirrors, Vec::new(), MIRROR_DAYS * super::mirrors::DAY, now())
+                    .context("the newsroom is made, but its mirror list was not signed (sign it with `kolokol newsroom mirrors`)")?;
+                println!(
+                    "mirrors in the publisher file: {} (signed list valid until {})",
+                    signed.list.libp2p.len(),
+                    signed.list.expires_at
+                );
+            }
+            println!("fingerprint:  {}", fingerprint(&n.root_public()));
+            println!(
+                "hand it to readers as text: `kolokol newsroom share` (--qr FILE.png for a QR code)"
+            );
+        }
+        NewsroomCommand::Share { dir, qr } => {
+            let n = Newsroom::open(&newsroom_dir(dir, data))?;
+            let path = n.public_file_path();
+            let file = crate::files::read_bounded_text(&path, crate::trust::MAX_PUBLISHER_FILE)?;
+            // Checked as a reader will check it, so nothing unreadable goes out.
+            crate::trust::PublisherFile::parse(&file, &path)?;
+            let text = crate::trust::share::encode_text(file.as_bytes());
+            if let Some(out) = qr {
+                let png = crate::trust::share::qr_png(&text)?;
+                crate::files::write_atomic(&out, &png)?;
+                eprintln!("QR code written to {}", display(&out));
+            }
+            eprintln!("fingerprint: {}", fingerprint(&n.root_public()));
+            println!("{text}");
         }
         NewsroomCommand::EncryptKeys { dir } => {
             let n = open_newsroom(&newsroom_dir(dir, data))?;
@@ -490,6 +543,10 @@ pub(super) fn run(cmd: NewsroomCommand, data: &Path) -> Result<ExitCode> {
             let n = open_newsroom(&dir)?;
             println!("newsroom:   {}", n.config().name);
             println!("root key:   {}", n.root_public());
+            println!("fingerprint: {}", fingerprint(&n.root_public()));
+            for m in n.public_file().mirror_addresses() {
+                println!("mirror:     {}", printable(&m));
+            }
             for (file, what) in [
                 ("root.key", "root secret key"),
                 ("signing.key", "signing secret key"),

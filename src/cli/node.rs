@@ -217,6 +217,8 @@ fn apply(args: &NodeArgs, config: &mut crate::config::Config) {
 }
 
 pub(super) fn status(data: &Path) -> Result<ExitCode> {
+    // Only files are read until a node answers: a status asked of a
+    // directory with no node creates nothing in it.
     let Some(client) = ControlClient::for_data_dir(data) else {
         if let Some(locked) = crate::node::vault::LockedFile::read(data) {
             println!(
@@ -226,35 +228,45 @@ pub(super) fn status(data: &Path) -> Result<ExitCode> {
             );
             return Ok(ExitCode::SUCCESS);
         }
-        println!("no node is running on {}", display(data));
-        let store = super::store::open_store(data)?;
-        let names = super::seal::open_dir(data)?.trust()?.list()?;
-        for p in names {
-            let held = ranges_text(&store.held_ranges(&p.root_key)?);
-            println!(
-                "publisher {}: held {held}, missing {}",
-                p.name,
-                ranges_text(&store.missing(&p.root_key)?)
-            );
-        }
-        return Ok(ExitCode::SUCCESS);
+        eprintln!("no node is running on {}", display(data));
+        eprintln!(
+            "advice: start one with `kolokol node` (a reader; `kolokol node --mirror` on a server that carries stories for others), leave it running, and ask again"
+        );
+        eprintln!(
+            "advice: ask the node of another data directory with --data-dir DIR (or KOLOKOL_DATA_DIR)"
+        );
+        return Ok(ExitCode::FAILURE);
     };
     let st = client.status()?;
-    println!("peer id:   {}", st.peer_id);
-    println!("role:      {}", crate::node::note::role_name(st.role));
+    println!("peer id:   {}  (this node's network identity)", st.peer_id);
+    println!(
+        "role:      {}  ({})",
+        crate::node::note::role_name(st.role),
+        match st.role {
+            crate::sync::Role::Quiet => "serves nothing, listens only on this machine",
+            crate::sync::Role::Share => "serves what it holds to its peers",
+            crate::sync::Role::Mirror => "carries and serves every trusted publisher",
+        }
+    );
     if let Some(r) = &st.reachability {
-        println!("reachable: {r}");
+        println!("reachable: {r}  (whether peers can dial this node)");
     }
     for a in &st.listen {
         println!("listening: {a}");
     }
-    println!("peers:     {}", st.peers.len());
+    println!(
+        "peers:     {}  (nodes connected now; stories come from them)",
+        st.peers.len()
+    );
     for p in &st.peers {
         println!("  {p}");
     }
-    println!("topics:    {}", st.topics.len());
     println!(
-        "fetching:  {} bundles; {} messages refused; {} peers banned",
+        "topics:    {}  (publishers whose announcements it follows)",
+        st.topics.len()
+    );
+    println!(
+        "fetching:  {} bundles; {} messages refused; {} peers banned  (refused: failed verification)",
         st.fetching, st.rejected, st.banned
     );
     println!(
@@ -262,7 +274,7 @@ pub(super) fn status(data: &Path) -> Result<ExitCode> {
         st.gossip_received, st.gossip_unique, st.served_chunks
     );
     println!(
-        "catch-up:  {} messages sent ({} bytes), {} received ({} bytes)",
+        "catch-up:  {} messages sent ({} bytes), {} received ({} bytes)  (what it asked peers it lacked)",
         st.sync.messages_sent,
         st.sync.bytes_sent,
         st.sync.messages_received,
@@ -278,10 +290,14 @@ pub(super) fn status(data: &Path) -> Result<ExitCode> {
             st.log.bytes_received
         );
     }
+    let mut advice = Vec::new();
     for p in &st.publishers {
         println!("publisher {} ({})", p.name, &p.root_key);
         println!("  stories held: {}", p.held);
-        println!("  missing:      {}", ranges_text(&p.missing));
+        println!(
+            "  missing:      {}  (numbers the newsroom signed that this node lacks)",
+            ranges_text(&p.missing)
+        );
         match (p.head_sequence, p.head_issued_at) {
             (Some(seq), Some(at)) => {
                 let age = now().since(crate::proto::Timestamp(at));
@@ -294,9 +310,30 @@ pub(super) fn status(data: &Path) -> Result<ExitCode> {
                         ""
                     }
                 );
+                if p.head_expired {
+                    advice.push(format!(
+                        "the newest head of {} has expired: its newsroom has not been heard from lately, or someone holds its stories back; try another mirror (`kolokol peer add ADDR`)",
+                        p.name
+                    ));
+                }
             }
-            _ => println!("  newest head:  none yet"),
+            _ => println!("  newest head:  none yet  (the newsroom's signed latest number)"),
         }
+    }
+    if st.peers.is_empty() {
+        advice.push(
+            "no peers are connected, so no stories arrive: check this machine's network; give the node a mirror with `kolokol peer add /ip4/HOST/tcp/PORT/p2p/PEER_ID`; or trust a newsroom's file that lists mirrors (`kolokol trust add FILE|TEXT|URL`)"
+                .to_owned(),
+        );
+    }
+    if st.publishers.is_empty() {
+        advice.push(
+            "no newsroom is trusted, so there is nothing to fetch: ask a newsroom for its publisher file or text (`kolokol newsroom share` prints it) and add it with `kolokol trust add FILE|TEXT|URL`"
+                .to_owned(),
+        );
+    }
+    for a in advice {
+        println!("advice: {a}");
     }
     Ok(ExitCode::SUCCESS)
 }

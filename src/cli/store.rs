@@ -394,7 +394,7 @@ pub(super) fn trust_at_node(client: &ControlClient, newsroom: &Newsroom) -> Resu
     let path = newsroom.public_file_path();
     let text = crate::files::read_bounded_text(&path, MAX_PUBLISHER_FILE)?;
     match client.trust(&text) {
-        Ok(()) => Ok(()),
+        Ok(_) => Ok(()),
         Err(e) if e.is_conflict() => Ok(()),
         Err(e) => Err(e).context("adding the newsroom to the node's trust list"),
     }

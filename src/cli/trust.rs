@@ -1,17 +1,31 @@
 //! `kolokol trust`.
 
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use clap::Subcommand;
+
+use super::printable;
+use crate::trust::PublisherFile;
+use crate::trust::share;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum TrustCommand {
-    /// Trust the publisher described by a publisher file (from `keys/` or a newsroom).
+    /// Trust the publisher a publisher file describes. The file may come as
+    /// a path (from `keys/` or a newsroom), as its one-line text
+    /// (`kolokol-publisher:...`, from `kolokol newsroom share`), from an
+    /// http:// or https:// URL, or on standard input (`-`). Its
+    /// fingerprint and mirrors are shown first: compare the fingerprint
+    /// with the one the newsroom gives (`kolokol newsroom info`).
     Add {
-        /// The publisher file (TOML).
-        file: PathBuf,
+        /// A publisher file, its text, a URL of either, or `-`.
+        source: String,
+        /// Show what the file says, and add nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// List trusted publishers.
     List,
@@ -22,29 +36,131 @@ pub(super) enum TrustCommand {
     },
 }
 
+/// Most bytes read of a publisher file or its text, from a file, a URL
+/// or standard input: room for a text at its limit, wrapped by a chat app.
+const MAX_INPUT: u64 = 2 * crate::trust::share::MAX_TEXT as u64;
+/// Time allowed to connect to a URL.
+const URL_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed for a whole fetch of a URL.
+const URL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where a publisher file came from, for messages.
+struct Input {
+    /// The file's TOML text.
+    toml: String,
+    /// Its source, as the user named it.
+    label: String,
+}
+
+/// Reads the publisher file `source` names: a path, a URL, its text, or
+/// `-` for standard input; a text is unwrapped to the file it holds.
+fn read_input(source: &str) -> Result<Input> {
+    let (raw, label) = if source == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .take(MAX_INPUT + 1)
+            .read_to_string(&mut text)
+            .context("reading the publisher file from standard input")?;
+        if text.len() as u64 > MAX_INPUT {
+            bail!("standard input is too large for a publisher file (over {MAX_INPUT} bytes)");
+        }
+        (text, "standard input".to_owned())
+    } else if share::is_text(source) {
+        (source.to_owned(), "the text given".to_owned())
+    } else if source.starts_with("https://") || source.starts_with("http://") {
+        (fetch(source)?, source.to_owned())
+    } else {
+        let path = Path::new(source);
+        let text = crate::files::read_bounded_text(path, MAX_INPUT).with_context(|| {
+            format!("{source} is not a URL or a publisher text, and not a readable file")
+        })?;
+        (text, super::display(path))
+    };
+    let toml = if share::is_text(&raw) {
+        share::decode_text(&raw).with_context(|| label.clone())?
+    } else {
+        raw
+    };
+    Ok(Input { toml, label })
+}
+
+/// Fetches a publisher file or its text from `url`, bounded in time and
+/// size. The URL is the user's own choice, so one on this machine or the
+/// local network is fetched too.
+fn fetch(url: &str) -> Result<String> {
+    let parsed = url::Url::parse(url).with_context(|| format!("{url:?} is not a URL"))?;
+    let fetcher =
+        crate::newsroom::fetch::Fetcher::new(URL_CONNECT_TIMEOUT, URL_TIMEOUT).allow_local(true);
+    let fetched = fetcher.get(&parsed, MAX_INPUT, None).map_err(|e| match e {
+        crate::newsroom::fetch::FetchError::Status { status, .. } => {
+            anyhow::anyhow!("fetching {url} failed with status {status}")
+        }
+        e => anyhow::anyhow!("fetching {url} failed: {e}"),
+    })?;
+    String::from_utf8(fetched.bytes)
+        .map_err(|_| anyhow::anyhow!("{url} is not a publisher file (not UTF-8 text)"))
+}
+
+/// Shows what a publisher file says, before it is trusted.
+fn show(p: &PublisherFile) {
+    let shown = printable(p.shown_name());
+    if shown == p.name {
+        println!("publisher:   {}", p.name);
+    } else {
+        println!("publisher:   {shown} ({})", p.name);
+    }
+    println!("fingerprint: {}", share::fingerprint(&p.root_key));
+    println!("root key:    {}", p.root_key);
+    if let Some(h) = &p.homepage {
+        println!("homepage:    {}", printable(h));
+    }
+    let mirrors = p.mirror_addresses();
+    if mirrors.is_empty() {
+        println!("mirrors:     none (the node finds its stories only through peers it knows)");
+    }
+    for m in mirrors {
+        println!("mirror:      {}", printable(&m));
+    }
+}
+
 pub(super) fn run(cmd: TrustCommand, data: &Path) -> Result<ExitCode> {
-    let list = super::store::trust_list(data)?;
     match cmd {
-        TrustCommand::Add { file } => {
-            let p = crate::trust::PublisherFile::load(&file)?;
-            match crate::node::control::ControlClient::for_data_dir(data) {
-                // The running node writes the trust list and subscribes.
-                Some(client) => client.trust(&crate::files::read_bounded_text(
-                    &file,
-                    crate::trust::MAX_PUBLISHER_FILE,
-                )?)?,
-                None => list.add_file(&p)?,
-            }
+        TrustCommand::Add { source, dry_run } => {
+            let input = read_input(&source)?;
+            let p = PublisherFile::parse(&input.toml, Path::new(&input.label))
+                .with_context(|| format!("{} is not a valid publisher file", input.label))?;
+            show(&p);
             if p.is_demo() {
                 eprintln!(
                     "warning: {} is the DEMO newsroom; its secret key is public, so anyone can sign as it. Never trust it for real news.",
                     p.name
                 );
             }
+            if dry_run {
+                println!("not added (--dry-run)");
+                return Ok(ExitCode::SUCCESS);
+            }
+            match crate::node::control::ControlClient::for_data_dir(data) {
+                // The running node writes the trust list, subscribes and
+                // dials the mirrors the file names.
+                Some(client) => {
+                    if client.trust(&p.to_toml())? {
+                        println!("the running node carries it from now on and dials its mirrors");
+                    } else {
+                        println!(
+                            "the running node trusts it but does not carry it: its carry list (--carry, `carry` in config.toml) leaves it out"
+                        );
+                    }
+                }
+                None => super::store::trust_list(data)?.add_file(&p)?,
+            }
             println!("trusted {} ({})", p.name, p.root_key);
+            println!(
+                "compare the fingerprint with the one the newsroom gives you (`kolokol newsroom info` shows it)"
+            );
         }
         TrustCommand::List => {
-            let all = list.list()?;
+            let all = super::store::trust_list(data)?.list()?;
             if all.is_empty() {
                 println!("no trusted publishers (add one with `kolokol trust add FILE`)");
             }
@@ -68,7 +184,7 @@ pub(super) fn run(cmd: TrustCommand, data: &Path) -> Result<ExitCode> {
                 // The running node writes the trust list and stops
                 // carrying the publisher at once.
                 Some(client) => client.untrust(&name)?,
-                None => list.remove(&name)?,
+                None => super::store::trust_list(data)?.remove(&name)?,
             }
             println!("removed {name}");
         }

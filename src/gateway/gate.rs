@@ -238,12 +238,13 @@ fn passphrase_field(body: &[u8]) -> Zeroizing<Vec<u8>> {
     Zeroizing::new(Vec::new())
 }
 
-/// Whether a request comes from the lock page itself: its `Origin` is
+/// Whether a request comes from the lock page (or another of the
+/// gateway's own pages) itself: its `Origin` is
 /// the address the request was made to (`Host`), and that is this
 /// gateway's loopback address and port. A page on another site sends its
 /// own origin, or `null`. On a public gateway only an IP address counts,
 /// which no DNS rebinding can give.
-fn same_origin(headers: &HeaderMap, local: SocketAddr, public: bool) -> bool {
+pub(crate) fn same_origin(headers: &HeaderMap, local: SocketAddr, public: bool) -> bool {
     let text = |name| {
         headers
             .get(name)

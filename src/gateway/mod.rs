@@ -1,8 +1,10 @@
 //! The reader's gateway: a local web reader, Atom feeds and a JSON API over
 //! the store, served by every node (by default on 127.0.0.1:8080).
 //!
-//! It is read-only. Everything it shows was verified before the store kept
-//! it; it only decides how to show it: article bodies are sanitized, every
+//! It is read-only, but for its "Add a newsroom" page, which hands a
+//! publisher file the reader confirmed to the node's [`TrustDesk`] (and
+//! takes its posts only from the gateway's own pages). Everything it shows
+//! was verified before the store kept it; it only decides how to show it: article bodies are sanitized, every
 //! response carries a strict Content-Security-Policy, and no page loads or
 //! links anything outside the node, so it works with the network down and
 //! tells no one else what the reader reads.
@@ -50,7 +52,7 @@ use crate::proto::{PublicKey, Timestamp};
 use crate::store::Store;
 use crate::trust::{PublisherFile, TrustList};
 use catalog::Catalog;
-pub use view::{NetworkFigures, NodeView, ViewError};
+pub use view::{NetworkFigures, NodeView, TrustDesk, ViewError};
 
 /// The gateway's default address: loopback only.
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8080";
@@ -261,6 +263,8 @@ struct Inner {
     store: Arc<Store>,
     publishers: Publishers,
     node: OnceLock<Arc<dyn NodeView>>,
+    /// Where the "Add a newsroom" page hands a confirmed publisher file.
+    desk: OnceLock<Arc<dyn TrustDesk>>,
     /// The node's full-text index, when it runs inside a node.
     search: OnceLock<Arc<crate::search::Search>>,
     public: AtomicBool,
@@ -283,6 +287,7 @@ impl GatewayState {
                 store,
                 publishers,
                 node: OnceLock::new(),
+                desk: OnceLock::new(),
                 search: OnceLock::new(),
                 public: AtomicBool::new(false),
                 local: OnceLock::new(),
@@ -313,6 +318,22 @@ impl GatewayState {
     pub fn node(self, node: impl NodeView + 'static) -> Self {
         let _ = self.inner.node.set(Arc::new(node));
         self
+    }
+
+    /// Lets the "Add a newsroom" page trust publishers through `desk`
+    /// (the first one given stays); without one the page says how to add
+    /// one from the command line.
+    pub fn trust_desk(self, desk: impl TrustDesk + 'static) -> Self {
+        let _ = self.inner.desk.set(Arc::new(desk));
+        self
+    }
+
+    pub(crate) fn is_public(&self) -> bool {
+        self.inner.public.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn desk(&self) -> Option<&dyn TrustDesk> {
+        self.inner.desk.get().map(|d| &**d)
     }
 
     /// Accepts requests for any host name (the gateway listens beyond
@@ -443,7 +464,13 @@ async fn guard(State(state): State<GatewayState>, req: Request, next: Next) -> R
         )
             .into_response()
     };
-    secure_headers(resp.headers_mut(), "no-referrer");
+    // A page with a form that posts back (the "Add a newsroom" page)
+    // asks for `same-origin`, so that its posts carry their origin.
+    let referrer = match resp.headers().get(header::REFERRER_POLICY) {
+        Some(v) if v == "same-origin" => "same-origin",
+        _ => "no-referrer",
+    };
+    secure_headers(resp.headers_mut(), referrer);
     resp
 }
 
@@ -490,6 +517,12 @@ pub fn router(state: GatewayState) -> Router {
         .route("/media/{id}/{*path}", get(pages::media))
         .route("/search", get(pages::search))
         .route("/safety", get(pages::safety))
+        .route(
+            "/add",
+            get(pages::add_form)
+                .post(pages::add_post)
+                .layer(axum::extract::DefaultBodyLimit::max(pages::MAX_ADD_BODY)),
+        )
         .route("/feed.atom", get(feed::all_feed))
         .route("/static/style.css", get(pages::style))
         .route("/static/icon.png", get(pages::icon))

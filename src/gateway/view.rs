@@ -1,7 +1,9 @@
 //! What the gateway may see of the node it runs in: a few status figures,
 //! nothing that changes anything. The node hands the gateway a
-//! [`NodeView`] rather than its network handle, so the read-only reader
-//! cannot publish, trust or untrust.
+//! [`NodeView`] rather than its network handle, so the reader cannot
+//! publish, untrust or revoke through it; the one change it may ask for,
+//! trusting a publisher the reader confirmed, goes through a
+//! [`TrustDesk`].
 
 use futures::future::BoxFuture;
 
@@ -35,4 +37,13 @@ pub trait NodeView: Send + Sync {
     /// The node's network figures now. A busy node may take a while; the
     /// caller bounds the wait.
     fn network(&self) -> BoxFuture<'_, Result<NetworkFigures, ViewError>>;
+}
+
+/// What the gateway's "Add a newsroom" page may ask of the node it runs
+/// in: to trust one publisher file, as `kolokol trust add` does. Nothing
+/// else changes through the gateway.
+pub trait TrustDesk: Send + Sync {
+    /// Adds `file` to the trust list and to the node, which subscribes and
+    /// dials the mirrors it names.
+    fn trust(&self, file: crate::trust::PublisherFile) -> BoxFuture<'_, Result<(), ViewError>>;
 }

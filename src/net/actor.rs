@@ -596,6 +596,6 @@ impl Actor {
 }
 
 /// The libp2p addresses of a verified mirror list that parse.
-fn list_addresses(list: &crate::proto::MirrorList) -> Vec<Multiaddr> {
+pub(super) fn list_addresses(list: &crate::proto::MirrorList) -> Vec<Multiaddr> {
     list.libp2p.iter().filter_map(|a| a.parse().ok()).collect()
 }

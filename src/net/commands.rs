@@ -58,10 +58,18 @@ impl Actor {
                     return;
                 }
                 self.discovery.choose_address(&addr);
+                // Kept in the book like a configured peer: dialed again
+                // after a drop, and remembered across restarts.
+                let peer = self.book_bootstrap(&addr);
                 let result = self.swarm.dial(addr.clone()).map_err(|e| NetError::Dial {
                     addr: addr.to_string(),
                     reason: e.to_string(),
                 });
+                if result.is_err()
+                    && let Some(peer) = peer
+                {
+                    self.book_dial_failed(&peer);
+                }
                 let _ = reply.send(result);
             }
             Command::Report {
@@ -346,6 +354,11 @@ impl Actor {
                         .map_err(|e| NetError::Rejected(e.to_string()))?;
                     self.absorb(&policy);
                     if let Some(list) = mirror_list {
+                        // Its mirrors go into the book, which dials them:
+                        // a newsroom trusted while the node runs is
+                        // reached without a restart.
+                        let addrs = super::actor::list_addresses(&list);
+                        self.learn(&addrs, super::book::Source::MirrorList);
                         self.state.know_mirror_list(*list);
                     }
                     Ok(())

@@ -1,7 +1,7 @@
 //! The node's local control API: JSON over HTTP on 127.0.0.1, protected by
 //! a bearer token kept in the data directory (mode 0600). While a node runs
-//! it holds the store, so `kolokol publish`, `import`, `trust add` and
-//! `status` come through here.
+//! it holds the store, so `kolokol publish`, `import`, `trust add`,
+//! `peer add` and `status` come through here.
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
@@ -264,31 +264,90 @@ async fn trust(State(s): State<ApiState>, headers: HeaderMap, body: String) -> R
         Ok(f) => f,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let list = &s.trust;
-    if let Err(e) = list.add_file(&file) {
-        // 409 means only "clashes with a publisher already trusted", so
-        // that a client can tell it from a failure by the status alone.
-        let status = if e.is_already_trusted() {
-            StatusCode::CONFLICT
-        } else {
-            StatusCode::INTERNAL_SERVER_ERROR
-        };
-        return error(status, e);
-    }
-    // Trusted, but carried only if the carry list names it (or is empty).
-    if !s.carry.is_empty() && !s.carry.contains(&file.name) {
-        return axum::Json(serde_json::json!({
-            "name": file.name,
-            "root_key": file.root_key.to_string(),
+    let (name, root_key) = (file.name.clone(), file.root_key.to_string());
+    match add_publisher(&s.trust, &s.carry, &s.node, file).await {
+        Ok(true) => {
+            axum::Json(serde_json::json!({ "name": name, "root_key": root_key })).into_response()
+        }
+        Ok(false) => axum::Json(serde_json::json!({
+            "name": name,
+            "root_key": root_key,
             "carried": false,
         }))
-        .into_response();
-    }
-    match s.node.trust(file.clone()).await {
-        Ok(()) => axum::Json(
-            serde_json::json!({ "name": file.name, "root_key": file.root_key.to_string() }),
-        )
         .into_response(),
+        Err(e) => error(e.status(), e),
+    }
+}
+
+/// Why a publisher could not be added to a running node.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AddError {
+    /// The trust list refused or failed to write it.
+    #[error(transparent)]
+    Trust(#[from] crate::trust::TrustError),
+    /// The network refused it.
+    #[error(transparent)]
+    Net(#[from] crate::net::NetError),
+}
+
+impl AddError {
+    /// The control API's status for it: 409 means only "clashes with a
+    /// publisher already trusted", so that a client can tell it from a
+    /// failure by the status alone.
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::Trust(e) if e.is_already_trusted() => StatusCode::CONFLICT,
+            Self::Trust(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Net(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        }
+    }
+}
+
+/// Adds `file` to the running node's trust list and, unless the carry
+/// list leaves it out, to the node, which subscribes and dials the
+/// mirrors the file names (its bootstrap addresses now; its mirror list's
+/// through the address book). Whether the node carries it.
+pub(crate) async fn add_publisher(
+    trust: &TrustList,
+    carry: &[String],
+    node: &Network,
+    file: PublisherFile,
+) -> Result<bool, AddError> {
+    trust.add_file(&file)?;
+    if !carry.is_empty() && !carry.contains(&file.name) {
+        return Ok(false);
+    }
+    let bootstrap = file.bootstrap.clone();
+    node.trust(file).await?;
+    for addr in bootstrap.iter().take(crate::trust::MAX_BOOTSTRAP) {
+        let Ok(ma) = addr.parse::<libp2p::Multiaddr>() else {
+            tracing::debug!("a publisher file's bootstrap address {addr:?} is not a multiaddress");
+            continue;
+        };
+        if let Err(e) = node.dial(ma).await {
+            tracing::debug!("cannot dial a publisher file's bootstrap address: {e}");
+        }
+    }
+    Ok(true)
+}
+
+/// Dials a peer now and keeps it in the address book.
+async fn peer(State(s): State<ApiState>, headers: HeaderMap, body: String) -> Response {
+    if !authorized(&s, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong control token");
+    }
+    let text = body.trim();
+    let addr = match text.parse::<libp2p::Multiaddr>() {
+        Ok(a) => a,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("{text:?} is not a multiaddress: {e}"),
+            );
+        }
+    };
+    match s.node.dial(addr).await {
+        Ok(()) => axum::Json(serde_json::json!({ "dialing": text })).into_response(),
         Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
     }
 }
@@ -310,6 +369,7 @@ pub(crate) fn router(state: ApiState) -> Router {
             )),
         )
         .route("/v1/untrust", post(untrust))
+        .route("/v1/peer", post(peer))
         .route(
             "/v1/revoke",
             post(revoke).layer(DefaultBodyLimit::max(
@@ -541,10 +601,18 @@ impl ControlClient {
             .map(|_| ())
     }
 
-    /// Has the node trust a publisher file's publisher.
-    pub fn trust(&self, publisher_toml: &str) -> Result<(), ControlError> {
-        self.request("POST", "/v1/trust", "text/plain", publisher_toml.as_bytes())
+    /// Has the node dial a peer (a multiaddress ending in `/p2p/<peer
+    /// id>`) now and keep it in its address book.
+    pub fn peer(&self, addr: &str) -> Result<(), ControlError> {
+        self.request("POST", "/v1/peer", "text/plain", addr.as_bytes())
             .map(|_| ())
+    }
+
+    /// Has the node trust a publisher file's publisher. Whether the node
+    /// carries it (false when its carry list leaves it out).
+    pub fn trust(&self, publisher_toml: &str) -> Result<bool, ControlError> {
+        let v = self.request("POST", "/v1/trust", "text/plain", publisher_toml.as_bytes())?;
+        Ok(v.get("carried").and_then(|c| c.as_bool()).unwrap_or(true))
     }
 }
 

@@ -344,9 +344,15 @@ pub async fn start_gated(
             })
             .await;
     });
+    let desk = view::NodeDesk {
+        node: node.clone(),
+        trust: trust.clone(),
+        carry: config.carry.clone(),
+    };
     let gated = gate.as_ref().map(|g| {
         let state = crate::gateway::GatewayState::with_trust_list(store.clone(), trust.clone())
             .node(node.clone())
+            .trust_desk(desk.clone())
             .search(search.clone());
         (g.clone(), state)
     });
@@ -358,6 +364,7 @@ pub async fn start_gated(
                 .map_err(io(Path::new(&config.gateway.address)))?;
             let state = crate::gateway::GatewayState::with_trust_list(store.clone(), trust.clone())
                 .node(node.clone())
+                .trust_desk(desk.clone())
                 .search(search.clone())
                 .public(config.gateway.public);
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -20,6 +20,8 @@ use crate::proto::mirrors::{MAX_MIRROR_LIST_BYTES, MirrorList};
 use crate::proto::{KeyCertificate, PublicKey, TrustPolicy};
 use crate::seal::Sealer;
 
+pub mod share;
+
 include!(concat!(env!("OUT_DIR"), "/bundled_keys.rs"));
 
 /// Largest publisher file read, in bytes: room for a mirror list at its
@@ -271,6 +273,21 @@ impl PublisherFile {
     pub fn set_mirror_list(&mut self, signed: &[u8], certificate: &[u8]) {
         self.mirror_list = Some(hex::encode(signed));
         self.mirror_certificate = Some(hex::encode(certificate));
+    }
+
+    /// Where the file says its publisher's stories are carried: its
+    /// bootstrap addresses, then its mirror list's libp2p addresses and web
+    /// trees. The list is read unverified (for showing before the file is
+    /// trusted; the node verifies it before it uses it).
+    pub fn mirror_addresses(&self) -> Vec<String> {
+        let mut out = self.bootstrap.clone();
+        if let Ok(Some(bytes)) = self.mirror_list_bytes()
+            && let Ok(list) = crate::proto::decode_unverified::<MirrorList>(&bytes)
+        {
+            out.extend(list.libp2p);
+            out.extend(list.https);
+        }
+        out
     }
 
     /// Reads and checks a publisher file.

@@ -33,13 +33,18 @@ impl<'a> Page<'a> {
 /// chrome is English and left-to-right; each story carries its own `lang`
 /// and `dir`.
 pub(crate) fn layout(page: &Page<'_>, content: Markup) -> Markup {
+    layout_with(page, content, "no-referrer")
+}
+
+/// The layout with the referrer policy `referrer`.
+fn layout_with(page: &Page<'_>, content: Markup, referrer: &str) -> Markup {
     html! {
         (DOCTYPE) "\n"
         html lang="en" dir="ltr" {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="referrer" content="no-referrer";
+                meta name="referrer" content=(referrer);
                 title { (page.title) " · Kolokol" }
                 link rel="stylesheet" href="/static/style.css";
                 link rel="icon" type="image/png" href="/static/icon.png";
@@ -75,6 +80,22 @@ pub(crate) fn layout(page: &Page<'_>, content: Markup) -> Markup {
 /// A page's response: `content` in the layout.
 pub(crate) fn html_page(page: &Page<'_>, content: Markup) -> Response {
     Html(layout(page, content).into_string()).into_response()
+}
+
+/// A page whose forms post back to the gateway: its referrer policy is
+/// `same-origin`, so that the browser sends the page's origin with them
+/// (with `no-referrer` it sends `null`), which the gateway checks.
+pub(crate) fn form_page(status: StatusCode, page: &Page<'_>, content: Markup) -> Response {
+    let mut resp = (
+        status,
+        Html(layout_with(page, content, "same-origin").into_string()),
+    )
+        .into_response();
+    resp.headers_mut().insert(
+        axum::http::header::REFERRER_POLICY,
+        axum::http::HeaderValue::from_static("same-origin"),
+    );
+    resp
 }
 
 /// An HTML error page.

@@ -104,6 +104,7 @@ pub(crate) async fn home(State(state): State<GatewayState>) -> Response {
         @if trusted.list.is_empty() {
             p { "You trust no publisher yet. Add one with " code { "kolokol trust add FILE" } "." }
         }
+        p class="add" { a href="/add" { "Add a newsroom" } }
         ul class="publishers" {
             @for (p, info) in trusted.list.iter().zip(&infos) {
                 li class="publisher" {

@@ -613,3 +613,156 @@ fn retention_and_the_per_publisher_quota_evict_only_what_they_must() {
     let store = Store::open(&dir.path().join("store"), config).unwrap();
     assert_eq!(store.publisher_bytes(&q.public()).unwrap(), counted);
 }
+
+/// The store's own tree, opened directly, for tests that write what an
+/// older version or damage would have left.
+fn raw_tree(path: &std::path::Path) -> (sled::Db, sled::Tree) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let db = loop {
+        match sled::open(path.join("index")) {
+            Ok(db) => break db,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let tree = db.open_tree("kolokol").unwrap();
+    (db, tree)
+}
+
+#[test]
+fn a_schema_1_store_is_converted_at_open() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("store");
+    let p = Publisher::new(1);
+    let large = vec![7u8; 40_000];
+    let bundles = [
+        story(&p, 1, 1, b"<p>shared</p>").verified(),
+        story(&p, 2, 2, b"<p>shared</p>").verified(),
+        story(&p, 3, 3, b"<p>own</p>").verified(),
+        story(&p, 4, 4, &large).verified(),
+    ];
+    let before = {
+        let store = Store::open(&path, StoreConfig::default()).unwrap();
+        store_certificate(&store, &p);
+        store.ingest(&bundles).unwrap();
+        store.totals().unwrap()
+    };
+    // Back to schema 1: manifests and small blobs whole under `m` and `b`.
+    {
+        let (db, tree) = raw_tree(&path);
+        let value = |n: &[u8]| {
+            let mut k = vec![b'v'];
+            k.extend_from_slice(n);
+            tree.get(k).unwrap().unwrap()[33..].to_vec()
+        };
+        let mut batch = sled::Batch::default();
+        for item in tree.scan_prefix([b'e']) {
+            let (k, v) = item.unwrap();
+            let mut old = vec![b'm'];
+            old.extend_from_slice(&k[1..]);
+            batch.insert(old, value(&v));
+            batch.remove(k);
+        }
+        for item in tree.scan_prefix([b'g']) {
+            let (k, v) = item.unwrap();
+            let mut old = vec![b'b'];
+            old.extend_from_slice(&k[1..]);
+            let mut val = v[..4].to_vec();
+            val.extend_from_slice(&value(&v[4..12]));
+            batch.insert(old, val);
+            batch.remove(k);
+        }
+        for item in tree.scan_prefix([b'v']) {
+            batch.remove(item.unwrap().0);
+        }
+        batch.remove(b"Mvalue-next".to_vec());
+        batch.insert(b"Mschema".to_vec(), 1u32.to_be_bytes().to_vec());
+        tree.apply_batch(batch).unwrap();
+        assert!(tree.scan_prefix([b'v']).next().is_none());
+        db.flush().unwrap();
+    }
+    let store = Store::open(&path, StoreConfig::default()).unwrap();
+    for b in &bundles {
+        assert_eq!(
+            store.manifest(&b.id()).unwrap().unwrap().bytes,
+            b.manifest().bytes()
+        );
+        for (e, data) in b.blobs() {
+            assert_eq!(store.blob(&e.hash).unwrap().unwrap(), data);
+        }
+    }
+    let after = store.totals().unwrap();
+    assert_eq!(
+        (after.bundles, after.blobs, after.payload_bytes),
+        (before.bundles, before.blobs, before.payload_bytes)
+    );
+    assert!(store.check(false).unwrap().problems.is_empty());
+    // The shared blob's count came along: one use gone, the other stays.
+    let more = story(&p, 5, 5, b"<p>shared</p>").verified();
+    assert_eq!(store.ingest(&[more]).unwrap(), [Ingested::New]);
+    assert!(store.check(false).unwrap().problems.is_empty());
+    drop(store);
+    let (_db, tree) = raw_tree(&path);
+    assert!(tree.scan_prefix([b'm']).next().is_none());
+    assert!(tree.scan_prefix([b'b']).next().is_none());
+    assert_eq!(
+        tree.get(b"Mschema").unwrap().unwrap().as_ref(),
+        2u32.to_be_bytes()
+    );
+}
+
+#[test]
+fn check_finds_entries_and_values_that_disagree() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("store");
+    let p = Publisher::new(1);
+    let a = story(&p, 1, 1, b"<p>a</p>").verified();
+    let b = story(&p, 2, 2, b"<p>b</p>").verified();
+    {
+        let store = Store::open(&path, StoreConfig::default()).unwrap();
+        store_certificate(&store, &p);
+        store.ingest(&[a.clone(), b.clone()]).unwrap();
+    }
+    {
+        let (db, tree) = raw_tree(&path);
+        // b's manifest bytes go missing, and a value nothing names appears.
+        let mut k = vec![b'e'];
+        k.extend_from_slice(b.id().as_bytes());
+        let n = tree.get(&k).unwrap().unwrap();
+        let mut vk = vec![b'v'];
+        vk.extend_from_slice(&n);
+        tree.remove(vk).unwrap();
+        let mut stray = vec![b'v'];
+        stray.extend_from_slice(&u64::MAX.to_be_bytes());
+        let mut val = vec![b'b'];
+        val.extend_from_slice(BlobHash::of(b"stray").as_bytes());
+        val.extend_from_slice(b"stray");
+        tree.insert(stray, val).unwrap();
+        db.flush().unwrap();
+    }
+    let store = Store::open(&path, StoreConfig::default()).unwrap();
+    let report = store.check(false).unwrap();
+    assert_eq!(report.problems.len(), 2, "{:?}", report.problems);
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("bytes are missing")),
+        "{:?}",
+        report.problems
+    );
+    assert!(
+        report.problems.iter().any(|p| p.contains("no entry names")),
+        "{:?}",
+        report.problems
+    );
+    let report = store.check(true).unwrap();
+    assert_eq!(report.removed_bundles, [b.id()]);
+    assert!(store.check(false).unwrap().problems.is_empty());
+    assert!(store.has_bundle(&a.id()).unwrap());
+    assert_eq!(store.totals().unwrap().bundles, 1);
+    assert_eq!(store.ingest(&[b]).unwrap(), [Ingested::New]);
+    assert!(store.check(false).unwrap().problems.is_empty());
+}

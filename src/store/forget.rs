@@ -22,8 +22,8 @@ use super::catalog::slot_change;
 use super::ingest::release_blobs;
 use super::log::LogItem;
 use super::tables::{
-    CERT, COUNTS, HEAD, INDEX, LOG, MANIFEST, META, META_ADDRESS_BOOK, META_LOG_CURSOR,
-    META_PUBLISHER, MIRRORS, PIN, REVOCATION, SEQ, STORY, SeqState, bundle_bytes, id_from, key,
+    CERT, COUNTS, HEAD, INDEX, LOG, META, META_ADDRESS_BOOK, META_LOG_CURSOR, META_PUBLISHER,
+    MIRRORS, PIN, REVOCATION, SEQ, STORY, SeqState, bundle_bytes, id_from, key,
 };
 use super::tx::Tx;
 use super::{Store, StoreError};
@@ -102,7 +102,7 @@ impl Store {
             let mut unlink = Vec::new();
             for (slot, id, state) in chunk {
                 if let Some(sm) = self.manifest_in(&tx, id)? {
-                    tx.delete(key(MANIFEST, &[id.as_bytes()]));
+                    super::values::delete_manifest(&mut tx, id)?;
                     let (bytes, blobs) = release_blobs(&mut tx, &sm.manifest, &mut unlink)?;
                     let removed = sm.bytes.len() as u64 + bytes;
                     tx.payload -= removed as i64;

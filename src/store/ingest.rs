@@ -12,6 +12,7 @@ use super::tables::{
     key, story_key,
 };
 use super::tx::{Tx, ref_count, set_ref_count};
+use super::values::{delete_manifest, put_manifest};
 use super::{Store, StoreError};
 use crate::proto::{
     BlobHash, BundleId, CertId, KeyCertificate, Manifest, PublicKey, Revocation, VerifiedBundle,
@@ -131,7 +132,7 @@ impl Store {
             return Ok(Ingested::Revoked);
         }
 
-        tx.put(mkey, m.bytes().to_vec());
+        put_manifest(tx, &id, m.bytes())?;
         tx.payload += m.bytes().len() as i64;
         let mut increments: HashMap<BlobHash, (u32, &[u8])> = HashMap::new();
         for (entry, data) in b.blobs() {
@@ -201,7 +202,7 @@ impl Store {
             return Ok(0);
         };
         let m = &sm.manifest;
-        tx.delete(key(MANIFEST, &[id.as_bytes()]));
+        delete_manifest(&mut tx, id)?;
         let mut unlink = Vec::new();
         let (freed, _) = release_blobs(&mut tx, m, &mut unlink)?;
         let removed = sm.bytes.len() as u64 + freed;

@@ -35,6 +35,7 @@ mod sealed;
 mod tables;
 mod trust;
 mod tx;
+mod values;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -195,6 +196,7 @@ impl Store {
         )?;
         let blobs = Blobs::open(&path.join("blobs"), sealer)?;
         let store = Self::init(kv, blobs, config, Some(path.to_owned()))?;
+        store.convert_values()?;
         store.sweep_orphans()?;
         store.count_publishers()?;
         store.index_catalog()?;
@@ -238,7 +240,8 @@ impl Store {
             }
             Some(v) => {
                 let found = v.try_into().map(u32::from_be_bytes).unwrap_or(0);
-                if found != SCHEMA_VERSION {
+                // Version 1 is converted at open (`convert_values`).
+                if found != SCHEMA_VERSION && found != 1 {
                     return Err(StoreError::SchemaMismatch { found });
                 }
             }

@@ -46,7 +46,7 @@ impl Store {
         tx: &Tx<'_>,
         id: &BundleId,
     ) -> Result<Option<StoredManifest>, StoreError> {
-        match tx.get(&key(MANIFEST, &[id.as_bytes()]))? {
+        match super::values::manifest_bytes(tx, id)? {
             None => Ok(None),
             Some(bytes) => {
                 let manifest = decode_unverified::<Manifest>(&bytes)
@@ -106,8 +106,8 @@ impl Store {
 
     /// A stored blob.
     pub fn blob(&self, hash: &BlobHash) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(v) = self.kv.get(&key(BLOB, &[hash.as_bytes()]))? {
-            return Ok(v.get(4..).map(<[u8]>::to_vec));
+        if let Some(v) = super::values::blob_bytes(&Tx::new(&self.kv), hash)? {
+            return Ok(Some(v));
         }
         if !self.kv.contains(&key(REFS, &[hash.as_bytes()]))? {
             return Ok(None);
@@ -123,8 +123,7 @@ impl Store {
         offset: u64,
         len: u64,
     ) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-        if let Some(v) = self.kv.get(&key(BLOB, &[hash.as_bytes()]))? {
-            let data = v.get(4..).unwrap_or_default();
+        if let Some(data) = super::values::blob_bytes(&Tx::new(&self.kv), hash)? {
             let total = data.len() as u64;
             let start = offset.min(total) as usize;
             let end = offset.saturating_add(len).min(total) as usize;

@@ -7,8 +7,9 @@
 //! | prefix | key after it | value |
 //! |---|---|---|
 //! | `M` | name | meta: schema version, counters |
-//! | `m` | bundle id | signed manifest |
-//! | `b` | blob hash | for blobs up to 16 KiB: use count (u32 BE), then the bytes |
+//! | `e` | bundle id | the number (u64 BE) of its signed manifest under `v` |
+//! | `g` | blob hash | for blobs up to 16 KiB: use count (u32 BE), then the number (u64 BE) of its bytes under `v` |
+//! | `v` | number (u64 BE), growing | a manifest or a small blob: its kind, its id or hash, its bytes (see `values`) |
 //! | `r` | blob hash | for larger blobs, kept as files: use count (u32 BE) |
 //! | `s` | publisher, sequence (u64 BE) | state byte, bundle id |
 //! | `t` | publisher, story | the newest version: number, bundle id, first publication, language, section |
@@ -21,24 +22,30 @@
 //! | `i` | publisher, facet, inverted publication (u64 BE), inverted story | the story's `t` value (see `catalog`) |
 //! | `n` | publisher, facet | stories in the facet, and its name; for the facet of all ones, held bundles and known sequence ranges |
 //!
-//! Blobs up to [`INLINE_BLOB_MAX`] are values under `b`; larger ones are
+//! Blobs up to [`INLINE_BLOB_MAX`] are values under `v`; larger ones are
 //! files beside the database (see `blobs`), made durable before the
 //! batch that makes their bundle visible. A story's older versions are
 //! found by following `supersedes` back from its newest. Every bundle
-//! costs four writes (manifest, blob with its use count, sequence slot,
-//! story entry), and the catalog index four more per new story version
+//! costs six writes (manifest and blob, each a value and its entry,
+//! sequence slot, story entry), and the catalog index four more per new story version
 //! (one per facet: all, language, section, both) with their counters:
 //! the indices are kept to what sync, lists and eviction need.
 
 use super::StoreError;
 use crate::proto::{BundleId, Manifest, PublicKey, StoryId, Timestamp};
 
-/// Version of this key layout; a store of another version is refused.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of this key layout; a store of another version is refused,
+/// except version 1 (manifests and small blobs whole under `m` and `b`),
+/// which is converted at open.
+pub const SCHEMA_VERSION: u32 = 2;
 
 pub(super) const META: u8 = b'M';
-pub(super) const MANIFEST: u8 = b'm';
-pub(super) const BLOB: u8 = b'b';
+pub(super) const MANIFEST: u8 = b'e';
+pub(super) const BLOB: u8 = b'g';
+pub(super) const VALUE: u8 = b'v';
+/// Where schema 1 kept manifests and small blobs whole.
+pub(super) const OLD_MANIFEST: u8 = b'm';
+pub(super) const OLD_BLOB: u8 = b'b';
 
 pub(super) const REFS: u8 = b'r';
 pub(super) const SEQ: u8 = b's';
@@ -78,6 +85,8 @@ pub(super) const META_LOG_CURSOR: &[u8] = b"log-cursor/";
 /// before it existed, or repaired, get it built at open).
 pub(super) const META_CATALOG: &[u8] = b"catalog-indexed";
 pub(super) const META_BLOB_DISK: &[u8] = b"blobdisk";
+/// The number the next value under `v` gets.
+pub(super) const META_VALUE_NEXT: &[u8] = b"value-next";
 /// The node's address book (see `book`).
 pub(super) const META_ADDRESS_BOOK: &[u8] = b"address-book";
 

@@ -7,9 +7,10 @@ use std::collections::{BTreeMap, HashMap};
 use super::StoreError;
 use super::kv::{Kv, Op};
 use super::tables::{
-    BLOB, LOG, META, META_BLOB_DISK, META_BLOBS, META_BUNDLES, META_LOG_NEXT, META_PAYLOAD,
-    META_PUBLISHER, REFS, key, u64_of,
+    LOG, META, META_BLOB_DISK, META_BLOBS, META_BUNDLES, META_LOG_NEXT, META_PAYLOAD,
+    META_PUBLISHER, META_VALUE_NEXT, REFS, key, u64_of,
 };
+use super::values::{blob_entry, set_blob_count};
 use crate::proto::{BlobHash, PublicKey};
 
 /// Writes gathered for one atomic batch, read back before they are
@@ -24,6 +25,8 @@ pub(super) struct Tx<'a> {
     pub(super) per_publisher: HashMap<PublicKey, i64>,
     /// Appended to the log at commit, in order.
     pub(super) log: Vec<super::log::LogItem>,
+    /// The next value number, once one was taken in this batch.
+    value_next: Option<u64>,
 }
 
 impl<'a> Tx<'a> {
@@ -37,7 +40,20 @@ impl<'a> Tx<'a> {
             blob_disk: 0,
             per_publisher: HashMap::new(),
             log: Vec::new(),
+            value_next: None,
         }
+    }
+
+    /// A number for a new value under `v`, never given before: the
+    /// counter is read once and written back with the batch. Batches
+    /// that write are made under the store's write lock, one at a time.
+    pub(super) fn new_value(&mut self) -> Result<u64, StoreError> {
+        let n = match self.value_next {
+            Some(n) => n,
+            None => u64_of(self.kv.get(&key(META, &[META_VALUE_NEXT]))?),
+        };
+        self.value_next = Some(n + 1);
+        Ok(n)
     }
 
     pub(super) fn get(&self, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -83,6 +99,12 @@ impl<'a> Tx<'a> {
                 self.writes.insert(k, Some(v.to_be_bytes().to_vec()));
             }
         }
+        if let Some(next) = self.value_next {
+            self.writes.insert(
+                key(META, &[META_VALUE_NEXT]),
+                Some(next.to_be_bytes().to_vec()),
+            );
+        }
         if !self.log.is_empty() {
             let mut next = u64_of(self.kv.get(&key(META, &[META_LOG_NEXT]))?);
             for item in std::mem::take(&mut self.log) {
@@ -109,20 +131,20 @@ impl<'a> Tx<'a> {
     }
 }
 
-/// How many stored manifests use a blob: for an inline blob the first four
-/// bytes of its value (saving a write per bundle), for a file its `r` entry.
+/// How many stored manifests use a blob: for a small blob the count in
+/// its entry, for a file its `r` entry.
 pub(super) fn ref_count(tx: &Tx<'_>, hash: &BlobHash) -> Result<u32, StoreError> {
-    let v = match tx.get(&key(BLOB, &[hash.as_bytes()]))? {
-        Some(v) => v,
-        None => tx.get(&key(REFS, &[hash.as_bytes()]))?.unwrap_or_default(),
-    };
+    if let Some((count, _)) = blob_entry(tx, hash)? {
+        return Ok(count);
+    }
+    let v = tx.get(&key(REFS, &[hash.as_bytes()]))?.unwrap_or_default();
     Ok(v.get(..4)
         .and_then(|b| b.try_into().ok())
         .map_or(0, u32::from_be_bytes))
 }
 
-/// Sets a blob's count; 0 removes its entry. An inline blob's value is
-/// rewritten with the count in front (`data` when it is new).
+/// Sets a blob's count; 0 removes its entry (and a small blob's bytes).
+/// A small blob not stored yet is stored from `data`.
 pub(super) fn set_ref_count(
     tx: &mut Tx<'_>,
     hash: &BlobHash,
@@ -130,35 +152,14 @@ pub(super) fn set_ref_count(
     inline: bool,
     data: Option<&[u8]>,
 ) -> Result<(), StoreError> {
-    let k = if inline {
-        key(BLOB, &[hash.as_bytes()])
-    } else {
-        key(REFS, &[hash.as_bytes()])
-    };
+    if inline {
+        return set_blob_count(tx, hash, count, data);
+    }
+    let k = key(REFS, &[hash.as_bytes()]);
     if count == 0 {
         tx.delete(k);
-        return Ok(());
-    }
-    let mut v = if inline {
-        match tx.get(&k)? {
-            Some(v) => v,
-            None => {
-                let mut v = vec![0; 4];
-                v.extend_from_slice(
-                    data.ok_or_else(|| StoreError::Corrupt(format!("blob {hash} is missing")))?,
-                );
-                v
-            }
-        }
     } else {
-        vec![0; 4]
-    };
-    if v.len() < 4 {
-        return Err(StoreError::Corrupt(format!(
-            "blob {hash} entry is too short"
-        )));
+        tx.put(k, count.to_be_bytes().to_vec());
     }
-    v[..4].copy_from_slice(&count.to_be_bytes());
-    tx.put(k, v);
     Ok(())
 }

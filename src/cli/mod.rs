@@ -4,6 +4,7 @@ mod bundle;
 mod demo;
 mod feed;
 mod forget;
+mod json;
 mod mirrors;
 mod newsroom;
 mod node;
@@ -78,7 +79,7 @@ enum Command {
     Peer(peer::PeerCommand),
     /// Show the running node's peers, topics and, per publisher, what is held and missing,
     /// with advice when something is wrong.
-    Status,
+    Status(node::StatusArgs),
     /// Encrypt the data directory (store, trust list, identity, settings) under a passphrase.
     Seal(seal::SealArgs),
     /// Turn a sealed data directory back into plain files.
@@ -183,11 +184,35 @@ pub fn main() -> ExitCode {
         eprintln!("error: {}", report::chain(&e));
         return ExitCode::FAILURE;
     }
+    let json = cli.command.json();
     match run(cli) {
         Ok(code) => code,
+        Err(e) if json => {
+            // Scripts read one stream: the error object goes where the
+            // output would have gone.
+            if json::print(&json::error_report(&e)).is_err() {
+                eprintln!("error: {}", report::chain(&e));
+            }
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("error: {}", report::chain(&e));
             ExitCode::FAILURE
+        }
+    }
+}
+
+impl Command {
+    /// Whether the command was asked for `--json` output.
+    fn json(&self) -> bool {
+        match self {
+            Command::Status(a) => a.json,
+            Command::Verify(a) => a.json,
+            Command::Inspect(a) => a.json,
+            Command::Import(a) => a.json,
+            Command::Trust(t) => t.json(),
+            Command::Store(s) => s.json(),
+            _ => false,
         }
     }
 }
@@ -208,7 +233,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Import(args) => store::import(args, &data),
         Command::Node(args) => node::run_node(args, &data),
         Command::Peer(cmd) => peer::run(cmd, &data),
-        Command::Status => node::status(&data),
+        Command::Status(args) => node::status(args, &data),
         Command::Seal(args) => seal::seal(args, &data),
         Command::Unseal => seal::unseal(&data),
         Command::Wipe(args) => seal::wipe(args, &data),

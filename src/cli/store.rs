@@ -22,12 +22,14 @@ use crate::trust::{MAX_PUBLISHER_FILE, TrustList};
 #[derive(Debug, Subcommand)]
 pub(super) enum StoreCommand {
     /// Rehash every manifest and blob and report damage.
+    #[command(after_long_help = super::help::STORE_CHECK)]
     Check {
         /// Remove damaged entries (peers can supply them again).
         #[arg(long)]
         repair: bool,
     },
     /// Show what the store holds, per publisher.
+    #[command(after_long_help = super::help::STORE_STATS)]
     Stats {
         /// Print one JSON object (docs/cli-json.md) instead of text.
         #[arg(long)]

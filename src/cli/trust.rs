@@ -20,6 +20,7 @@ pub(super) enum TrustCommand {
     /// http:// or https:// URL, or on standard input (`-`). Its
     /// fingerprint and mirrors are shown first: compare the fingerprint
     /// with the one the newsroom gives (`kolokol newsroom info`).
+    #[command(after_long_help = super::help::TRUST_ADD)]
     Add {
         /// A publisher file, its text, a URL of either, or `-`.
         source: String,
@@ -28,6 +29,7 @@ pub(super) enum TrustCommand {
         dry_run: bool,
     },
     /// List trusted publishers.
+    #[command(after_long_help = super::help::TRUST_LIST)]
     List {
         /// Print one JSON object (docs/cli-json.md) instead of text.
         #[arg(long)]

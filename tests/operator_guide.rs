@@ -57,7 +57,10 @@ fn trust_newsroom(dir: &Path, data: &Path, name: &str) {
         &dir.join(format!("nr-{name}")),
         &["newsroom", "init", "--name", name, "--dir", s(&room)],
     );
-    ok(data, &["trust", "add", s(&room.join(format!("{name}.toml")))]);
+    ok(
+        data,
+        &["trust", "add", s(&room.join(format!("{name}.toml")))],
+    );
 }
 
 #[test]
@@ -100,9 +103,9 @@ fn the_guides_example_config_starts_a_node_that_answers() {
         data.join("node.toml").exists()
     });
 
-    // The control API's /v1/status, through `kolokol status`.
-    let client = kolokol::node::control::ControlClient::for_data_dir(&data)
-        .expect("the node's control API");
+    // The control API's /v1/status, by its client and by `kolokol status`.
+    let client =
+        kolokol::node::control::ControlClient::for_data_dir(&data).expect("the node's control API");
     let st = client.status().unwrap();
     assert!(st.mirror, "the example runs a mirror");
     let names: Vec<&str> = st.publishers.iter().map(|p| p.name.as_str()).collect();

@@ -95,3 +95,64 @@ fn demo_uses_the_data_directory_given() {
     assert!(data.join("newsroom").is_dir());
     assert!(data.join("articles").is_dir());
 }
+
+/// Splits a shell line into words: spaces separate, single quotes group.
+fn words(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    let mut any = false;
+    for c in line.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                any = true;
+            }
+            ' ' if !quoted => {
+                if any {
+                    out.push(std::mem::take(&mut word));
+                    any = false;
+                }
+            }
+            c => {
+                word.push(c);
+                any = true;
+            }
+        }
+    }
+    if any {
+        out.push(word);
+    }
+    out
+}
+
+#[test]
+fn every_example_parses() {
+    use clap::Parser;
+    let mut checked = 0;
+    for cmd in MAIN {
+        let text = help(cmd);
+        let block = &text[text.find("Examples:").unwrap()..];
+        // Lines continued with a backslash are one command.
+        let joined = block.replace("\\\n", " ");
+        for line in joined.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') || line == "Examples:" {
+                continue;
+            }
+            let mut args = words(line);
+            // Environment assignments before the command.
+            while args
+                .first()
+                .is_some_and(|a| a.contains('=') && !a.starts_with('-'))
+            {
+                args.remove(0);
+            }
+            assert_eq!(args[0], "kolokol", "{line}");
+            if let Err(e) = kolokol::cli::Cli::try_parse_from(&args) {
+                panic!("{cmd:?}: the example {line:?} does not parse: {e}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= MAIN.len() * 2, "only {checked} examples");
+}

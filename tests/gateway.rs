@@ -502,6 +502,103 @@ async fn unknown_things_are_404_and_bad_parameters_400() {
     secure(&r, "POST /");
 }
 
+/// Checks that `r` is an API error: JSON `{"error": {"status", "message"}}`
+/// with the response's status, never the HTML page.
+fn api_error(r: &common::gateway::Response, status: u16, what: &str) -> String {
+    assert_eq!(
+        r.status,
+        status,
+        "{what}: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    secure(r, what);
+    let v = json(r);
+    assert_eq!(v["error"]["status"], status, "{what}: {v}");
+    let message = v["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!message.is_empty(), "{what}: {v}");
+    assert!(!r.text().contains("<html"), "{what}");
+    message
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_errors_are_json_and_its_index_lists_the_routes() {
+    let dir = TempDir::new().unwrap();
+    let (_samples, _store, g) = demo_gateway(&dir.path().join("newsroom")).await;
+    let unknown = "0".repeat(64);
+    for path in [
+        "/api/v1/nothing".to_owned(),
+        "/api/v2/status".into(),
+        "/api/".into(),
+        "/api".into(),
+        format!("/api/v1/stories/{unknown}"),
+        "/api/v1/stories/not-hex".into(),
+        "/api/v1/publishers/nobody".into(),
+        "/api/v1/stories?publisher=nobody".into(),
+    ] {
+        let m = api_error(&get(g.addr, &path).await, 404, &path);
+        if path.contains("nothing") {
+            assert!(m.contains("/api/v1/"), "{path}: {m}");
+        }
+    }
+    for path in [
+        "/api/v1/stories?per_page=101",
+        "/api/v1/stories?page=x",
+        "/api/v1/stories?per_page=0",
+    ] {
+        api_error(&get(g.addr, path).await, 400, path);
+    }
+    for path in ["/api/v1/status", "/api/v1/stories", "/api/v1/"] {
+        let r = common::gateway::send(g.addr, "POST", path, &[], b"x").await;
+        api_error(&r, 405, &format!("POST {path}"));
+    }
+    // The host check's refusal, under /api/, is an API error too.
+    let r = get_with(g.addr, "/api/v1/status", &[("Host", "evil.example")]).await;
+    api_error(&r, 421, "other host");
+    // Outside /api/ the pages stay HTML.
+    let r = get(g.addr, "/nothing/here").await;
+    assert_eq!(r.status, 404);
+    assert!(
+        r.header("content-type")
+            .unwrap_or_default()
+            .starts_with("text/html")
+    );
+
+    // The index, with or without its slash, lists every route once, and
+    // each route without a parameter in it answers.
+    for path in ["/api/v1/", "/api/v1"] {
+        let r = get(g.addr, path).await;
+        assert_eq!(r.status, 200, "{path}");
+        secure(&r, path);
+        let v = json(&r);
+        let routes = v["routes"].as_array().unwrap();
+        let paths: Vec<&str> = routes.iter().map(|r| r["path"].as_str().unwrap()).collect();
+        for want in [
+            "/api/v1/status",
+            "/api/v1/publishers",
+            "/api/v1/publishers/{name}",
+            "/api/v1/stories",
+            "/api/v1/stories/{id}",
+        ] {
+            assert_eq!(
+                paths.iter().filter(|p| **p == want).count(),
+                1,
+                "{want}: {v}"
+            );
+        }
+        for route in routes {
+            let d = route["description"].as_str().unwrap();
+            assert!(!d.is_empty() && !d.contains('\n'), "{route}");
+            let p = route["path"].as_str().unwrap();
+            if !p.contains('{') {
+                assert_eq!(get(g.addr, p).await.status, 200, "{p}");
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_host_names_are_refused_unless_public() {
     let dir = TempDir::new().unwrap();

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
+use super::json;
 use super::newsroom::newsroom_dir;
 use super::{display, now, printable};
 use crate::newsroom::checks::check_article;
@@ -81,12 +82,18 @@ pub(super) struct VerifyArgs {
     /// A revocation file to apply (repeatable), besides those carried in the bundle files.
     #[arg(long = "revocation", value_name = "FILE")]
     revocations: Vec<PathBuf>,
+    /// Print one JSON object (docs/cli-json.md) instead of text.
+    #[arg(long)]
+    pub(super) json: bool,
 }
 
 #[derive(Debug, Args)]
 pub(super) struct InspectArgs {
     /// A .kolokol file.
     file: PathBuf,
+    /// Print one JSON object (docs/cli-json.md) instead of text.
+    #[arg(long)]
+    pub(super) json: bool,
 }
 
 pub(super) fn run_bundle(cmd: BundleCommand, data: &Path) -> Result<ExitCode> {
@@ -178,6 +185,42 @@ fn read_bundle_file(path: &Path) -> Result<BundleFile> {
     BundleFile::read(std::io::BufReader::new(f)).with_context(|| display(path))
 }
 
+/// A verified file as `verify --json` gives it.
+fn verified_json(
+    path: &Path,
+    v: &crate::proto::bundle::VerifiedBundleFile,
+    names: &std::collections::HashMap<crate::proto::PublicKey, String>,
+) -> json::VerifiedFile {
+    let m = v.bundle.manifest();
+    let c = &v.certificate;
+    json::VerifiedFile {
+        path: display(path),
+        ok: true,
+        error: None,
+        bundle: Some(json::BundleInfo {
+            id: v.bundle.id().to_string(),
+            publisher: json::key_hex(&m.publisher),
+            publisher_name: names.get(&m.publisher).cloned(),
+            story: m.story.to_string(),
+            version: m.version,
+            kind: m.kind.as_str().to_owned(),
+            sequence: m.sequence,
+            title: m.metadata.title.clone(),
+            language: m.metadata.language.clone(),
+            signed_at: json::secs(m.signed_at),
+            files: m.entries.len() as u64,
+            bytes: m.total_size(),
+            signing_key: json::SigningKey {
+                certificate: m.certificate.to_string(),
+                key: json::key_hex(&c.signing_key),
+                serial: c.serial,
+                not_before: json::secs(c.not_before),
+                not_after: json::secs(c.not_after),
+            },
+        }),
+    }
+}
+
 pub(super) fn verify(args: VerifyArgs, data: &Path) -> Result<ExitCode> {
     let trust = super::store::trust_list(data)?;
     let names: std::collections::HashMap<_, _> = trust
@@ -207,9 +250,25 @@ pub(super) fn verify(args: VerifyArgs, data: &Path) -> Result<ExitCode> {
     }
     let now = now();
     let mut failed = 0;
+    let mut out = Vec::new();
     for (path, file) in files {
         let result =
             file.and_then(|f| verify_bundle_file(&policy, f, now).map_err(anyhow::Error::from));
+        if args.json {
+            out.push(match result {
+                Ok(v) => verified_json(path, &v, &names),
+                Err(e) => {
+                    failed += 1;
+                    json::VerifiedFile {
+                        path: display(path),
+                        ok: false,
+                        error: Some(super::report::chain(&e)),
+                        bundle: None,
+                    }
+                }
+            });
+            continue;
+        }
         match result {
             Ok(v) => {
                 println!("OK {}", display(path));
@@ -229,17 +288,151 @@ pub(super) fn verify(args: VerifyArgs, data: &Path) -> Result<ExitCode> {
             }
         }
     }
-    if failed > 0 {
+    if args.json {
+        json::print(&json::Verify {
+            format: json::FORMAT,
+            ok: failed == 0,
+            files: out,
+        })?;
+    } else if failed > 0 {
         eprintln!("{failed} of {} files failed verification", args.files.len());
+    }
+    if failed > 0 {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `inspect --json`: every frame, decoded without checking anything.
+fn inspect_json(path: &Path, frames: &mut FrameReader<impl std::io::Read>) -> Result<ExitCode> {
+    fn undecodable(frame: &str, e: impl std::fmt::Display) -> json::Frame {
+        json::Frame::Undecodable {
+            frame: frame.to_owned(),
+            error: e.to_string(),
+        }
+    }
+    let file_kind = match frames.kind() {
+        crate::proto::bundle::FileKind::Bundle => "bundle",
+        crate::proto::bundle::FileKind::Archive => "archive",
+    };
+    let mut out = Vec::new();
+    let mut error = None;
+    let mut entries: Vec<crate::proto::Entry> = Vec::new();
+    let mut blob_index = 0;
+    loop {
+        let frame = match frames.next_frame() {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                error = Some(e.to_string());
+                break;
+            }
+        };
+        let p = &frame.payload;
+        let item = match frame.tag {
+            FrameTag::Certificate => match decode_unverified::<KeyCertificate>(p) {
+                Ok(c) => json::Frame::Certificate {
+                    id: crate::proto::CertId::of(p).to_string(),
+                    publisher: json::key_hex(&c.publisher),
+                    signing_key: json::key_hex(&c.signing_key),
+                    serial: c.serial,
+                    not_before: json::secs(c.not_before),
+                    not_after: json::secs(c.not_after),
+                    languages: c.scope.languages,
+                },
+                Err(e) => undecodable("certificate", e),
+            },
+            FrameTag::Revocation => match decode_unverified::<Revocation>(p) {
+                Ok(r) => json::Frame::Revocation {
+                    publisher: json::key_hex(&r.publisher),
+                    key: json::key_hex(&r.key),
+                    effective_from: json::secs(r.effective_from),
+                    reason: r.reason,
+                },
+                Err(e) => undecodable("revocation", e),
+            },
+            FrameTag::Head => match decode_unverified::<Head>(p) {
+                Ok(h) => json::Frame::Head {
+                    publisher: json::key_hex(&h.publisher),
+                    sequence: h.sequence,
+                    issued_at: json::secs(h.issued_at),
+                    expires_at: json::secs(h.expires_at),
+                },
+                Err(e) => undecodable("head", e),
+            },
+            FrameTag::Manifest => match decode_unverified::<Manifest>(p) {
+                Ok(m) => {
+                    let item = json::Frame::Manifest {
+                        id: BundleId::of(p).to_string(),
+                        publisher: json::key_hex(&m.publisher),
+                        title: m.metadata.title.clone(),
+                        language: m.metadata.language.clone(),
+                        authors: m.metadata.authors.clone(),
+                        story: m.story.to_string(),
+                        version: m.version,
+                        kind: m.kind.as_str().to_owned(),
+                        sequence: m.sequence,
+                        supersedes: m.supersedes.map(|s| s.to_string()),
+                        signed_at: json::secs(m.signed_at),
+                        certificate: m.certificate.to_string(),
+                        entries: m.entries.len() as u64,
+                    };
+                    entries = m.entries;
+                    blob_index = 0;
+                    item
+                }
+                Err(e) => undecodable("manifest", e),
+            },
+            FrameTag::Blob => {
+                let entry = entries.get(blob_index);
+                blob_index += 1;
+                json::Frame::Blob {
+                    path: entry.map(|e| e.path.clone()),
+                    media_type: entry.map(|e| e.media_type.clone()),
+                    size: p.len() as u64,
+                    blake3: crate::proto::BlobHash::of(p).to_string(),
+                }
+            }
+            FrameTag::MirrorList => {
+                match decode_unverified::<crate::proto::mirrors::MirrorList>(p) {
+                    Ok(l) => json::Frame::MirrorList {
+                        publisher: json::key_hex(&l.publisher),
+                        libp2p: l.libp2p,
+                        https: l.https,
+                        issued_at: json::secs(l.issued_at),
+                        expires_at: json::secs(l.expires_at),
+                    },
+                    Err(e) => undecodable("mirror list", e),
+                }
+            }
+            FrameTag::End => continue,
+        };
+        out.push(item);
+    }
+    let damaged = error.is_some();
+    json::print(&json::Inspect {
+        format: json::FORMAT,
+        verified: false,
+        path: display(path),
+        file_kind: file_kind.to_owned(),
+        frames: out,
+        error,
+    })?;
+    // As the text output does: a damaged file fails.
+    Ok(if damaged {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 pub(super) fn inspect(args: InspectArgs) -> Result<ExitCode> {
     let path = &args.file;
     let f = fs::File::open(path).with_context(|| display(path))?;
     let mut frames = FrameReader::new(std::io::BufReader::new(f)).with_context(|| display(path))?;
+    if args.json {
+        return inspect_json(path, &mut frames);
+    }
     println!(
         "UNVERIFIED contents of {} ({:?} file). Nothing below has been checked; use `kolokol verify`.",
         display(path),

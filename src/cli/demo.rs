@@ -25,7 +25,8 @@ use crate::store::{Store, StoreConfig};
 
 #[derive(Debug, Args)]
 pub(super) struct DemoArgs {
-    /// Folder for the demo's newsroom and nodes [default: a new temporary folder].
+    /// Folder for the demo's newsroom and nodes [default: --data-dir if
+    /// given, else a new temporary folder].
     #[arg(long)]
     dir: Option<PathBuf>,
     /// Serve the reader's gateway on this address.
@@ -160,7 +161,12 @@ async fn gateway_answers(addr: std::net::SocketAddr) -> Result<()> {
     .context("asking the gateway")?
 }
 
-pub(super) fn run(args: DemoArgs) -> Result<ExitCode> {
+/// Runs the demo in `--dir`, else in the data directory given
+/// (`--data-dir` or `KOLOKOL_DATA_DIR`), else in a new temporary folder.
+pub(super) fn run(mut args: DemoArgs, data_dir: Option<&Path>) -> Result<ExitCode> {
+    if args.dir.is_none() {
+        args.dir = data_dir.map(Path::to_owned);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

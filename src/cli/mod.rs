@@ -4,6 +4,8 @@ mod bundle;
 mod demo;
 mod feed;
 mod forget;
+mod help;
+mod json;
 mod mirrors;
 mod newsroom;
 mod node;
@@ -21,23 +23,26 @@ use clap::{Parser, Subcommand};
 
 use crate::proto::Timestamp;
 
+/// The heading of the options every command takes.
+const GLOBAL: &str = "Global options";
+
 /// Kolokol: carry signed news stories past censorship, peer to peer.
 #[derive(Debug, Parser)]
 #[command(name = "kolokol", version, about, long_about = None)]
 pub struct Cli {
-    /// Data directory (trust list, store, node identity).
-    #[arg(long, global = true, env = "KOLOKOL_DATA_DIR", value_name = "DIR")]
+    /// Data directory (trust list, store, node identity); for `demo`, the
+    /// folder of its newsroom and nodes.
+    #[arg(long, global = true, env = "KOLOKOL_DATA_DIR", value_name = "DIR", help_heading = GLOBAL)]
     data_dir: Option<PathBuf>,
     /// More log output (-v, -vv); RUST_LOG or --log-level override.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     verbose: u8,
     /// Log level or filter (error, warn, info, debug, trace, or a RUST_LOG
     /// style filter such as "kolokol=debug,libp2p=info").
-    #[arg(long, global = true, env = "KOLOKOL_LOG", value_name = "FILTER")]
+    #[arg(long, global = true, env = "KOLOKOL_LOG", value_name = "FILTER", help_heading = GLOBAL)]
     log_level: Option<String>,
-    /// Log format on standard error: text for people, json (one object
-    /// per line) for log collectors on servers.
-    #[arg(long, global = true, env = "KOLOKOL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    /// Log format on standard error.
+    #[arg(long, global = true, env = "KOLOKOL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, help_heading = GLOBAL)]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -46,6 +51,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the demo: a demo newsroom signs sample stories, and they are verified.
+    #[command(after_long_help = help::DEMO)]
     Demo(demo::DemoArgs),
     /// Manage a newsroom's keys.
     #[command(subcommand)]
@@ -54,8 +60,10 @@ enum Command {
     #[command(subcommand)]
     Bundle(bundle::BundleCommand),
     /// Verify bundle files against the trust list.
+    #[command(after_long_help = help::VERIFY)]
     Verify(bundle::VerifyArgs),
     /// Show what a file holds, without trusting it.
+    #[command(after_long_help = help::INSPECT)]
     Inspect(bundle::InspectArgs),
     /// Manage the trust list of publishers.
     #[command(subcommand)]
@@ -63,27 +71,34 @@ enum Command {
     /// Remove a publisher's stories, media and traces from this machine, and stop trusting it.
     Forget(forget::ForgetArgs),
     /// Sign an article, or import a feed (--feed), and add it to the local store in one step.
+    #[command(after_long_help = help::PUBLISH)]
     Publish(feed::PublishArgs),
     /// Look after the local store.
     #[command(subcommand)]
     Store(store::StoreCommand),
     /// Write an archive of stored bundles, for carrying by hand.
+    #[command(after_long_help = help::EXPORT)]
     Export(store::ExportArgs),
     /// Verify and store archives or bundle files.
+    #[command(after_long_help = help::IMPORT)]
     Import(store::ImportArgs),
     /// Run a node: fetch, verify, store and pass on stories, until Ctrl-C or SIGTERM.
+    #[command(after_long_help = help::NODE)]
     Node(node::NodeArgs),
     /// Give the running node a peer to dial, without a restart.
     #[command(subcommand)]
     Peer(peer::PeerCommand),
     /// Show the running node's peers, topics and, per publisher, what is held and missing,
     /// with advice when something is wrong.
-    Status,
+    #[command(after_long_help = help::STATUS)]
+    Status(node::StatusArgs),
     /// Encrypt the data directory (store, trust list, identity, settings) under a passphrase.
+    #[command(after_long_help = help::SEAL)]
     Seal(seal::SealArgs),
     /// Turn a sealed data directory back into plain files.
     Unseal,
     /// Destroy the data directory: its key first (unreadable within a second), then the rest.
+    #[command(after_long_help = help::WIPE)]
     Wipe(seal::WipeArgs),
     /// Lock the running node of a sealed data directory: it lets go of its store and key, and its
     /// gateway asks for the passphrase again.
@@ -142,9 +157,9 @@ pub(crate) fn display(path: &Path) -> String {
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum LogFormat {
-    /// Human-readable lines.
+    /// Lines for people to read.
     Text,
-    /// One JSON object per line.
+    /// One JSON object per line, for log collectors on servers.
     Json,
 }
 
@@ -183,8 +198,17 @@ pub fn main() -> ExitCode {
         eprintln!("error: {}", report::chain(&e));
         return ExitCode::FAILURE;
     }
+    let json = cli.command.json();
     match run(cli) {
         Ok(code) => code,
+        Err(e) if json => {
+            // Scripts read one stream: the error object goes where the
+            // output would have gone.
+            if json::print(&json::error_report(&e)).is_err() {
+                eprintln!("error: {}", report::chain(&e));
+            }
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("error: {}", report::chain(&e));
             ExitCode::FAILURE
@@ -192,10 +216,25 @@ pub fn main() -> ExitCode {
     }
 }
 
+impl Command {
+    /// Whether the command was asked for `--json` output.
+    fn json(&self) -> bool {
+        match self {
+            Command::Status(a) => a.json,
+            Command::Verify(a) => a.json,
+            Command::Inspect(a) => a.json,
+            Command::Import(a) => a.json,
+            Command::Trust(t) => t.json(),
+            Command::Store(s) => s.json(),
+            _ => false,
+        }
+    }
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     let data = data_dir(&cli.data_dir)?;
     match cli.command {
-        Command::Demo(args) => demo::run(args),
+        Command::Demo(args) => demo::run(args, cli.data_dir.as_deref()),
         Command::Newsroom(cmd) => newsroom::run(cmd, &data),
         Command::Bundle(cmd) => bundle::run_bundle(cmd, &data),
         Command::Verify(args) => bundle::verify(args, &data),
@@ -208,7 +247,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Import(args) => store::import(args, &data),
         Command::Node(args) => node::run_node(args, &data),
         Command::Peer(cmd) => peer::run(cmd, &data),
-        Command::Status => node::status(&data),
+        Command::Status(args) => node::status(args, &data),
         Command::Seal(args) => seal::seal(args, &data),
         Command::Unseal => seal::unseal(&data),
         Command::Wipe(args) => seal::wipe(args, &data),

@@ -106,6 +106,7 @@ pub(super) fn open_newsroom(dir: &Path) -> Result<Newsroom> {
 #[derive(Debug, Subcommand)]
 pub(super) enum NewsroomCommand {
     /// Create a newsroom: root key, first signing key and certificate, public publisher file.
+    #[command(after_long_help = super::help::NEWSROOM_INIT)]
     Init {
         /// Short name: lower-case letters, digits and '-'.
         #[arg(long)]
@@ -137,6 +138,7 @@ pub(super) enum NewsroomCommand {
     },
     /// Print the publisher file as one line of text to paste into a chat
     /// (`kolokol trust add` takes it), and optionally as a QR code image.
+    #[command(after_long_help = super::help::NEWSROOM_SHARE)]
     Share {
         /// Newsroom folder [default: DATA_DIR/newsroom].
         #[arg(long, env = "KOLOKOL_NEWSROOM")]

@@ -216,17 +216,135 @@ fn apply(args: &NodeArgs, config: &mut crate::config::Config) {
     }
 }
 
-pub(super) fn status(data: &Path) -> Result<ExitCode> {
+/// `kolokol status`.
+#[derive(Debug, Args)]
+pub(super) struct StatusArgs {
+    /// Print one JSON object (docs/cli-json.md) instead of text.
+    #[arg(long)]
+    pub(super) json: bool,
+}
+
+/// What to do about what the status shows is wrong.
+fn status_advice(st: &crate::net::Status) -> Vec<String> {
+    let mut advice = Vec::new();
+    for p in st.publishers.iter().filter(|p| p.head_expired) {
+        advice.push(format!(
+            "the newest head of {} has expired: its newsroom has not been heard from lately, or someone holds its stories back; try another mirror (`kolokol peer add ADDR`)",
+            p.name
+        ));
+    }
+    if st.peers.is_empty() {
+        advice.push(
+            "no peers are connected, so no stories arrive: check this machine's network; give the node a mirror with `kolokol peer add /ip4/HOST/tcp/PORT/p2p/PEER_ID`; or trust a newsroom's file that lists mirrors (`kolokol trust add FILE|TEXT|URL`)"
+                .to_owned(),
+        );
+    }
+    if st.publishers.is_empty() {
+        advice.push(
+            "no newsroom is trusted, so there is nothing to fetch: ask a newsroom for its publisher file or text (`kolokol newsroom share` prints it) and add it with `kolokol trust add FILE|TEXT|URL`"
+                .to_owned(),
+        );
+    }
+    advice
+}
+
+fn role_word(role: crate::sync::Role) -> &'static str {
+    match role {
+        crate::sync::Role::Quiet => "quiet",
+        crate::sync::Role::Share => "share",
+        crate::sync::Role::Mirror => "mirror",
+    }
+}
+
+fn status_json(st: &crate::net::Status) -> super::json::Status {
+    use super::json;
+    json::Status {
+        format: json::FORMAT,
+        locked: false,
+        unlock_url: None,
+        peer_id: st.peer_id.clone(),
+        role: role_word(st.role).to_owned(),
+        reachability: st.reachability.clone(),
+        listen: st.listen.clone(),
+        peers: st.peers.clone(),
+        topics: st.topics.clone(),
+        fetching: st.fetching as u64,
+        rejected: st.rejected,
+        banned: st.banned as u64,
+        gossip_received: st.gossip_received,
+        gossip_unique: st.gossip_unique,
+        served_chunks: st.served_chunks,
+        sync: (&st.sync).into(),
+        log: (&st.log).into(),
+        followed: st.followed as u64,
+        publishers: st
+            .publishers
+            .iter()
+            .map(|p| json::StatusPublisher {
+                name: p.name.clone(),
+                root_key: json::key_text_hex(&p.root_key),
+                held: p.held,
+                missing: json::ranges(&p.missing),
+                head: match (p.head_sequence, p.head_issued_at) {
+                    (Some(sequence), Some(issued_at)) => Some(json::HeadInfo {
+                        sequence,
+                        issued_at,
+                        expired: p.head_expired,
+                    }),
+                    _ => None,
+                },
+            })
+            .collect(),
+        advice: status_advice(st),
+    }
+}
+
+pub(super) fn status(args: StatusArgs, data: &Path) -> Result<ExitCode> {
     // Only files are read until a node answers: a status asked of a
     // directory with no node creates nothing in it.
     let Some(client) = ControlClient::for_data_dir(data) else {
         if let Some(locked) = crate::node::vault::LockedFile::read(data) {
+            if args.json {
+                super::json::print(&super::json::Status {
+                    format: super::json::FORMAT,
+                    locked: true,
+                    unlock_url: Some(format!("http://{}/", locked.gateway)),
+                    peer_id: String::new(),
+                    role: String::new(),
+                    reachability: None,
+                    listen: Vec::new(),
+                    peers: Vec::new(),
+                    topics: Vec::new(),
+                    fetching: 0,
+                    rejected: 0,
+                    banned: 0,
+                    gossip_received: 0,
+                    gossip_unique: 0,
+                    served_chunks: 0,
+                    sync: Default::default(),
+                    log: Default::default(),
+                    followed: 0,
+                    publishers: Vec::new(),
+                    advice: Vec::new(),
+                })?;
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "the node on {} is locked: unlock it at http://{}/",
                 display(data),
                 locked.gateway
             );
             return Ok(ExitCode::SUCCESS);
+        }
+        if args.json {
+            return Err(super::json::Failure {
+                kind: super::json::Kind::NoNode,
+                message: format!(
+                    "no node is running on {}: start one with `kolokol node`",
+                    display(data)
+                ),
+            }
+            .into());
         }
         eprintln!("no node is running on {}", display(data));
         eprintln!(
@@ -238,6 +356,10 @@ pub(super) fn status(data: &Path) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     };
     let st = client.status()?;
+    if args.json {
+        super::json::print(&status_json(&st))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("peer id:   {}  (this node's network identity)", st.peer_id);
     println!(
         "role:      {}  ({})",
@@ -290,7 +412,6 @@ pub(super) fn status(data: &Path) -> Result<ExitCode> {
             st.log.bytes_received
         );
     }
-    let mut advice = Vec::new();
     for p in &st.publishers {
         println!("publisher {} ({})", p.name, &p.root_key);
         println!("  stories held: {}", p.held);
@@ -310,29 +431,11 @@ pub(super) fn status(data: &Path) -> Result<ExitCode> {
                         ""
                     }
                 );
-                if p.head_expired {
-                    advice.push(format!(
-                        "the newest head of {} has expired: its newsroom has not been heard from lately, or someone holds its stories back; try another mirror (`kolokol peer add ADDR`)",
-                        p.name
-                    ));
-                }
             }
             _ => println!("  newest head:  none yet  (the newsroom's signed latest number)"),
         }
     }
-    if st.peers.is_empty() {
-        advice.push(
-            "no peers are connected, so no stories arrive: check this machine's network; give the node a mirror with `kolokol peer add /ip4/HOST/tcp/PORT/p2p/PEER_ID`; or trust a newsroom's file that lists mirrors (`kolokol trust add FILE|TEXT|URL`)"
-                .to_owned(),
-        );
-    }
-    if st.publishers.is_empty() {
-        advice.push(
-            "no newsroom is trusted, so there is nothing to fetch: ask a newsroom for its publisher file or text (`kolokol newsroom share` prints it) and add it with `kolokol trust add FILE|TEXT|URL`"
-                .to_owned(),
-        );
-    }
-    for a in advice {
+    for a in status_advice(&st) {
         println!("advice: {a}");
     }
     Ok(ExitCode::SUCCESS)

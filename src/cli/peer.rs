@@ -14,6 +14,7 @@ pub(super) enum PeerCommand {
     /// Have the running node dial a peer now (a mirror, a friend's node)
     /// and keep it in its address book, to be dialed again after a drop
     /// or a restart.
+    #[command(after_long_help = super::help::PEER_ADD)]
     Add {
         /// The peer's address, ending in /p2p/<peer id>, e.g.
         /// /ip4/203.0.113.5/tcp/4001/p2p/12D3KooW...

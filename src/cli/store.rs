@@ -22,13 +22,19 @@ use crate::trust::{MAX_PUBLISHER_FILE, TrustList};
 #[derive(Debug, Subcommand)]
 pub(super) enum StoreCommand {
     /// Rehash every manifest and blob and report damage.
+    #[command(after_long_help = super::help::STORE_CHECK)]
     Check {
         /// Remove damaged entries (peers can supply them again).
         #[arg(long)]
         repair: bool,
     },
     /// Show what the store holds, per publisher.
-    Stats,
+    #[command(after_long_help = super::help::STORE_STATS)]
+    Stats {
+        /// Print one JSON object (docs/cli-json.md) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write what the store holds, for `kolokol export --have` on another machine.
     Summary {
         /// The summary file to write.
@@ -74,8 +80,18 @@ pub(super) struct ImportArgs {
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// Print `stored ID` for each bundle once it is durable.
-    #[arg(long, hide = true)]
+    #[arg(long, hide = true, conflicts_with = "json")]
     print_stored: bool,
+    /// Print one JSON object (docs/cli-json.md) instead of text.
+    #[arg(long)]
+    pub(super) json: bool,
+}
+
+impl StoreCommand {
+    /// Whether `--json` output was asked for.
+    pub(super) fn json(&self) -> bool {
+        matches!(self, StoreCommand::Stats { json: true })
+    }
 }
 
 /// Opens the data directory's store.
@@ -153,12 +169,16 @@ pub(super) fn run_store(cmd: StoreCommand, data: &Path) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        StoreCommand::Stats => {
+        StoreCommand::Stats { json } => {
             let t = store.totals()?;
             let path = store
                 .path()
                 .map(Path::to_owned)
                 .unwrap_or_else(|| data.join("store"));
+            if json {
+                super::json::print(&stats_json(&store, data, &path, t)?)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let sealed = if store.is_sealed() { " (sealed)" } else { "" };
             println!("store:     {}{sealed}", display(&path));
             println!("bundles:   {}", t.bundles);
@@ -229,6 +249,47 @@ pub(super) fn run_store(cmd: StoreCommand, data: &Path) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `store stats --json`.
+fn stats_json(
+    store: &Store,
+    data: &Path,
+    path: &Path,
+    t: crate::store::Totals,
+) -> Result<super::json::StoreStats> {
+    use super::json;
+    let names: std::collections::HashMap<_, _> = trust_list(data)?
+        .list()?
+        .into_iter()
+        .map(|p| (p.root_key, p.name))
+        .collect();
+    let mut publishers = Vec::new();
+    for p in store.publishers()? {
+        let head = store.head(&p)?.map(|(_, h)| json::HeadInfo {
+            sequence: h.sequence,
+            issued_at: json::secs(h.issued_at),
+            expired: h.is_expired(now()),
+        });
+        publishers.push(json::StorePublisher {
+            name: names.get(&p).cloned(),
+            root_key: json::key_hex(&p),
+            held: json::ranges(&store.held_ranges(&p)?),
+            missing: json::ranges(&store.missing(&p)?),
+            head,
+        });
+    }
+    Ok(json::StoreStats {
+        format: json::FORMAT,
+        path: display(path),
+        sealed: store.is_sealed(),
+        bundles: t.bundles,
+        blobs: t.blobs,
+        payload_bytes: t.payload_bytes,
+        disk_bytes: t.disk_bytes,
+        quota_bytes: store.config().quota_bytes,
+        publishers,
+    })
 }
 
 pub(super) fn export(args: ExportArgs, data: &Path) -> Result<ExitCode> {
@@ -346,10 +407,18 @@ pub(super) fn import(args: ImportArgs, data: &Path) -> Result<ExitCode> {
     if let Some(client) = crate::node::control::ControlClient::for_data_dir(data) {
         // The running node holds the store: it imports, and announces.
         let mut all_ok = true;
+        let mut files = Vec::new();
         for path in &args.files {
             let abs = fs::canonicalize(path).with_context(|| display(path))?;
             let report = client.import(&abs).with_context(|| display(path))?;
-            all_ok &= print_report(&mut std::io::stdout(), &display(path), &report);
+            if args.json {
+                files.push(super::json::ImportedFile::of(display(path), &report));
+            } else {
+                all_ok &= print_report(&mut std::io::stdout(), &display(path), &report);
+            }
+        }
+        if args.json {
+            return import_json(true, files);
         }
         return Ok(if all_ok {
             ExitCode::SUCCESS
@@ -360,6 +429,7 @@ pub(super) fn import(args: ImportArgs, data: &Path) -> Result<ExitCode> {
     let store = open_store(data)?;
     let mut policy = policy(data, &store)?;
     let mut all_ok = true;
+    let mut files = Vec::new();
     for path in &args.files {
         let file = fs::File::open(path).with_context(|| display(path))?;
         let len = file.metadata().map(|m| m.len()).ok();
@@ -377,9 +447,33 @@ pub(super) fn import(args: ImportArgs, data: &Path) -> Result<ExitCode> {
         let report = archive::import(&store, &mut policy, reader, now(), &mut on_stored)
             .with_context(|| display(path))?;
         bar.finish_and_clear();
-        all_ok &= print_report(&mut std::io::stdout(), &display(path), &report);
+        if args.json {
+            files.push(super::json::ImportedFile::of(display(path), &report));
+        } else {
+            all_ok &= print_report(&mut std::io::stdout(), &display(path), &report);
+        }
+    }
+    if args.json {
+        return import_json(false, files);
     }
     Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Prints `import --json`; fails as the text output does when a file
+/// had something refused.
+fn import_json(by_node: bool, files: Vec<super::json::ImportedFile>) -> Result<ExitCode> {
+    let ok = files.iter().all(super::json::ImportedFile::ok);
+    super::json::print(&super::json::Import {
+        format: super::json::FORMAT,
+        ok,
+        by_node,
+        files,
+    })?;
+    Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -20,6 +20,7 @@ pub(super) enum TrustCommand {
     /// http:// or https:// URL, or on standard input (`-`). Its
     /// fingerprint and mirrors are shown first: compare the fingerprint
     /// with the one the newsroom gives (`kolokol newsroom info`).
+    #[command(after_long_help = super::help::TRUST_ADD)]
     Add {
         /// A publisher file, its text, a URL of either, or `-`.
         source: String,
@@ -28,7 +29,12 @@ pub(super) enum TrustCommand {
         dry_run: bool,
     },
     /// List trusted publishers.
-    List,
+    #[command(after_long_help = super::help::TRUST_LIST)]
+    List {
+        /// Print one JSON object (docs/cli-json.md) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Stop trusting a publisher.
     Remove {
         /// The publisher's name.
@@ -123,6 +129,13 @@ fn show(p: &PublisherFile) {
     }
 }
 
+impl TrustCommand {
+    /// Whether `--json` output was asked for.
+    pub(super) fn json(&self) -> bool {
+        matches!(self, TrustCommand::List { json: true })
+    }
+}
+
 pub(super) fn run(cmd: TrustCommand, data: &Path) -> Result<ExitCode> {
     match cmd {
         TrustCommand::Add { source, dry_run } => {
@@ -159,8 +172,24 @@ pub(super) fn run(cmd: TrustCommand, data: &Path) -> Result<ExitCode> {
                 "compare the fingerprint with the one the newsroom gives you (`kolokol newsroom info` shows it)"
             );
         }
-        TrustCommand::List => {
+        TrustCommand::List { json } => {
             let all = super::store::trust_list(data)?.list()?;
+            if json {
+                super::json::print(&super::json::TrustList {
+                    format: super::json::FORMAT,
+                    publishers: all
+                        .iter()
+                        .map(|p| super::json::TrustedPublisher {
+                            name: p.name.clone(),
+                            root_key: super::json::key_hex(&p.root_key),
+                            fingerprint: share::fingerprint(&p.root_key),
+                            homepage: p.homepage.clone(),
+                            demo: p.is_demo(),
+                        })
+                        .collect(),
+                })?;
+                return Ok(ExitCode::SUCCESS);
+            }
             if all.is_empty() {
                 println!("no trusted publishers (add one with `kolokol trust add FILE`)");
             }

@@ -3,9 +3,11 @@
 use std::time::Duration;
 
 use axum::Json;
+use axum::extract::Request;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -23,8 +25,121 @@ pub(crate) const MAX_PER_PAGE: usize = 100;
 /// How long the status route waits for a busy node.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The routes of the API, each with what it answers: the index at
+/// `/api/v1/` lists them, and the router is built from the same paths.
+pub(crate) const ROUTES: &[(&str, &str)] = &[
+    ("/api/v1/", "this index of the API's routes"),
+    (
+        "/api/v1/status",
+        "the store's totals, the trusted publishers, and the node's network status",
+    ),
+    (
+        "/api/v1/publishers",
+        "every trusted publisher, with what is held and missing",
+    ),
+    (
+        "/api/v1/publishers/{name}",
+        "one trusted publisher, by name",
+    ),
+    (
+        "/api/v1/stories",
+        "the newest version of each story, newest first (publisher, lang, section, q, page, per_page, after)",
+    ),
+    (
+        "/api/v1/stories/{id}",
+        "one story version by bundle id, with its sanitized body and verification",
+    ),
+];
+
+/// An API error: `{"error": {"status": N, "message": "..."}}`.
+#[derive(Serialize)]
+struct ErrorJson<'a> {
+    error: ErrorBody<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    status: u16,
+    message: &'a str,
+}
+
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {
-    (status, Json(serde_json::json!({ "error": msg.into() }))).into_response()
+    let message = msg.into();
+    let body = ErrorJson {
+        error: ErrorBody {
+            status: status.as_u16(),
+            message: &message,
+        },
+    };
+    (status, Json(body)).into_response()
+}
+
+#[derive(Serialize)]
+struct RouteJson {
+    path: &'static str,
+    method: &'static str,
+    description: &'static str,
+}
+
+/// `GET /api/v1/`: the API's routes, one line each.
+pub(crate) async fn index() -> Response {
+    let routes: Vec<RouteJson> = ROUTES
+        .iter()
+        .map(|&(path, description)| RouteJson {
+            path,
+            method: "GET",
+            description,
+        })
+        .collect();
+    Json(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "routes": routes,
+    }))
+    .into_response()
+}
+
+/// Whether `path` is under the API.
+fn is_api(path: &str) -> bool {
+    path == "/api" || path.starts_with("/api/")
+}
+
+/// Makes every error under `/api/` an API error: an unknown route (the
+/// gateway's fallback answers an HTML page), a method other than GET
+/// (axum's empty 405), an extractor's or the host check's refusal. A
+/// handler's own JSON error passes as it is; the headers already set
+/// (`Cache-Control: no-store` among them) are kept.
+pub(crate) async fn json_errors(req: Request, next: Next) -> Response {
+    if !is_api(req.uri().path()) {
+        return next.run(req).await;
+    }
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let message = match status {
+        StatusCode::NOT_FOUND => "no such API route: GET /api/v1/ lists them".to_owned(),
+        StatusCode::METHOD_NOT_ALLOWED => "the API answers only GET".to_owned(),
+        StatusCode::MISDIRECTED_REQUEST => {
+            "this gateway answers only to localhost and loopback addresses".to_owned()
+        }
+        s => s
+            .canonical_reason()
+            .unwrap_or("the request failed")
+            .to_lowercase(),
+    };
+    let fresh = error(status, message);
+    let (mut parts, _) = resp.into_parts();
+    let (fresh_parts, body) = fresh.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    for (name, value) in &fresh_parts.headers {
+        parts.headers.insert(name, value.clone());
+    }
+    Response::from_parts(parts, body)
 }
 
 #[derive(Serialize)]

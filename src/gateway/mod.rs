@@ -531,6 +531,8 @@ pub fn router(state: GatewayState) -> Router {
         .route("/static/style.css", get(pages::style))
         .route("/static/icon.png", get(pages::icon))
         .route("/favicon.ico", get(pages::icon))
+        .route("/api/v1", get(api::index))
+        .route("/api/v1/", get(api::index))
         .route("/api/v1/status", get(api::status))
         .route("/api/v1/publishers", get(api::publishers))
         .route("/api/v1/publishers/{name}", get(api::publisher))
@@ -539,6 +541,8 @@ pub fn router(state: GatewayState) -> Router {
         .fallback(pages::not_found)
         .layer(middleware::from_fn(locale::localize))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
+        // Outside the guard, so that its refusals under /api/ are JSON too.
+        .layer(middleware::from_fn(api::json_errors))
         .with_state(state)
 }
 

@@ -127,7 +127,17 @@ impl Actor {
                 ));
             }
         }
-        for addr in &config.listen_addresses() {
+        let listen = config.listen_addresses();
+        // Every port checked before any is taken: a node's own IPv4
+        // listener would otherwise fail the check of a dual-stack IPv6
+        // address on the same port.
+        for addr in &listen {
+            let ma: Multiaddr = addr
+                .parse()
+                .map_err(|_| NetError::BadAddress(addr.clone()))?;
+            check_port_free(addr, &ma)?;
+        }
+        for addr in &listen {
             let ma: Multiaddr = addr
                 .parse()
                 .map_err(|_| NetError::BadAddress(addr.clone()))?;
@@ -598,4 +608,47 @@ impl Actor {
 /// The libp2p addresses of a verified mirror list that parse.
 pub(super) fn list_addresses(list: &crate::proto::MirrorList) -> Vec<Multiaddr> {
     list.libp2p.iter().filter_map(|a| a.parse().ok()).collect()
+}
+
+/// Fails when the fixed port `ma` names is taken. libp2p's TCP listeners
+/// set `SO_REUSEPORT` (so that dials can leave from the listening port),
+/// and a second node listening on the same port then starts too, the
+/// kernel sharing the connections out between the two; and a port held by
+/// another program fails only later, in an event. A plain bind, which
+/// sets no `SO_REUSEPORT`, finds both before anything starts.
+fn check_port_free(addr: &str, ma: &Multiaddr) -> Result<(), NetError> {
+    use libp2p::multiaddr::Protocol;
+    let mut ip = None;
+    let mut port = None;
+    for p in ma.iter() {
+        match p {
+            Protocol::Ip4(a) => ip = Some(std::net::IpAddr::V4(a)),
+            Protocol::Ip6(a) => ip = Some(std::net::IpAddr::V6(a)),
+            Protocol::Tcp(n) if port.is_none() => port = Some(("TCP", n)),
+            Protocol::Udp(n) if port.is_none() => port = Some(("UDP", n)),
+            _ => {}
+        }
+    }
+    let (Some(ip), Some((transport, n))) = (ip, port) else {
+        return Ok(());
+    };
+    if n == 0 {
+        return Ok(());
+    }
+    let at = std::net::SocketAddr::new(ip, n);
+    let bound = if transport == "TCP" {
+        std::net::TcpListener::bind(at).map(drop)
+    } else {
+        std::net::UdpSocket::bind(at).map(drop)
+    };
+    match bound {
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(NetError::PortInUse {
+            addr: addr.to_owned(),
+            transport,
+            port: n,
+        }),
+        // Any other refusal (an address not on this machine) is libp2p's
+        // to report, as before.
+        _ => Ok(()),
+    }
 }

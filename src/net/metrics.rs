@@ -48,6 +48,13 @@ impl Metrics {
     /// Registers every metric under the `kolokol` prefix.
     pub(super) fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("kolokol");
+        // Every kind from the start, at 0: a rate or an alert on it then
+        // has a series to read before the first refusal.
+        for kind in Kind::ALL {
+            drop(self.rejected.get_or_create(&ReasonLabel {
+                reason: kind.label(),
+            }));
+        }
         r.register(
             "rejected",
             "Messages refused and peers banned for false data, by kind",

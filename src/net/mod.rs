@@ -97,6 +97,18 @@ pub enum NetError {
         /// Why.
         reason: String,
     },
+    /// A port to listen on is taken, by another node or program.
+    #[error(
+        "cannot listen on {addr}: {transport} port {port} is already in use (by another kolokol node, or another program); stop it, or choose another port with --listen"
+    )]
+    PortInUse {
+        /// The address.
+        addr: String,
+        /// `TCP` or `UDP`.
+        transport: &'static str,
+        /// The port.
+        port: u16,
+    },
     /// An address to dial does not end in `/p2p/PEER_ID`.
     #[error(
         "{0} names no peer: add /p2p/PEER_ID at its end (a Kolokol node answers only dialers who name it)"

@@ -43,6 +43,17 @@ pub enum NodeError {
     /// The full-text index could not be opened.
     #[error(transparent)]
     Search(#[from] crate::search::SearchError),
+    /// The metrics address could not be listened on.
+    #[error(
+        "cannot serve metrics on {addr} (the metrics port, --metrics or `metrics` in config.toml): {source}"
+    )]
+    Metrics {
+        /// The address.
+        addr: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// `carry` names a publisher the trust list does not have.
     #[error("carry names {0:?}, which is not in the trust list (kolokol trust list)")]
     NotTrusted(String),
@@ -205,7 +216,10 @@ pub async fn start_gated(
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
                 .await
-                .map_err(io(Path::new(addr)))?,
+                .map_err(|source| NodeError::Metrics {
+                    addr: addr.clone(),
+                    source,
+                })?,
         ),
         None => None,
     };
@@ -430,7 +444,13 @@ pub async fn start_gated(
         gate.open(state);
         running.gate = Some(gate);
     }
-    info!(peer_id = %running.network.peer_id(), %control, ?gateway, "node running");
+    // No gateway: the field is left out, rather than written "None".
+    info!(
+        peer_id = %running.network.peer_id(),
+        %control,
+        gateway = gateway.map(tracing::field::display),
+        "node running"
+    );
     Ok(running)
 }
 

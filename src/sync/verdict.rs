@@ -46,6 +46,21 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, for metrics that show each from the start, at 0.
+    pub const ALL: [Kind; 11] = [
+        Kind::BadSignature,
+        Kind::WrongTopic,
+        Kind::NotAttached,
+        Kind::Undecodable,
+        Kind::FalseBlob,
+        Kind::Malformed,
+        Kind::OverLimits,
+        Kind::Rollback,
+        Kind::Unasked,
+        Kind::Invalid,
+        Kind::Unresponsive,
+    ];
+
     /// The metrics label.
     pub fn label(self) -> &'static str {
         match self {

@@ -436,6 +436,51 @@ fn trust_add_reaches_a_running_node_and_the_gateway_page_adds_after_a_preview() 
     );
     assert_eq!(bad.status, 400);
     assert!(bad.body.contains("publisher text"), "{}", bad.body);
+    // The publisher file itself, uploaded with the text box empty: the
+    // same preview as its text.
+    let toml = kolokol::trust::share::decode_text(other).unwrap();
+    let boundary = "kolokol-test-boundary";
+    let upload = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"step\"\r\n\r\npreview\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\n\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"page-news.toml\"\r\n\
+         Content-Type: application/toml\r\n\r\n{toml}\r\n--{boundary}--\r\n"
+    );
+    let r = http_typed(
+        &gateway,
+        "/add",
+        Some(&origin),
+        &format!("multipart/form-data; boundary={boundary}"),
+        &upload,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains(&fp), "{}", r.body);
+    // An upload that is not a publisher file is refused with the reason.
+    let junk = upload.replace(&toml, "not a publisher file");
+    let r = http_typed(
+        &gateway,
+        "/add",
+        Some(&origin),
+        &format!("multipart/form-data; boundary={boundary}"),
+        &junk,
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    // By URL: the node fetches the file from where the newsroom put it.
+    let server = Server::start(vec![
+        ("/page-news.toml", 200, toml.clone().into_bytes()),
+        ("/gone", 404, b"gone".to_vec()),
+    ]);
+    let by_url = format!(
+        "step=preview&text=&url={}",
+        percent(&server.url("/page-news.toml"))
+    );
+    let r = http(&gateway, "POST", "/add", Some(&origin), &by_url);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains(&fp), "{}", r.body);
+    let gone = format!("step=preview&text=&url={}", percent(&server.url("/gone")));
+    let r = http(&gateway, "POST", "/add", Some(&origin), &gone);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("404"), "{}", r.body);
     // A body over the bound is refused before it is read whole.
     // (A server that stops reading may reset the connection before its
     // answer is read: status 0 here. Taken, the text would be a 400.)
@@ -462,13 +507,42 @@ struct Reply {
 }
 
 fn http(addr: &str, method: &str, path: &str, origin: Option<&str>, body: &str) -> Reply {
+    request(
+        addr,
+        method,
+        path,
+        origin,
+        "application/x-www-form-urlencoded",
+        body,
+    )
+}
+
+/// A POST of `body` as `content_type`.
+fn http_typed(
+    addr: &str,
+    path: &str,
+    origin: Option<&str>,
+    content_type: &str,
+    body: &str,
+) -> Reply {
+    request(addr, "POST", path, origin, content_type, body)
+}
+
+fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    origin: Option<&str>,
+    content_type: &str,
+    body: &str,
+) -> Reply {
     let mut stream = TcpStream::connect(addr).unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if let Some(o) = origin {
         req.push_str(&format!("Origin: {o}\r\n"));
     }
     if method == "POST" {
-        req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+        req.push_str(&format!("Content-Type: {content_type}\r\n"));
         req.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     req.push_str("\r\n");

@@ -12,8 +12,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::http::{StatusCode, header};
 use axum::response::Response;
 use maud::{Markup, html};
 
@@ -35,6 +35,9 @@ struct Strings {
     title: String,
     intro: String,
     label: String,
+    file_label: String,
+    url_label: String,
+    url_failed: String,
     preview: String,
     check_heading: String,
     check_intro: String,
@@ -64,6 +67,9 @@ impl Strings {
             title: loc.t("add-title"),
             intro: loc.t("add-intro"),
             label: loc.t("add-label"),
+            file_label: loc.t("add-file-label"),
+            url_label: loc.t("add-url-label"),
+            url_failed: loc.t("add-url-failed"),
             preview: loc.t("add-preview"),
             check_heading: loc.t("add-check-heading"),
             check_intro: loc.t("add-check-intro"),
@@ -112,13 +118,24 @@ fn form(
             @if let Some(m) = message {
                 p class="warning" role="alert" { (m) }
             }
-            form method="post" action="/add" {
+            form method="post" action="/add" enctype="multipart/form-data" {
                 input type="hidden" name="step" value="preview";
                 p {
                     label for="publisher-text" { (t.label) }
                     br;
                     textarea id="publisher-text" name="text" rows="8" cols="60"
-                        spellcheck="false" autocomplete="off" required { (text) }
+                        spellcheck="false" autocomplete="off" { (text) }
+                }
+                p {
+                    label for="publisher-file" { (t.file_label) }
+                    br;
+                    input id="publisher-file" type="file" name="file";
+                }
+                p {
+                    label for="publisher-url" { (t.url_label) }
+                    br;
+                    input id="publisher-url" type="url" name="url" size="60"
+                        autocomplete="off" dir="ltr";
                 }
                 p { button type="submit" { (t.preview) } }
             }
@@ -184,9 +201,9 @@ fn preview(t: &Strings, text: &str, p: &PublisherFile) -> Markup {
 pub(crate) async fn add_post(
     loc: Locale,
     State(state): State<GatewayState>,
-    headers: HeaderMap,
-    body: Bytes,
+    req: Request,
 ) -> Response {
+    let headers = req.headers().clone();
     let t = Strings::of(&loc);
     let own = state
         .local_addr()
@@ -203,15 +220,25 @@ pub(crate) async fn add_post(
     let Some(desk) = state.desk() else {
         return form(&loc, &state, StatusCode::NOT_FOUND, "", None);
     };
-    let mut step = String::new();
-    let mut text = String::new();
-    for (k, v) in url::form_urlencoded::parse(&body[..]) {
-        match &*k {
-            "step" => step = v.into_owned(),
-            "text" => text = v.into_owned(),
-            _ => {}
+    let (step, text, url) = match read_form(req).await {
+        Ok(form) => form,
+        Err(FormError::TooLarge) => {
+            return form(&loc, &state, StatusCode::PAYLOAD_TOO_LARGE, "", None);
         }
-    }
+        Err(FormError::Bad) => {
+            return form(&loc, &state, StatusCode::BAD_REQUEST, "", Some(&t.not_file));
+        }
+    };
+    let text = match url {
+        Some(url) if text.trim().is_empty() => match fetch(url.clone()).await {
+            Ok(fetched) => fetched,
+            Err(e) => {
+                let m = format!("{}: {e}", t.url_failed);
+                return form(&loc, &state, StatusCode::BAD_REQUEST, "", Some(&m));
+            }
+        },
+        _ => text,
+    };
     let file = match parse(&t, &text) {
         Ok(f) => f,
         Err(m) => return form(&loc, &state, StatusCode::BAD_REQUEST, &text, Some(&m)),
@@ -252,4 +279,108 @@ pub(crate) async fn add_post(
             Some(&format!("{}: {e}", t.failed)),
         ),
     }
+}
+
+/// Why a posted form was not read.
+enum FormError {
+    /// Over [`MAX_ADD_BODY`].
+    TooLarge,
+    /// Not a form, or a file that is not text.
+    Bad,
+}
+
+/// The step and the publisher text of a POST: a form with the text
+/// (the confirm step, and the text box), or a file upload, whose
+/// contents stand for the text when the box is empty. Both are bounded
+/// by the route's body limit ([`MAX_ADD_BODY`]).
+async fn read_form(req: Request) -> Result<(String, String, Option<String>), FormError> {
+    let multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let mut step = String::new();
+    let mut text = String::new();
+    let mut url = String::new();
+    if !multipart {
+        let body = Bytes::from_request(req, &()).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                FormError::TooLarge
+            } else {
+                FormError::Bad
+            }
+        })?;
+        for (k, v) in url::form_urlencoded::parse(&body[..]) {
+            match &*k {
+                "step" => step = v.into_owned(),
+                "text" => text = v.into_owned(),
+                "url" => url = v.into_owned(),
+                _ => {}
+            }
+        }
+        return Ok((step, text, given(url)));
+    }
+    let mut parts = Multipart::from_request(req, &())
+        .await
+        .map_err(|_| FormError::Bad)?;
+    let mut file = Vec::new();
+    loop {
+        let field = match parts.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(FormError::TooLarge);
+            }
+            Err(_) => return Err(FormError::Bad),
+        };
+        let name = field.name().unwrap_or_default().to_owned();
+        let bytes = match field.bytes().await {
+            Ok(b) => b,
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(FormError::TooLarge);
+            }
+            Err(_) => return Err(FormError::Bad),
+        };
+        match name.as_str() {
+            "step" => step = String::from_utf8_lossy(&bytes).into_owned(),
+            "text" => text = String::from_utf8_lossy(&bytes).into_owned(),
+            "file" => file = bytes.to_vec(),
+            "url" => url = String::from_utf8_lossy(&bytes).into_owned(),
+            _ => {}
+        }
+    }
+    if text.trim().is_empty() && !file.is_empty() {
+        text = String::from_utf8(file).map_err(|_| FormError::Bad)?;
+    }
+    Ok((step, text, given(url)))
+}
+
+fn given(url: String) -> Option<String> {
+    let url = url.trim();
+    (!url.is_empty()).then(|| url.to_owned())
+}
+
+/// Time allowed to connect when fetching a publisher file by URL.
+const URL_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed for the whole fetch.
+const URL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Fetches a publisher file or its text from `url`, bounded in time and
+/// size, as `kolokol trust add URL` does. The URL is the reader's own
+/// choice, typed on this node's own page (the POST is Origin-checked), so
+/// one on this machine or the local network is fetched too.
+async fn fetch(url: String) -> Result<String, String> {
+    let parsed = url::Url::parse(&url).map_err(|e| format!("{url:?}: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!("{url:?}: only http and https URLs are fetched"));
+    }
+    let got = tokio::task::spawn_blocking(move || {
+        crate::newsroom::fetch::Fetcher::new(URL_CONNECT_TIMEOUT, URL_TIMEOUT)
+            .allow_local(true)
+            .get(&parsed, share::MAX_TEXT as u64 * 2, None)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    String::from_utf8(got.bytes).map_err(|_| "not UTF-8 text".to_owned())
 }

@@ -14,8 +14,8 @@ use super::tables::{
 };
 use super::tx::Tx;
 use super::values::{
-    HEADER, KIND_BLOB, KIND_MANIFEST, blob_entry, blob_entry_value, delete_manifest, header,
-    number_of_key, put_manifest, set_blob_count, value_key,
+    HEADER, KIND_BLOB, KIND_MANIFEST, blob_entry, blob_entry_value, blob_number, delete_manifest,
+    header, manifest_number, number_of_key, put_manifest, set_blob_count, value_key,
 };
 use super::{Store, StoreError};
 use crate::proto::{BlobHash, BundleId, Manifest, PublicKey, StoryId, decode_unverified};
@@ -81,10 +81,7 @@ impl Store {
         for item in self.kv.scan(&[BLOB], false) {
             let (k, v) = item?;
             let hash = hash_of_key(&k)?;
-            let n = v
-                .get(4..12)
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_be_bytes);
+            let n = blob_number(&v);
             match n.and_then(|n| blob_at.remove(&n).map(|h| (n, h))) {
                 Some((_, h)) if h == hash => {
                     present.insert(hash);
@@ -130,10 +127,7 @@ impl Store {
         for item in self.kv.scan(&[MANIFEST], false) {
             let (k, v) = item?;
             let id = id_from(&k[1..])?;
-            let n = v
-                .get(..8)
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_be_bytes);
+            let n = manifest_number(&v);
             match n.map(|n| (n, manifest_at.remove(&n))) {
                 Some((n, Some(at))) if at == id => {
                     pointed.insert(n);
@@ -254,8 +248,8 @@ impl Store {
         let mut pointed: HashSet<u64> = HashSet::new();
         for item in self.kv.scan(&[MANIFEST], false) {
             let (_, v) = item?;
-            if let Some(n) = v.get(..8).and_then(|b| b.try_into().ok()) {
-                pointed.insert(u64::from_be_bytes(n));
+            if let Some(n) = manifest_number(&v) {
+                pointed.insert(n);
             }
         }
         let mut refs: HashMap<BlobHash, u32> = HashMap::new();
@@ -315,10 +309,7 @@ impl Store {
         for item in self.kv.scan(&[BLOB], false) {
             let (k, v) = item?;
             let hash = hash_of_key(&k)?;
-            let n = v
-                .get(4..12)
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_be_bytes);
+            let n = blob_number(&v);
             match (
                 refs.get(&hash),
                 n.and_then(|n| small.get(&n).map(|len| (n, *len))),

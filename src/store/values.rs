@@ -48,6 +48,16 @@ fn number_at(v: &[u8], at: usize, what: &str) -> Result<u64, StoreError> {
         .ok_or_else(|| StoreError::Corrupt(format!("{what}: the entry is too short")))
 }
 
+/// The value number in a manifest's entry, as scanned.
+pub(super) fn manifest_number(entry: &[u8]) -> Option<u64> {
+    number_at(entry, 0, "").ok()
+}
+
+/// The value number in a small blob's entry (after its use count).
+pub(super) fn blob_number(entry: &[u8]) -> Option<u64> {
+    number_at(entry, 4, "").ok()
+}
+
 /// A value's bytes, framed with its kind and name.
 pub(super) fn framed(kind: u8, name: &[u8; 32], bytes: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(HEADER + bytes.len());

@@ -10,13 +10,14 @@ use std::sync::Arc;
 use common::{Publisher, store_certificate, story};
 use kolokol::proto::*;
 use kolokol::seal::{DataKey, Sealer};
-use kolokol::search::{Indexed, Indexer, Search};
+use kolokol::search::{Indexed, Indexer, Narrow, Search};
 use kolokol::store::{Store, StoreConfig};
 
 fn found(search: &Search, query: &str) -> Vec<StoryId> {
     search
-        .search(query, 10)
+        .search(query, Narrow::default(), 0, 10)
         .unwrap()
+        .hits
         .into_iter()
         .map(|h| h.story)
         .collect()
@@ -132,6 +133,13 @@ async fn the_gateway_searches_bodies_through_the_index() {
     let samples = Samples::sign(dir.path());
     let store = Arc::new(Store::memory(StoreConfig::default()));
     samples.store_into(&store);
+    // A publisher the gateway does not trust, whose story has the same
+    // word: neither listed nor counted.
+    let stranger = Publisher::new(40);
+    store_certificate(&store, &stranger);
+    let mut other = story(&stranger, 1, 1, "<p>Новости о Лондоне</p>".as_bytes());
+    other.language = "ru";
+    store.ingest(&[other.verified()]).unwrap();
     let index = Arc::new(Search::memory().unwrap());
     Indexer::new(store.clone(), index.clone())
         .catch_up(100)
@@ -161,4 +169,12 @@ async fn the_gateway_searches_bodies_through_the_index() {
     let page = get(served.addr, "/search?q=Kolokol&lang=ar").await.text();
     assert!(page.contains("الأخبار تصل رغم الحجب"), "{page}");
     assert!(!page.contains("звонит"), "{page}");
+    // The API narrows by section too, in the index: a section no story
+    // has finds none.
+    let all = get(served.addr, "/api/v1/stories?q=Kolokol").await.text();
+    assert!(!all.contains("\"total\":0"), "{all}");
+    let none = get(served.addr, "/api/v1/stories?q=Kolokol&section=Nowhere")
+        .await
+        .text();
+    assert!(none.contains("\"total\":0"), "{none}");
 }

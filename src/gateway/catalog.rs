@@ -22,9 +22,8 @@ use crate::store::{Facet, IndexCursor, Store, StoreError, StoryEntry, gaps};
 /// full-text index (a gateway over a store in memory): it reads every
 /// manifest it looks at. Its count is of the matches among them.
 pub(crate) const SEARCH_SCAN: usize = 10_000;
-/// Most hits of the full-text index a search looks at, best first: a
-/// reader pages through the first of them. Only the shown page's stories
-/// are read from the store.
+/// How deep a reader can page through the full-text index's hits, best
+/// first: a deeper page would cost the ranking of all before it.
 pub(crate) const SEARCH_HITS: usize = 1_000;
 
 /// The newest version of one story.
@@ -327,10 +326,11 @@ impl Catalog {
     }
 
     /// Search through the full-text index: ranked by BM25 over headline,
-    /// summary and body, stemmed per language. Hits of publishers not
-    /// trusted (or not the one asked for) and of other languages are left
-    /// out by what the index keeps; only the page's stories are read from
-    /// the store, and one no longer held is skipped.
+    /// summary and body, stemmed per language. The index narrows the hits
+    /// to the publishers shown (the one asked for, or the trusted ones),
+    /// the language and the section, and gives the page and the count; only the
+    /// page's stories are read from the store, and one no longer held is
+    /// skipped. Pages go [`SEARCH_HITS`] deep at most.
     fn full_text(
         &self,
         index: &Search,
@@ -339,31 +339,25 @@ impl Catalog {
         skip: usize,
         per_page: usize,
     ) -> Result<(usize, Vec<Item>), StatusCode> {
-        let hits = index.search(q, SEARCH_HITS).map_err(|e| {
+        let publishers = self.publishers(filter);
+        let narrow = crate::search::Narrow {
+            publishers: Some(&publishers),
+            language: filter.language.as_deref(),
+            section: filter.section.as_deref(),
+        };
+        let limit = per_page.min(SEARCH_HITS.saturating_sub(skip));
+        let found = index.search(q, narrow, skip, limit).map_err(|e| {
             tracing::warn!("gateway: the search index failed");
             tracing::debug!("gateway: the search index failed: {e}");
             StatusCode::INTERNAL_SERVER_ERROR
         })?;
-        let allowed: std::collections::HashSet<PublicKey> =
-            self.publishers(filter).into_iter().collect();
-        let language = filter.language.as_deref().map(str::to_lowercase);
-        let mut total = 0;
-        let mut out = Vec::with_capacity(per_page);
-        for h in hits {
-            if !allowed.contains(&h.publisher)
-                || language.as_deref().is_some_and(|l| l != h.language)
-            {
-                continue;
-            }
-            if total >= skip
-                && out.len() < per_page
-                && let Some(i) = self.newest(&h.publisher, &h.story)?
-            {
+        let mut out = Vec::with_capacity(found.hits.len());
+        for h in found.hits {
+            if let Some(i) = self.newest(&h.publisher, &h.story)? {
                 out.push(i);
             }
-            total += 1;
         }
-        Ok((total, out))
+        Ok((found.total, out))
     }
 
     /// The newest version held of one story, if any.

@@ -162,6 +162,7 @@ impl Indexer {
             language: &m.metadata.language,
             title: &m.metadata.title,
             summary: m.metadata.summary.as_deref(),
+            section: m.metadata.section.as_deref(),
             body: &body,
         })?;
         done.added += 1;

@@ -24,14 +24,18 @@ use std::sync::{Arc, Mutex};
 
 use tantivy::collector::TopDocs;
 use tantivy::merge_policy::LogMergePolicy;
-use tantivy::query::QueryParser;
+use tantivy::query::{
+    BooleanQuery, ConstScoreQuery, Occur, Query, QueryParser, TermQuery, TermSetQuery,
+};
 use tantivy::schema::{
     Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
 };
 use tantivy::tokenizer::{
     Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, TextAnalyzer,
 };
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{
+    Directory, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, TantivyError, Term,
+};
 
 use crate::proto::{PublicKey, StoryId};
 use crate::seal::Sealer;
@@ -107,8 +111,32 @@ pub struct Doc<'a> {
     pub title: &'a str,
     /// Its summary.
     pub summary: Option<&'a str>,
+    /// Its section.
+    pub section: Option<&'a str>,
     /// Its body as plain text ([`plain_text`] of the HTML).
     pub body: &'a str,
+}
+
+/// What a search is narrowed to, besides its words. The index applies
+/// it, so that a page of hits is a page of what the reader asked for
+/// and the count is of those alone.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Narrow<'a> {
+    /// Only these publishers' stories (all stories when `None`).
+    pub publishers: Option<&'a [PublicKey]>,
+    /// Only stories with this language tag (compared lower case).
+    pub language: Option<&'a str>,
+    /// Only stories in this section (compared exactly).
+    pub section: Option<&'a str>,
+}
+
+/// One page of a search.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Found {
+    /// Stories matching, in all.
+    pub total: usize,
+    /// The page asked for, best first.
+    pub hits: Vec<Hit>,
 }
 
 /// A story found.
@@ -128,6 +156,10 @@ struct Fields {
     id: Field,
     /// The story's language tag, lower case, kept to filter hits by.
     lang: Field,
+    /// The publisher's key in hex, to narrow a search to one.
+    publisher: Field,
+    /// The story's section, to narrow a search to one.
+    section: Field,
     /// (language subtag or "any", headline field, body field).
     text: Vec<(&'static str, Field, Field)>,
 }
@@ -136,6 +168,8 @@ fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
     let id = b.add_text_field("id", STRING | STORED);
     let lang = b.add_text_field("lang", STRING | STORED);
+    let publisher = b.add_text_field("publisher", STRING);
+    let section = b.add_text_field("section", STRING);
     let mut text = Vec::new();
     let names = STEMMED.iter().map(|(code, _)| *code).chain([OTHER]);
     for code in names {
@@ -148,7 +182,16 @@ fn schema() -> (Schema, Fields) {
         let body = b.add_text_field(&format!("body_{code}"), options);
         text.push((code, head, body));
     }
-    (b.build(), Fields { id, lang, text })
+    (
+        b.build(),
+        Fields {
+            id,
+            lang,
+            publisher,
+            section,
+            text,
+        },
+    )
 }
 
 fn analyzer(language: Option<Language>) -> TextAnalyzer {
@@ -181,6 +224,21 @@ fn primary(tag: &str) -> String {
         .to_ascii_lowercase()
 }
 
+/// Removes every file in `dir` (the index's own folder).
+fn empty_folder(dir: &Path) -> Result<(), SearchError> {
+    let failed = |source| SearchError::Folder {
+        path: dir.to_owned(),
+        source,
+    };
+    for entry in std::fs::read_dir(dir).map_err(failed)? {
+        let entry = entry.map_err(failed)?;
+        if entry.file_type().map_err(failed)?.is_file() {
+            std::fs::remove_file(entry.path()).map_err(failed)?;
+        }
+    }
+    Ok(())
+}
+
 /// The full-text index.
 pub struct Search {
     index: Index,
@@ -204,9 +262,22 @@ impl Search {
             source,
         })?;
         let (schema, fields) = schema();
-        let index = match sealer {
-            Some(s) => Index::open_or_create(sealed::SealedDirectory::new(dir, s), schema)?,
-            None => Index::open_or_create(private::PrivateDirectory::open(dir)?, schema)?,
+        let open = || -> Result<Box<dyn Directory>, SearchError> {
+            Ok(match &sealer {
+                Some(s) => Box::new(sealed::SealedDirectory::new(dir, s.clone())),
+                None => Box::new(private::PrivateDirectory::open(dir)?),
+            })
+        };
+        let index = match Index::open_or_create(open()?, schema.clone()) {
+            // An index made by another version of this schema: it is
+            // rebuilt from the store (the indexer finds no cursor in the
+            // new one and reads the store's log from the start).
+            Err(TantivyError::SchemaError(_)) => {
+                tracing::info!("search index: made by another version, rebuilding it");
+                empty_folder(dir)?;
+                Index::open_or_create(open()?, schema)?
+            }
+            other => other?,
         };
         Self::with_index(index, fields)
     }
@@ -263,6 +334,10 @@ impl Search {
         let mut d = TantivyDocument::default();
         d.add_text(self.fields.id, &id);
         d.add_text(self.fields.lang, doc.language.to_lowercase());
+        d.add_text(self.fields.publisher, hex::encode(doc.publisher.as_bytes()));
+        if let Some(section) = doc.section {
+            d.add_text(self.fields.section, section);
+        }
         match doc.summary {
             Some(s) => d.add_text(head, format!("{}\n{s}", doc.title)),
             None => d.add_text(head, doc.title),
@@ -327,13 +402,22 @@ impl Search {
         self.len() == 0
     }
 
-    /// The best `limit` stories for `query`, best first. Query syntax
+    /// Page `skip..skip + limit` of the stories matching `query` within
+    /// `narrow`, best first, and how many match in all. Query syntax
     /// errors are forgiven (the words still count), and a query longer
-    /// than [`MAX_QUERY`] is cut.
-    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<Hit>, SearchError> {
+    /// than [`MAX_QUERY`] is cut. Only the page's stories are read from
+    /// the index's store of fields, so a page costs the matching and
+    /// ranking of the words, not the number of hits.
+    pub fn search(
+        &self,
+        query: &str,
+        narrow: Narrow<'_>,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Found, SearchError> {
         let query = text::cut(query, MAX_QUERY).trim();
-        if query.is_empty() || limit == 0 {
-            return Ok(Vec::new());
+        if query.is_empty() {
+            return Ok(Found::default());
         }
         let mut all = Vec::new();
         for (_, head, body) in &self.fields.text {
@@ -347,9 +431,62 @@ impl Search {
         for (_, head, _) in &self.fields.text {
             parser.set_field_boost(*head, 2.0);
         }
-        let (q, _errors) = parser.parse_query_lenient(query);
+        let (words, _errors) = parser.parse_query_lenient(query);
+        // The narrowing terms must match too but add nothing to a
+        // story's rank.
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, words)];
         let searcher = self.reader.searcher();
-        let top = searcher.search(&q, &TopDocs::with_limit(limit).order_by_score())?;
+        let mut must = |q: Box<dyn Query>| {
+            clauses.push((Occur::Must, Box::new(ConstScoreQuery::new(q, 0.0))));
+        };
+        if let Some(list) = narrow.publishers {
+            let terms: Vec<Term> = list
+                .iter()
+                .map(|p| Term::from_field_text(self.fields.publisher, &hex::encode(p.as_bytes())))
+                .collect();
+            match terms.as_slice() {
+                [] => return Ok(Found::default()),
+                [one] => must(Box::new(TermQuery::new(
+                    one.clone(),
+                    IndexRecordOption::Basic,
+                ))),
+                // Usually every story indexed is of a publisher in the
+                // list (the trusted ones): then the set is not asked
+                // about, as it would cost a look at each of their
+                // postings.
+                _ if !self.all_of(&searcher, &terms)? => {
+                    must(Box::new(TermSetQuery::new(terms)));
+                }
+                _ => {}
+            }
+        }
+        if let Some(l) = narrow.language {
+            must(Box::new(TermQuery::new(
+                Term::from_field_text(self.fields.lang, &l.to_lowercase()),
+                IndexRecordOption::Basic,
+            )));
+        }
+        if let Some(section) = narrow.section {
+            must(Box::new(TermQuery::new(
+                Term::from_field_text(self.fields.section, section),
+                IndexRecordOption::Basic,
+            )));
+        }
+        let q = BooleanQuery::new(clauses);
+        // Counted apart from the ranking: a count needs no scores, and
+        // tantivy counts a segment without deletions from its postings'
+        // lengths where it can.
+        let total = q.count(&searcher)?;
+        if limit == 0 || skip >= total {
+            return Ok(Found {
+                total,
+                hits: Vec::new(),
+            });
+        }
+        let top = searcher.search(
+            &q,
+            &TopDocs::with_limit(limit).and_offset(skip).order_by_score(),
+        )?;
         let mut hits = Vec::with_capacity(top.len());
         for (score, addr) in top {
             let d: TantivyDocument = searcher.doc(addr)?;
@@ -371,7 +508,22 @@ impl Search {
                 });
             }
         }
-        Ok(hits)
+        Ok(Found { total, hits })
+    }
+
+    /// Whether every document in the index (deleted ones too) has one of
+    /// `terms`, each document having exactly one publisher.
+    fn all_of(&self, searcher: &tantivy::Searcher, terms: &[Term]) -> Result<bool, SearchError> {
+        let mut with = 0u64;
+        for t in terms {
+            with += searcher.doc_freq(t)?;
+        }
+        let docs: u64 = searcher
+            .segment_readers()
+            .iter()
+            .map(|r| u64::from(r.max_doc()))
+            .sum();
+        Ok(with >= docs)
     }
 }
 

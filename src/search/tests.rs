@@ -24,14 +24,16 @@ fn doc<'a>(
         language,
         title,
         summary: None,
+        section: None,
         body,
     }
 }
 
 fn found(index: &Search, query: &str) -> Vec<StoryId> {
     index
-        .search(query, 10)
+        .search(query, Narrow::default(), 0, 10)
         .unwrap()
+        .hits
         .into_iter()
         .map(|h| h.story)
         .collect()
@@ -109,6 +111,85 @@ fn russian_and_english_words_are_found_by_their_stems() {
 }
 
 #[test]
+fn a_search_is_narrowed_by_publisher_and_language_and_paged() {
+    let index = Search::memory().unwrap();
+    sample(&index);
+    let (a, b) = (p(1), p(2));
+    let search = |narrow: Narrow<'_>, skip, limit| {
+        let f = index.search("election", narrow, skip, limit).unwrap();
+        (
+            f.total,
+            f.hits.into_iter().map(|h| h.story).collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(search(Narrow::default(), 0, 10), (2, vec![s(2), s(5)]));
+    let only_a = Narrow {
+        section: None,
+        publishers: Some(std::slice::from_ref(&a)),
+        language: None,
+    };
+    assert_eq!(search(only_a, 0, 10), (1, vec![s(2)]));
+    let only_b = Narrow {
+        section: None,
+        publishers: Some(std::slice::from_ref(&b)),
+        language: Some("EN"),
+    };
+    assert_eq!(search(only_b, 0, 10), (1, vec![s(5)]));
+    let both = [a, b];
+    let all = Narrow {
+        section: None,
+        publishers: Some(&both),
+        language: None,
+    };
+    assert_eq!(search(all, 0, 10), (2, vec![s(2), s(5)]));
+    let other = [p(3), b];
+    let not_a = Narrow {
+        section: None,
+        publishers: Some(&other),
+        language: None,
+    };
+    assert_eq!(search(not_a, 0, 10), (1, vec![s(5)]));
+    let nobody = Narrow {
+        section: None,
+        publishers: Some(&[]),
+        language: None,
+    };
+    assert_eq!(search(nobody, 0, 10), (0, vec![]));
+    let russian = Narrow {
+        section: None,
+        publishers: None,
+        language: Some("ru"),
+    };
+    assert_eq!(search(russian, 0, 10), (0, vec![]));
+    // The narrowing does not change the rank: the second page of one is
+    // the second story of the whole list.
+    assert_eq!(search(Narrow::default(), 1, 1), (2, vec![s(5)]));
+    assert_eq!(search(Narrow::default(), 0, 1), (2, vec![s(2)]));
+    let first = index.search("election", Narrow::default(), 0, 10).unwrap();
+    let narrowed = index.search("election", only_b, 0, 10).unwrap();
+    assert_eq!(first.hits[1].score, narrowed.hits[0].score);
+}
+
+#[test]
+fn an_index_of_another_schema_is_emptied_for_a_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut b = tantivy::schema::Schema::builder();
+        let f = b.add_text_field("id", tantivy::schema::STRING | tantivy::schema::STORED);
+        let old = tantivy::Index::create_in_dir(dir.path(), b.build()).unwrap();
+        let mut w: tantivy::IndexWriter = old.writer_with_num_threads(1, 15_000_000).unwrap();
+        w.add_document(tantivy::doc!(f => "old")).unwrap();
+        w.commit().unwrap();
+    }
+    let index = Search::open(dir.path(), None).unwrap();
+    assert!(index.is_empty());
+    sample(&index);
+    drop(index);
+    let index = Search::open(dir.path(), None).unwrap();
+    assert_eq!(found(&index, "election"), vec![s(2), s(5)]);
+}
+
+#[test]
 fn a_new_version_replaces_the_old_and_a_retraction_removes_it() {
     let index = Search::memory().unwrap();
     sample(&index);
@@ -152,9 +233,14 @@ fn hostile_queries_give_results_or_nothing_never_an_error() {
         &"слово ".repeat(1000),
         &"x".repeat(10_000),
     ] {
-        assert!(index.search(q, 10).is_ok(), "{q:.40}");
+        assert!(index.search(q, Narrow::default(), 0, 10).is_ok(), "{q:.40}");
     }
-    assert!(index.search("elections", 0).unwrap().is_empty());
+    let none = index.search("elections", Narrow::default(), 0, 0).unwrap();
+    assert!(none.hits.is_empty());
+    assert_eq!(none.total, 2, "the count is given without a page");
+    let past = index.search("elections", Narrow::default(), 5, 10).unwrap();
+    assert!(past.hits.is_empty());
+    assert_eq!(past.total, 2);
 }
 
 #[test]

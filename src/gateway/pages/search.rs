@@ -10,7 +10,7 @@ use super::layout::{Page, html_page, store_error};
 use super::lists::{bad_query, list_item, page_params, pager};
 use super::query::{ListQuery, PAGE_SIZE};
 use crate::gateway::GatewayState;
-use crate::gateway::catalog::Filter;
+use crate::gateway::catalog::{Filter, SEARCH_HITS};
 use crate::gateway::html::url_param;
 use crate::gateway::locale::Locale;
 
@@ -58,7 +58,8 @@ pub(crate) async fn search(
                     (list_item(&loc, i, &trusted, true))
                 }
             }
-            (pager(&loc, &base, params.page, PAGE_SIZE, total))
+            // Pages go only as deep as the index ranks.
+            (pager(&loc, &base, params.page, PAGE_SIZE, total.min(SEARCH_HITS)))
         })
     };
     let title = loc.t("search-title");

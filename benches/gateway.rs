@@ -6,7 +6,8 @@
 //! after start, the most requests per second and their latency for story
 //! pages, the home page and a filtered list, latency at a fixed 1,000
 //! requests per second, how long a story stored while serving takes to
-//! show on the home page, and the serving process's memory. Up to 10,000
+//! show on the home page, and the serving process's memory; then a third
+//! process starts again on the same store (first page and memory). Up to 10,000
 //! stories (or with `KOLOKOL_BENCH_SEALED=1`), the same pages from a
 //! sealed store are compared with a plain one. Prints figures; asserts
 //! nothing.
@@ -29,6 +30,9 @@ use tokio::net::TcpStream;
 
 /// Set in the serving process: the folder of the filled store.
 const SERVE_ENV: &str = "KOLOKOL_BENCH_SERVE";
+/// Set, with [`SERVE_ENV`], in a process that only starts again after
+/// the first serving process: its first page and memory.
+const RESTART_ENV: &str = "KOLOKOL_BENCH_RESTART";
 /// Most story pages the story-page runs go through in turn.
 const STORY_SAMPLE: u64 = 10_000;
 const CONNECTIONS: usize = 64;
@@ -456,14 +460,23 @@ fn serve_and_measure(dir: &std::path::Path, count: u64) {
     let opened = start.elapsed();
     let addr = serve(&server, store.clone(), newsroom.file());
     let client = one_thread();
+    let restart = std::env::var_os(RESTART_ENV).is_some();
     client.block_on(async {
         let mut c = Conn::open(addr).await;
         assert_eq!(c.get("/").await, 200);
         println!(
-            "first home page after start, {count} stories: {:.1} ms (of which opening the store {:.1} ms)",
+            "first home page after {}, {count} stories: {:.1} ms (of which opening the store {:.1} ms)",
+            if restart {
+                "a second start"
+            } else {
+                "the first start since the store was filled"
+            },
             start.elapsed().as_secs_f64() * 1000.0,
             opened.as_secs_f64() * 1000.0
         );
+        if restart {
+            return;
+        }
         let t = Instant::now();
         assert_eq!(c.get("/p/bench-news?lang=ru&page=3").await, 200);
         println!(
@@ -471,6 +484,11 @@ fn serve_and_measure(dir: &std::path::Path, count: u64) {
             t.elapsed().as_secs_f64() * 1000.0
         );
     });
+    if restart {
+        let (now, peak) = rss_mib();
+        println!("after a second start: {now:.0} MiB resident, {peak:.0} MiB at peak");
+        return;
+    }
     // Story pages to go through: evenly spread over the archive, read
     // from the index in pages.
     let step = count.div_ceil(STORY_SAMPLE).max(1) as usize;
@@ -587,17 +605,30 @@ fn main() {
         return;
     }
     let dir = tempfile::TempDir::new().unwrap();
-    let plain_dir = dir.path().join("store");
+    // `KOLOKOL_BENCH_STORE=<folder>` keeps the filled store there and uses
+    // it again when it holds as many stories (its first start is then not
+    // the first since it was filled).
+    let kept = std::env::var_os("KOLOKOL_BENCH_STORE").map(std::path::PathBuf::from);
+    let plain_dir = kept.clone().unwrap_or_else(|| dir.path().join("store"));
     let newsroom = Newsroom::new();
     let ids = {
         let store = Store::open(&plain_dir, StoreConfig::default()).unwrap();
-        let t = Instant::now();
-        let ids = fill(&store, &newsroom, count);
-        println!(
-            "stored {count} stories (about 4 KiB each) in {:.1} s",
-            t.elapsed().as_secs_f64()
-        );
-        ids
+        if kept.is_some() && store.totals().unwrap().bundles >= count {
+            println!(
+                "used the store kept in {}: {} stories",
+                plain_dir.display(),
+                store.totals().unwrap().bundles
+            );
+            None
+        } else {
+            let t = Instant::now();
+            let ids = fill(&store, &newsroom, count);
+            println!(
+                "stored {count} stories (about 4 KiB each) in {:.1} s",
+                t.elapsed().as_secs_f64()
+            );
+            Some(ids)
+        }
     };
     // A fresh process serves, so that its memory and first page are a
     // node's after a start, not the filler's.
@@ -608,11 +639,21 @@ fn main() {
         .status()
         .unwrap();
     assert!(status.success(), "the serving process failed");
+    // sled replays its log from where it last started, so a second start
+    // replays only what the first serving process wrote.
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(std::env::args().skip(1))
+        .env(SERVE_ENV, &plain_dir)
+        .env(RESTART_ENV, "1")
+        .env("KOLOKOL_BENCH_STORIES", count.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "the restarted serving process failed");
 
     let sealed_too = std::env::var("KOLOKOL_BENCH_SEALED").map_or(count <= 10_000, |v| v == "1");
-    if !sealed_too {
+    let Some(ids) = ids.filter(|_| sealed_too) else {
         return;
-    }
+    };
     let sealed_store = Arc::new(
         Store::open_with(
             &dir.path().join("sealed"),

@@ -26,6 +26,8 @@ pub struct Fixture {
     pub signing: SecretKey,
     pub cert: Vec<u8>,
     pub policy: TrustPolicy,
+    /// Bytes of each story's body ([`BODY`] unless changed).
+    pub body: usize,
 }
 
 impl Fixture {
@@ -51,12 +53,13 @@ impl Fixture {
             signing,
             cert,
             policy,
+            body: BODY,
         }
     }
 
     pub fn bundle(&self, seq: u64) -> (Vec<u8>, Vec<u8>) {
         let mut body = format!("<p>Story {seq}</p>").into_bytes();
-        body.resize(BODY, b'.');
+        body.resize(self.body, b'.');
         let mut id = [0u8; 16];
         id[..8].copy_from_slice(&seq.to_be_bytes());
         let signed_at = now().minus(3600);

@@ -261,16 +261,32 @@ pub fn run(rt: &tokio::runtime::Runtime, sizes: &[u64], window: u64, curves: &mu
 
 /// The ingest rate alone, at finer steps than [`run`] and without its
 /// slower measures (`cargo bench --bench scale -- ingest`): how fast a
-/// store takes stories as it fills. `KOLOKOL_BENCH_STORIES` caps the size.
+/// store takes stories as it fills. `KOLOKOL_BENCH_STORIES` caps the size;
+/// `KOLOKOL_BENCH_CACHE_MIB` sets the store's cache instead of its
+/// default and `KOLOKOL_BENCH_BODY` the bytes of each body instead of
+/// 4 KiB, to see what the rate depends on.
 pub fn ingest_curve(sizes: &[u64], window: u64, curves: &mut Curves) {
     let cap = std::env::var("KOLOKOL_BENCH_STORIES")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(u64::MAX);
     let sizes: Vec<u64> = sizes.iter().copied().filter(|&s| s <= cap).collect();
-    let f = Fixture::new();
+    let number = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    let mut config = StoreConfig::default();
+    if let Some(mib) = number("KOLOKOL_BENCH_CACHE_MIB") {
+        config.cache_bytes = mib << 20;
+    }
+    let mut f = Fixture::new();
+    if let Some(body) = number("KOLOKOL_BENCH_BODY") {
+        f.body = body as usize;
+    }
+    println!(
+        "store cache {} MiB, bodies of {} bytes",
+        config.cache_bytes >> 20,
+        f.body
+    );
     let dir = tempfile::TempDir::new().unwrap();
-    let store = Store::open(&dir.path().join("store"), StoreConfig::default()).unwrap();
+    let store = Store::open(&dir.path().join("store"), config).unwrap();
     let cert = f.policy.verify_certificate(&f.cert).unwrap();
     store.put_certificate(&cert).unwrap();
     let largest = sizes.iter().copied().max().unwrap_or(0);

@@ -181,6 +181,73 @@ fn a_damaged_text_is_refused_and_nothing_is_trusted() {
     assert!(!list.contains("damaged-news"), "{list}");
 }
 
+/// A reader whose node dials through a proxy fetches a publisher file's
+/// URL through it too: with a proxy that answers, the file comes; with
+/// one where nothing answers, given on the command line or in
+/// config.toml, the fetch fails rather than going around it.
+#[test]
+fn trust_add_fetches_a_url_through_the_proxy_and_never_around_it() {
+    let env = Env::new();
+    env.newsroom("proxied-news", &mirror_addr());
+    let file = env.public_file("proxied-news");
+    let server = Server::start(vec![(
+        "/proxied-news.toml",
+        200,
+        std::fs::read(&file).unwrap(),
+    )]);
+    // Asked by name: the proxy resolves it.
+    let url = server
+        .url("/proxied-news.toml")
+        .replace("127.0.0.1", "localhost");
+    let dead = format!("socks5h://127.0.0.1:{}", common::process::free_port());
+
+    // Nothing answers at the proxy: no fetch, nothing added.
+    let err = env.fails("dead", &["trust", "add", &url, "--proxy", &dead]);
+    assert!(
+        err.contains("proxied-news.toml") || err.contains("fetching"),
+        "{err}"
+    );
+    assert!(!env.path("dead/trust/proxied-news.toml").exists());
+    // The same from config.toml.
+    std::fs::create_dir_all(env.path("configured")).unwrap();
+    std::fs::write(
+        env.path("configured/config.toml"),
+        format!("[net]\nproxy = \"{dead}\"\n"),
+    )
+    .unwrap();
+    let err = env.fails("configured", &["trust", "add", &url]);
+    assert!(err.contains("fetching"), "{err}");
+    assert!(!env.path("configured/trust/proxied-news.toml").exists());
+    // Without a proxy the reader is told the fetch went directly.
+    let direct = env.run("direct", &["trust", "add", &url, "--dry-run"], None);
+    assert!(direct.status.success());
+    assert!(
+        String::from_utf8_lossy(&direct.stderr).contains("directly"),
+        "{direct:?}"
+    );
+
+    let port = common::process::free_port();
+    let Ok(child) = Command::new("microsocks")
+        .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        common::lab::skip("microsocks is not installed: the SOCKS5 half is skipped");
+        return;
+    };
+    let _socks = common::process::Killed(child);
+    wait_until("microsocks to listen", || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let proxy = format!("socks5h://127.0.0.1:{port}");
+    let out = env.run("through", &["trust", "add", &url, "--proxy", &proxy], None);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("trusted proxied-news"));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("directly"));
+    assert!(env.path("through/trust/proxied-news.toml").exists());
+}
+
 #[test]
 fn trust_add_takes_a_file_stdin_and_a_url() {
     let env = Env::new();

@@ -110,3 +110,97 @@ fn a_proxy_that_refuses_gets_no_connection_and_no_direct_dial() {
     std::thread::sleep(std::time::Duration::from_secs(3));
     assert!(ok(&reader, &["status"]).contains("peers:     0"));
 }
+
+/// A trust desk that keeps what the page hands it.
+struct Desk(std::sync::Mutex<Vec<String>>);
+
+impl kolokol::gateway::TrustDesk for Desk {
+    fn trust(
+        &self,
+        file: kolokol::trust::PublisherFile,
+    ) -> futures::future::BoxFuture<'_, Result<(), kolokol::gateway::ViewError>> {
+        self.0.lock().unwrap().push(file.name);
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// The "Add a newsroom" page of a node with a proxy fetches a URL through
+/// it: the demo publisher file comes through microsocks, and with a proxy
+/// where nothing answers the page says the fetch failed (nothing went
+/// around it).
+#[tokio::test]
+async fn the_add_page_fetches_a_url_through_the_nodes_proxy() {
+    use common::gateway::{send, serve};
+    let toml = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/keys/demo/kolokol-demo.toml"
+    ))
+    .unwrap();
+    let web = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let web_port = web.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in web.incoming() {
+            let Ok(mut s) = stream else { return };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                toml.len()
+            );
+            let _ = s.write_all(&toml);
+        }
+    });
+    let url = format!("http://localhost:{web_port}/kolokol-demo.toml");
+    let form = format!(
+        "step=preview&text=&url={}",
+        url::form_urlencoded::byte_serialize(url.as_bytes()).collect::<String>()
+    );
+    let page = |proxy: &str| {
+        let store = std::sync::Arc::new(kolokol::store::Store::memory(Default::default()));
+        let state = kolokol::gateway::GatewayState::new(store, vec![])
+            .trust_desk(Desk(Default::default()))
+            .proxy(Some(kolokol::net::proxy::Proxy::parse(proxy).unwrap()));
+        let form = form.clone();
+        async move {
+            let served = serve(state).await;
+            let origin = format!("http://{}", served.addr);
+            send(
+                served.addr,
+                "POST",
+                "/add",
+                &[
+                    ("Origin", &origin),
+                    ("Content-Type", "application/x-www-form-urlencoded"),
+                ],
+                form.as_bytes(),
+            )
+            .await
+        }
+    };
+    let dead = page(&format!("socks5h://127.0.0.1:{}", free_port())).await;
+    assert_eq!(dead.status, 400, "{}", dead.text());
+
+    let port = free_port();
+    let Ok(child) = Command::new("microsocks")
+        .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        common::lab::skip("microsocks is not installed: the SOCKS5 half is skipped");
+        return;
+    };
+    let _socks = Killed(child);
+    wait_until("microsocks to listen", || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let through = page(&format!("socks5h://127.0.0.1:{port}")).await;
+    assert_eq!(through.status, 200, "{}", through.text());
+    assert!(
+        through.text().contains("kolokol-demo"),
+        "{}",
+        through.text()
+    );
+}

@@ -27,6 +27,11 @@ pub(super) enum TrustCommand {
         /// Show what the file says, and add nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Fetch a URL through this proxy (socks5h://HOST:PORT, socks5://,
+        /// http://), as `kolokol node --proxy`; `proxy` in config.toml
+        /// when not given. Without either, a URL is fetched directly.
+        #[arg(long, value_name = "URL")]
+        proxy: Option<String>,
     },
     /// List trusted publishers.
     #[command(after_long_help = super::help::TRUST_LIST)]
@@ -60,7 +65,7 @@ struct Input {
 
 /// Reads the publisher file `source` names: a path, a URL, its text, or
 /// `-` for standard input; a text is unwrapped to the file it holds.
-fn read_input(source: &str) -> Result<Input> {
+fn read_input(source: &str, proxy: Option<&str>) -> Result<Input> {
     let (raw, label) = if source == "-" {
         let mut text = String::new();
         std::io::stdin()
@@ -74,7 +79,7 @@ fn read_input(source: &str) -> Result<Input> {
     } else if share::is_text(source) {
         (source.to_owned(), "the text given".to_owned())
     } else if source.starts_with("https://") || source.starts_with("http://") {
-        (fetch(source)?, source.to_owned())
+        (fetch(source, proxy)?, source.to_owned())
     } else {
         let path = Path::new(source);
         let text = crate::files::read_bounded_text(path, MAX_INPUT).with_context(|| {
@@ -93,15 +98,33 @@ fn read_input(source: &str) -> Result<Input> {
 /// Fetches a publisher file or its text from `url`, bounded in time and
 /// size. The URL is the user's own choice, so one on this machine or the
 /// local network is fetched too.
-fn fetch(url: &str) -> Result<String> {
+fn fetch(url: &str, proxy: Option<&str>) -> Result<String> {
     let parsed = url::Url::parse(url).with_context(|| format!("{url:?} is not a URL"))?;
-    let fetcher =
+    let mut fetcher =
         crate::newsroom::fetch::Fetcher::new(URL_CONNECT_TIMEOUT, URL_TIMEOUT).allow_local(true);
+    // Named by host and port only: a proxy URL may hold a password.
+    let mut via = String::new();
+    match proxy {
+        Some(p) => {
+            let p = crate::net::proxy::Proxy::parse(p).context("--proxy")?;
+            fetcher = fetcher.via_proxy(&p)?;
+            via = format!(" through the proxy {}:{}", p.host, p.port);
+        }
+        // Said, because whoever watches the network sees which server
+        // was asked (and, over plain http, for what).
+        None => eprintln!(
+            "note: fetching {} directly, not through a proxy (--proxy, or `proxy` in config.toml)",
+            parsed.host_str().unwrap_or_default()
+        ),
+    }
     let fetched = fetcher.get(&parsed, MAX_INPUT, None).map_err(|e| match e {
         crate::newsroom::fetch::FetchError::Status { status, .. } => {
-            anyhow::anyhow!("fetching {url} failed with status {status}")
+            anyhow::anyhow!("fetching {url}{via} failed with status {status}")
         }
-        e => anyhow::anyhow!("fetching {url} failed: {e}"),
+        crate::newsroom::fetch::FetchError::Transport { reason, .. } => {
+            anyhow::anyhow!("fetching {url}{via} failed: {reason}")
+        }
+        e => anyhow::anyhow!("fetching {url}{via} failed: {e}"),
     })?;
     String::from_utf8(fetched.bytes)
         .map_err(|_| anyhow::anyhow!("{url} is not a publisher file (not UTF-8 text)"))
@@ -138,8 +161,17 @@ impl TrustCommand {
 
 pub(super) fn run(cmd: TrustCommand, data: &Path) -> Result<ExitCode> {
     match cmd {
-        TrustCommand::Add { source, dry_run } => {
-            let input = read_input(&source)?;
+        TrustCommand::Add {
+            source,
+            dry_run,
+            proxy,
+        } => {
+            // The proxy the node is set to use, unless one is given.
+            let proxy = match proxy {
+                Some(p) => Some(p),
+                None => crate::config::Config::load(data)?.net.proxy,
+            };
+            let input = read_input(&source, proxy.as_deref())?;
             let p = PublisherFile::parse(&input.toml, Path::new(&input.label))
                 .with_context(|| format!("{} is not a valid publisher file", input.label))?;
             show(&p);

@@ -270,6 +270,9 @@ struct Inner {
     desk: OnceLock<Arc<dyn TrustDesk>>,
     /// The node's full-text index, when it runs inside a node.
     search: OnceLock<Arc<crate::search::Search>>,
+    /// The proxy the node dials through: a URL the "Add a newsroom" page
+    /// fetches goes through it too.
+    proxy: OnceLock<crate::net::proxy::Proxy>,
     public: AtomicBool,
     local: OnceLock<SocketAddr>,
     bodies: story::BodyCache,
@@ -292,6 +295,7 @@ impl GatewayState {
                 node: OnceLock::new(),
                 desk: OnceLock::new(),
                 search: OnceLock::new(),
+                proxy: OnceLock::new(),
                 public: AtomicBool::new(false),
                 local: OnceLock::new(),
                 bodies: story::BodyCache::default(),
@@ -405,6 +409,20 @@ impl GatewayState {
     pub fn search(self, index: Arc<crate::search::Search>) -> Self {
         let _ = self.inner.search.set(index);
         self
+    }
+
+    /// Fetches what the reader asks for by URL (a publisher file on the
+    /// "Add a newsroom" page) through `proxy`, as the node dials.
+    pub fn proxy(self, proxy: Option<crate::net::proxy::Proxy>) -> Self {
+        if let Some(p) = proxy {
+            let _ = self.inner.proxy.set(p);
+        }
+        self
+    }
+
+    /// The proxy URL fetches go through, if any.
+    pub(crate) fn fetch_proxy(&self) -> Option<&crate::net::proxy::Proxy> {
+        self.inner.proxy.get()
     }
 }
 

@@ -119,6 +119,29 @@ impl Proxy {
             auth,
         })
     }
+
+    /// The proxy as the blocking HTTP client of one-off fetches takes it
+    /// (ureq's form: `socks5://` or `http://`, credentials unencoded).
+    /// Both SOCKS kinds hand names to the proxy there, which resolves
+    /// them: for `socks5://` that reveals less than it promises, never
+    /// more.
+    pub(crate) fn for_fetch(&self) -> Result<ureq::Proxy, NetError> {
+        let scheme = match self.kind {
+            ProxyKind::Socks5h | ProxyKind::Socks5 => "socks5",
+            ProxyKind::HttpConnect => "http",
+        };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        let auth = match &self.auth {
+            Some((u, p)) => format!("{u}:{p}@"),
+            None => String::new(),
+        };
+        ureq::Proxy::new(format!("{scheme}://{auth}{host}:{}", self.port))
+            .map_err(|e| NetError::Proxy(format!("{}:{}: {e}", self.host, self.port)))
+    }
 }
 
 /// Where to ask the proxy to connect.

@@ -138,6 +138,8 @@ pub struct Fetcher {
     resolve: Resolve,
     /// Whether hosts on this machine or its local network may be fetched.
     local_ok: bool,
+    /// Every request goes through this proxy, and nothing directly.
+    proxy: Option<ureq::Proxy>,
 }
 
 impl std::fmt::Debug for Fetcher {
@@ -146,6 +148,7 @@ impl std::fmt::Debug for Fetcher {
             .field("connect_timeout", &self.connect_timeout)
             .field("timeout", &self.timeout)
             .field("local_ok", &self.local_ok)
+            .field("proxied", &self.proxy.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -166,11 +169,12 @@ impl Fetcher {
     pub fn new(connect_timeout: Duration, timeout: Duration) -> Self {
         let resolve: Resolve = Arc::new(system_resolve);
         Self {
-            agent: build_agent(connect_timeout, timeout, resolve.clone(), false),
+            agent: build_agent(connect_timeout, timeout, resolve.clone(), false, None),
             connect_timeout,
             timeout,
             resolve,
             local_ok: false,
+            proxy: None,
         }
     }
 
@@ -180,8 +184,27 @@ impl Fetcher {
             self.timeout,
             self.resolve.clone(),
             self.local_ok,
+            self.proxy.clone(),
         );
         self
+    }
+
+    /// Sends every request through `proxy` (the node's `--proxy`), so
+    /// that what is fetched is seen on the wire only as traffic to the
+    /// proxy; with a proxy that fails, the fetch fails, and nothing is
+    /// fetched directly. Names are handed to the proxy unresolved.
+    pub fn via_proxy(mut self, proxy: &crate::net::proxy::Proxy) -> Result<Self, FetchError> {
+        let p = proxy.for_fetch().map_err(|e| FetchError::Transport {
+            url: format!("proxy {}:{}", proxy.host, proxy.port),
+            reason: e.to_string(),
+        })?;
+        self.proxy = Some(p);
+        Ok(self.rebuilt())
+    }
+
+    /// Whether requests go through a proxy.
+    pub fn is_proxied(&self) -> bool {
+        self.proxy.is_some()
     }
 
     /// Allows hosts on this machine or its local network (for a feed that
@@ -306,20 +329,32 @@ fn build_agent(
     timeout: Duration,
     resolve: Resolve,
     local_ok: bool,
+    proxy: Option<ureq::Proxy>,
 ) -> ureq::Agent {
-    ureq::AgentBuilder::new()
+    let builder = ureq::AgentBuilder::new()
         .timeout_connect(connect_timeout)
         .timeout(timeout)
         // Redirects are followed here, one by one, so that every hop is
         // checked for its scheme and host.
         .redirects(0)
-        .resolver(Checked { resolve, local_ok })
         .user_agent(concat!(
             "kolokol/",
             env!("CARGO_PKG_VERSION"),
             " (feed import)"
-        ))
-        .build()
+        ));
+    match proxy {
+        // Through a proxy, the only name resolved here is the proxy's own
+        // (often on this machine); the target's name goes to the proxy,
+        // and a target given as an address is checked in `get`.
+        Some(p) => builder
+            .proxy(p)
+            .resolver(Checked {
+                resolve,
+                local_ok: true,
+            })
+            .build(),
+        None => builder.resolver(Checked { resolve, local_ok }).build(),
+    }
 }
 
 /// The address the resolver refused, if that is why `t` failed.

@@ -363,11 +363,16 @@ pub async fn start_gated(
         trust: trust.clone(),
         carry: config.carry.clone(),
     };
+    let fetch_proxy = match &config.net.proxy {
+        Some(p) => Some(crate::net::proxy::Proxy::parse(p)?),
+        None => None,
+    };
     let gated = gate.as_ref().map(|g| {
         let state = crate::gateway::GatewayState::with_trust_list(store.clone(), trust.clone())
             .node(node.clone())
             .trust_desk(desk.clone())
-            .search(search.clone());
+            .search(search.clone())
+            .proxy(fetch_proxy.clone());
         (g.clone(), state)
     });
     let (gateway, gateway_task) = match gateway_listener {
@@ -380,6 +385,7 @@ pub async fn start_gated(
                 .node(node.clone())
                 .trust_desk(desk.clone())
                 .search(search.clone())
+                .proxy(fetch_proxy.clone())
                 .public(config.gateway.public);
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
             let task = tokio::spawn(async move {

@@ -230,13 +230,15 @@ pub(crate) async fn add_post(
         }
     };
     let text = match url {
-        Some(url) if text.trim().is_empty() => match fetch(url.clone()).await {
-            Ok(fetched) => fetched,
-            Err(e) => {
-                let m = format!("{}: {e}", t.url_failed);
-                return form(&loc, &state, StatusCode::BAD_REQUEST, "", Some(&m));
+        Some(url) if text.trim().is_empty() => {
+            match fetch(url.clone(), state.fetch_proxy().cloned()).await {
+                Ok(fetched) => fetched,
+                Err(e) => {
+                    let m = format!("{}: {e}", t.url_failed);
+                    return form(&loc, &state, StatusCode::BAD_REQUEST, "", Some(&m));
+                }
             }
-        },
+        }
         _ => text,
     };
     let file = match parse(&t, &text) {
@@ -366,18 +368,22 @@ const URL_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const URL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Fetches a publisher file or its text from `url`, bounded in time and
-/// size, as `kolokol trust add URL` does. The URL is the reader's own
+/// size, as `kolokol trust add URL` does, through the node's proxy when
+/// it has one (and then never directly). The URL is the reader's own
 /// choice, typed on this node's own page (the POST is Origin-checked), so
 /// one on this machine or the local network is fetched too.
-async fn fetch(url: String) -> Result<String, String> {
+async fn fetch(url: String, proxy: Option<crate::net::proxy::Proxy>) -> Result<String, String> {
     let parsed = url::Url::parse(&url).map_err(|e| format!("{url:?}: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(format!("{url:?}: only http and https URLs are fetched"));
     }
     let got = tokio::task::spawn_blocking(move || {
-        crate::newsroom::fetch::Fetcher::new(URL_CONNECT_TIMEOUT, URL_TIMEOUT)
-            .allow_local(true)
-            .get(&parsed, share::MAX_TEXT as u64 * 2, None)
+        let mut fetcher = crate::newsroom::fetch::Fetcher::new(URL_CONNECT_TIMEOUT, URL_TIMEOUT)
+            .allow_local(true);
+        if let Some(p) = &proxy {
+            fetcher = fetcher.via_proxy(p)?;
+        }
+        fetcher.get(&parsed, share::MAX_TEXT as u64 * 2, None)
     })
     .await
     .map_err(|e| e.to_string())?

@@ -76,7 +76,8 @@ impl Proxy {
     /// Parses `socks5h://`, `socks5://` or `http://` URLs, with an
     /// optional `user:password@`.
     pub fn parse(text: &str) -> Result<Self, NetError> {
-        let bad = |why: &str| NetError::Proxy(format!("{text:?}: {why}"));
+        let shown = without_credentials(text);
+        let bad = |why: &str| NetError::Proxy(format!("{shown:?}: {why}"));
         let url = url::Url::parse(text).map_err(|e| bad(&e.to_string()))?;
         let (kind, default_port) = match url.scheme() {
             "socks5h" => (ProxyKind::Socks5h, 1080),
@@ -141,6 +142,20 @@ impl Proxy {
         };
         ureq::Proxy::new(format!("{scheme}://{auth}{host}:{}", self.port))
             .map_err(|e| NetError::Proxy(format!("{}:{}: {e}", self.host, self.port)))
+    }
+}
+
+/// `text` with anything between the scheme and an `@` (a user name and a
+/// password) replaced, for error messages: a proxy URL that fails to
+/// parse may still hold a password.
+fn without_credentials(text: &str) -> String {
+    let (scheme, rest) = match text.split_once("://") {
+        Some((s, r)) => (format!("{s}://"), r),
+        None => (String::new(), text),
+    };
+    match rest.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}…@{host}"),
+        None => text.to_owned(),
     }
 }
 
@@ -491,9 +506,12 @@ mod tests {
             ("ftp://x:1", "unknown scheme"),
             ("socks5h://x:1/path", "no path"),
             ("127.0.0.1:9050", "\"127.0.0.1:9050\""),
+            ("ftp://user:secret@x:1", "\"ftp://…@x:1\""),
+            ("socks5h://user:secret@x:1/path", "no path"),
         ] {
             let e = Proxy::parse(bad).unwrap_err().to_string();
             assert!(e.contains(why), "{bad}: {e}");
+            assert!(!e.contains("secret"), "no password in errors: {e}");
         }
     }
 

@@ -3,12 +3,13 @@
 
 pub mod control;
 mod indexing;
+mod lifecycle;
 mod metrics;
 pub mod note;
 pub mod vault;
 mod view;
+mod web;
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,8 @@ use crate::store::{Store, StoreError};
 use crate::sync::Role;
 use crate::trust::{PublisherFile, TrustError};
 use control::{ApiState, NodeFile};
+pub use lifecycle::{run, shutdown_signal};
+use web::web_tasks;
 
 /// Why a node could not run.
 #[derive(Debug, Error)]
@@ -460,68 +463,6 @@ pub async fn start_gated(
     Ok(running)
 }
 
-/// The web channel's tasks: the puller (always, since signed mirror lists
-/// may name sources later) and, on a node told to keep one, the export of
-/// its own tree.
-fn web_tasks(
-    config: &Config,
-    node: &Network,
-    store: &Arc<Store>,
-) -> Result<
-    (
-        tokio::sync::watch::Sender<bool>,
-        Vec<tokio::task::JoinHandle<()>>,
-    ),
-    NodeError,
-> {
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let proxy = match &config.net.proxy {
-        Some(p) => Some(crate::net::proxy::Proxy::parse(p)?),
-        None => None,
-    };
-    for s in &config.web.sources {
-        crate::web::http::Source::parse(s)?;
-    }
-    // Roots trusted for mirrors' TLS are trusted for their web trees too.
-    let roots: Vec<PathBuf> = config
-        .web
-        .roots
-        .iter()
-        .chain(&config.net.tls_roots)
-        .cloned()
-        .collect();
-    let client = crate::web::http::HttpClient::new(&roots, proxy)?;
-    let puller = crate::web::Puller::new(store.clone(), crate::web::pull::Sink::Node(node.clone()));
-    let mut tasks = vec![tokio::spawn(puller.run(
-        config.web.clone(),
-        client,
-        stopped.clone(),
-    ))];
-    if let Some(dir) = config.web.export_dir.clone() {
-        let store = store.clone();
-        let every = Duration::from_secs(config.web.export_secs.max(1));
-        let mut stopped = stopped;
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let (s, d) = (store.clone(), dir.clone());
-                match tokio::task::spawn_blocking(move || crate::web::export_web(&s, &d)).await {
-                    Ok(Ok(r)) if r.segments > 0 => {
-                        tracing::debug!(segments = r.segments, "web tree updated")
-                    }
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => tracing::warn!("updating the web tree in {}: {e}", dir.display()),
-                    Err(_) => return,
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(every) => {}
-                    _ = stopped.changed() => return,
-                }
-            }
-        }));
-    }
-    Ok((stop, tasks))
-}
-
 impl RunningNode {
     /// Resolves when a client of the control API asked the node to stop.
     pub async fn stop_requested(&self) {
@@ -601,81 +542,6 @@ fn backend_of(addr: &str) -> Option<std::net::SocketAddr> {
         return None;
     };
     matches!(it.next()?, Protocol::Ws(_)).then_some(std::net::SocketAddr::new(ip, port))
-}
-
-/// Runs a node until `shutdown` completes.
-pub async fn run(
-    dir: DataDir,
-    config: Config,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), NodeError> {
-    let role = config.net.role();
-    let data_dir = dir.root().to_owned();
-    let data_dir = data_dir.as_path();
-    let running = start_dir(dir, config).await?;
-    announce(&running, data_dir, role);
-    tokio::select! {
-        _ = shutdown => {}
-        _ = running.stop_requested() => {}
-    }
-    info!("shutting down");
-    running.stop().await
-}
-
-/// Prints where a node that started listens and serves.
-fn announce(running: &RunningNode, data_dir: &Path, role: Role) {
-    if let Some(note) = note::first_start(data_dir, role) {
-        println!("{note}\n");
-    }
-    println!("peer id: {}", running.network.peer_id());
-    for a in &running.listen {
-        println!("listening on {a}/p2p/{}", running.network.peer_id());
-    }
-    println!("control API on {}", running.control);
-    if let Some(g) = running.gateway {
-        println!("reader's gateway on http://{g}/");
-    }
-    if let Some((addr, suffix)) = &running.front {
-        println!(
-            "front on {addr} (TLS); readers dial /dns4/NAME/tcp/{}{suffix}/p2p/{}, NAME the certificate's",
-            addr.port(),
-            running.network.peer_id()
-        );
-    }
-    if let Some(m) = running.metrics {
-        println!("metrics on http://{m}/metrics, health on http://{m}/healthz");
-    }
-}
-
-/// Resolves on Ctrl-C or SIGTERM. The handlers are in place from the
-/// call on (within a runtime), so that a signal sent while the node is
-/// still starting stops it cleanly once started rather than killing it.
-pub fn shutdown_signal() -> impl Future<Output = ()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let term = signal(SignalKind::terminate()).ok();
-        let int = signal(SignalKind::interrupt()).ok();
-        async move {
-            match (term, int) {
-                (Some(mut term), Some(mut int)) => {
-                    tokio::select! {
-                        _ = int.recv() => {}
-                        _ = term.recv() => {}
-                    }
-                }
-                _ => {
-                    let _ = tokio::signal::ctrl_c().await;
-                }
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        async {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
 
 /// Learns and stores the certificate a publisher file brings for its

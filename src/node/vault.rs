@@ -139,7 +139,7 @@ async fn start(
     let role = config.net.role();
     let key = dir.sealer().map(|s| Arc::downgrade(&s));
     let running = start_gated(dir, config, Some(gate.clone())).await?;
-    super::announce(&running, root, role);
+    super::lifecycle::announce(&running, root, role);
     Ok((running, key))
 }
 

@@ -68,6 +68,13 @@ const PREFIX: &str = "kk";
 
 /// Labs made by this process so far, for unique names.
 static LABS: AtomicU32 = AtomicU32::new(0);
+/// Held by a sweep, and by a new lab until it holds its lock. A sweep
+/// takes a lab of this process without a held lock for a stale one, so
+/// without this a sweep in another test's thread could find a lab half
+/// made (its folder there, its lock not yet taken) and delete its
+/// namespaces while they were being made: seen once in CI, as a
+/// namespace gone right after `ip netns add`.
+static SETUP: Mutex<()> = Mutex::new(());
 
 /// One of the lab's three namespaces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,6 +164,7 @@ impl Lab {
             skip(&line);
             return None;
         }
+        let setup = SETUP.lock().unwrap_or_else(|p| p.into_inner());
         sweep_stale();
         let k = LABS.fetch_add(1, Ordering::Relaxed);
         let base = format!("{PREFIX}{}n{k}", std::process::id());
@@ -172,6 +180,7 @@ impl Lab {
         let lock = File::create(dir.join("lock")).expect("the lab's lock file");
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
             .expect("locking the lab's lock file");
+        drop(setup);
         let lab = Lab {
             name: name.to_owned(),
             base,

@@ -436,7 +436,7 @@ fn quota_eviction_follows_the_policy() {
 #[test]
 fn the_quota_holds_under_a_stream_of_stories() {
     let dir = TempDir::new().unwrap();
-    let quota = 1024 * 1024;
+    let quota = 8 * 1024 * 1024;
     let config = StoreConfig {
         quota_bytes: Some(quota),
         keep_newest: 2,
@@ -446,7 +446,7 @@ fn the_quota_holds_under_a_stream_of_stories() {
     let p = Publisher::new(1);
     store_certificate(&store, &p);
     let story_size = 60 * 1024;
-    for n in 1..=120u64 {
+    for n in 1..=400u64 {
         let body: Vec<u8> = (0..story_size).map(|i| (i as u64 * 31 + n) as u8).collect();
         let mut s = story(&p, n, 0, &body);
         s.story = StoryId([(n % 256) as u8; 16]);
@@ -458,7 +458,7 @@ fn the_quota_holds_under_a_stream_of_stories() {
     }
     // The newest stories are the ones kept.
     let held = store.held_ranges(&p.public()).unwrap();
-    assert_eq!(held.last().map(|r| r.1), Some(120));
+    assert_eq!(held.last().map(|r| r.1), Some(400));
 }
 
 #[test]

@@ -3,20 +3,33 @@
 //! both), and small counters per facet and per publisher, so that a list
 //! page is one range scan whatever the size of the archive.
 //!
-//! Entries (see `tables`): under `i`, publisher, facet, inverted first
-//! publication, inverted story id, the story's entry; under `n`,
-//! publisher, facet, the facet's count and name, and under the facet
-//! [`SLOTS`] the publisher's held bundles and known sequence ranges. They
-//! change in the same batch as the story entries and sequence slots they
-//! follow ([`index_change`], [`slot_change`]), so they never disagree with
-//! them, also after a crash. A store made before they existed gets them at
-//! open ([`Store::index_catalog`]), as does a repaired one.
+//! Entries (see `tables`): under `i`, publisher, facet and an inverted
+//! time, a block of up to [`BLOCK`] stories of the facet, those whose
+//! inverted first publication is after the previous block's time and at
+//! most this one's; under `n`, publisher, facet, the facet's count and
+//! name, and under the facet [`SLOTS`] the publisher's held bundles and
+//! known sequence ranges. They change in the same batch as the story
+//! entries and sequence slots they follow ([`index_change`],
+//! [`slot_change`]), so they never disagree with them, also after a
+//! crash. A store made before they existed gets them at open
+//! ([`Store::index_catalog`]), as does a repaired one.
+//!
+//! Why blocks: sled 0.34 keeps some 500 bytes in memory for every page of
+//! its tree, from the moment it opens, and a page holds at most 16
+//! entries; an entry per story and facet (four for a story with a
+//! section) was a third of all the entries of a large store, so of its
+//! memory and of its open time. A block is rewritten whole when a story
+//! comes or goes, a few kilobytes. Blocks are split only between seconds,
+//! because their keys hold only the time: sealed, the time keeps its
+//! order and a story id would not, so a key with the story in it could
+//! not say where a story of the same second belongs.
 
 use std::collections::{BTreeMap, HashMap};
 
 use super::kv::Op;
 use super::tables::{
-    COUNTS, INDEX, META, META_CATALOG, SEQ, STORY, SeqState, StoryEntry, key, story_key,
+    COUNTS, INDEX, META, META_CATALOG, META_CATALOG_ENTRIES, SEQ, STORY, SeqState, StoryEntry, key,
+    story_key,
 };
 use super::tx::Tx;
 use super::{Store, StoreError};
@@ -28,8 +41,17 @@ pub(super) const FACET_LEN: usize = 16;
 const ALL: [u8; FACET_LEN] = [0; FACET_LEN];
 /// Under `n`: the publisher's held bundles and known sequence ranges.
 pub(super) const SLOTS: [u8; FACET_LEN] = [0xff; FACET_LEN];
-/// Entries written per batch while the index is built.
+/// Entries deleted per batch before the index is built.
 const BUILD_BATCH: usize = 4096;
+/// Stories indexed per batch while the index is built: each batch holds
+/// the blocks it rewrote until it commits.
+const BUILD_STORIES: usize = 1024;
+/// Most stories in a block, unless more share one second of first
+/// publication (a block is split only between seconds).
+pub(super) const BLOCK: usize = 16;
+/// Bytes of a block's item before the story's entry: inverted time,
+/// story, the entry's length.
+const ITEM_HEAD: usize = 8 + 16 + 2;
 /// Most known sequence ranges kept per publisher: a value larger than
 /// this is refused as damaged rather than allocated.
 const MAX_RANGES: usize = 1 << 20;
@@ -128,29 +150,199 @@ fn facets(e: &StoryEntry) -> Vec<Facet<'_>> {
     f
 }
 
-fn index_key(publisher: &PublicKey, facet: &[u8; FACET_LEN], at: &IndexCursor) -> Vec<u8> {
-    // Inverted, so that a forward scan gives the newest first, and among
-    // stories published at the same second the larger id first.
-    let time = (u64::MAX - at.published.0).to_be_bytes();
-    let story: Vec<u8> = at.story.as_bytes().iter().map(|b| !b).collect();
-    key(INDEX, &[publisher.as_bytes(), facet, &time, &story])
+/// The key of a block of `publisher`'s `facet` whose stories have an
+/// inverted first publication of at most `inverted`.
+fn block_key(publisher: &PublicKey, facet: &[u8; FACET_LEN], inverted: u64) -> Vec<u8> {
+    key(
+        INDEX,
+        &[publisher.as_bytes(), facet, &inverted.to_be_bytes()],
+    )
+}
+
+/// Inverted, so that a forward scan gives the newest first.
+fn inverted(t: Timestamp) -> u64 {
+    u64::MAX - t.0
+}
+
+/// One story in a block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Item {
+    /// Inverted first publication.
+    inverted: u64,
+    story: StoryId,
+    /// The story's entry, as under `t`.
+    entry: Vec<u8>,
+}
+
+impl Item {
+    fn of(e: &StoryEntry) -> Self {
+        Self {
+            inverted: inverted(e.published),
+            story: e.story,
+            entry: e.encode(),
+        }
+    }
+
+    /// A block's order: newest first, and among stories of one second the
+    /// larger id first.
+    fn order(&self) -> (u64, std::cmp::Reverse<[u8; 16]>) {
+        (self.inverted, std::cmp::Reverse(self.story.0))
+    }
+
+    fn decode(&self, publisher: &PublicKey) -> Result<StoryEntry, StoreError> {
+        StoryEntry::decode(&story_key(publisher, &self.story), &self.entry)
+    }
+}
+
+fn encode_block(items: &[Item]) -> Vec<u8> {
+    let size = items
+        .iter()
+        .map(|i| ITEM_HEAD + i.entry.len())
+        .sum::<usize>();
+    let mut v = Vec::with_capacity(4 + size);
+    v.extend_from_slice(&(items.len() as u32).to_be_bytes());
+    for i in items {
+        v.extend_from_slice(&i.inverted.to_be_bytes());
+        v.extend_from_slice(&i.story.0);
+        // An entry is bounded by the manifest limits (under 300 bytes).
+        v.extend_from_slice(&(i.entry.len() as u16).to_be_bytes());
+        v.extend_from_slice(&i.entry);
+    }
+    v
+}
+
+fn decode_block(v: &[u8]) -> Result<Vec<Item>, StoreError> {
+    let bad = || StoreError::Corrupt("catalog index block".into());
+    let n = v
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_be_bytes)
+        .ok_or_else(bad)? as usize;
+    // Checked before the allocation: every item takes at least its head.
+    if n == 0 || n > (v.len() - 4) / ITEM_HEAD {
+        return Err(bad());
+    }
+    let mut items = Vec::with_capacity(n);
+    let mut rest = &v[4..];
+    for _ in 0..n {
+        let head = rest.get(..ITEM_HEAD).ok_or_else(bad)?;
+        let inverted = u64::from_be_bytes(head[..8].try_into().map_err(|_| bad())?);
+        let story = StoryId(head[8..24].try_into().map_err(|_| bad())?);
+        let len = u16::from_be_bytes(head[24..26].try_into().map_err(|_| bad())?) as usize;
+        let entry = rest
+            .get(ITEM_HEAD..ITEM_HEAD + len)
+            .ok_or_else(bad)?
+            .to_vec();
+        rest = &rest[ITEM_HEAD + len..];
+        items.push(Item {
+            inverted,
+            story,
+            entry,
+        });
+    }
+    if !rest.is_empty() || !items.is_sorted_by_key(Item::order) {
+        return Err(bad());
+    }
+    Ok(items)
+}
+
+/// Where to split a block that has grown past [`BLOCK`] by the item now
+/// at `at`: always between two seconds; at the end it grew at, so that a
+/// block filled from one end (new stories at the front, or an archive
+/// taken oldest last) is left full and the next one starts small, the
+/// way a B-tree splits under appends; in the middle otherwise.
+fn split_point(items: &[Item], at: usize) -> Option<usize> {
+    let boundary =
+        |i: usize| i > 0 && i < items.len() && items[i - 1].inverted != items[i].inverted;
+    if at == 0 {
+        return (1..items.len()).find(|&i| boundary(i));
+    }
+    if at + 1 == items.len() {
+        return (1..items.len()).rev().find(|&i| boundary(i));
+    }
+    let mid = items.len() / 2;
+    (0..=mid)
+        .flat_map(|d| [mid + d, mid.wrapping_sub(d)])
+        .find(|&i| boundary(i))
+}
+
+/// Adds `item` to `publisher`'s `facet` in `tx`.
+fn block_insert(
+    tx: &mut Tx<'_>,
+    publisher: &PublicKey,
+    facet: &[u8; FACET_LEN],
+    item: Item,
+) -> Result<(), StoreError> {
+    let prefix = key(INDEX, &[publisher.as_bytes(), facet]);
+    let at = block_key(publisher, facet, item.inverted);
+    let (block, mut items) = match tx.first_from(&prefix, &at)? {
+        Some((k, v)) => (k, decode_block(&v)?),
+        // Older than every block: the last one takes it, under the new
+        // story's time, while it has room.
+        None => match tx.last_under(&prefix)? {
+            Some((k, v)) => {
+                let items = decode_block(&v)?;
+                if items.len() < BLOCK {
+                    tx.delete(k);
+                    (at, items)
+                } else {
+                    (at, Vec::new())
+                }
+            }
+            None => (at, Vec::new()),
+        },
+    };
+    let at = match items.binary_search_by_key(&item.order(), Item::order) {
+        Ok(i) => {
+            items[i] = item;
+            i
+        }
+        Err(i) => {
+            items.insert(i, item);
+            i
+        }
+    };
+    if items.len() > BLOCK
+        && let Some(cut) = split_point(&items, at)
+    {
+        let newer = block_key(publisher, facet, items[cut - 1].inverted);
+        tx.put(newer, encode_block(&items[..cut]));
+        items.drain(..cut);
+    }
+    tx.put(block, encode_block(&items));
+    Ok(())
+}
+
+/// Removes the story `story` first published at `published` from
+/// `publisher`'s `facet` in `tx`; nothing when it is not there.
+fn block_remove(
+    tx: &mut Tx<'_>,
+    publisher: &PublicKey,
+    facet: &[u8; FACET_LEN],
+    published: Timestamp,
+    story: &StoryId,
+) -> Result<(), StoreError> {
+    let prefix = key(INDEX, &[publisher.as_bytes(), facet]);
+    let at = inverted(published);
+    let Some((block, v)) = tx.first_from(&prefix, &block_key(publisher, facet, at))? else {
+        return Ok(());
+    };
+    let mut items = decode_block(&v)?;
+    let before = items.len();
+    items.retain(|i| !(i.inverted == at && i.story == *story));
+    if items.len() == before {
+        return Ok(());
+    }
+    if items.is_empty() {
+        tx.delete(block);
+    } else {
+        tx.put(block, encode_block(&items));
+    }
+    Ok(())
 }
 
 fn count_key(publisher: &PublicKey, facet: &[u8; FACET_LEN]) -> Vec<u8> {
     key(COUNTS, &[publisher.as_bytes(), facet])
-}
-
-fn decode_index(k: &[u8], v: &[u8]) -> Result<StoryEntry, StoreError> {
-    let bad = || StoreError::Corrupt("catalog index entry".into());
-    if k.len() != 1 + 32 + FACET_LEN + 8 + 16 {
-        return Err(bad());
-    }
-    let publisher = PublicKey(k[1..33].try_into().map_err(|_| bad())?);
-    let mut story = [0u8; 16];
-    for (o, b) in story.iter_mut().zip(&k[1 + 32 + FACET_LEN + 8..]) {
-        *o = !b;
-    }
-    StoryEntry::decode(&story_key(&publisher, &StoryId(story)), v)
 }
 
 fn count_of(v: &[u8]) -> u64 {
@@ -192,23 +384,15 @@ pub(super) fn index_change(
         return Ok(());
     }
     if let Some(e) = old {
-        let at = IndexCursor {
-            published: e.published,
-            story: e.story,
-        };
         for f in facets(e) {
-            tx.delete(index_key(&e.publisher, &f.bytes(), &at));
+            block_remove(tx, &e.publisher, &f.bytes(), e.published, &e.story)?;
             bump(tx, &e.publisher, &f, -1)?;
         }
     }
     if let Some(e) = new {
-        let at = IndexCursor {
-            published: e.published,
-            story: e.story,
-        };
-        let v = e.encode();
+        let item = Item::of(e);
         for f in facets(e) {
-            tx.put(index_key(&e.publisher, &f.bytes(), &at), v.clone());
+            block_insert(tx, &e.publisher, &f.bytes(), item.clone())?;
             bump(tx, &e.publisher, &f, 1)?;
         }
     }
@@ -354,12 +538,20 @@ impl Store {
     ) -> impl Iterator<Item = Result<StoryEntry, StoreError>> + 'a {
         let f = facet.bytes();
         let prefix = key(INDEX, &[publisher.as_bytes(), &f]);
-        let start = after.map(|c| index_key(publisher, &f, c));
-        let skip = start.clone();
-        self.kv
-            .range_from(&prefix, start.as_deref().unwrap_or(&prefix))
-            .filter(move |r| !matches!((r, &skip), (Ok((k, _)), Some(s)) if k == s))
-            .map(|r| r.and_then(|(k, v)| decode_index(&k, &v)))
+        let after = after.map(|c| (inverted(c.published), std::cmp::Reverse(c.story.0)));
+        // Only the first block can hold the cursor and stories before it.
+        let start = block_key(publisher, &f, after.map_or(0, |a| a.0));
+        let publisher = *publisher;
+        self.kv.range_from(&prefix, &start).flat_map(move |r| {
+            match r.and_then(|(_, v)| decode_block(&v)) {
+                Ok(items) => items
+                    .into_iter()
+                    .filter(|i| after.is_none_or(|a| i.order() > a))
+                    .map(|i| i.decode(&publisher))
+                    .collect::<Vec<_>>(),
+                Err(e) => vec![Err(e)],
+            }
+        })
     }
 
     /// How many of `publisher`'s stories are in `facet`: one read.
@@ -405,7 +597,11 @@ impl Store {
     /// when the store has none yet (made before it existed, or repaired).
     /// A crash while building leaves no mark, so the next open starts over.
     pub(super) fn index_catalog(&self) -> Result<(), StoreError> {
-        if self.kv.contains(&key(META, &[META_CATALOG]))? {
+        // The mark of an index of entries per story means a build that
+        // kept the index that way wrote to this store: built again.
+        if self.kv.contains(&key(META, &[META_CATALOG]))?
+            && !self.kv.contains(&key(META, &[META_CATALOG_ENTRIES]))?
+        {
             return Ok(());
         }
         let _w = self.lock()?;
@@ -424,25 +620,22 @@ impl Store {
                 }
             }
         }
-        let mut counts: HashMap<(PublicKey, [u8; FACET_LEN]), (u64, Vec<u8>)> = HashMap::new();
+        self.kv.apply(std::mem::take(&mut ops))?;
+        // Story by story, as ingest indexes them, in batches that each
+        // see their own blocks; the entries come in story id order, so
+        // blocks fill and split at random times as they would in use.
         let mut stories = 0u64;
+        let mut tx = Tx::new(&self.kv);
         for item in self.kv.scan(&[STORY], false) {
             let (k, v) = item?;
             let e = StoryEntry::decode(&k, &v)?;
-            let at = IndexCursor {
-                published: e.published,
-                story: e.story,
-            };
-            for f in facets(&e) {
-                let fb = f.bytes();
-                ops.push(Op::Put(index_key(&e.publisher, &fb, &at), v.clone()));
-                counts.entry((e.publisher, fb)).or_insert((0, f.label())).0 += 1;
-            }
+            index_change(&mut tx, None, Some(&e))?;
             stories += 1;
-            if ops.len() >= BUILD_BATCH {
-                self.kv.apply(std::mem::take(&mut ops))?;
+            if stories.is_multiple_of(BUILD_STORIES as u64) {
+                std::mem::replace(&mut tx, Tx::new(&self.kv)).commit()?;
             }
         }
+        tx.commit()?;
         let mut slots: HashMap<PublicKey, Slots> = HashMap::new();
         for item in self.kv.scan(&[SEQ], false) {
             let (k, v) = item?;
@@ -463,15 +656,11 @@ impl Store {
                 range_insert(&mut s.known, seq);
             }
         }
-        for ((publisher, f), (n, label)) in counts {
-            let mut v = n.to_be_bytes().to_vec();
-            v.extend_from_slice(&label);
-            ops.push(Op::Put(count_key(&publisher, &f), v));
-        }
         for (publisher, s) in slots {
             ops.push(Op::Put(count_key(&publisher, &SLOTS), s.encode()));
         }
         ops.push(Op::Put(key(META, &[META_CATALOG]), vec![1]));
+        ops.push(Op::Delete(key(META, &[META_CATALOG_ENTRIES])));
         self.kv.apply(ops)?;
         self.kv.flush()?;
         if stories > 0 {
@@ -538,6 +727,228 @@ mod tests {
         let mut huge = v.clone();
         huge[8..12].copy_from_slice(&u32::MAX.to_be_bytes());
         assert!(Slots::decode(&huge).is_err());
+    }
+
+    /// A small generator, so that a failing case is the same every run.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) % n
+        }
+    }
+
+    fn list(store: &Store, p: &PublicKey, f: Facet<'_>, page: usize) -> Vec<StoryEntry> {
+        let mut out: Vec<StoryEntry> = Vec::new();
+        loop {
+            let after = out.last().map(|e| IndexCursor {
+                published: e.published,
+                story: e.story,
+            });
+            let got = store.index_page(p, f, after.as_ref(), page).unwrap();
+            let done = got.len() < page;
+            out.extend(got);
+            if done {
+                return out;
+            }
+        }
+    }
+
+    /// Stories come, change and go in batches of every size, many in one
+    /// second, and every facet's list, read whole or a page at a time,
+    /// stays the reference's, plain and sealed.
+    #[test]
+    fn blocks_keep_every_facet_in_order() {
+        use crate::proto::BundleId;
+        use crate::seal::{DataKey, Sealer};
+        use std::sync::Arc;
+        for sealer in [None, Some(Arc::new(Sealer::new(&DataKey::random())))] {
+            let store = Store::memory_with(super::super::StoreConfig::default(), sealer);
+            let publishers = [PublicKey([1; 32]), PublicKey([2; 32])];
+            let mut reference: BTreeMap<(u8, [u8; 16]), StoryEntry> = BTreeMap::new();
+            let mut rng = Rng(7);
+            for round in 0..300 {
+                let mut tx = Tx::new(&store.kv);
+                for _ in 0..=rng.below(12) {
+                    let p = rng.below(2) as u8;
+                    let mut story = [0u8; 16];
+                    story[0] = rng.below(150) as u8;
+                    let old = reference.get(&(p, story)).cloned();
+                    let new = (rng.below(5) != 0).then(|| StoryEntry {
+                        publisher: publishers[p as usize],
+                        story: StoryId(story),
+                        version: old.as_ref().map_or(1, |o| o.version + 1),
+                        id: BundleId([rng.below(250) as u8; 32]),
+                        // Few seconds, so that blocks fill with one second.
+                        published: old
+                            .as_ref()
+                            .map_or(Timestamp(1_000 + rng.below(40)), |o| o.published),
+                        language: ["en", "ru"][rng.below(2) as usize].into(),
+                        section: (rng.below(3) != 0).then(|| "News".to_owned()),
+                    });
+                    index_change(&mut tx, old.as_ref(), new.as_ref()).unwrap();
+                    match new {
+                        Some(e) => reference.insert((p, story), e),
+                        None => reference.remove(&(p, story)),
+                    };
+                }
+                tx.commit().unwrap();
+                if round % 20 != 19 {
+                    continue;
+                }
+                for (i, p) in publishers.iter().enumerate() {
+                    for f in [
+                        Facet::All,
+                        Facet::Language("ru"),
+                        Facet::Section("News"),
+                        Facet::Both("en", "News"),
+                    ] {
+                        let mut want: Vec<StoryEntry> = reference
+                            .iter()
+                            .filter(|((q, _), e)| {
+                                usize::from(*q) == i
+                                    && match f {
+                                        Facet::All => true,
+                                        Facet::Language(l) => e.language == l,
+                                        Facet::Section(s) => e.section.as_deref() == Some(s),
+                                        Facet::Both(l, s) => {
+                                            e.language == l && e.section.as_deref() == Some(s)
+                                        }
+                                    }
+                            })
+                            .map(|(_, e)| e.clone())
+                            .collect();
+                        want.sort_by_key(|e| {
+                            (u64::MAX - e.published.0, std::cmp::Reverse(e.story.0))
+                        });
+                        assert_eq!(list(&store, p, f, 1000), want, "{f:?}, round {round}");
+                        assert_eq!(list(&store, p, f, 7), want, "{f:?} by pages, round {round}");
+                        assert_eq!(store.facet_count(p, f).unwrap(), want.len() as u64);
+                    }
+                }
+                for item in store.kv.scan(&[INDEX], false) {
+                    let items = decode_block(&item.unwrap().1).unwrap();
+                    assert!(
+                        items.len() <= BLOCK || split_point(&items, items.len() / 2).is_none(),
+                        "a block of {} that could be split",
+                        items.len()
+                    );
+                }
+            }
+            let blocks = store.kv.scan(&[INDEX], false).count();
+            assert!(
+                blocks > 4 && blocks < reference.len(),
+                "{blocks} blocks for {}",
+                reference.len()
+            );
+        }
+    }
+
+    /// A store whose index was last written by a build that kept an
+    /// entry per story and facet (its mark present) is indexed again at
+    /// open, and that mark goes, so such a build would rebuild too.
+    #[test]
+    fn an_index_of_entries_is_rebuilt_as_blocks() {
+        let store = Store::memory(super::super::StoreConfig::default());
+        let p = PublicKey([3; 32]);
+        let mut tx = Tx::new(&store.kv);
+        let mut want = Vec::new();
+        for n in 0..100u8 {
+            let e = StoryEntry {
+                publisher: p,
+                story: StoryId([n; 16]),
+                version: 1,
+                id: crate::proto::BundleId([n; 32]),
+                published: Timestamp(5_000 - u64::from(n)),
+                language: "uk".into(),
+                section: None,
+            };
+            tx.put(story_key(&p, &e.story), e.encode());
+            want.push(e);
+        }
+        tx.commit().unwrap();
+        // What such a build left: its mark, and an entry of its shape.
+        let old_entry = [key(INDEX, &[p.as_bytes(), &ALL, &[0; 8]]), vec![0xaa; 16]].concat();
+        store
+            .kv
+            .apply(vec![
+                Op::Put(key(META, &[META_CATALOG_ENTRIES]), vec![1]),
+                Op::Put(old_entry, want[0].encode()),
+            ])
+            .unwrap();
+        store.index_catalog().unwrap();
+        assert_eq!(list(&store, &p, Facet::All, 30), want);
+        assert_eq!(list(&store, &p, Facet::Language("uk"), 1000), want);
+        assert_eq!(store.facet_count(&p, Facet::All).unwrap(), 100);
+        assert!(
+            !store
+                .kv
+                .contains(&key(META, &[META_CATALOG_ENTRIES]))
+                .unwrap()
+        );
+        assert!(store.kv.scan(&[INDEX], false).count() <= 2 * 100 / BLOCK + 2);
+    }
+
+    /// Stories that come newest last, or oldest last, leave full blocks.
+    #[test]
+    fn blocks_filled_from_one_end_are_left_full() {
+        for newest_last in [true, false] {
+            let store = Store::memory(super::super::StoreConfig::default());
+            let p = PublicKey([4; 32]);
+            for n in 0..100u64 {
+                let mut tx = Tx::new(&store.kv);
+                let t = if newest_last { 1_000 + n } else { 1_000 - n };
+                let e = StoryEntry {
+                    publisher: p,
+                    story: StoryId([n as u8; 16]),
+                    version: 1,
+                    id: crate::proto::BundleId([n as u8; 32]),
+                    published: Timestamp(t),
+                    language: "en".into(),
+                    section: None,
+                };
+                index_change(&mut tx, None, Some(&e)).unwrap();
+                tx.commit().unwrap();
+            }
+            let sizes: Vec<usize> = store
+                .kv
+                .scan(&key(INDEX, &[p.as_bytes(), &ALL]), false)
+                .map(|r| decode_block(&r.unwrap().1).unwrap().len())
+                .collect();
+            assert_eq!(sizes.iter().sum::<usize>(), 100);
+            assert_eq!(sizes.len(), 100usize.div_ceil(BLOCK), "{sizes:?}");
+        }
+    }
+
+    #[test]
+    fn blocks_refuse_bad_bytes_before_allocating() {
+        let items = vec![
+            Item {
+                inverted: 5,
+                story: StoryId([9; 16]),
+                entry: vec![1, 2, 3],
+            },
+            Item {
+                inverted: 6,
+                story: StoryId([1; 16]),
+                entry: vec![],
+            },
+        ];
+        let v = encode_block(&items);
+        assert_eq!(decode_block(&v).unwrap(), items);
+        assert!(decode_block(&v[..v.len() - 1]).is_err());
+        assert!(decode_block(&[v.clone(), vec![0]].concat()).is_err());
+        let mut huge = v.clone();
+        huge[..4].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(decode_block(&huge).is_err());
+        assert!(decode_block(&[0, 0, 0, 0]).is_err());
+        assert!(decode_block(&[]).is_err());
+        let reversed: Vec<Item> = items.into_iter().rev().collect();
+        assert!(decode_block(&encode_block(&reversed)).is_err());
     }
 
     #[test]

@@ -13,9 +13,9 @@
 //! - log positions are the store's own counter and stay as they are;
 //! - the catalog index keeps its order within a publisher's facet: the
 //!   publisher and the facet (named with the publisher, so that two
-//!   publishers' facets do not match) are keyed names, the time is
-//!   shifted like a sequence number, and the story is a keyed name, so
-//!   stories published in the same second come in an order of their own.
+//!   publishers' facets do not match) are keyed names and the time is
+//!   shifted like a sequence number; its blocks are keyed by time alone
+//!   (a story after the time would be a keyed name, out of order).
 
 use super::catalog::FACET_LEN;
 use super::tables::{

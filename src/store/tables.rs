@@ -19,7 +19,7 @@
 //! | `p` | publisher, story | empty: the story is pinned |
 //! | `l` | position (u64 BE) | what the store took there (see `log`) |
 //! | `w` | publisher | the newest signed mirror list (see `mirrors`) |
-//! | `i` | publisher, facet, inverted publication (u64 BE), inverted story | the story's `t` value (see `catalog`) |
+//! | `i` | publisher, facet, inverted time (u64 BE) | a block of the facet's stories up to that time, newest first, each with its `t` value (see `catalog`) |
 //! | `n` | publisher, facet | stories in the facet, and its name; for the facet of all ones, held bundles and known sequence ranges |
 //!
 //! Blobs up to [`INLINE_BLOB_MAX`] are values under `v`; larger ones are
@@ -27,9 +27,10 @@
 //! batch that makes their bundle visible. A story's older versions are
 //! found by following `supersedes` back from its newest. Every bundle
 //! costs six writes (manifest and blob, each a value and its entry,
-//! sequence slot, story entry), and the catalog index four more per new story version
-//! (one per facet: all, language, section, both) with their counters:
-//! the indices are kept to what sync, lists and eviction need.
+//! sequence slot, story entry), and the catalog index rewrites a block
+//! and a counter per facet of a new story version (all, language,
+//! section, both): the indices are kept to what sync, lists and eviction
+//! need.
 
 use super::StoreError;
 use crate::proto::{BundleId, Manifest, PublicKey, StoryId, Timestamp};
@@ -83,7 +84,12 @@ pub(super) const META_LOG_ID: &[u8] = b"log-id";
 pub(super) const META_LOG_CURSOR: &[u8] = b"log-cursor/";
 /// Present once the catalog index (`i`, `n`) is complete (stores made
 /// before it existed, or repaired, get it built at open).
-pub(super) const META_CATALOG: &[u8] = b"catalog-indexed";
+pub(super) const META_CATALOG: &[u8] = b"catalog-blocks";
+/// The mark of the catalog index when it had an entry per story and
+/// facet: removed when the blocks are built, so that a build of that
+/// time rebuilds its own index instead of misreading blocks, and found
+/// again if such a build has done so.
+pub(super) const META_CATALOG_ENTRIES: &[u8] = b"catalog-indexed";
 pub(super) const META_BLOB_DISK: &[u8] = b"blobdisk";
 /// The number the next value under `v` gets.
 pub(super) const META_VALUE_NEXT: &[u8] = b"value-next";

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::StoreError;
-use super::kv::{Kv, Op};
+use super::kv::{Kv, Op, Pair};
 use super::tables::{
     LOG, META, META_BLOB_DISK, META_BLOBS, META_BUNDLES, META_LOG_NEXT, META_PAYLOAD,
     META_PUBLISHER, META_VALUE_NEXT, REFS, key, u64_of,
@@ -68,6 +68,62 @@ impl<'a> Tx<'a> {
             Some(v) => Ok(v.is_some()),
             None => self.kv.contains(k),
         }
+    }
+
+    /// The first pair under `prefix` at or after `start`, as the store
+    /// would hold it after this batch. The batch's keys are compared
+    /// plain, so this is only for tables whose stored order is their
+    /// plain order (true of the catalog's blocks, sealed or not).
+    pub(super) fn first_from(
+        &self,
+        prefix: &[u8],
+        start: &[u8],
+    ) -> Result<Option<Pair>, StoreError> {
+        let mut stored = None;
+        for item in self.kv.range_from(prefix, start) {
+            let (k, v) = item?;
+            match self.writes.get(&k) {
+                Some(None) => continue,
+                Some(Some(w)) => stored = Some((k, w.clone())),
+                None => stored = Some((k, v)),
+            }
+            break;
+        }
+        let pending = self
+            .writes
+            .range::<Vec<u8>, _>(start.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .find_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())));
+        Ok(match (stored, pending) {
+            (Some(s), Some(p)) => Some(if p.0 < s.0 { p } else { s }),
+            (s, p) => s.or(p),
+        })
+    }
+
+    /// The last pair under `prefix`, as the store would hold it after
+    /// this batch (with the same limit as [`Tx::first_from`]).
+    pub(super) fn last_under(&self, prefix: &[u8]) -> Result<Option<Pair>, StoreError> {
+        let mut stored = None;
+        for item in self.kv.scan(prefix, true) {
+            let (k, v) = item?;
+            match self.writes.get(&k) {
+                Some(None) => continue,
+                Some(Some(w)) => stored = Some((k, w.clone())),
+                None => stored = Some((k, v)),
+            }
+            break;
+        }
+        let pending = self
+            .writes
+            .range::<Vec<u8>, _>(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+            .last()
+            .map(|(k, v)| (k.clone(), v.clone()));
+        Ok(match (stored, pending) {
+            (Some(s), Some(p)) => Some(if p.0 > s.0 { p } else { s }),
+            (s, p) => s.or(p),
+        })
     }
 
     pub(super) fn put(&mut self, k: Vec<u8>, v: Vec<u8>) {

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use kolokol::proto::*;
-use kolokol::store::{Ingested, Store, StoreConfig, StoreError, gaps};
+use kolokol::store::{Ingested, SCHEMA_VERSION, Store, StoreConfig, StoreError, gaps};
 use tempfile::TempDir;
 
 /// Runs `test` on the in-memory store and on a sled store in a temp dir.
@@ -709,7 +709,7 @@ fn a_schema_1_store_is_converted_at_open() {
     assert!(tree.scan_prefix([b'b']).next().is_none());
     assert_eq!(
         tree.get(b"Mschema").unwrap().unwrap().as_ref(),
-        2u32.to_be_bytes()
+        SCHEMA_VERSION.to_be_bytes()
     );
 }
 

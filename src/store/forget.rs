@@ -22,8 +22,8 @@ use super::catalog::slot_change;
 use super::ingest::release_blobs;
 use super::log::LogItem;
 use super::tables::{
-    CERT, COUNTS, HEAD, INDEX, LOG, META, META_ADDRESS_BOOK, META_LOG_CURSOR, META_PUBLISHER,
-    MIRRORS, PIN, REVOCATION, SEQ, STORY, SeqState, bundle_bytes, id_from, key,
+    CERT, COUNTS, HEAD, INDEX, META, META_ADDRESS_BOOK, META_LOG_CURSOR, META_PUBLISHER, MIRRORS,
+    PIN, REVOCATION, SEQ, STORY, SeqState, bundle_bytes, id_from, key,
 };
 use super::tx::Tx;
 use super::{Store, StoreError};
@@ -79,18 +79,18 @@ impl Store {
             })
             .collect::<Result<_, StoreError>>()?;
         let ids: HashSet<BundleId> = slots.iter().map(|(_, id, _)| *id).collect();
-        let mut bundle_log: HashMap<BundleId, Vec<Vec<u8>>> = HashMap::new();
+        let mut bundle_log: HashMap<BundleId, Vec<u64>> = HashMap::new();
         let mut own_log = Vec::new();
-        for item in self.kv.scan(&[LOG], false) {
-            let (k, v) = item?;
-            match LogItem::decode(&v)? {
+        for item in super::log::entries(self, 0) {
+            let (position, item) = item?;
+            match item {
                 LogItem::Bundle(id) if ids.contains(&id) => {
-                    bundle_log.entry(id).or_default().push(k)
+                    bundle_log.entry(id).or_default().push(position)
                 }
                 LogItem::Head(p) | LogItem::Revocation(p, _) | LogItem::MirrorList(p)
                     if p == *publisher =>
                 {
-                    own_log.push(k)
+                    own_log.push(position)
                 }
                 _ => {}
             }
@@ -117,9 +117,7 @@ impl Store {
                 if let Some(seq) = slot.get(33..41).and_then(|b| b.try_into().ok()) {
                     slot_change(&mut tx, publisher, u64::from_be_bytes(seq), *state, None)?;
                 }
-                for k in bundle_log.remove(id).unwrap_or_default() {
-                    tx.delete(k);
-                }
+                super::log::remove(&mut tx, &bundle_log.remove(id).unwrap_or_default())?;
             }
             tx.commit()?;
             // Files go after the index no longer names them.
@@ -149,9 +147,7 @@ impl Store {
                 tx.delete(k);
             }
         }
-        for k in own_log {
-            tx.delete(k);
-        }
+        super::log::remove(&mut tx, &own_log)?;
         for url in &named.urls {
             tx.delete(key(META, &[META_LOG_CURSOR, WEB_CURSOR, url.as_bytes()]));
         }

@@ -309,35 +309,6 @@ impl Kv {
         }
     }
 
-    /// Up to `limit` pairs whose key starts with `prefix`, from `start`
-    /// (a key under `prefix`) on, in key order.
-    pub(crate) fn scan_from(
-        &self,
-        prefix: &[u8],
-        start: &[u8],
-        limit: usize,
-    ) -> Result<Vec<Pair>, StoreError> {
-        let (prefix, start) = (self.name(prefix, true), self.name(start, false));
-        let (prefix, start) = (prefix.as_slice(), start.as_slice());
-        let raw: Vec<Pair> = match &self.backend {
-            Backend::Sled { tree, .. } => tree
-                .range(start.to_vec()..)
-                .take_while(|r| r.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
-                .take(limit)
-                .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(sled_err))
-                .collect(),
-            Backend::Memory(m) => {
-                let m = m.read().map_err(|_| StoreError::Poisoned)?;
-                Ok(m.range::<Vec<u8>, _>(start.to_vec()..)
-                    .take_while(|(k, _)| k.starts_with(prefix))
-                    .take(limit)
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect())
-            }
-        }?;
-        raw.into_iter().map(|p| self.open_pair(p)).collect()
-    }
-
     /// The pairs whose key starts with `prefix`, from `start` (a key
     /// under `prefix`) on, in key order, read as they are taken: a page
     /// costs what it shows, not what the prefix holds.

@@ -3,21 +3,29 @@
 //! can follow a mirror without naming what it wants (see
 //! `sync::messages::log`).
 //!
-//! Entries are `l` + position (u64 BE) → what was taken: a bundle id, the
-//! publisher of a head (the entry stands for its newest head), a
-//! revocation's publisher and key, or the publisher of a mirror list (the
-//! entry stands for its newest list). Positions are given in the batch that
-//! stores the object, under the write lock, so they follow the order of
-//! the writes and none is given twice. An entry whose object went
-//! (evicted, revoked) stays and is skipped when read; those of a
-//! forgotten publisher are removed, and their positions stay empty. Each store names its
-//! log with random bytes of its own, so a reader knows its position in
-//! one store means nothing in a store made anew.
+//! Entries are `L` + block (u64 BE) → the block's [`LOG_BLOCK`]
+//! positions that hold something, each with what was taken there: a
+//! bundle id, the publisher of a head (the entry stands for its newest
+//! head), a revocation's publisher and key, or the publisher of a mirror
+//! list (the entry stands for its newest list). Positions are given in
+//! the batch that stores the object, under the write lock, so they follow
+//! the order of the writes and none is given twice. An entry whose object
+//! went (evicted, revoked) stays and is skipped when read; those of a
+//! forgotten publisher are removed, and their positions stay empty. Each
+//! store names its log with random bytes of its own, so a reader knows its
+//! position in one store means nothing in a store made anew.
+//!
+//! Why blocks: sled 0.34 keeps some 500 bytes in memory for each page of
+//! its tree, and a page holds at most 16 entries; an entry per position,
+//! one per stored bundle, was a tenth of a large store's entries. An
+//! append rewrites the last block, under 600 bytes on average. Schema 2
+//! kept an entry per position under `l`; [`Store::convert_log`] moves
+//! them into blocks at open.
 
-use super::kv::Op;
+use super::kv::{Op, Pair};
 use super::tables::{
-    CERT, HEAD, LOG, META, META_LOG_CURSOR, META_LOG_ID, META_LOG_NEXT, MIRRORS, REVOCATION, SEQ,
-    SeqState, key, u64_of,
+    CERT, HEAD, LOG, META, META_LOG_CURSOR, META_LOG_ID, META_LOG_NEXT, META_SCHEMA, MIRRORS,
+    OLD_LOG, REVOCATION, SCHEMA_VERSION, SEQ, SeqState, key, u64_of,
 };
 use super::tx::Tx;
 use super::{Store, StoreError};
@@ -25,6 +33,12 @@ use crate::proto::{BundleId, CertId, PublicKey};
 
 /// Entries written per batch while the log of an older store is built.
 const BUILD_BATCH: usize = 4096;
+/// Positions per block.
+pub(super) const LOG_BLOCK: u64 = 32;
+/// Blocks written per batch while a log of schema 2 is converted.
+const CONVERT_BLOCKS: usize = 128;
+/// The longest encoded [`LogItem`].
+const ITEM_MAX: usize = 65;
 
 /// What one log entry stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,8 +81,129 @@ impl LogItem {
     }
 }
 
-fn position_key(position: u64) -> Vec<u8> {
-    key(LOG, &[&position.to_be_bytes()])
+fn block_key(block: u64) -> Vec<u8> {
+    key(LOG, &[&block.to_be_bytes()])
+}
+
+/// The entries of one block: offset in the block and encoded item, by
+/// offset.
+type Block = Vec<(u8, Vec<u8>)>;
+
+fn encode_block(items: &Block) -> Vec<u8> {
+    let mut v = Vec::with_capacity(1 + items.iter().map(|(_, b)| 2 + b.len()).sum::<usize>());
+    v.push(items.len() as u8);
+    for (offset, bytes) in items {
+        v.push(*offset);
+        v.push(bytes.len() as u8);
+        v.extend_from_slice(bytes);
+    }
+    v
+}
+
+fn decode_block(v: &[u8]) -> Result<Block, StoreError> {
+    let bad = || StoreError::Corrupt("log block".into());
+    let (&n, mut rest) = v.split_first().ok_or_else(bad)?;
+    if n == 0 || u64::from(n) > LOG_BLOCK {
+        return Err(bad());
+    }
+    let mut items: Block = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let (&offset, after) = rest.split_first().ok_or_else(bad)?;
+        let (&len, after) = after.split_first().ok_or_else(bad)?;
+        let len = len as usize;
+        if u64::from(offset) >= LOG_BLOCK
+            || len > ITEM_MAX
+            || items.last().is_some_and(|(o, _)| *o >= offset)
+        {
+            return Err(bad());
+        }
+        items.push((offset, after.get(..len).ok_or_else(bad)?.to_vec()));
+        rest = &after[len..];
+    }
+    if !rest.is_empty() {
+        return Err(bad());
+    }
+    Ok(items)
+}
+
+/// The writes that put `items` at positions `next` on, with the block
+/// `next` falls in read by `get` (the only one that can hold entries
+/// already: nothing is ever written after the end).
+pub(super) fn append(
+    get: impl Fn(&[u8]) -> Result<Option<Vec<u8>>, StoreError>,
+    next: u64,
+    items: &[LogItem],
+) -> Result<Vec<Pair>, StoreError> {
+    let mut out = Vec::new();
+    let mut block = next / LOG_BLOCK;
+    let mut entries = match next % LOG_BLOCK {
+        0 => Vec::new(),
+        _ => get(&block_key(block))?
+            .map(|v| decode_block(&v))
+            .transpose()?
+            .unwrap_or_default(),
+    };
+    for (i, item) in items.iter().enumerate() {
+        let position = next + i as u64;
+        if position / LOG_BLOCK != block {
+            if !entries.is_empty() {
+                out.push((block_key(block), encode_block(&entries)));
+            }
+            block = position / LOG_BLOCK;
+            entries = Vec::new();
+        }
+        entries.push(((position % LOG_BLOCK) as u8, item.encode()));
+    }
+    if !entries.is_empty() {
+        out.push((block_key(block), encode_block(&entries)));
+    }
+    Ok(out)
+}
+
+/// Removes the entries at `positions` in `tx`, rewriting their blocks.
+pub(super) fn remove(tx: &mut Tx<'_>, positions: &[u64]) -> Result<(), StoreError> {
+    for position in positions {
+        let k = block_key(position / LOG_BLOCK);
+        let Some(v) = tx.get(&k)? else {
+            continue;
+        };
+        let mut entries = decode_block(&v)?;
+        entries.retain(|(o, _)| u64::from(*o) != position % LOG_BLOCK);
+        if entries.is_empty() {
+            tx.delete(k);
+        } else {
+            tx.put(k, encode_block(&entries));
+        }
+    }
+    Ok(())
+}
+
+/// Every entry of the log, in order, read block by block.
+pub(super) fn entries(
+    store: &Store,
+    from: u64,
+) -> impl Iterator<Item = Result<(u64, LogItem), StoreError>> + '_ {
+    store
+        .kv
+        .range_from(&[LOG], &block_key(from / LOG_BLOCK))
+        .flat_map(move |r| {
+            let block = r.and_then(|(k, v)| {
+                let n = k
+                    .get(1..9)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_be_bytes)
+                    .ok_or_else(|| StoreError::Corrupt("log block key".into()))?;
+                Ok((n, decode_block(&v)?))
+            });
+            match block {
+                Ok((n, items)) => items
+                    .into_iter()
+                    .map(|(o, bytes)| Ok((n * LOG_BLOCK + u64::from(o), LogItem::decode(&bytes)?)))
+                    .filter(|r| r.as_ref().map_or(true, |(p, _)| *p >= from))
+                    .collect::<Vec<_>>(),
+                Err(e) => vec![Err(e)],
+            }
+        })
 }
 
 impl Store {
@@ -87,34 +222,90 @@ impl Store {
 
     /// Up to `limit` log entries from position `from` on, in order.
     pub fn log_items(&self, from: u64, limit: usize) -> Result<Vec<(u64, LogItem)>, StoreError> {
-        self.kv
-            .scan_from(&[LOG], &position_key(from), limit)?
-            .into_iter()
-            .map(|(k, v)| {
-                let position = k
-                    .get(1..9)
-                    .and_then(|b| b.try_into().ok())
-                    .map(u64::from_be_bytes)
-                    .ok_or_else(|| StoreError::Corrupt("log position".into()))?;
-                Ok((position, LogItem::decode(&v)?))
-            })
-            .collect()
+        entries(self, from).take(limit).collect()
     }
 
     /// The writes that append `items` to the log. Caller holds the write
     /// lock and applies them in the batch that stores the objects.
     pub(super) fn log_ops(&self, items: &[LogItem]) -> Result<Vec<Op>, StoreError> {
-        let mut next = self.log_end()?;
-        let mut ops = Vec::with_capacity(items.len() + 1);
-        for item in items {
-            ops.push(Op::Put(position_key(next), item.encode()));
-            next += 1;
-        }
+        let next = self.log_end()?;
+        let mut ops: Vec<Op> = append(|k| self.kv.get(k), next, items)?
+            .into_iter()
+            .map(|(k, v)| Op::Put(k, v))
+            .collect();
         ops.push(Op::Put(
             key(META, &[META_LOG_NEXT]),
-            next.to_be_bytes().to_vec(),
+            (next + items.len() as u64).to_be_bytes().to_vec(),
         ));
         Ok(ops)
+    }
+
+    /// Moves a log of schema 2, an entry per position under `l`, into
+    /// blocks, whole blocks per batch, each batch writing its blocks and
+    /// removing their entries at once, so a crash leaves every position
+    /// in one place and the next open goes on; then marks the store as
+    /// of this schema.
+    pub(super) fn convert_log(&self) -> Result<(), StoreError> {
+        let schema_key = key(META, &[META_SCHEMA]);
+        let current = self
+            .kv
+            .get(&schema_key)?
+            .map(|v| v == SCHEMA_VERSION.to_be_bytes());
+        if current == Some(true) && self.kv.scan(&[OLD_LOG], false).next().is_none() {
+            return Ok(());
+        }
+        let _w = self.lock()?;
+        let mut ops = Vec::new();
+        let mut blocks = 0usize;
+        let mut moved = 0u64;
+        let mut current: Option<(u64, Block)> = None;
+        let put = |ops: &mut Vec<Op>, (n, items): (u64, Block)| -> Result<(), StoreError> {
+            // A block written before a crash holds other positions only.
+            let mut all = match self.kv.get(&block_key(n))? {
+                Some(v) => decode_block(&v)?,
+                None => Vec::new(),
+            };
+            all.extend(items);
+            all.sort_by_key(|(o, _)| *o);
+            all.dedup_by_key(|(o, _)| *o);
+            ops.push(Op::Put(block_key(n), encode_block(&all)));
+            Ok(())
+        };
+        for item in self.kv.scan(&[OLD_LOG], false) {
+            let (k, v) = item?;
+            let position = k
+                .get(1..9)
+                .filter(|_| k.len() == 9)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| StoreError::Corrupt("a schema 2 log position".into()))?;
+            LogItem::decode(&v)?;
+            let n = position / LOG_BLOCK;
+            if current.as_ref().is_some_and(|(c, _)| *c != n) {
+                put(&mut ops, current.take().unwrap_or_default())?;
+                blocks += 1;
+                if blocks >= CONVERT_BLOCKS {
+                    self.kv.apply(std::mem::take(&mut ops))?;
+                    blocks = 0;
+                }
+            }
+            current
+                .get_or_insert_with(|| (n, Vec::new()))
+                .1
+                .push(((position % LOG_BLOCK) as u8, v));
+            ops.push(Op::Delete(k));
+            moved += 1;
+        }
+        if let Some(last) = current.take() {
+            put(&mut ops, last)?;
+        }
+        ops.push(Op::Put(schema_key, SCHEMA_VERSION.to_be_bytes().to_vec()));
+        self.kv.apply(ops)?;
+        self.kv.flush()?;
+        if moved > 0 {
+            tracing::info!(moved, "moved the log into blocks");
+        }
+        Ok(())
     }
 
     /// Gives a store made before the log its log: every held bundle, by
@@ -163,10 +354,9 @@ impl Store {
         }
         for (n, chunk) in items.chunks(BUILD_BATCH).enumerate() {
             let start = (n * BUILD_BATCH) as u64;
-            let ops = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, item)| Op::Put(position_key(start + i as u64), item.encode()))
+            let ops = append(|_| Ok(None), start, chunk)?
+                .into_iter()
+                .map(|(k, v)| Op::Put(k, v))
                 .collect();
             self.kv.apply(ops)?;
         }
@@ -336,8 +526,8 @@ mod tests {
         store
             .kv
             .apply(vec![Op::Put(
-                position_key(0),
-                LogItem::Head(PublicKey([9; 32])).encode(),
+                block_key(0),
+                encode_block(&vec![(0, LogItem::Head(PublicKey([9; 32])).encode())]),
             )])
             .unwrap();
         store.build_log().unwrap();
@@ -362,6 +552,130 @@ mod tests {
         store.build_log().unwrap();
         assert_eq!(store.log_id().unwrap(), name);
         assert_eq!(store.log_items(1, 1).unwrap()[0].0, 1);
+    }
+
+    fn item(n: u64) -> LogItem {
+        let mut id = [0u8; 32];
+        id[..8].copy_from_slice(&n.to_be_bytes());
+        LogItem::Bundle(BundleId(id))
+    }
+
+    /// Appends in batches of every size, across blocks, and removals
+    /// anywhere: every read from every position gives what is left, in
+    /// order.
+    #[test]
+    fn blocks_give_back_every_position_in_order() {
+        let store = Store::memory(StoreConfig::default());
+        let mut reference: Vec<(u64, LogItem)> = Vec::new();
+        let mut next = 0u64;
+        for round in 0..40u64 {
+            let mut tx = Tx::new(&store.kv);
+            for _ in 0..(round * 7 % 45) {
+                tx.log.push(item(next));
+                reference.push((next, item(next)));
+                next += 1;
+            }
+            tx.commit().unwrap();
+            if round % 3 == 0 {
+                // Through the path heads and revocations take.
+                let ops = store.log_ops(&[item(next)]).unwrap();
+                store.kv.apply(ops).unwrap();
+                reference.push((next, item(next)));
+                next += 1;
+            }
+            if round % 5 == 4 {
+                let gone: Vec<u64> = reference
+                    .iter()
+                    .map(|(p, _)| *p)
+                    .filter(|p| (p * 13 + round) % 4 == 0)
+                    .collect();
+                let mut tx = Tx::new(&store.kv);
+                remove(&mut tx, &gone).unwrap();
+                tx.commit().unwrap();
+                reference.retain(|(p, _)| !gone.contains(p));
+            }
+        }
+        assert_eq!(store.log_end().unwrap(), next);
+        for from in 0..=next + 1 {
+            let want: Vec<_> = reference
+                .iter()
+                .filter(|(p, _)| *p >= from)
+                .cloned()
+                .collect();
+            assert_eq!(
+                store.log_items(from, usize::MAX).unwrap(),
+                want,
+                "from {from}"
+            );
+            let few: Vec<_> = want.iter().take(5).cloned().collect();
+            assert_eq!(store.log_items(from, 5).unwrap(), few, "5 from {from}");
+        }
+        assert!(store.log_items(0, 0).unwrap().is_empty());
+        let blocks = store.kv.scan(&[LOG], false).count() as u64;
+        assert!(blocks <= next.div_ceil(LOG_BLOCK), "{blocks} blocks");
+    }
+
+    #[test]
+    fn log_blocks_refuse_bad_bytes() {
+        let good = encode_block(&vec![(1, item(1).encode()), (5, item(5).encode())]);
+        assert_eq!(decode_block(&good).unwrap().len(), 2);
+        assert!(decode_block(&good[..good.len() - 1]).is_err());
+        assert!(decode_block(&[good.clone(), vec![0]].concat()).is_err());
+        assert!(decode_block(&[]).is_err());
+        assert!(decode_block(&[0]).is_err());
+        assert!(decode_block(&[33]).is_err());
+        // Offsets out of order, or past the block.
+        assert!(decode_block(&encode_block(&vec![(5, vec![]), (1, vec![])])).is_err());
+        assert!(decode_block(&encode_block(&vec![(32, vec![])])).is_err());
+    }
+
+    /// A log of schema 2, an entry per position, with gaps, is moved into
+    /// blocks at open, also when a crash stopped a conversion halfway.
+    #[test]
+    fn a_log_of_entries_is_moved_into_blocks() {
+        let store = Store::memory(StoreConfig::default());
+        let positions: Vec<u64> = (0..200).filter(|p| p % 7 != 3).collect();
+        let mut ops: Vec<Op> = positions
+            .iter()
+            .filter(|p| **p >= 64 || **p == 62)
+            .map(|p| Op::Put(key(OLD_LOG, &[&p.to_be_bytes()]), item(*p).encode()))
+            .collect();
+        ops.push(Op::Put(
+            key(META, &[META_SCHEMA]),
+            2u32.to_be_bytes().to_vec(),
+        ));
+        ops.push(Op::Put(
+            key(META, &[META_LOG_NEXT]),
+            200u64.to_be_bytes().to_vec(),
+        ));
+        store.kv.apply(ops).unwrap();
+        // Positions under 64 were moved before the crash, but for one
+        // (no conversion leaves that; the merge is there all the same).
+        let mut by_block: std::collections::BTreeMap<u64, Block> = Default::default();
+        for p in positions.iter().filter(|p| **p < 64 && **p != 62) {
+            by_block
+                .entry(p / LOG_BLOCK)
+                .or_default()
+                .push(((p % LOG_BLOCK) as u8, item(*p).encode()));
+        }
+        for (n, b) in by_block {
+            store
+                .kv
+                .apply(vec![Op::Put(block_key(n), encode_block(&b))])
+                .unwrap();
+        }
+        store.convert_log().unwrap();
+        let want: Vec<(u64, LogItem)> = positions.iter().map(|p| (*p, item(*p))).collect();
+        assert_eq!(store.log_items(0, usize::MAX).unwrap(), want);
+        assert!(store.kv.scan(&[OLD_LOG], false).next().is_none());
+        assert_eq!(
+            store.kv.get(&key(META, &[META_SCHEMA])).unwrap().unwrap(),
+            SCHEMA_VERSION.to_be_bytes()
+        );
+        // Appends go on after the end.
+        let ops = store.log_ops(&[item(200)]).unwrap();
+        store.kv.apply(ops).unwrap();
+        assert_eq!(store.log_items(199, 5).unwrap(), vec![(200, item(200))]);
     }
 
     #[test]

@@ -197,6 +197,7 @@ impl Store {
         let blobs = Blobs::open(&path.join("blobs"), sealer)?;
         let store = Self::init(kv, blobs, config, Some(path.to_owned()))?;
         store.convert_values()?;
+        store.convert_log()?;
         store.sweep_orphans()?;
         store.count_publishers()?;
         store.index_catalog()?;
@@ -240,8 +241,9 @@ impl Store {
             }
             Some(v) => {
                 let found = v.try_into().map(u32::from_be_bytes).unwrap_or(0);
-                // Version 1 is converted at open (`convert_values`).
-                if found != SCHEMA_VERSION && found != 1 {
+                // Versions 1 and 2 are converted at open
+                // (`convert_values`, `convert_log`).
+                if found != SCHEMA_VERSION && found != 1 && found != 2 {
                     return Err(StoreError::SchemaMismatch { found });
                 }
             }

@@ -20,7 +20,7 @@
 use super::catalog::FACET_LEN;
 use super::tables::{
     BLOB, CERT, COUNTS, HEAD, INDEX, LOG, MANIFEST, META, META_LOG_CURSOR, META_PUBLISHER, MIRRORS,
-    PIN, REFS, REVOCATION, SEQ, STORY, VALUE,
+    OLD_LOG, PIN, REFS, REVOCATION, SEQ, STORY, VALUE,
 };
 use crate::seal::Sealer;
 
@@ -88,7 +88,7 @@ pub(super) fn sealed_key(s: &Sealer, key: &[u8], prefix: bool) -> Vec<u8> {
             }
         }
         // Numbers stay, so that values are still stored in order.
-        LOG | VALUE => out.extend_from_slice(rest),
+        LOG | OLD_LOG | VALUE => out.extend_from_slice(rest),
         MANIFEST | BLOB | REFS | HEAD | CERT | MIRRORS => part(s, table, 0, rest, &mut out),
         // Any other shape: one keyed part, which point reads find.
         _ => part(s, table, 0, rest, &mut out),

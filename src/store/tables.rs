@@ -17,7 +17,7 @@
 //! | `c` | certificate id | signed certificate |
 //! | `x` | publisher, revoked key | signed revocation |
 //! | `p` | publisher, story | empty: the story is pinned |
-//! | `l` | position (u64 BE) | what the store took there (see `log`) |
+//! | `L` | block (u64 BE): position ÷ 32 | what the store took at the block's positions (see `log`) |
 //! | `w` | publisher | the newest signed mirror list (see `mirrors`) |
 //! | `i` | publisher, facet, inverted time (u64 BE) | a block of the facet's stories up to that time, newest first, each with its `t` value (see `catalog`) |
 //! | `n` | publisher, facet | stories in the facet, and its name; for the facet of all ones, held bundles and known sequence ranges |
@@ -36,9 +36,10 @@ use super::StoreError;
 use crate::proto::{BundleId, Manifest, PublicKey, StoryId, Timestamp};
 
 /// Version of this key layout; a store of another version is refused,
-/// except version 1 (manifests and small blobs whole under `m` and `b`),
-/// which is converted at open.
-pub const SCHEMA_VERSION: u32 = 2;
+/// except versions 1 (manifests and small blobs whole under `m` and `b`)
+/// and 2 (the log an entry per position under `l`), which are converted
+/// at open.
+pub const SCHEMA_VERSION: u32 = 3;
 
 pub(super) const META: u8 = b'M';
 pub(super) const MANIFEST: u8 = b'e';
@@ -55,7 +56,9 @@ pub(super) const HEAD: u8 = b'h';
 pub(super) const CERT: u8 = b'c';
 pub(super) const REVOCATION: u8 = b'x';
 pub(super) const PIN: u8 = b'p';
-pub(super) const LOG: u8 = b'l';
+pub(super) const LOG: u8 = b'L';
+/// Where schema 2 kept the log, an entry per position.
+pub(super) const OLD_LOG: u8 = b'l';
 pub(super) const MIRRORS: u8 = b'w';
 pub(super) const INDEX: u8 = b'i';
 pub(super) const COUNTS: u8 = b'n';

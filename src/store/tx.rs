@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use super::StoreError;
 use super::kv::{Kv, Op, Pair};
 use super::tables::{
-    LOG, META, META_BLOB_DISK, META_BLOBS, META_BUNDLES, META_LOG_NEXT, META_PAYLOAD,
-    META_PUBLISHER, META_VALUE_NEXT, REFS, key, u64_of,
+    META, META_BLOB_DISK, META_BLOBS, META_BUNDLES, META_LOG_NEXT, META_PAYLOAD, META_PUBLISHER,
+    META_VALUE_NEXT, REFS, key, u64_of,
 };
 use super::values::{blob_entry, set_blob_count};
 use crate::proto::{BlobHash, PublicKey};
@@ -162,12 +162,12 @@ impl<'a> Tx<'a> {
             );
         }
         if !self.log.is_empty() {
-            let mut next = u64_of(self.kv.get(&key(META, &[META_LOG_NEXT]))?);
-            for item in std::mem::take(&mut self.log) {
-                self.writes
-                    .insert(key(LOG, &[&next.to_be_bytes()]), Some(item.encode()));
-                next += 1;
+            let start = u64_of(self.kv.get(&key(META, &[META_LOG_NEXT]))?);
+            let items = std::mem::take(&mut self.log);
+            for (k, v) in super::log::append(|k| self.get(k), start, &items)? {
+                self.writes.insert(k, Some(v));
             }
+            let next = start + items.len() as u64;
             self.writes.insert(
                 key(META, &[META_LOG_NEXT]),
                 Some(next.to_be_bytes().to_vec()),

@@ -613,7 +613,7 @@ fn main() {
     let newsroom = Newsroom::new();
     let ids = {
         let store = Store::open(&plain_dir, StoreConfig::default()).unwrap();
-        if kept.is_some() && store.totals().unwrap().bundles >= count {
+        let ids = if kept.is_some() && store.totals().unwrap().bundles >= count {
             println!(
                 "used the store kept in {}: {} stories",
                 plain_dir.display(),
@@ -628,7 +628,19 @@ fn main() {
                 t.elapsed().as_secs_f64()
             );
             Some(ids)
+        };
+        // As a node that stops does (a killed one leaves the snapshot to
+        // its next start: see `Store::close`).
+        let t = Instant::now();
+        let settled = store.should_settle();
+        store.close().unwrap();
+        if settled {
+            println!(
+                "closed the store, its snapshot written, in {:.1} s",
+                t.elapsed().as_secs_f64()
+            );
         }
+        ids
     };
     // A fresh process serves, so that its memory and first page are a
     // node's after a start, not the filler's.

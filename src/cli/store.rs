@@ -453,6 +453,8 @@ pub(super) fn import(args: ImportArgs, data: &Path) -> Result<ExitCode> {
             all_ok &= print_report(&mut std::io::stdout(), &display(path), &report);
         }
     }
+    drop(policy);
+    store.close()?;
     if args.json {
         return import_json(false, files);
     }

@@ -475,9 +475,21 @@ impl RunningNode {
         self.lock_requested.notified().await
     }
 
-    /// Stops the gateway, the control API and the network, flushes the store and removes
-    /// `node.toml`.
+    /// Stops the gateway, the control API and the network, flushes the
+    /// store, removes `node.toml` and closes the store (see
+    /// [`Store::close`]).
     pub async fn stop(self) -> Result<(), NodeError> {
+        let store = Arc::clone(&self.store);
+        self.stop_quickly().await?;
+        if store.should_settle() {
+            close_when_free(store).await?;
+        }
+        Ok(())
+    }
+
+    /// [`RunningNode::stop`] without sled's snapshot: for a lock, which
+    /// must let go of the store and its key at once.
+    pub async fn stop_quickly(self) -> Result<(), NodeError> {
         // The gate first: no new request reaches the store.
         if let Some(gate) = &self.gate {
             gate.close();
@@ -522,6 +534,36 @@ impl RunningNode {
         self.store.flush()?;
         let _ = std::fs::remove_file(self.data_dir.join("node.toml"));
         Ok(())
+    }
+}
+
+/// Closes the store once nothing else holds it: tasks that were ended
+/// let go of theirs when next polled, and the network's worker threads
+/// as they stop. A store still held after a few seconds is only flushed.
+async fn close_when_free(mut store: Arc<Store>) -> Result<(), NodeError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match Arc::try_unwrap(store) {
+            Ok(only) => {
+                return match tokio::task::spawn_blocking(move || only.close()).await {
+                    Ok(closed) => closed.map_err(NodeError::from),
+                    // The store was flushed before; only the snapshot is
+                    // lost, and the next open makes it.
+                    Err(e) => {
+                        tracing::warn!("closing the store stopped: {e}");
+                        Ok(())
+                    }
+                };
+            }
+            Err(shared) if tokio::time::Instant::now() < deadline => {
+                store = shared;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(_) => {
+                tracing::info!("the store is still held; its snapshot waits for its next open");
+                return Ok(());
+            }
+        }
     }
 }
 

@@ -103,7 +103,10 @@ pub async fn run_sealed(
             _ = running.stop_requested() => false,
             _ = running.lock_requested() => true,
         };
-        let stopped = running.stop().await;
+        let stopped = match lock {
+            true => running.stop_quickly().await,
+            false => running.stop().await,
+        };
         if !lock || stopped.is_err() {
             break stopped;
         }

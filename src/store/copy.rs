@@ -74,6 +74,13 @@ impl Store {
         }
         kv.apply(ops)?;
         kv.flush()?;
+        // A copy is all written at once: its snapshot is written now
+        // rather than by its first open (see `Store::close`).
+        let settle = kv.written() >= self.config.settle_after_bytes;
+        drop(kv);
+        if settle && let Err(e) = Kv::settle(&path.join("index"), self.config.cache_bytes) {
+            tracing::info!("the copy's snapshot waits for its first open: {e}");
+        }
         Ok(copied)
     }
 }

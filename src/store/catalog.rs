@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::kv::Op;
 use super::tables::{
-    COUNTS, INDEX, META, META_CATALOG, META_CATALOG_ENTRIES, SEQ, STORY, SeqState, StoryEntry, key,
+    COUNTS, INDEX, META, META_CATALOG, META_CATALOG_ENTRIES, STORY, SeqState, StoryEntry, key,
     story_key,
 };
 use super::tx::Tx;
@@ -637,16 +637,8 @@ impl Store {
         }
         tx.commit()?;
         let mut slots: HashMap<PublicKey, Slots> = HashMap::new();
-        for item in self.kv.scan(&[SEQ], false) {
-            let (k, v) = item?;
-            let bad = || StoreError::Corrupt("sequence key".into());
-            let publisher = PublicKey(
-                k.get(1..33)
-                    .ok_or_else(bad)?
-                    .try_into()
-                    .map_err(|_| bad())?,
-            );
-            let seq = count_of(k.get(33..41).ok_or_else(bad)?);
+        for item in super::slots::scan(&self.kv, None) {
+            let (publisher, seq, v) = item?;
             let state = v.first().and_then(|b| SeqState::from_u8(*b));
             let s = slots.entry(publisher).or_default();
             if state == Some(SeqState::Held) {

@@ -7,10 +7,11 @@ use tracing::info;
 
 use super::blobs::disk_cost;
 use super::kv::Op;
+use super::slots;
 use super::tables::{
     BLOB, MANIFEST, META, META_BLOB_DISK, META_BLOBS, META_BUNDLES, META_CATALOG, META_PAYLOAD,
     META_PUBLISHER, META_PUBLISHER_COUNTED, META_SCHEMA, OLD_BLOB, OLD_MANIFEST, REFS,
-    SCHEMA_VERSION, SEQ, STORY, SeqState, StoryEntry, VALUE, bundle_bytes, id_from, key, story_key,
+    SCHEMA_VERSION, STORY, SeqState, StoryEntry, VALUE, bundle_bytes, id_from, key, story_key,
 };
 use super::tx::Tx;
 use super::values::{
@@ -221,15 +222,24 @@ impl Store {
     fn reindex(&self, removed: &[BundleId]) -> Result<(), StoreError> {
         let removed: HashSet<&BundleId> = removed.iter().collect();
         let mut ops = Vec::new();
-        for prefix in [SEQ, STORY, REFS] {
+        // Slots of bundles not held (evicted, revoked) stay, unless
+        // their bundle was removed; the held ones are made again from the
+        // manifests below, and all are written back in fresh blocks.
+        let mut kept_slots = Vec::new();
+        for item in slots::scan(&self.kv, None) {
+            let (p, seq, v) = item?;
+            if v.first().is_some_and(|s| *s != SeqState::Held as u8)
+                && !id_from(&v[1..]).is_ok_and(|id| removed.contains(&id))
+            {
+                kept_slots.push((p, seq, v));
+            }
+        }
+        for k in slots::block_keys(&self.kv) {
+            ops.push(Op::Delete(k?));
+        }
+        for prefix in [STORY, REFS] {
             for item in self.kv.scan(&[prefix], false) {
-                let (k, v) = item?;
-                if prefix == SEQ
-                    && v.first().is_some_and(|s| *s != SeqState::Held as u8)
-                    && !id_from(&v[1..]).is_ok_and(|id| removed.contains(&id))
-                {
-                    continue;
-                }
+                let (k, _) = item?;
                 ops.push(Op::Delete(k));
             }
         }
@@ -279,10 +289,7 @@ impl Store {
                     }
                     let mut seq_val = vec![SeqState::Held as u8];
                     seq_val.extend_from_slice(id.as_bytes());
-                    ops.push(Op::Put(
-                        key(SEQ, &[m.publisher.as_bytes(), &m.sequence.to_be_bytes()]),
-                        seq_val,
-                    ));
+                    kept_slots.push((m.publisher, m.sequence, seq_val));
                     match latest.entry((m.publisher, m.story)) {
                         hash_map::Entry::Occupied(mut o) => {
                             if (m.version, id) > (o.get().version, o.get().id) {
@@ -303,6 +310,7 @@ impl Store {
                 entry.encode(),
             ));
         }
+        ops.extend(slots::fresh_blocks(kept_slots));
         let mut blobs = 0u64;
         let mut blob_disk = 0u64;
         let mut unreferenced = Vec::new();

@@ -23,7 +23,7 @@ use super::ingest::release_blobs;
 use super::log::LogItem;
 use super::tables::{
     CERT, COUNTS, HEAD, INDEX, META, META_ADDRESS_BOOK, META_LOG_CURSOR, META_PUBLISHER, MIRRORS,
-    PIN, REVOCATION, SEQ, STORY, SeqState, bundle_bytes, id_from, key,
+    PIN, REVOCATION, STORY, SeqState, bundle_bytes, id_from, key,
 };
 use super::tx::Tx;
 use super::{Store, StoreError};
@@ -69,15 +69,14 @@ impl Store {
         let _w = self.lock()?;
         // Read before the list goes, in the last batch.
         let named = self.named_only_by(publisher)?;
-        let slots: Vec<(Vec<u8>, BundleId, Option<SeqState>)> = self
-            .kv
-            .scan(&key(SEQ, &[publisher.as_bytes()]), false)
-            .map(|item| {
-                let (k, v) = item?;
-                let state = v.first().and_then(|b| SeqState::from_u8(*b));
-                Ok((k, id_from(v.get(1..).unwrap_or_default())?, state))
-            })
-            .collect::<Result<_, StoreError>>()?;
+        let slots: Vec<(u64, BundleId, Option<SeqState>)> =
+            super::slots::scan(&self.kv, Some(publisher))
+                .map(|item| {
+                    let (_, seq, v) = item?;
+                    let state = v.first().and_then(|b| SeqState::from_u8(*b));
+                    Ok((seq, id_from(v.get(1..).unwrap_or_default())?, state))
+                })
+                .collect::<Result<_, StoreError>>()?;
         let ids: HashSet<BundleId> = slots.iter().map(|(_, id, _)| *id).collect();
         let mut bundle_log: HashMap<BundleId, Vec<u64>> = HashMap::new();
         let mut own_log = Vec::new();
@@ -100,7 +99,7 @@ impl Store {
         for chunk in slots.chunks(BATCH) {
             let mut tx = Tx::new(&self.kv);
             let mut unlink = Vec::new();
-            for (slot, id, state) in chunk {
+            for (seq, id, state) in chunk {
                 if let Some(sm) = self.manifest_in(&tx, id)? {
                     super::values::delete_manifest(&mut tx, id)?;
                     let (bytes, blobs) = release_blobs(&mut tx, &sm.manifest, &mut unlink)?;
@@ -113,10 +112,8 @@ impl Store {
                     report.blobs += blobs;
                     report.bytes += removed;
                 }
-                tx.delete(slot.clone());
-                if let Some(seq) = slot.get(33..41).and_then(|b| b.try_into().ok()) {
-                    slot_change(&mut tx, publisher, u64::from_be_bytes(seq), *state, None)?;
-                }
+                super::slots::set_slot(&mut tx, publisher, *seq, None)?;
+                slot_change(&mut tx, publisher, *seq, *state, None)?;
                 super::log::remove(&mut tx, &bundle_log.remove(id).unwrap_or_default())?;
             }
             tx.commit()?;

@@ -7,9 +7,10 @@ use tracing::debug;
 
 use super::blobs::disk_cost;
 use super::catalog::{index_change, slot_change};
+use super::slots;
 use super::tables::{
-    CERT, INLINE_BLOB_MAX, MANIFEST, REVOCATION, SEQ, SeqState, StoryEntry, bundle_bytes, id_from,
-    key, story_key,
+    CERT, INLINE_BLOB_MAX, MANIFEST, REVOCATION, SeqState, StoryEntry, bundle_bytes, id_from, key,
+    story_key,
 };
 use super::tx::{Tx, ref_count, set_ref_count};
 use super::values::{delete_manifest, put_manifest};
@@ -105,8 +106,7 @@ impl Store {
         let Some(signing_key) = self.signing_key_of(tx, &m.certificate)? else {
             return Err(StoreError::MissingCertificate(m.certificate));
         };
-        let seq_key = key(SEQ, &[m.publisher.as_bytes(), &m.sequence.to_be_bytes()]);
-        let old_slot = tx.get(&seq_key)?;
+        let old_slot = slots::slot(|k| tx.get(k), &m.publisher, m.sequence)?;
         if let Some(v) = &old_slot {
             let existing = id_from(&v[1..])?;
             match SeqState::from_u8(v[0]) {
@@ -162,7 +162,7 @@ impl Store {
         }
         let mut seq_val = vec![SeqState::Held as u8];
         seq_val.extend_from_slice(id.as_bytes());
-        tx.put(seq_key, seq_val);
+        slots::set_slot(tx, &m.publisher, m.sequence, Some(seq_val))?;
         let old_state = old_slot.and_then(|v| v.first().and_then(|b| SeqState::from_u8(*b)));
         slot_change(
             tx,
@@ -208,11 +208,9 @@ impl Store {
         let removed = sm.bytes.len() as u64 + freed;
         let mut seq_val = vec![state as u8];
         seq_val.extend_from_slice(id.as_bytes());
-        let seq_key = key(SEQ, &[m.publisher.as_bytes(), &m.sequence.to_be_bytes()]);
-        let old_state = tx
-            .get(&seq_key)?
+        let old_state = slots::slot(|k| tx.get(k), &m.publisher, m.sequence)?
             .and_then(|v| v.first().and_then(|b| SeqState::from_u8(*b)));
-        tx.put(seq_key, seq_val);
+        slots::set_slot(&mut tx, &m.publisher, m.sequence, Some(seq_val))?;
         slot_change(&mut tx, &m.publisher, m.sequence, old_state, Some(state))?;
         // If this was the story's newest version, the entry falls back to
         // the version it superseded, when that is stored.

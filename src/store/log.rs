@@ -19,13 +19,14 @@
 //! its tree, and a page holds at most 16 entries; an entry per position,
 //! one per stored bundle, was a tenth of a large store's entries. An
 //! append rewrites the last block, under 600 bytes on average. Schema 2
-//! kept an entry per position under `l`; [`Store::convert_log`] moves
+//! kept an entry per position under `l`; `Store::convert_blocks` moves
 //! them into blocks at open.
 
+use super::blocks::{self, Block};
 use super::kv::{Op, Pair};
 use super::tables::{
-    CERT, HEAD, LOG, META, META_LOG_CURSOR, META_LOG_ID, META_LOG_NEXT, META_SCHEMA, MIRRORS,
-    OLD_LOG, REVOCATION, SCHEMA_VERSION, SEQ, SeqState, key, u64_of,
+    CERT, HEAD, LOG, META, META_LOG_CURSOR, META_LOG_ID, META_LOG_NEXT, MIRRORS, OLD_LOG,
+    REVOCATION, SeqState, key, u64_of,
 };
 use super::tx::Tx;
 use super::{Store, StoreError};
@@ -34,9 +35,7 @@ use crate::proto::{BundleId, CertId, PublicKey};
 /// Entries written per batch while the log of an older store is built.
 const BUILD_BATCH: usize = 4096;
 /// Positions per block.
-pub(super) const LOG_BLOCK: u64 = 32;
-/// Blocks written per batch while a log of schema 2 is converted.
-const CONVERT_BLOCKS: usize = 128;
+pub(super) const LOG_BLOCK: u64 = blocks::BLOCK;
 /// The longest encoded [`LogItem`].
 const ITEM_MAX: usize = 65;
 
@@ -85,45 +84,8 @@ fn block_key(block: u64) -> Vec<u8> {
     key(LOG, &[&block.to_be_bytes()])
 }
 
-/// The entries of one block: offset in the block and encoded item, by
-/// offset.
-type Block = Vec<(u8, Vec<u8>)>;
-
-fn encode_block(items: &Block) -> Vec<u8> {
-    let mut v = Vec::with_capacity(1 + items.iter().map(|(_, b)| 2 + b.len()).sum::<usize>());
-    v.push(items.len() as u8);
-    for (offset, bytes) in items {
-        v.push(*offset);
-        v.push(bytes.len() as u8);
-        v.extend_from_slice(bytes);
-    }
-    v
-}
-
 fn decode_block(v: &[u8]) -> Result<Block, StoreError> {
-    let bad = || StoreError::Corrupt("log block".into());
-    let (&n, mut rest) = v.split_first().ok_or_else(bad)?;
-    if n == 0 || u64::from(n) > LOG_BLOCK {
-        return Err(bad());
-    }
-    let mut items: Block = Vec::with_capacity(n as usize);
-    for _ in 0..n {
-        let (&offset, after) = rest.split_first().ok_or_else(bad)?;
-        let (&len, after) = after.split_first().ok_or_else(bad)?;
-        let len = len as usize;
-        if u64::from(offset) >= LOG_BLOCK
-            || len > ITEM_MAX
-            || items.last().is_some_and(|(o, _)| *o >= offset)
-        {
-            return Err(bad());
-        }
-        items.push((offset, after.get(..len).ok_or_else(bad)?.to_vec()));
-        rest = &after[len..];
-    }
-    if !rest.is_empty() {
-        return Err(bad());
-    }
-    Ok(items)
+    blocks::decode(v, ITEM_MAX, "log block")
 }
 
 /// The writes that put `items` at positions `next` on, with the block
@@ -147,7 +109,7 @@ pub(super) fn append(
         let position = next + i as u64;
         if position / LOG_BLOCK != block {
             if !entries.is_empty() {
-                out.push((block_key(block), encode_block(&entries)));
+                out.push((block_key(block), blocks::encode(&entries)));
             }
             block = position / LOG_BLOCK;
             entries = Vec::new();
@@ -155,7 +117,7 @@ pub(super) fn append(
         entries.push(((position % LOG_BLOCK) as u8, item.encode()));
     }
     if !entries.is_empty() {
-        out.push((block_key(block), encode_block(&entries)));
+        out.push((block_key(block), blocks::encode(&entries)));
     }
     Ok(out)
 }
@@ -172,7 +134,7 @@ pub(super) fn remove(tx: &mut Tx<'_>, positions: &[u64]) -> Result<(), StoreErro
         if entries.is_empty() {
             tx.delete(k);
         } else {
-            tx.put(k, encode_block(&entries));
+            tx.put(k, blocks::encode(&entries));
         }
     }
     Ok(())
@@ -241,71 +203,22 @@ impl Store {
     }
 
     /// Moves a log of schema 2, an entry per position under `l`, into
-    /// blocks, whole blocks per batch, each batch writing its blocks and
-    /// removing their entries at once, so a crash leaves every position
-    /// in one place and the next open goes on; then marks the store as
-    /// of this schema.
-    pub(super) fn convert_log(&self) -> Result<(), StoreError> {
-        let schema_key = key(META, &[META_SCHEMA]);
-        let current = self
-            .kv
-            .get(&schema_key)?
-            .map(|v| v == SCHEMA_VERSION.to_be_bytes());
-        if current == Some(true) && self.kv.scan(&[OLD_LOG], false).next().is_none() {
-            return Ok(());
-        }
-        let _w = self.lock()?;
-        let mut ops = Vec::new();
-        let mut blocks = 0usize;
-        let mut moved = 0u64;
-        let mut current: Option<(u64, Block)> = None;
-        let put = |ops: &mut Vec<Op>, (n, items): (u64, Block)| -> Result<(), StoreError> {
-            // A block written before a crash holds other positions only.
-            let mut all = match self.kv.get(&block_key(n))? {
-                Some(v) => decode_block(&v)?,
-                None => Vec::new(),
-            };
-            all.extend(items);
-            all.sort_by_key(|(o, _)| *o);
-            all.dedup_by_key(|(o, _)| *o);
-            ops.push(Op::Put(block_key(n), encode_block(&all)));
-            Ok(())
-        };
-        for item in self.kv.scan(&[OLD_LOG], false) {
-            let (k, v) = item?;
+    /// blocks (see `blocks::move_into_blocks`). Caller holds the write
+    /// lock.
+    pub(super) fn move_log(&self) -> Result<u64, StoreError> {
+        blocks::move_into_blocks(&self.kv, OLD_LOG, ITEM_MAX, "log block", |k, v| {
             let position = k
                 .get(1..9)
                 .filter(|_| k.len() == 9)
                 .and_then(|b| b.try_into().ok())
                 .map(u64::from_be_bytes)
                 .ok_or_else(|| StoreError::Corrupt("a schema 2 log position".into()))?;
-            LogItem::decode(&v)?;
-            let n = position / LOG_BLOCK;
-            if current.as_ref().is_some_and(|(c, _)| *c != n) {
-                put(&mut ops, current.take().unwrap_or_default())?;
-                blocks += 1;
-                if blocks >= CONVERT_BLOCKS {
-                    self.kv.apply(std::mem::take(&mut ops))?;
-                    blocks = 0;
-                }
-            }
-            current
-                .get_or_insert_with(|| (n, Vec::new()))
-                .1
-                .push(((position % LOG_BLOCK) as u8, v));
-            ops.push(Op::Delete(k));
-            moved += 1;
-        }
-        if let Some(last) = current.take() {
-            put(&mut ops, last)?;
-        }
-        ops.push(Op::Put(schema_key, SCHEMA_VERSION.to_be_bytes().to_vec()));
-        self.kv.apply(ops)?;
-        self.kv.flush()?;
-        if moved > 0 {
-            tracing::info!(moved, "moved the log into blocks");
-        }
-        Ok(())
+            LogItem::decode(v)?;
+            Ok((
+                block_key(position / LOG_BLOCK),
+                (position % LOG_BLOCK) as u8,
+            ))
+        })
     }
 
     /// Gives a store made before the log its log: every held bundle, by
@@ -319,8 +232,8 @@ impl Store {
         }
         let _w = self.lock()?;
         let mut items = Vec::new();
-        for item in self.kv.scan(&[SEQ], false) {
-            let (_, v) = item?;
+        for item in super::slots::scan(&self.kv, None) {
+            let (_, _, v) = item?;
             if v.first() == Some(&(SeqState::Held as u8)) {
                 items.push(LogItem::Bundle(super::tables::id_from(&v[1..])?));
             }
@@ -498,11 +411,12 @@ impl Store {
 mod tests {
     use super::*;
     use crate::store::StoreConfig;
+    use crate::store::tables::{META_SCHEMA, SCHEMA_VERSION};
 
-    fn seq_entry(publisher: u8, seq: u64, state: SeqState, id: u8) -> Op {
+    fn slot(publisher: u8, seq: u64, state: SeqState, id: u8) -> (PublicKey, u64, Vec<u8>) {
         let mut v = vec![state as u8];
         v.extend_from_slice(&[id; 32]);
-        Op::Put(key(SEQ, &[&[publisher; 32], &seq.to_be_bytes()]), v)
+        (PublicKey([publisher; 32]), seq, v)
     }
 
     #[test]
@@ -511,23 +425,23 @@ mod tests {
         assert_eq!(store.log_end().unwrap(), 0);
         let first = store.log_id().unwrap();
         // As an older store: sequence slots, a head, and no log.
-        store
-            .kv
-            .apply(vec![
-                seq_entry(1, 1, SeqState::Held, 10),
-                seq_entry(1, 2, SeqState::Evicted, 11),
-                seq_entry(2, 7, SeqState::Held, 12),
-                Op::Put(key(HEAD, &[&[2; 32]]), vec![0]),
-                Op::Delete(key(META, &[META_LOG_ID])),
-                Op::Delete(key(META, &[META_LOG_NEXT])),
-            ])
-            .unwrap();
+        let mut ops = super::super::slots::fresh_blocks([
+            slot(1, 1, SeqState::Held, 10),
+            slot(1, 2, SeqState::Evicted, 11),
+            slot(2, 7, SeqState::Held, 12),
+        ]);
+        ops.extend([
+            Op::Put(key(HEAD, &[&[2; 32]]), vec![0]),
+            Op::Delete(key(META, &[META_LOG_ID])),
+            Op::Delete(key(META, &[META_LOG_NEXT])),
+        ]);
+        store.kv.apply(ops).unwrap();
         // A build cut short left entries and no name: built again whole.
         store
             .kv
             .apply(vec![Op::Put(
                 block_key(0),
-                encode_block(&vec![(0, LogItem::Head(PublicKey([9; 32])).encode())]),
+                blocks::encode(&vec![(0, LogItem::Head(PublicKey([9; 32])).encode())]),
             )])
             .unwrap();
         store.build_log().unwrap();
@@ -617,7 +531,7 @@ mod tests {
 
     #[test]
     fn log_blocks_refuse_bad_bytes() {
-        let good = encode_block(&vec![(1, item(1).encode()), (5, item(5).encode())]);
+        let good = blocks::encode(&vec![(1, item(1).encode()), (5, item(5).encode())]);
         assert_eq!(decode_block(&good).unwrap().len(), 2);
         assert!(decode_block(&good[..good.len() - 1]).is_err());
         assert!(decode_block(&[good.clone(), vec![0]].concat()).is_err());
@@ -625,8 +539,8 @@ mod tests {
         assert!(decode_block(&[0]).is_err());
         assert!(decode_block(&[33]).is_err());
         // Offsets out of order, or past the block.
-        assert!(decode_block(&encode_block(&vec![(5, vec![]), (1, vec![])])).is_err());
-        assert!(decode_block(&encode_block(&vec![(32, vec![])])).is_err());
+        assert!(decode_block(&blocks::encode(&vec![(5, vec![]), (1, vec![])])).is_err());
+        assert!(decode_block(&blocks::encode(&vec![(32, vec![])])).is_err());
     }
 
     /// A log of schema 2, an entry per position, with gaps, is moved into
@@ -661,10 +575,10 @@ mod tests {
         for (n, b) in by_block {
             store
                 .kv
-                .apply(vec![Op::Put(block_key(n), encode_block(&b))])
+                .apply(vec![Op::Put(block_key(n), blocks::encode(&b))])
                 .unwrap();
         }
-        store.convert_log().unwrap();
+        store.convert_blocks().unwrap();
         let want: Vec<(u64, LogItem)> = positions.iter().map(|p| (*p, item(*p))).collect();
         assert_eq!(store.log_items(0, usize::MAX).unwrap(), want);
         assert!(store.kv.scan(&[OLD_LOG], false).next().is_none());

@@ -20,6 +20,7 @@
 
 pub mod archive;
 mod blobs;
+mod blocks;
 mod book;
 mod catalog;
 mod check;
@@ -32,6 +33,7 @@ mod log;
 mod mirrors;
 mod read;
 mod sealed;
+mod slots;
 mod tables;
 mod trust;
 mod tx;
@@ -206,7 +208,7 @@ impl Store {
         let blobs = Blobs::open(&path.join("blobs"), sealer)?;
         let store = Self::init(kv, blobs, config, Some(path.to_owned()))?;
         store.convert_values()?;
-        store.convert_log()?;
+        store.convert_blocks()?;
         store.sweep_orphans()?;
         store.count_publishers()?;
         store.index_catalog()?;
@@ -251,7 +253,7 @@ impl Store {
             Some(v) => {
                 let found = v.try_into().map(u32::from_be_bytes).unwrap_or(0);
                 // Versions 1 and 2 are converted at open
-                // (`convert_values`, `convert_log`).
+                // (`convert_values`, `convert_blocks`).
                 if found != SCHEMA_VERSION && found != 1 && found != 2 {
                     return Err(StoreError::SchemaMismatch { found });
                 }

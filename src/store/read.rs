@@ -1,8 +1,9 @@
 //! Reads: manifests, blobs, story lists, sequence ranges and counts.
 
+use super::slots;
 use super::tables::{
     BLOB, MANIFEST, META, META_BLOB_DISK, META_BLOBS, META_BUNDLES, META_PAYLOAD, META_PUBLISHER,
-    REFS, SEQ, STORY, SeqState, StoryEntry, id_from, key, story_key, u64_of,
+    REFS, STORY, SeqState, StoryEntry, id_from, key, story_key, u64_of,
 };
 use super::tx::Tx;
 use super::{Store, StoreError, gaps, to_ranges};
@@ -141,9 +142,7 @@ impl Store {
         publisher: &PublicKey,
         sequence: u64,
     ) -> Result<Option<SeqState>, StoreError> {
-        Ok(self
-            .kv
-            .get(&key(SEQ, &[publisher.as_bytes(), &sequence.to_be_bytes()]))?
+        Ok(slots::slot(|k| self.kv.get(k), publisher, sequence)?
             .and_then(|v| v.first().and_then(|b| SeqState::from_u8(*b))))
     }
 
@@ -153,10 +152,7 @@ impl Store {
         publisher: &PublicKey,
         sequence: u64,
     ) -> Result<Option<BundleId>, StoreError> {
-        match self
-            .kv
-            .get(&key(SEQ, &[publisher.as_bytes(), &sequence.to_be_bytes()]))?
-        {
+        match slots::slot(|k| self.kv.get(k), publisher, sequence)? {
             Some(v) if v.first() == Some(&(SeqState::Held as u8)) => Ok(Some(id_from(&v[1..])?)),
             _ => Ok(None),
         }
@@ -256,14 +252,11 @@ impl Store {
         states: &[SeqState],
     ) -> Result<Vec<(u64, u64)>, StoreError> {
         let mut seqs = Vec::new();
-        for item in self.kv.scan(&key(SEQ, &[publisher.as_bytes()]), false) {
-            let (k, v) = item?;
+        for item in slots::scan(&self.kv, Some(publisher)) {
+            let (_, seq, v) = item?;
             let state = v.first().and_then(|b| SeqState::from_u8(*b));
             if state.is_some_and(|s| states.contains(&s)) {
-                let seq: [u8; 8] = k[33..41]
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("sequence key".into()))?;
-                seqs.push(u64::from_be_bytes(seq));
+                seqs.push(seq);
             }
         }
         Ok(to_ranges(seqs))
@@ -292,14 +285,9 @@ impl Store {
     /// Every held bundle of `publisher`, in sequence order: (sequence, id).
     pub fn held_bundles(&self, publisher: &PublicKey) -> Result<Vec<(u64, BundleId)>, StoreError> {
         let mut out = Vec::new();
-        for item in self.kv.scan(&key(SEQ, &[publisher.as_bytes()]), false) {
-            let (k, v) = item?;
+        for item in slots::scan(&self.kv, Some(publisher)) {
+            let (_, seq, v) = item?;
             if v.first() == Some(&(SeqState::Held as u8)) {
-                let seq = u64::from_be_bytes(
-                    k[33..41]
-                        .try_into()
-                        .map_err(|_| StoreError::Corrupt("sequence key".into()))?,
-                );
                 out.push((seq, id_from(&v[1..])?));
             }
         }

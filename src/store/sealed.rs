@@ -20,7 +20,7 @@
 use super::catalog::FACET_LEN;
 use super::tables::{
     BLOB, CERT, COUNTS, HEAD, INDEX, LOG, MANIFEST, META, META_LOG_CURSOR, META_PUBLISHER, MIRRORS,
-    OLD_LOG, PIN, REFS, REVOCATION, SEQ, STORY, VALUE,
+    OLD_LOG, OLD_SEQ, PIN, REFS, REVOCATION, SEQ, STORY, VALUE,
 };
 use crate::seal::Sealer;
 
@@ -54,7 +54,7 @@ pub(super) fn sealed_key(s: &Sealer, key: &[u8], prefix: bool) -> Vec<u8> {
             }
             None => part(s, table, 0, rest, &mut out),
         },
-        SEQ if rest.len() == 40 || (prefix && rest.len() == 32) => {
+        SEQ | OLD_SEQ if rest.len() == 40 || (prefix && rest.len() == 32) => {
             let publisher = &rest[..32];
             part(s, table, 0, publisher, &mut out);
             if let Some(seq) = rest.get(32..40) {

@@ -11,7 +11,7 @@
 //! | `g` | blob hash | for blobs up to 16 KiB: use count (u32 BE), then the number (u64 BE) of its bytes under `v` |
 //! | `v` | number (u64 BE), growing | a manifest or a small blob: its kind, its id or hash, its bytes (see `values`) |
 //! | `r` | blob hash | for larger blobs, kept as files: use count (u32 BE) |
-//! | `s` | publisher, sequence (u64 BE) | state byte, bundle id |
+//! | `S` | publisher, block (u64 BE): sequence ÷ 32 | each slot of the block: state byte, bundle id (see `slots`) |
 //! | `t` | publisher, story | the newest version: number, bundle id, first publication, language, section |
 //! | `h` | publisher | the newest signed head |
 //! | `c` | certificate id | signed certificate |
@@ -37,8 +37,8 @@ use crate::proto::{BundleId, Manifest, PublicKey, StoryId, Timestamp};
 
 /// Version of this key layout; a store of another version is refused,
 /// except versions 1 (manifests and small blobs whole under `m` and `b`)
-/// and 2 (the log an entry per position under `l`), which are converted
-/// at open.
+/// and 2 (the log and the sequence slots an entry per item under `l` and
+/// `s`), which are converted at open.
 pub const SCHEMA_VERSION: u32 = 3;
 
 pub(super) const META: u8 = b'M';
@@ -50,7 +50,9 @@ pub(super) const OLD_MANIFEST: u8 = b'm';
 pub(super) const OLD_BLOB: u8 = b'b';
 
 pub(super) const REFS: u8 = b'r';
-pub(super) const SEQ: u8 = b's';
+pub(super) const SEQ: u8 = b'S';
+/// Where schema 2 kept the sequence slots, an entry per slot.
+pub(super) const OLD_SEQ: u8 = b's';
 pub(super) const STORY: u8 = b't';
 pub(super) const HEAD: u8 = b'h';
 pub(super) const CERT: u8 = b'c';

@@ -10,7 +10,7 @@ use tracing::{debug, warn};
 
 use super::kv::Op;
 use super::log::LogItem;
-use super::tables::{CERT, HEAD, REVOCATION, SEQ, SeqState, id_from, key};
+use super::tables::{CERT, HEAD, REVOCATION, SeqState, id_from, key};
 use super::{Store, StoreError};
 use crate::proto::{
     BundleId, CertId, Head, KeyCertificate, PolicyError, PublicKey, RevocationChange, Timestamp,
@@ -61,8 +61,8 @@ impl Store {
         self.kv.apply(ops)?;
         let mut doomed = Vec::new();
         if change.changed {
-            for item in self.kv.scan(&key(SEQ, &[rev.publisher.as_bytes()]), false) {
-                let (_, v) = item?;
+            for item in super::slots::scan(&self.kv, Some(&rev.publisher)) {
+                let (_, _, v) = item?;
                 if v.first() != Some(&(SeqState::Held as u8)) {
                     continue;
                 }

@@ -78,7 +78,10 @@ impl Fixture {
                 language: "en".into(),
                 authors: vec![],
                 section: None,
-                published: signed_at,
+                // A second apart, as a feed's stories are. Stories of
+                // one second are the catalog index's worst case (its
+                // blocks split only between seconds; benchmarks.md).
+                published: signed_at.minus(2_000_000u64.saturating_sub(seq)),
                 updated: None,
                 original_url: None,
                 summary: None,

@@ -311,9 +311,12 @@ impl Store {
         let (path, cache) = (self.path.clone(), self.config.cache_bytes);
         drop(self);
         if let (true, Some(path)) = (settle, path) {
+            // Seconds for a large store: said, so that a stop that takes
+            // them is not taken for a hang.
+            tracing::info!("writing the store's snapshot, so that the next start is quick");
             let started = std::time::Instant::now();
             match Kv::settle(&path.join("index"), cache) {
-                Ok(()) => tracing::debug!(
+                Ok(()) => tracing::info!(
                     ms = started.elapsed().as_millis() as u64,
                     "wrote the store's snapshot"
                 ),

@@ -9,12 +9,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use common::gateway::{get, serve};
-use common::{DAY, Publisher, StoryVersion, T0};
+use common::{DAY, Publisher, StoryVersion, T0, publisher_file};
 use kolokol::gateway::GatewayState;
 use kolokol::proto::{Kind, StoryId};
 use kolokol::seal::{DataKey, Sealer};
 use kolokol::store::{Facet, IndexCursor, Store, StoreConfig, StoryEntry};
-use kolokol::trust::PublisherFile;
 use tempfile::TempDir;
 
 const LANGUAGES: [&str; 3] = ["en", "ru", "ar"];
@@ -253,19 +252,6 @@ fn a_store_made_before_the_index_gets_it_at_open() {
     }
 }
 
-fn file(p: &Publisher, name: &str) -> PublisherFile {
-    PublisherFile {
-        name: name.into(),
-        display_name: None,
-        root_key: p.public(),
-        homepage: None,
-        bootstrap: vec![],
-        demo: false,
-        mirror_list: None,
-        mirror_certificate: None,
-    }
-}
-
 fn json(r: &common::gateway::Response) -> serde_json::Value {
     assert_eq!(r.status, 200, "{}", r.text());
     serde_json::from_slice(&r.body).unwrap()
@@ -284,7 +270,11 @@ async fn lists_show_a_stored_story_at_once_and_only_trusted_publishers() {
     }
     store.ingest(&[story(&b, 1, 100).verified()]).unwrap();
     // Only `a` is trusted: `b`'s story, the newest, is not listed.
-    let g = serve(GatewayState::new(store.clone(), vec![file(&a, "a")])).await;
+    let g = serve(GatewayState::new(
+        store.clone(),
+        vec![publisher_file(&a, "a")],
+    ))
+    .await;
     let all = json(&get(g.addr, "/api/v1/stories?per_page=100").await);
     assert_eq!(all["total"], 30);
     let shown = all["stories"].as_array().unwrap();
@@ -310,7 +300,7 @@ async fn lists_show_a_stored_story_at_once_and_only_trusted_publishers() {
     // Trusting both shows both at once, merged newest first.
     let g2 = serve(GatewayState::new(
         store.clone(),
-        vec![file(&a, "a"), file(&b, "b")],
+        vec![publisher_file(&a, "a"), publisher_file(&b, "b")],
     ))
     .await;
     let both = json(&get(g2.addr, "/api/v1/stories?per_page=3").await);

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use common::*;
 use kolokol::config::Config;
 use kolokol::net::NetConfig;
-use kolokol::trust::{PublisherFile, TrustList};
+use kolokol::trust::TrustList;
 use tempfile::TempDir;
 
 /// A GET on `addr`: the status code and the body.
@@ -93,17 +93,7 @@ async fn metrics_parse_as_prometheus_text_and_health_answers() {
     let trusting = |data: &std::path::Path| {
         let list = TrustList::open(data).unwrap();
         for (pb, name) in [(&p, "metric-news"), (&other, "other-news")] {
-            list.add_file(&PublisherFile {
-                name: name.into(),
-                display_name: None,
-                root_key: pb.public(),
-                homepage: None,
-                bootstrap: vec![],
-                demo: false,
-                mirror_list: None,
-                mirror_certificate: None,
-            })
-            .unwrap();
+            list.add_file(&publisher_file(pb, name)).unwrap();
         }
     };
     trusting(&data);

@@ -9,7 +9,7 @@ use std::path::Path;
 use common::*;
 use kolokol::config::Config;
 use kolokol::net::NetConfig;
-use kolokol::trust::{PublisherFile, TrustList};
+use kolokol::trust::TrustList;
 use tempfile::TempDir;
 
 /// The log position of sled's newest snapshot in the store of `data`
@@ -31,16 +31,7 @@ async fn run_and_stop(data: &Path, settle_after_bytes: u64) -> (Option<u64>, Opt
     let p = Publisher::new(1);
     TrustList::open(data)
         .unwrap()
-        .add_file(&PublisherFile {
-            name: "settle-news".into(),
-            display_name: None,
-            root_key: p.public(),
-            homepage: None,
-            bootstrap: vec![],
-            demo: false,
-            mirror_list: None,
-            mirror_certificate: None,
-        })
+        .add_file(&publisher_file(&p, "settle-news"))
         .unwrap();
     let mut config = Config {
         net: NetConfig::for_tests(),

@@ -106,19 +106,8 @@ pub(super) fn scan<'a>(
     };
     kv.scan(&prefix, false).flat_map(|r| {
         let block = r.and_then(|(k, v)| {
-            let bad = || StoreError::Corrupt("sequence slot key".into());
-            let p: [u8; 32] = k
-                .get(1..33)
-                .ok_or_else(bad)?
-                .try_into()
-                .map_err(|_| bad())?;
-            let n: [u8; 8] = k
-                .get(33..41)
-                .filter(|_| k.len() == 41)
-                .ok_or_else(bad)?
-                .try_into()
-                .map_err(|_| bad())?;
-            Ok((PublicKey(p), u64::from_be_bytes(n), decode(&v)?))
+            let (p, n) = publisher_and_number(&k, "sequence slot key")?;
+            Ok((p, n, decode(&v)?))
         });
         match block {
             Ok((p, n, items)) => items
@@ -128,6 +117,24 @@ pub(super) fn scan<'a>(
             Err(e) => vec![Err(e)],
         }
     })
+}
+
+/// The publisher and the number of a key of either layout (`S` or `s`):
+/// prefix, publisher, u64 BE, nothing after.
+fn publisher_and_number(k: &[u8], what: &str) -> Result<(PublicKey, u64), StoreError> {
+    let bad = || StoreError::Corrupt(what.into());
+    let p: [u8; 32] = k
+        .get(1..33)
+        .ok_or_else(bad)?
+        .try_into()
+        .map_err(|_| bad())?;
+    let n: [u8; 8] = k
+        .get(33..41)
+        .filter(|_| k.len() == 41)
+        .ok_or_else(bad)?
+        .try_into()
+        .map_err(|_| bad())?;
+    Ok((PublicKey(p), u64::from_be_bytes(n)))
 }
 
 /// The key of every block of slots, to clear the table.
@@ -141,20 +148,12 @@ impl Store {
     /// lock.
     pub(super) fn move_slots(&self) -> Result<u64, StoreError> {
         blocks::move_into_blocks(&self.kv, OLD_SEQ, SLOT_LEN, WHAT, |k, v| {
-            let bad = || StoreError::Corrupt("a schema 2 sequence slot".into());
-            let p: [u8; 32] = k
-                .get(1..33)
-                .ok_or_else(bad)?
-                .try_into()
-                .map_err(|_| bad())?;
-            let n: [u8; 8] = k
-                .get(33..41)
-                .filter(|_| k.len() == 41 && v.len() == SLOT_LEN)
-                .ok_or_else(bad)?
-                .try_into()
-                .map_err(|_| bad())?;
-            let seq = u64::from_be_bytes(n);
-            Ok((block_key(&PublicKey(p), seq), offset(seq)))
+            const WHAT_OLD: &str = "a schema 2 sequence slot";
+            if v.len() != SLOT_LEN {
+                return Err(StoreError::Corrupt(WHAT_OLD.into()));
+            }
+            let (p, seq) = publisher_and_number(k, WHAT_OLD)?;
+            Ok((block_key(&p, seq), offset(seq)))
         })
     }
 }

@@ -323,6 +323,20 @@ pub fn archive(p: &Publisher, n: u64, body_len: usize) -> Vec<u8> {
     w.finish().unwrap()
 }
 
+/// The trust list's entry for `p` under `name`, with nothing else set.
+pub fn publisher_file(p: &Publisher, name: &str) -> kolokol::trust::PublisherFile {
+    kolokol::trust::PublisherFile {
+        name: name.into(),
+        display_name: None,
+        root_key: p.public(),
+        homepage: None,
+        bootstrap: vec![],
+        demo: false,
+        mirror_list: None,
+        mirror_certificate: None,
+    }
+}
+
 /// A publisher file for `p`, for a data directory's trust list.
 pub fn trust_file(p: &Publisher, name: &str) -> String {
     format!("name = \"{name}\"\nroot_key = \"{}\"\n", p.public())
